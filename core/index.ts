@@ -1,0 +1,14 @@
+/** treeshare core: the public surface scenarios, the CLI and tests build on. */
+export * from './errors.ts';
+export { Peer } from './peer/peer.ts';
+export type * from './peer/types.ts';
+export { Metaserver, type MetaserverOptions, type MetaserverEvents } from './metaserver/metaserver.ts';
+export { metaStatus, probe, request } from './metaserver/client.ts';
+export { tcpTransport } from './transport/tcp.ts';
+export { MemoryNetwork, type LinkShape } from './transport/memory.ts';
+export type { Transport, HostPort, Listener } from './transport/transport.ts';
+export { Connection, type ConnectionOptions } from './transport/connection.ts';
+export { PROTOCOL_VERSION, addrKey, type Message, type PeerRef, type TopoNode, type RegistryEntry, type Hit } from './protocol/messages.ts';
+export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
+export { checkFileName } from './protocol/names.ts';
+export { renderTree, treeFromNodes, type TreeView } from './peer/render.ts';

@@ -1,0 +1,256 @@
+/**
+ * The peer's side of floods (flows E–H): runs topology requests and file
+ * queries through the pure Convergecast state machine, forwards to every
+ * neighbour but the sender, answers the sender with its subtree's aggregate,
+ * and resolves the requester's promise with a definite result.
+ *
+ * Duplicates (a query id already handled) are answered at once with an
+ * empty aggregate counting one duplicate, so the sender is never left waiting.
+ * Each hop waits at most the budget the request carries, and forwards a
+ * smaller one, so answers get home before the requester's deadline.
+ */
+import { TreeshareError } from '../errors.ts';
+import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
+import { abortError } from '../transport/connection.ts';
+import type { Link } from './links.ts';
+import type { Peer } from './peer.ts';
+import type { SearchResult, TopoResult } from './types.ts';
+
+interface QueryAgg {
+  counters: FloodCounters;
+  hits: Hit[];
+}
+interface TopoAgg {
+  counters: FloodCounters;
+  nodes: TopoNode[];
+}
+
+interface Local {
+  t0: number;
+  firstHitAt: number | null;
+  done: (c: Completion<QueryAgg> | Completion<TopoAgg>) => void;
+}
+
+/** Largest payload of one topo-reply frame, bytes (kept under the 64 KiB frame limit). */
+const TOPO_FRAME_BUDGET = 48 * 1024;
+const MAX_HITS = 1000;
+
+export class FloodHandler {
+  readonly seen: SeenCache;
+  private readonly queries = new Convergecast<QueryAgg>((a, p) => {
+    mergeCounters(a.counters, p.counters);
+    for (const h of p.hits) if (a.hits.length < MAX_HITS) a.hits.push(h);
+  });
+  private readonly topos = new Convergecast<TopoAgg>((a, p) => {
+    mergeCounters(a.counters, p.counters);
+    for (const n of p.nodes) a.nodes.push(n);
+  });
+  private readonly local = new Map<string, Local>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly peer: Peer) {
+    this.seen = new SeenCache({ maxEntries: peer.opts.seenCacheSize });
+  }
+
+  search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
+    const q: Msg<'query'> = { t: 'query', qid, name, origin: this.peer.ref, ttl: this.peer.opts.ttl, hops: 0, budget: this.peer.opts.floodTimeoutMs, want };
+    return this.run(qid, o.signal, `search for ${name}`, () => void this.onQuery(null, q), (c, l) => {
+      const acc = c.acc as QueryAgg;
+      const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
+      this.peer.emit('search-done', r);
+      return r;
+    });
+  }
+
+  topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
+    const qid = this.peer.newQid();
+    const m: Msg<'topo'> = { t: 'topo', qid, origin: this.peer.ref, hops: 0, ttl: this.peer.opts.ttl, budget: this.peer.opts.floodTimeoutMs };
+    return this.run(qid, o.signal, 'topology', () => void this.onTopo(null, m), (c, l) => {
+      const acc = c.acc as TopoAgg;
+      const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
+      this.peer.emit('topo-done', r);
+      return r;
+    });
+  }
+
+  /** A download's first offer counts as its first hit. */
+  noteHit(qid: string): void {
+    const l = this.local.get(qid);
+    if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+  }
+
+  private run<R>(qid: string, signal: AbortSignal | undefined, what: string, start: () => void, finish: (c: Completion<QueryAgg> | Completion<TopoAgg>, l: Local) => R): Promise<R> {
+    if (!this.peer.joined) return Promise.reject(new TreeshareError('not-joined', `peer ${this.peer.id} has not joined the overlay yet`));
+    return new Promise<R>((resolve, reject) => {
+      const onAbort = () => {
+        this.local.delete(qid);
+        reject(abortError(signal!, what));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const l: Local = {
+        t0: performance.now(),
+        firstHitAt: null,
+        done: (c) => {
+          signal?.removeEventListener('abort', onAbort);
+          this.local.delete(qid);
+          resolve(finish(c, l));
+        },
+      };
+      this.local.set(qid, l);
+      start();
+    });
+  }
+
+  onMessage(link: Link, m: Msg<'topo' | 'query' | 'topo-reply' | 'query-reply'>): void {
+    switch (m.t) {
+      case 'query':
+        void this.onQuery(link, m);
+        return;
+      case 'topo':
+        void this.onTopo(link, m);
+        return;
+      case 'query-reply': {
+        const l = this.local.get(m.qid);
+        if (l && m.hits.length) {
+          if (l.firstHitAt === null) l.firstHitAt = performance.now();
+          for (const h of m.hits) this.peer.emit('hit', { qid: m.qid, name: '', holder: h });
+        }
+        this.complete(this.queries.reply(m.qid, link.ref.id, { counters: countersOf(m), hits: m.hits }), 'query');
+        return;
+      }
+      case 'topo-reply': {
+        const l = this.local.get(m.qid);
+        if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+        if (!m.final) this.topos.partial(m.qid, link.ref.id, { counters: emptyCounters(), nodes: m.nodes });
+        else this.complete(this.topos.reply(m.qid, link.ref.id, { counters: countersOf(m), nodes: m.nodes }), 'topo');
+        return;
+      }
+    }
+  }
+
+  neighbourGone(id: string): void {
+    for (const c of this.queries.neighbourGone(id)) this.complete(c, 'query');
+    for (const c of this.topos.neighbourGone(id)) this.complete(c, 'topo');
+  }
+
+  clear(): void {
+    for (const c of this.queries.clear()) this.complete(c, 'query');
+    for (const c of this.topos.clear()) this.complete(c, 'topo');
+  }
+
+  private async onQuery(from: Link | null, q: Msg<'query'>): Promise<void> {
+    const now = performance.now();
+    if (this.seen.checkAndAdd(q.qid, now)) {
+      from?.conn.send({ t: 'query-reply', qid: q.qid, hits: [], missing: [], reached: 0, messages: 1, duplicates: 1, maxHops: q.hops });
+      return;
+    }
+    const has = await this.peer.localHas(q.name);
+    const own: QueryAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: q.hops }, hits: [] };
+    if (has) {
+      own.hits.push({ ...this.peer.ref, size: has.size, hops: q.hops });
+      if (q.want === 'download' && q.origin.id !== this.peer.id) this.peer.serveHit(q);
+    }
+    const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.peer.opts.hopSlackMs) };
+    const targets = this.forward(from, q.hops, q.ttl, q.budget, fwd, own.counters);
+    this.begin(this.queries, q.qid, from, targets, own, q.budget, 'query');
+  }
+
+  private async onTopo(from: Link | null, m: Msg<'topo'>): Promise<void> {
+    const now = performance.now();
+    if (this.seen.checkAndAdd(m.qid, now)) {
+      from?.conn.send({ t: 'topo-reply', qid: m.qid, nodes: [], missing: [], final: true, reached: 0, messages: 1, duplicates: 1, maxHops: m.hops });
+      return;
+    }
+    let files = 0;
+    try {
+      files = (await this.peer.files()).length;
+    } catch {
+      /* share folder gone: report 0 */
+    }
+    const p = this.peer;
+    const self: TopoNode = {
+      ...p.ref, parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: p.depth, files,
+    };
+    const own: TopoAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: m.hops }, nodes: [self] };
+    const fwd = { ...m, hops: m.hops + 1, budget: childBudget(m.budget, p.opts.hopSlackMs) };
+    const targets = this.forward(from, m.hops, m.ttl, m.budget, fwd, own.counters);
+    this.begin(this.topos, m.qid, from, targets, own, m.budget, 'topo');
+  }
+
+  private forward(from: Link | null, hops: number, ttl: number, budget: number, fwd: Msg<'query'> | Msg<'topo'>, counters: FloodCounters): string[] {
+    const { targets, cut } = floodTargets(this.peer.links.ids(), from?.ref.id ?? null, hops, ttl, budget, this.peer.opts.hopSlackMs);
+    const sent: string[] = [];
+    if (cut) {
+      // Neighbours beyond the TTL or the time budget are reported as not answering.
+      for (const id of this.peer.links.ids()) if (id !== from?.ref.id) counters.missing.push(id);
+    }
+    for (const id of targets) {
+      const l = this.peer.links.get(id);
+      if (l && l.conn.send(fwd) !== false && !l.conn.closed) {
+        sent.push(id);
+        counters.messages++;
+      } else counters.missing.push(id);
+    }
+    return sent;
+  }
+
+  private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
+    const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
+    if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
+    const t = setTimeout(() => {
+      this.timers.delete(qid);
+      const done = cc.timeout(qid);
+      if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, kind);
+    }, Math.max(1, budget));
+    t.unref?.();
+    this.timers.set(qid, t);
+  }
+
+  private complete(c: Completion<QueryAgg> | Completion<TopoAgg> | undefined, kind: 'query' | 'topo'): void {
+    if (!c) return;
+    const t = this.timers.get(c.qid);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(c.qid);
+    }
+    if (c.to === null) {
+      this.local.get(c.qid)?.done(c);
+      return;
+    }
+    const link = this.peer.links.get(c.to);
+    if (!link) return;
+    const k = c.acc.counters;
+    if (kind === 'query') {
+      const acc = c.acc as QueryAgg;
+      link.conn.send({ t: 'query-reply', qid: c.qid, hits: acc.hits, missing: k.missing.slice(0, 5000), reached: k.reached, messages: k.messages + 1, duplicates: k.duplicates, maxHops: k.maxHops });
+      return;
+    }
+    const frames = chunkNodes((c.acc as TopoAgg).nodes);
+    for (let i = 0; i < frames.length - 1; i++) {
+      link.conn.send({ t: 'topo-reply', qid: c.qid, nodes: frames[i]!, missing: [], final: false, reached: 0, messages: 0, duplicates: 0, maxHops: 0 });
+    }
+    link.conn.send({ t: 'topo-reply', qid: c.qid, nodes: frames[frames.length - 1]!, missing: k.missing.slice(0, 5000), final: true, reached: k.reached, messages: k.messages + frames.length, duplicates: k.duplicates, maxHops: k.maxHops });
+  }
+}
+
+function countersOf(m: Msg<'query-reply'> | Msg<'topo-reply'>): FloodCounters {
+  return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: [...m.missing] };
+}
+
+/** Splits nodes into groups whose JSON stays under TOPO_FRAME_BUDGET (at least one group). */
+export function chunkNodes(nodes: TopoNode[]): TopoNode[][] {
+  const out: TopoNode[][] = [[]];
+  let size = 0;
+  for (const n of nodes) {
+    const s = JSON.stringify(n).length + 1;
+    if (size + s > TOPO_FRAME_BUDGET && out[out.length - 1]!.length > 0) {
+      out.push([]);
+      size = 0;
+    }
+    out[out.length - 1]!.push(n);
+    size += s;
+  }
+  return out;
+}

@@ -1,0 +1,108 @@
+/**
+ * Joining the overlay (flows A–D), newcomer side: register with the
+ * metaserver, then JOIN the referred peer, following REDIRECTs (bounded, no
+ * loops) until one accepts. The accepted connection is returned open: it is
+ * the link to the parent. Every step is timestamped for the join timeline.
+ */
+import { TreeshareError } from '../errors.ts';
+import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
+import { RedirectTracker } from '../protocol/placement.ts';
+import { request, withTimeout } from '../metaserver/client.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import type { HostPort, Transport } from '../transport/transport.ts';
+
+export interface JoinTimeline {
+  /** performance.now() when the register request left. */
+  registerSentAt: number;
+  referralAt: number;
+  referral: PeerRef | null;
+  redirects: { from: PeerRef; to: PeerRef; at: number }[];
+  acceptedAt: number;
+  parent: PeerRef | null;
+  depth: number;
+  /** Register round trip to the metaserver, ms. */
+  metaRttMs: number;
+  /** Last JOIN sent → accept received (connect included), ms. */
+  finalConnectMs: number;
+  /** Register sent → accepted, ms. */
+  totalMs: number;
+}
+
+export interface JoinParams {
+  transport: Transport;
+  meta: HostPort;
+  self: PeerRef;
+  maxChildren: number;
+  /** Size of the subtree this peer brings (1 unless rejoining with children). */
+  subtree: () => number;
+  localHost?: string;
+  maxRedirects?: number;
+  signal?: AbortSignal;
+  /** Per-step timeout, ms. Default 5,000. */
+  stepTimeoutMs?: number;
+  onRedirect?: (from: PeerRef, to: PeerRef) => void;
+  onReferral?: (ref: PeerRef | null) => void;
+  /** Skip the metaserver and JOIN here directly (repair). */
+  via?: PeerRef;
+}
+
+export interface JoinOutcome {
+  timeline: JoinTimeline;
+  /** Open link to the parent (null for the root). */
+  conn: Connection | null;
+}
+
+export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
+  const step = p.stepTimeoutMs ?? 5000;
+  const registerSentAt = performance.now();
+  let referral: PeerRef | null;
+  let referralAt: number;
+  if (p.via) {
+    referral = p.via;
+    referralAt = registerSentAt;
+  } else {
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost });
+    referralAt = performance.now();
+    referral = reg.referral;
+  }
+  p.onReferral?.(referral);
+  const timeline: JoinTimeline = {
+    registerSentAt, referralAt, referral, redirects: [], acceptedAt: referralAt, parent: null, depth: 0,
+    metaRttMs: referralAt - registerSentAt, finalConnectMs: 0, totalMs: referralAt - registerSentAt,
+  };
+  if (!referral) return { timeline, conn: null };
+
+  const tracker = new RedirectTracker(p.maxRedirects);
+  let target: PeerRef = referral;
+  for (;;) {
+    const v = tracker.visit(addrKey(target));
+    if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
+    const sentAt = performance.now();
+    const signal = withTimeout(p.signal, step);
+    const conn = await p.transport.connect(target, { signal, localHost: p.localHost });
+    let reply;
+    try {
+      const wait = nextMessage(conn, ['accept', 'redirect'], { signal, what: `an answer to JOIN from ${target.id}` });
+      conn.send({ t: 'join', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, subtree: p.subtree() });
+      reply = await wait;
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
+    if (reply.t === 'accept') {
+      const now = performance.now();
+      timeline.acceptedAt = now;
+      timeline.parent = { id: reply.id, host: reply.host, port: reply.port };
+      timeline.depth = reply.depth + 1;
+      timeline.finalConnectMs = now - sentAt;
+      timeline.totalMs = now - registerSentAt;
+      return { timeline, conn };
+    }
+    conn.end();
+    timeline.redirects.push({ from: target, to: reply.to, at: performance.now() });
+    p.onRedirect?.(target, reply.to);
+    const r = tracker.redirect();
+    if (!r.ok) throw new TreeshareError('too-many-redirects', `join failed: ${r.reason}`);
+    target = reply.to;
+  }
+}

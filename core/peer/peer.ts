@@ -1,0 +1,524 @@
+/**
+ * Peer: runs the treeshare protocol over a Transport.
+ *
+ * Lifecycle: start() listens; join() registers with the metaserver and joins
+ * the tree (core/peer/join.ts); topo(), search() and download() flood the
+ * tree and converge back (core/protocol/flood.ts); leave() hands the
+ * children over and goes; stop() closes everything at once.
+ *
+ * Inbound connections open with one of: join (a newcomer or a reattaching
+ * subtree), offer (a holder sending a file we asked for), ping (liveness
+ * probe). Links to the parent and children carry size/depth updates,
+ * heartbeats, floods and their answers; repair (parent gone) is in
+ * repair.ts, floods in flood-handler.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { describeError, LocalError, NotFoundError, RemoteProtocolError, TransferError, TreeshareError } from '../errors.ts';
+import { request } from '../metaserver/client.ts';
+import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { decideJoin } from '../protocol/placement.ts';
+import type { Connection } from '../transport/connection.ts';
+import { tcpTransport } from '../transport/tcp.ts';
+import type { HostPort, Listener, Transport } from '../transport/transport.ts';
+import { assertName, hasShared, listShared, shareRoot } from '../transfer/jail.ts';
+import { freeBytes, receiveFile } from '../transfer/receive.ts';
+import { offerFile } from '../transfer/send.ts';
+import { FloodHandler } from './flood-handler.ts';
+import { joinOverlay, type JoinTimeline } from './join.ts';
+import { Links, type Link } from './links.ts';
+import { Repairer } from './repair.ts';
+import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
+
+interface Download {
+  qid: string;
+  name: string;
+  holder: PeerRef | null;
+  offerSeen: boolean;
+  onOffer: () => void;
+  settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
+  signal?: AbortSignal;
+}
+
+type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta'>> & {
+  share: string;
+  meta: HostPort;
+  advertiseHost: string;
+};
+
+export class Peer extends EventEmitter<PeerEvents> {
+  readonly opts: Resolved;
+  readonly transport: Transport;
+  readonly links = new Links();
+  depth = 0;
+  joined = false;
+  timeline: JoinTimeline | null = null;
+  readonly repairs: RepairRecord[] = [];
+  private listener: Listener | undefined;
+  private conns = new Set<Connection>();
+  readonly flood: FloodHandler;
+  private readonly repairer: Repairer;
+  private downloads = new Map<string, Download>();
+  private uploads = new Set<AbortController>();
+  private timers: NodeJS.Timeout[] = [];
+  private announceTimer: NodeJS.Timeout | undefined;
+  private lastReportedSubtree = 1;
+  stopping = false;
+  /** False while an orphaned subtree is reattaching: it must not announce itself as a root. */
+  inTree = false;
+  private lastAnnounceFailed = false;
+
+  constructor(options: PeerOptions) {
+    super();
+    if (typeof options.id !== 'string' || !ID_RE.test(options.id)) {
+      throw new LocalError('bad-option', `invalid peer id ${JSON.stringify(options.id)}: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit`);
+    }
+    const host = options.host ?? '127.0.0.1';
+    const maxChildren = options.maxChildren ?? 2;
+    if (!Number.isInteger(maxChildren) || maxChildren < 1 || maxChildren > 1024) throw new LocalError('bad-option', `max children must be an integer from 1 to 1024, not ${maxChildren}`);
+    this.opts = {
+      id: options.id,
+      host,
+      advertiseHost: options.advertiseHost ?? (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host),
+      port: options.port ?? 9001,
+      share: options.share ?? path.join('shares', options.id),
+      meta: options.meta ?? { host: '127.0.0.1', port: 9000 },
+      maxChildren,
+      maxRedirects: options.maxRedirects ?? 64,
+      ttl: options.ttl ?? 255,
+      floodTimeoutMs: options.floodTimeoutMs ?? 10_000,
+      hopSlackMs: options.hopSlackMs ?? 20,
+      offerTimeoutMs: options.offerTimeoutMs ?? 10_000,
+      transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 15_000,
+      maxUploads: options.maxUploads ?? 16,
+      maxFileBytes: options.maxFileBytes ?? 64 * 1024 ** 3,
+      seenCacheSize: options.seenCacheSize ?? 10_000,
+      heartbeatMs: options.heartbeatMs ?? 1000,
+      deadAfterMs: options.deadAfterMs ?? 4000,
+      announceMs: options.announceMs ?? 5000,
+    };
+    this.transport = options.transport ?? tcpTransport();
+    this.connectionOptions = options.connection;
+    this.flood = new FloodHandler(this);
+    this.repairer = new Repairer(this);
+  }
+
+  private readonly connectionOptions: PeerOptions['connection'];
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  /** This peer's identity as others see it. */
+  get ref(): PeerRef {
+    if (!this.listener) throw new LocalError('not-started', `peer ${this.id} is not started`);
+    return { id: this.id, host: this.opts.advertiseHost, port: this.listener.address.port };
+  }
+
+  get address(): HostPort {
+    return { host: this.opts.advertiseHost, port: this.ref.port };
+  }
+
+  /** The outgoing-bind host: our own host, so peers on 127.0.0.x talk from their own address. */
+  get localHost(): string | undefined {
+    const h = this.opts.host;
+    return h === '0.0.0.0' || h === '::' ? undefined : h;
+  }
+
+  /** Listens on host:port. Checks the share folder exists. */
+  async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
+    if (this.listener) return this.address;
+    await shareRoot(this.opts.share);
+    this.listener = await this.transport.listen({
+      host: this.opts.host,
+      port: this.opts.port,
+      connection: this.connectionOptions,
+      onConnection: (c) => this.onInbound(c),
+    });
+    if (this.opts.heartbeatMs > 0) this.every(this.opts.heartbeatMs, () => this.heartbeat());
+    if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.joined && void this.announce());
+    this.emit('listening', this.address);
+    return this.address;
+  }
+
+  /** Registers and joins the tree; resolves with the join timeline. */
+  async join(o: { signal?: AbortSignal } = {}): Promise<JoinTimeline> {
+    if (!this.listener) await this.start(o);
+    if (this.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
+    const out = await joinOverlay({
+      transport: this.transport,
+      meta: this.opts.meta,
+      self: this.ref,
+      maxChildren: this.opts.maxChildren,
+      subtree: () => this.links.subtree(),
+      localHost: this.localHost,
+      maxRedirects: this.opts.maxRedirects,
+      signal: o.signal,
+      onReferral: (r) => this.emit('referral', r),
+      onRedirect: (from, to) => this.emit('redirect', { from, to }),
+    });
+    this.attach(out.conn, out.timeline);
+    this.timeline = out.timeline;
+    this.joined = true;
+    this.emit('joined', out.timeline);
+    return out.timeline;
+  }
+
+  /** Installs `conn` as the parent link (null: this peer is the root). */
+  attach(conn: Connection | null, t: JoinTimeline): void {
+    if (conn && t.parent) {
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: performance.now(), leaving: false };
+      this.links.parent = link;
+      this.track(conn);
+      this.serveLink(link);
+    } else {
+      this.links.parent = null;
+    }
+    this.setDepth(t.parent ? t.depth : 0);
+    this.inTree = true;
+    this.lastReportedSubtree = this.links.subtree();
+    this.scheduleAnnounce(0);
+  }
+
+  state(): PeerState {
+    return {
+      id: this.id,
+      address: this.address,
+      joined: this.joined,
+      parent: this.links.parent?.ref ?? null,
+      children: [...this.links.children.values()].map((c) => ({ ...c.ref, subtree: c.subtree })),
+      depth: this.depth,
+      subtree: this.links.subtree(),
+      timeline: this.timeline,
+      repairs: [...this.repairs],
+    };
+  }
+
+  async files(): Promise<{ name: string; size: number }[]> {
+    return listShared(this.opts.share);
+  }
+
+  topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
+    return this.flood.topo(o);
+  }
+
+  search(name: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
+    assertName(name);
+    return this.flood.search(name, 'search', this.newQid(), o);
+  }
+
+  /**
+   * Finds `name` and downloads it from the first holder that offers it,
+   * verified by size and SHA-256, into the share folder.
+   */
+  async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
+    assertName(name);
+    const root = await shareRoot(this.opts.share);
+    try {
+      await fsp.lstat(path.join(root, name));
+      throw new TransferError('exists', `${name} already exists in ${this.opts.share}; not overwritten`);
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+    }
+    const qid = this.newQid();
+    let settle!: Download['settle'];
+    const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
+    let offered!: () => void;
+    const offerP = new Promise<void>((r) => (offered = r));
+    const d: Download = { qid, name, holder: null, offerSeen: false, onOffer: offered, settle, signal: o.signal };
+    this.downloads.set(qid, d);
+    try {
+      const search = await this.flood.search(name, 'download', qid, o);
+      if (!d.offerSeen) {
+        if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
+        const wait = new Promise<'timeout'>((r) => {
+          const t = setTimeout(() => r('timeout'), this.opts.offerTimeoutMs);
+          offerP.then(() => clearTimeout(t));
+        });
+        if ((await Promise.race([offerP.then(() => 'offer' as const), wait])) === 'timeout') {
+          throw new TransferError('no-offer', `${search.hits.length} peer(s) have ${name} but none offered it within ${this.opts.offerTimeoutMs} ms`);
+        }
+      }
+      const r = await transfer;
+      if (!r.ok) throw r.err;
+      const result: DownloadResult = { ...r.value, search };
+      this.emit('downloaded', result);
+      return result;
+    } finally {
+      this.downloads.delete(qid);
+    }
+  }
+
+  /** Leaves gracefully: children get a new parent, the metaserver and neighbours are told. */
+  async leave(): Promise<void> {
+    await this.repairer.leave();
+  }
+
+  /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */
+  async stop(o: { graceful?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.announceTimer) clearTimeout(this.announceTimer);
+    for (const u of this.uploads) u.abort();
+    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.id} stopped`) });
+    this.flood.clear();
+    const closing = this.listener?.close();
+    for (const c of this.conns) {
+      if (o.graceful) c.end();
+      else c.destroy();
+    }
+    this.conns.clear();
+    await closing;
+    this.links.parent = null;
+    this.links.children.clear();
+  }
+
+  // ---- internals shared with flood-handler.ts and repair.ts ----
+
+  log(level: 'info' | 'warn', message: string): void {
+    this.emit('log', { level, message });
+  }
+
+  newQid(): string {
+    return `${this.id}:${randomBytes(6).toString('hex')}`;
+  }
+
+  setDepth(depth: number): void {
+    this.depth = depth;
+    for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth });
+  }
+
+  /** Tells the parent our subtree size when it changed. */
+  reportSubtree(): void {
+    const n = this.links.subtree();
+    if (n !== this.lastReportedSubtree && this.links.parent) this.links.parent.conn.send({ t: 'size', subtree: n });
+    this.lastReportedSubtree = n;
+  }
+
+  scheduleAnnounce(delayMs = 20): void {
+    if (this.stopping || this.announceTimer) return;
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined;
+      void this.announce();
+    }, delayMs);
+  }
+
+  async announce(): Promise<void> {
+    if (this.stopping || !this.inTree) return;
+    try {
+      await request(this.transport, this.opts.meta, {
+        t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
+        children: this.links.children.size, maxChildren: this.opts.maxChildren,
+      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000 });
+      if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
+      this.lastAnnounceFailed = false;
+    } catch (err) {
+      if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
+      this.lastAnnounceFailed = true;
+    }
+  }
+
+  track(conn: Connection): void {
+    this.conns.add(conn);
+    conn.on('close', () => this.conns.delete(conn));
+    conn.on('protocol-error', (e) => {
+      this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message });
+      this.log('warn', `closed ${conn.remote}: ${e.message} [${e.code}]`);
+    });
+  }
+
+  /** Serves requests on a parent or child link until it closes. */
+  serveLink(link: Link): void {
+    const { conn } = link;
+    conn.on('message', (m) => {
+      link.lastHeard = performance.now();
+      try {
+        this.onLinkMessage(link, m);
+      } catch (err) {
+        conn.fail(err instanceof TreeshareError ? err : new TreeshareError('internal', describeError(err)));
+      }
+    });
+    conn.on('close', () => this.onLinkClosed(link));
+  }
+
+  private onLinkMessage(link: Link, m: Message): void {
+    switch (m.t) {
+      case 'ping':
+        link.conn.send({ t: 'pong', n: m.n });
+        return;
+      case 'pong':
+        return;
+      case 'size':
+        if (link.role !== 'child') throw new RemoteProtocolError('unexpected-message', 'only a child reports its subtree size');
+        link.subtree = m.subtree;
+        this.reportSubtree();
+        return;
+      case 'depth':
+        if (link.role !== 'parent') throw new RemoteProtocolError('unexpected-message', 'only a parent reports its depth');
+        if (m.depth + 1 !== this.depth) {
+          this.setDepth(m.depth + 1);
+          this.scheduleAnnounce();
+        }
+        return;
+      case 'leaving':
+        link.leaving = true;
+        this.repairer.onLeaving(link, m);
+        return;
+      case 'topo':
+      case 'query':
+      case 'topo-reply':
+      case 'query-reply':
+        this.flood.onMessage(link, m);
+        return;
+      case 'error':
+        this.log('warn', `${link.role} ${link.ref.id} reported: ${m.message} [${m.code}]`);
+        link.conn.end();
+        return;
+      default:
+        throw new RemoteProtocolError('unexpected-message', `"${m.t}" is not valid on an overlay link`);
+    }
+  }
+
+  private onLinkClosed(link: Link): void {
+    if (this.links.parent === link) {
+      this.links.parent = null;
+      this.inTree = false;
+      this.flood.neighbourGone(link.ref.id);
+      if (!this.stopping) this.repairer.onParentLost(link);
+    } else if (this.links.children.get(link.ref.id) === link) {
+      this.links.children.delete(link.ref.id);
+      this.flood.neighbourGone(link.ref.id);
+      if (this.stopping) return;
+      const reason = link.leaving ? 'left' : 'connection lost';
+      this.emit('child-left', { id: link.ref.id, reason });
+      this.log('info', `child ${link.ref.id} ${reason}`);
+      this.reportSubtree();
+      this.scheduleAnnounce();
+    }
+  }
+
+  private heartbeat(): void {
+    const now = performance.now();
+    for (const l of this.links.all()) {
+      if (now - l.lastHeard > this.opts.deadAfterMs) {
+        this.log('warn', `${l.role} ${l.ref.id} silent for ${Math.round(now - l.lastHeard)} ms; declaring it dead`);
+        l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
+      } else {
+        l.conn.send({ t: 'ping', n: Math.floor(now) });
+      }
+    }
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms);
+    t.unref?.();
+    this.timers.push(t);
+  }
+
+  private onInbound(conn: Connection): void {
+    this.track(conn);
+    conn.once('message', (m) => {
+      try {
+        this.onOpener(conn, m);
+      } catch (err) {
+        conn.fail(err instanceof TreeshareError ? err : new TreeshareError('internal', describeError(err)));
+      }
+    });
+  }
+
+  private onOpener(conn: Connection, m: Message): void {
+    switch (m.t) {
+      case 'join':
+        return this.onJoinRequest(conn, m);
+      case 'offer':
+        void this.onOffer(conn, m);
+        return;
+      case 'ping':
+        conn.send({ t: 'pong', n: m.n });
+        conn.end();
+        return;
+      default:
+        throw new RemoteProtocolError('unexpected-message', `a peer does not handle "${m.t}" as a first message`);
+    }
+  }
+
+  private onJoinRequest(conn: Connection, m: Msg<'join'>): void {
+    if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+    const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree }));
+    const ancestors = new Set<string>(this.links.parent ? [this.links.parent.ref.id] : []);
+    const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
+    if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
+    if (d.kind === 'redirect') {
+      conn.send({ t: 'redirect', to: d.to });
+      conn.end();
+      return;
+    }
+    const old = this.links.children.get(m.id);
+    if (old) {
+      this.links.children.delete(m.id);
+      old.conn.destroy();
+    }
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: performance.now(), leaving: false };
+    this.links.children.set(m.id, link);
+    this.serveLink(link);
+    conn.send({ t: 'accept', ...this.ref, depth: this.depth });
+    this.emit('child-joined', link.ref);
+    this.reportSubtree();
+    this.scheduleAnnounce();
+  }
+
+  /** Called by the flood handler for a local hit on a download query. */
+  serveHit(q: Msg<'query'>): void {
+    if (this.uploads.size >= this.opts.maxUploads) {
+      this.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+      return;
+    }
+    const ac = new AbortController();
+    this.uploads.add(ac);
+    offerFile({ transport: this.transport, to: q.origin, localHost: this.localHost, qid: q.qid, self: this.ref, shareDir: this.opts.share, name: q.name, signal: ac.signal })
+      .then((r) => {
+        if (r.kind === 'sent') this.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
+      })
+      .catch((err) => this.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
+      .finally(() => this.uploads.delete(ac));
+  }
+
+  localHas(name: string): Promise<{ size: number } | null> {
+    return hasShared(this.opts.share, name);
+  }
+
+  private async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
+    const d = this.downloads.get(offer.qid);
+    const decline = (reason: string) => {
+      conn.send({ t: 'decline', reason });
+      conn.end();
+    };
+    if (!d || d.name !== offer.name) return decline('no such download here (finished, expired or never asked)');
+    if (d.holder) return decline(`already downloading ${offer.name} from ${d.holder.id}`);
+    if (offer.size > this.opts.maxFileBytes) return decline(`file is larger than the ${this.opts.maxFileBytes} bytes accepted`);
+    d.holder = offer.from;
+    const free = await freeBytes(this.opts.share);
+    if (offer.size > free) {
+      d.holder = null;
+      return decline(`not enough disk space (${offer.size} bytes offered, ${free} free)`);
+    }
+    d.offerSeen = true;
+    this.flood.noteHit(offer.qid);
+    d.onOffer();
+    this.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
+    try {
+      const m = await receiveFile(conn, offer, {
+        shareDir: this.opts.share,
+        signal: d.signal,
+        idleTimeoutMs: this.opts.transferIdleTimeoutMs,
+        onProgress: (bytes, size) => this.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
+      });
+      d.settle({ ok: true, value: { ...m, holder: offer.from } });
+    } catch (err) {
+      d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });
+    }
+  }
+}

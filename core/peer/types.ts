@@ -1,0 +1,119 @@
+/** Options, results and events of a Peer. */
+import type { FloodCounters } from '../protocol/flood.ts';
+import type { Hit, PeerRef, TopoNode } from '../protocol/messages.ts';
+import type { ConnectionOptions } from '../transport/connection.ts';
+import type { HostPort, Transport } from '../transport/transport.ts';
+import type { TransferMetrics } from '../transfer/receive.ts';
+import type { JoinTimeline } from './join.ts';
+
+export type { JoinTimeline, TransferMetrics };
+
+export interface PeerOptions {
+  /** Peer id (S1..S5 or any name of [A-Za-z0-9_.-], 1–64 chars). */
+  id: string;
+  /** Bind host. Default 127.0.0.1. */
+  host?: string;
+  /** Host others use to reach this peer. Default: `host`, or 127.0.0.1 when binding 0.0.0.0. */
+  advertiseHost?: string;
+  /** Listening port; 0 picks a free one. Default 9001. */
+  port?: number;
+  /** Share folder. Default shares/<id>. */
+  share?: string;
+  /** Metaserver address. Default 127.0.0.1:9000. */
+  meta?: HostPort;
+  /** Most children this peer accepts. Default 2. */
+  maxChildren?: number;
+  /** Most redirects followed while joining. Default 64. */
+  maxRedirects?: number;
+  transport?: Transport;
+  connection?: ConnectionOptions;
+  /** Default hop limit of floods. Default 255. */
+  ttl?: number;
+  /** How long a search or topo waits for the whole tree, ms. Default 10,000. */
+  floodTimeoutMs?: number;
+  /** Budget each hop keeps back from its subtree so answers get home in time, ms. Default 20. */
+  hopSlackMs?: number;
+  /** After a search finds holders, how long to wait for their offer, ms. Default 10,000. */
+  offerTimeoutMs?: number;
+  /** A transfer with no data for this long fails, ms. Default 15,000. */
+  transferIdleTimeoutMs?: number;
+  /** Most uploads at once; further hits are answered but not offered. Default 16. */
+  maxUploads?: number;
+  /** Largest file accepted for download, bytes. Default 64 GiB. */
+  maxFileBytes?: number;
+  /** Duplicate-suppression cache: most query ids remembered. Default 10,000. */
+  seenCacheSize?: number;
+  /** Heartbeat interval on links, ms. Default 1,000; 0 disables. */
+  heartbeatMs?: number;
+  /** A link silent for this long is declared dead, ms. Default 4,000. */
+  deadAfterMs?: number;
+  /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
+  announceMs?: number;
+}
+
+export interface FloodResult extends FloodCounters {
+  qid: string;
+  /** Request sent → first hit known (search) or first node beyond self (topo), ms; null when none. */
+  firstHitMs: number | null;
+  /** Request sent → definite answer, ms. */
+  completionMs: number;
+}
+
+export interface SearchResult extends FloodResult {
+  name: string;
+  hits: Hit[];
+}
+
+export interface TopoResult extends FloodResult {
+  nodes: TopoNode[];
+  /** True when every subtree answered. */
+  complete: boolean;
+}
+
+export interface DownloadResult extends TransferMetrics {
+  holder: PeerRef;
+  search: SearchResult;
+}
+
+export interface PeerState {
+  id: string;
+  address: HostPort;
+  joined: boolean;
+  parent: PeerRef | null;
+  children: (PeerRef & { subtree: number })[];
+  depth: number;
+  subtree: number;
+  timeline: JoinTimeline | null;
+  repairs: RepairRecord[];
+}
+
+export interface RepairRecord {
+  /** What happened: parent-left, parent-crashed, child-left, ... */
+  cause: string;
+  lost: string;
+  detectedAt: number;
+  reattachedAt: number | null;
+  ms: number | null;
+  newParent: PeerRef | null;
+}
+
+export interface PeerEvents {
+  listening: [HostPort];
+  referral: [PeerRef | null];
+  redirect: [{ from: PeerRef; to: PeerRef }];
+  joined: [JoinTimeline];
+  'child-joined': [PeerRef];
+  'child-left': [{ id: string; reason: string }];
+  'parent-lost': [{ id: string; reason: string }];
+  repaired: [RepairRecord];
+  hit: [{ qid: string; name: string; holder: Hit }];
+  offer: [{ qid: string; name: string; from: PeerRef; size: number; accepted: boolean }];
+  progress: [{ qid: string; name: string; bytes: number; size: number }];
+  downloaded: [DownloadResult];
+  uploaded: [{ name: string; to: string; bytes: number; durationMs: number; mbps: number }];
+  'search-done': [SearchResult];
+  'topo-done': [TopoResult];
+  'protocol-error': [{ remote: string; code: string; message: string }];
+  left: [];
+  log: [{ level: 'info' | 'warn'; message: string }];
+}

@@ -1,0 +1,156 @@
+/**
+ * Framing and validation at the socket edge (sans-IO).
+ *
+ * FrameDecoder takes bytes as they arrive and yields validated messages. It
+ * keeps at most `maxFrameBytes` of an unfinished line; anything longer, any
+ * line that is not JSON, not an object with a known `t`, or has a missing or
+ * mistyped field becomes a RemoteProtocolError naming what was wrong. After
+ * the first error the decoder is dead: the caller answers and closes.
+ *
+ * `takeRest()` switches the connection to raw bytes (after a transfer ack)
+ * and returns whatever arrived after the last frame.
+ */
+import { RemoteProtocolError } from '../errors.ts';
+import { Message, MESSAGE_TYPES, OPENERS, PROTOCOL_VERSION } from './messages.ts';
+
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
+const NL = 0x0a;
+
+export function encode(msg: Message): Buffer {
+  return Buffer.from(JSON.stringify(msg) + '\n', 'utf8');
+}
+
+/** Validates one parsed value as a Message; throws RemoteProtocolError. */
+export function validate(value: unknown): Message {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new RemoteProtocolError('bad-message', 'frame is not a JSON object');
+  }
+  const t = (value as { t?: unknown }).t;
+  if (typeof t !== 'string') throw new RemoteProtocolError('bad-message', 'missing field "t" (message type)');
+  if (!(MESSAGE_TYPES as readonly string[]).includes(t)) {
+    throw new RemoteProtocolError('unknown-type', `unknown message type ${JSON.stringify(t.slice(0, 40))}`);
+  }
+  const r = Message.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const path = issue.path.length ? issue.path.join('.') : '(message)';
+    let what = issue.message;
+    if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined && /undefined/.test(what)) what = 'missing';
+    if (issue.code === 'unrecognized_keys') return fail(`${t}: unknown field ${(issue as { keys: string[] }).keys.map((k) => JSON.stringify(k)).join(', ')}`);
+    return fail(`${t}: field ${path}: ${what}`);
+  }
+  return r.data;
+  function fail(m: string): never {
+    throw new RemoteProtocolError('bad-message', m);
+  }
+}
+
+export function checkVersion(msg: Message): void {
+  if (!OPENERS.has(msg.t)) {
+    throw new RemoteProtocolError('unexpected-message', `a connection must open with a versioned request, not "${msg.t}"`);
+  }
+  const v = (msg as { v?: number }).v;
+  if (v === undefined) throw new RemoteProtocolError('bad-message', `${msg.t}: field v: missing (protocol version)`);
+  if (v !== PROTOCOL_VERSION) {
+    throw new RemoteProtocolError('version-mismatch', `protocol version ${v} is not supported (this side speaks version ${PROTOCOL_VERSION})`);
+  }
+}
+
+export interface DecoderOptions {
+  /** Longest accepted line in bytes, excluding the newline. Default 64 KiB. */
+  maxFrameBytes?: number;
+}
+
+export class FrameDecoder {
+  readonly maxFrameBytes: number;
+  private chunks: Buffer[] = [];
+  private pending = 0;
+  private dead = false;
+
+  constructor(opts: DecoderOptions = {}) {
+    this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  /** Bytes held of an unfinished frame. */
+  get buffered(): number {
+    return this.pending;
+  }
+
+  /**
+   * Feed bytes; returns the complete messages they finish. Throws
+   * RemoteProtocolError on the first bad frame (messages decoded before it in
+   * the same chunk are attached as `err.decoded`).
+   */
+  push(data: Buffer): Message[] {
+    if (this.dead) return [];
+    const out: Message[] = [];
+    let start = 0;
+    try {
+      for (;;) {
+        const nl = data.indexOf(NL, start);
+        if (nl === -1) break;
+        const partLen = nl - start;
+        if (this.pending + partLen > this.maxFrameBytes) throw this.tooLarge();
+        let line: Buffer;
+        if (this.pending > 0) {
+          this.chunks.push(data.subarray(start, nl));
+          line = Buffer.concat(this.chunks, this.pending + partLen);
+          this.chunks = [];
+          this.pending = 0;
+        } else {
+          line = data.subarray(start, nl);
+        }
+        start = nl + 1;
+        out.push(this.parse(line));
+      }
+      const rest = data.length - start;
+      if (rest > 0) {
+        if (this.pending + rest > this.maxFrameBytes) throw this.tooLarge();
+        this.chunks.push(Buffer.from(data.subarray(start)));
+        this.pending += rest;
+      }
+    } catch (err) {
+      this.dead = true;
+      (err as { decoded?: Message[] }).decoded = out;
+      throw err;
+    }
+    return out;
+  }
+
+  /** Call when the stream ends: throws if it ended inside a frame. */
+  end(): void {
+    if (!this.dead && this.pending > 0) {
+      this.dead = true;
+      throw new RemoteProtocolError('truncated-frame', `connection closed in the middle of a frame (${this.pending} bytes without a newline)`);
+    }
+  }
+
+  /** Stop decoding frames; returns bytes received after the last frame. */
+  takeRest(): Buffer {
+    this.dead = true;
+    const b = Buffer.concat(this.chunks, this.pending);
+    this.chunks = [];
+    this.pending = 0;
+    return b;
+  }
+
+  private tooLarge(): RemoteProtocolError {
+    return new RemoteProtocolError('frame-too-large', `frame exceeds ${this.maxFrameBytes} bytes`);
+  }
+
+  private parse(line: Buffer): Message {
+    if (line.length === 0) throw new RemoteProtocolError('bad-frame', 'empty frame');
+    // Reject invalid UTF-8 outright rather than letting replacement chars through.
+    const text = line.toString('utf8');
+    if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(line)) {
+      throw new RemoteProtocolError('bad-frame', 'frame is not valid UTF-8');
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new RemoteProtocolError('bad-json', `frame is not JSON: ${JSON.stringify(text.slice(0, 32))}${text.length > 32 ? '…' : ''}`);
+    }
+    return validate(value);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Every message treeshare sends, as one discriminated union on `t`.
+ *
+ * Wire format: one JSON object per line (UTF-8, terminated by "\n"), at most
+ * `maxFrameBytes` (default 64 KiB) per line. The first message on every
+ * connection is an *opener* (register, announce, leave, status, join, offer,
+ * ping) and carries `v`, the protocol version; a receiver speaking another
+ * version answers `error` with code `version-mismatch` and closes.
+ *
+ * After an `offer` has been acked, the connection stops carrying frames and
+ * carries exactly `size` raw bytes of the file (see core/transfer).
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Peer ids: 1–64 chars, letters, digits, `_`, `-`, `.`; must start with a letter or digit. */
+export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** Hosts: IPv4 dotted quad, `[v6]`-less IPv6 literal, or a DNS name. */
+const HOST_RE = /^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|[0-9A-Fa-f:.]{2,45})$/;
+
+export const Id = z.string().regex(ID_RE, 'peer id must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit');
+export const Host = z.string().max(253).regex(HOST_RE, 'not a host name or IP address');
+export const Port = z.number().int().min(1).max(65535);
+const Count = z.number().int().min(0).max(1e9);
+const Qid = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'query id must be [A-Za-z0-9_.:-]');
+/** File names are checked again by the share jail; this is only the wire bound. */
+const FileName = z.string().min(1).max(1024);
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits');
+const Text = z.string().max(4096);
+
+export const Addr = z.strictObject({ host: Host, port: Port });
+export type Addr = z.infer<typeof Addr>;
+export const PeerRef = z.strictObject({ id: Id, host: Host, port: Port });
+export type PeerRef = z.infer<typeof PeerRef>;
+
+const V = z.number().int().min(0).max(1e6);
+
+// ---- metaserver connections (short-lived: opener, answer, close) ----
+
+/** register: peer → metaserver. {t, v, id, host, port, maxChildren} */
+const Register = z.strictObject({ t: z.literal('register'), v: V, id: Id, host: Host, port: Port, maxChildren: z.number().int().min(1).max(1024) });
+/** registered: metaserver → peer. referral is null for the first peer (the root). */
+const Registered = z.strictObject({ t: z.literal('registered'), id: Id, referral: PeerRef.nullable(), peers: Count });
+/** announce: peer → metaserver, on joining, on any change of parent/children, and periodically. */
+const Announce = z.strictObject({
+  t: z.literal('announce'), v: V, id: Id, host: Host, port: Port,
+  parent: Id.nullable(), depth: Count, children: Count, maxChildren: z.number().int().min(1).max(1024),
+});
+/** leave: peer → metaserver (graceful), or `drop` of another peer known dead. */
+const Leave = z.strictObject({ t: z.literal('leave'), v: V, id: Id });
+/** status: anyone → metaserver; answered with `registry`. */
+const Status = z.strictObject({ t: z.literal('status'), v: V });
+export const RegistryEntry = z.strictObject({
+  id: Id, host: Host, port: Port, joinedAt: z.number(), state: z.enum(['joining', 'joined']),
+  parent: Id.nullable(), depth: Count.nullable(), children: Count, maxChildren: z.number().int().min(1).max(1024),
+});
+export type RegistryEntry = z.infer<typeof RegistryEntry>;
+const Registry = z.strictObject({ t: z.literal('registry'), peers: z.array(RegistryEntry).max(1e6) });
+const Ok = z.strictObject({ t: z.literal('ok') });
+/** error: any side, then the sender closes the connection. */
+const ErrorMsg = z.strictObject({ t: z.literal('error'), code: z.string().min(1).max(64), message: Text });
+
+// ---- overlay links (long-lived: join, then both ends serve requests) ----
+
+/** join: newcomer → referred peer. subtree = size of the joining subtree (1 for a new peer). */
+const Join = z.strictObject({ t: z.literal('join'), v: V, id: Id, host: Host, port: Port, subtree: z.number().int().min(1).max(1e9) });
+/** accept: the new parent's identity and depth; the link stays open. */
+const Accept = z.strictObject({ t: z.literal('accept'), id: Id, host: Host, port: Port, depth: Count });
+/** redirect: the referred peer is full; try `to`, one of its children. Then it closes. */
+const Redirect = z.strictObject({ t: z.literal('redirect'), to: PeerRef });
+/** size: child → parent, the child's subtree size changed. */
+const Size = z.strictObject({ t: z.literal('size'), subtree: z.number().int().min(1).max(1e9) });
+/** depth: parent → child, the parent's depth changed (after repair). */
+const Depth = z.strictObject({ t: z.literal('depth'), depth: Count });
+/** ping / pong: heartbeats on a link; ping is also an opener to probe liveness. */
+const Ping = z.strictObject({ t: z.literal('ping'), v: V.optional(), n: Count });
+const Pong = z.strictObject({ t: z.literal('pong'), n: Count });
+/** leaving: a neighbour leaves gracefully; `parent` is where its children should reattach. */
+const Leaving = z.strictObject({ t: z.literal('leaving'), parent: PeerRef.nullable(), successor: PeerRef.nullable() });
+
+export const TopoNode = z.strictObject({
+  id: Id, host: Host, port: Port, parent: Id.nullable(), children: z.array(Id).max(1024), depth: Count, files: Count,
+});
+export type TopoNode = z.infer<typeof TopoNode>;
+
+/** topo: flood of a topology request. budget = ms this hop may wait for its subtree. */
+const Topo = z.strictObject({ t: z.literal('topo'), qid: Qid, origin: PeerRef, hops: Count, ttl: Count, budget: Count });
+/**
+ * topo-reply: convergecast answer, possibly in several frames (final=false for
+ * all but the last) so large trees stay under the frame limit.
+ */
+const TopoReply = z.strictObject({
+  t: z.literal('topo-reply'), qid: Qid, nodes: z.array(TopoNode).max(5000), missing: z.array(Id).max(5000),
+  final: z.boolean(), reached: Count, messages: Count, duplicates: Count, maxHops: Count,
+});
+
+export const Hit = z.strictObject({ id: Id, host: Host, port: Port, size: Count, hops: Count });
+export type Hit = z.infer<typeof Hit>;
+/** query: file search flood. origin is the requester's own listening address, never changed by forwarders. */
+const Query = z.strictObject({
+  t: z.literal('query'), qid: Qid, name: FileName, origin: PeerRef, ttl: Count, hops: Count, budget: Count,
+  want: z.enum(['search', 'download']),
+});
+/** query-reply: convergecast answer of a subtree: holders found, peers searched, fan-out counters. */
+const QueryReply = z.strictObject({
+  t: z.literal('query-reply'), qid: Qid, hits: z.array(Hit).max(1000), missing: z.array(Id).max(5000),
+  reached: Count, messages: Count, duplicates: Count, maxHops: Count,
+});
+
+// ---- transfer connections (holder → requester's listening address) ----
+
+/** offer: holder → requester. The requester answers ack or decline; after ack, `size` raw bytes follow. */
+const Offer = z.strictObject({
+  t: z.literal('offer'), v: V, qid: Qid, from: PeerRef, name: FileName, size: z.number().int().min(0).max(2 ** 53 - 1), sha256: Sha256,
+});
+const Ack = z.strictObject({ t: z.literal('ack') });
+const Decline = z.strictObject({ t: z.literal('decline'), reason: Text });
+
+export const Message = z.discriminatedUnion('t', [
+  Register, Registered, Announce, Leave, Status, Registry, Ok, ErrorMsg,
+  Join, Accept, Redirect, Size, Depth, Ping, Pong, Leaving,
+  Topo, TopoReply, Query, QueryReply,
+  Offer, Ack, Decline,
+]);
+export type Message = z.infer<typeof Message>;
+export type MessageType = Message['t'];
+export type Msg<T extends MessageType> = Extract<Message, { t: T }>;
+
+export const MESSAGE_TYPES: readonly MessageType[] = Message.options.map((o) => o.shape.t.value);
+
+/** Messages that may open a connection (and so must carry `v`). */
+export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping']);
+
+export interface HostPortLike {
+  host: string;
+  port: number;
+}
+
+export function addrKey(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

@@ -1,0 +1,118 @@
+/**
+ * The share jail: the only way transfer code reaches the file system for a
+ * shared name. A name must pass checkFileName, and the file must be a regular
+ * file whose real path lies directly inside the share folder's real path
+ * (symlinks that escape are refused). Opened with O_NOFOLLOW where the name
+ * itself is a symlink that resolves outside.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { LocalError } from '../errors.ts';
+import { checkFileName } from '../protocol/names.ts';
+
+
+export class JailError extends LocalError {}
+
+export function assertName(name: string): void {
+  const c = checkFileName(name);
+  if (!c.ok) throw new JailError('bad-name', `refused file name ${JSON.stringify(name.slice(0, 80))}: ${c.reason}`);
+}
+
+/** Real path of the share folder, checked to be a directory. */
+export async function shareRoot(dir: string): Promise<string> {
+  let real: string;
+  try {
+    real = await fs.realpath(dir);
+  } catch {
+    throw new JailError('no-share', `share folder ${dir} does not exist`);
+  }
+  const st = await fs.stat(real);
+  if (!st.isDirectory()) throw new JailError('no-share', `share folder ${dir} is not a directory`);
+  return real;
+}
+
+export interface SharedFile {
+  name: string;
+  path: string;
+  size: number;
+  handle: fs.FileHandle;
+  mtimeMs: number;
+  ino: number;
+}
+
+/** Opens `name` inside `dir` for reading, or throws JailError / a not-found LocalError. */
+export async function openShared(dir: string, name: string): Promise<SharedFile> {
+  assertName(name);
+  const root = await shareRoot(dir);
+  const p = path.join(root, name);
+  let real: string;
+  try {
+    real = await fs.realpath(p);
+  } catch {
+    throw new LocalError('not-found', `${name} is not in the share folder`);
+  }
+  if (path.dirname(real) !== root) throw new JailError('outside-share', `${name} resolves outside the share folder`);
+  const handle = await fs.open(real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new JailError('not-regular', `${name} is not a regular file`);
+    return { name, path: real, size: st.size, handle, mtimeMs: st.mtimeMs, ino: st.ino };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/** True when `name` is a regular file served from `dir` (for answering queries). */
+export async function hasShared(dir: string, name: string): Promise<{ size: number } | null> {
+  if (!checkFileName(name).ok) return null;
+  try {
+    const f = await openShared(dir, name);
+    await f.handle.close();
+    return { size: f.size };
+  } catch {
+    return null;
+  }
+}
+
+/** Names of shared regular files (hidden and refused names left out), sorted. */
+export async function listShared(dir: string): Promise<{ name: string; size: number }[]> {
+  const root = await shareRoot(dir);
+  const out: { name: string; size: number }[] = [];
+  for (const ent of await fs.readdir(root, { withFileTypes: true })) {
+    if (!checkFileName(ent.name).ok) continue;
+    if (!ent.isFile() && !ent.isSymbolicLink()) continue;
+    try {
+      const real = await fs.realpath(path.join(root, ent.name));
+      if (path.dirname(real) !== root) continue;
+      const st = await fs.stat(real);
+      if (st.isFile()) out.push({ name: ent.name, size: st.size });
+    } catch {
+      /* vanished or dangling: not shared */
+    }
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+const hashCache = new Map<string, { key: string; sha256: string }>();
+
+/** SHA-256 of an open shared file, cached by (path, size, mtime, inode). */
+export async function sha256Of(f: SharedFile): Promise<string> {
+  const key = `${f.size}:${f.mtimeMs}:${f.ino}`;
+  const c = hashCache.get(f.path);
+  if (c && c.key === key) return c.sha256;
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  let pos = 0;
+  for (;;) {
+    const { bytesRead } = await f.handle.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  const sha256 = h.digest('hex');
+  if (hashCache.size > 10_000) hashCache.clear();
+  hashCache.set(f.path, { key, sha256 });
+  return sha256;
+}

@@ -1,0 +1,136 @@
+/**
+ * Requester side of flow I, after an offer has been accepted: ack, then take
+ * exactly `size` raw bytes into a temporary hidden file inside the share
+ * folder while hashing them; rename into place only when the size and
+ * SHA-256 match. Any failure (too few or too many bytes, hash mismatch,
+ * holder gone, idle timeout, abort) removes the temporary file. The final
+ * name is never overwritten: the rename is a hard link that fails if the
+ * name exists, then the temporary name is removed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { TransferError } from '../errors.ts';
+import type { Msg } from '../protocol/messages.ts';
+import type { Connection } from '../transport/connection.ts';
+import { assertName, shareRoot } from './jail.ts';
+
+export interface ReceiveOptions {
+  shareDir: string;
+  signal?: AbortSignal;
+  /** No byte for this long fails the transfer, ms. Default 15,000. */
+  idleTimeoutMs?: number;
+  onProgress?: (bytes: number, size: number) => void;
+}
+
+export interface TransferMetrics {
+  name: string;
+  from: string;
+  bytes: number;
+  /** ack sent → first byte received, ms. */
+  ttfbMs: number;
+  /** ack sent → file renamed into place, ms. */
+  durationMs: number;
+  /** bytes / duration, MB/s (10^6 bytes). */
+  mbps: number;
+  sha256: string;
+  verified: boolean;
+}
+
+/** Free bytes on the file system holding `dir`, or Infinity when unknown. */
+export async function freeBytes(dir: string): Promise<number> {
+  try {
+    const s = await fsp.statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return Infinity;
+  }
+}
+
+export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: ReceiveOptions): Promise<TransferMetrics> {
+  assertName(offer.name);
+  const root = await shareRoot(o.shareDir);
+  const final = path.join(root, offer.name);
+  const tmp = path.join(root, `.treeshare-${randomBytes(6).toString('hex')}.part`);
+  const out = fs.createWriteStream(tmp, { flags: 'wx', highWaterMark: 1024 * 1024 });
+  const hash = createHash('sha256');
+  const from = `${offer.from.id}@${offer.from.host}:${offer.from.port}`;
+  let bytes = 0;
+  const t0 = performance.now();
+  let tFirst = 0;
+
+  const body = new Promise<void>((resolve, reject) => {
+    let settled = false;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => fail(new TransferError('timeout', `no data from ${from} for ${o.idleTimeoutMs ?? 15_000} ms (${bytes} of ${offer.size} bytes)`)), o.idleTimeoutMs ?? 15_000);
+    };
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      if (idle) clearTimeout(idle);
+      conn.off('data', onData);
+      conn.off('close', onClose);
+      o.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        conn.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const fail = (err: Error) => finish(err);
+    const onData = (b: Buffer) => {
+      if (settled) return;
+      if (tFirst === 0) tFirst = performance.now();
+      if (bytes + b.length > offer.size) return fail(new TransferError('too-long', `${from} sent more than the ${offer.size} bytes it offered`));
+      bytes += b.length;
+      hash.update(b);
+      armIdle();
+      o.onProgress?.(bytes, offer.size);
+      if (!out.write(b)) {
+        conn.pause();
+        out.once('drain', () => conn.resume());
+      }
+      if (bytes === offer.size) finish();
+    };
+    const onClose = () => {
+      if (bytes < offer.size) fail(new TransferError('truncated', `${from} closed the connection after ${bytes} of ${offer.size} bytes`));
+    };
+    const onAbort = () => fail(new TransferError('aborted', `download of ${offer.name} aborted after ${bytes} of ${offer.size} bytes`));
+    out.on('error', (e) => fail(new TransferError('io', `cannot write ${offer.name}: ${e.message}`)));
+    if (o.signal?.aborted) return onAbort();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    conn.on('data', onData);
+    conn.on('close', onClose);
+    armIdle();
+    const rest = conn.raw();
+    conn.send({ t: 'ack' });
+    if (rest.length) onData(rest);
+    if (offer.size === 0) finish();
+  });
+
+  try {
+    await body;
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(new TransferError('io', `cannot write ${offer.name}: ${err.message}`)) : resolve())));
+    const sha256 = hash.digest('hex');
+    if (sha256 !== offer.sha256) throw new TransferError('hash-mismatch', `SHA-256 of ${offer.name} from ${from} does not match its offer (got ${sha256.slice(0, 12)}…, offered ${offer.sha256.slice(0, 12)}…)`);
+    try {
+      await fsp.link(tmp, final);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${offer.name} already exists in ${o.shareDir}; not overwritten`);
+      throw new TransferError('io', `cannot move ${offer.name} into place: ${(err as Error).message}`);
+    }
+    conn.end();
+    const durationMs = performance.now() - t0;
+    return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true };
+  } finally {
+    if (!out.closed) {
+      const closed = once(out, 'close');
+      out.destroy();
+      await closed;
+    }
+    await fsp.rm(tmp, { force: true });
+  }
+}

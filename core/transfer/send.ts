@@ -1,0 +1,92 @@
+/**
+ * Holder side of flow I: open a temporary connection to the requester's own
+ * listening address, offer the file (id, name, size, SHA-256), wait for ack or
+ * decline, then stream exactly `size` bytes with backpressure and close.
+ * Memory stays flat: one chunk in flight per `write` until 'drain'.
+ */
+import { TransferError, TreeshareError } from '../errors.ts';
+import { addrKey, PROTOCOL_VERSION, type HostPortLike, type PeerRef } from '../protocol/messages.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import type { Transport } from '../transport/transport.ts';
+import { openShared, sha256Of } from './jail.ts';
+import { withTimeout } from '../metaserver/client.ts';
+
+/** Default chunk size read from disk and written to the socket: 1 MiB. */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+
+export interface OfferOptions {
+  transport: Transport;
+  to: HostPortLike;
+  localHost?: string;
+  qid: string;
+  self: PeerRef;
+  shareDir: string;
+  name: string;
+  signal?: AbortSignal;
+  /** How long the requester may take to ack, ms. Default 10,000. */
+  ackTimeoutMs?: number;
+  chunkBytes?: number;
+}
+
+export type OfferOutcome =
+  | { kind: 'sent'; name: string; to: string; bytes: number; durationMs: number; mbps: number; sha256: string }
+  | { kind: 'declined'; reason: string };
+
+export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
+  const f = await openShared(o.shareDir, o.name);
+  let conn: Connection | undefined;
+  try {
+    const sha256 = await sha256Of(f);
+    conn = await o.transport.connect(o.to, { signal: o.signal, localHost: o.localHost });
+    const answer = nextMessage(conn, ['ack', 'decline'], { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), what: `an answer to the offer of ${o.name}` });
+    conn.send({ t: 'offer', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, sha256 });
+    const a = await answer;
+    if (a.t === 'decline') {
+      conn.end();
+      return { kind: 'declined', reason: a.reason };
+    }
+    conn.raw();
+    const t0 = performance.now();
+    await streamFile(conn, f.handle, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, o.signal);
+    conn.end();
+    const durationMs = performance.now() - t0;
+    return { kind: 'sent', name: o.name, to: addrKey(o.to), bytes: f.size, durationMs, mbps: f.size / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256 };
+  } catch (err) {
+    conn?.destroy();
+    throw err;
+  } finally {
+    await f.handle.close();
+  }
+}
+
+async function streamFile(conn: Connection, fh: import('node:fs/promises').FileHandle, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {
+  let pos = 0;
+  while (pos < size) {
+    if (signal?.aborted) throw new TransferError('aborted', 'upload aborted');
+    if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} closed the connection after ${pos} of ${size} bytes`);
+    const buf = Buffer.allocUnsafe(Math.min(chunkBytes, size - pos));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) throw new TransferError('truncated', `file shrank while being sent (${pos} of ${size} bytes)`);
+    pos += bytesRead;
+    if (!conn.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))) await drained(conn);
+  }
+}
+
+function drained(conn: Connection): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      conn.off('drain', onDrain);
+      conn.off('close', onClose);
+    };
+    const onDrain = () => {
+      done();
+      resolve();
+    };
+    const onClose = () => {
+      done();
+      reject(new TreeshareError('connection-closed', `requester ${conn.remote} closed the connection mid-transfer`));
+    };
+    conn.on('drain', onDrain);
+    conn.on('close', onClose);
+  });
+}

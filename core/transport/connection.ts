@@ -1,0 +1,257 @@
+/**
+ * Connection: framed messages (and, after a transfer ack, raw bytes) over a
+ * ByteLink. The same class serves TCP sockets and in-memory pairs, so the
+ * codec, limits and error handling are identical on both.
+ *
+ * Incoming bytes go through FrameDecoder. The first frame of an accepted
+ * connection must be a versioned opener. Any bad input makes the connection
+ * answer `error` (code + message), log through the 'protocol-error' event,
+ * and close; nothing else is affected. Outgoing bytes that the remote does
+ * not read pile up in the link; past `maxBufferedBytes` the link is destroyed
+ * (a slow or stuck reader cannot make us hold unbounded memory).
+ */
+import { EventEmitter } from 'node:events';
+import { RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
+import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder } from '../protocol/codec.ts';
+import type { Message, MessageType, Msg } from '../protocol/messages.ts';
+
+/** The byte pipe under a Connection: a net.Socket, or one end of a memory pair. */
+export interface ByteLink {
+  write(data: Buffer): boolean;
+  end(): void;
+  destroy(err?: Error): void;
+  pause(): void;
+  resume(): void;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  on(ev: 'data', fn: (b: Buffer) => void): unknown;
+  on(ev: 'drain' | 'end', fn: () => void): unknown;
+  on(ev: 'close', fn: () => void): unknown;
+  on(ev: 'error', fn: (e: Error) => void): unknown;
+}
+
+export interface ConnectionOptions {
+  /** Longest frame accepted, bytes. Default 64 KiB. */
+  maxFrameBytes?: number;
+  /** Outgoing bytes allowed to queue unread before the link is dropped. Default 64 MiB. */
+  maxBufferedBytes?: number;
+  /** For accepted connections: ms to wait for the first frame. Default 10,000; 0 disables. */
+  handshakeTimeoutMs?: number;
+}
+
+export interface ConnectionEvents {
+  message: [Message];
+  data: [Buffer];
+  drain: [];
+  /** The remote misbehaved; the connection answered and is closing. */
+  'protocol-error': [RemoteProtocolError];
+  close: [Error | undefined];
+}
+
+export class Connection extends EventEmitter<ConnectionEvents> {
+  readonly remote: string;
+  readonly accepted: boolean;
+  private decoder: FrameDecoder;
+  private rawMode = false;
+  private first = true;
+  private closedFlag = false;
+  private closeErr: Error | undefined;
+  private readonly maxBuffered: number;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly link: ByteLink, remote: string, accepted: boolean, opts: ConnectionOptions = {}) {
+    super();
+    this.remote = remote;
+    this.accepted = accepted;
+    this.decoder = new FrameDecoder({ maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
+    this.maxBuffered = opts.maxBufferedBytes ?? 64 * 1024 * 1024;
+    link.on('data', (b) => this.onData(b));
+    link.on('drain', () => this.emit('drain'));
+    link.on('end', () => this.onEnd());
+    link.on('error', (e) => {
+      this.closeErr ??= e;
+    });
+    link.on('close', () => this.onClose());
+    const hs = opts.handshakeTimeoutMs ?? 10_000;
+    if (accepted && hs > 0) {
+      this.handshakeTimer = setTimeout(() => {
+        if (this.first && !this.closedFlag) this.fail(new RemoteProtocolError('timeout', `no request within ${hs} ms`));
+      }, hs);
+      this.handshakeTimer.unref?.();
+    }
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Bytes queued for sending but not yet taken by the remote. */
+  get writableLength(): number {
+    return this.link.writableLength;
+  }
+
+  send(msg: Message): boolean {
+    if (this.closedFlag || this.link.destroyed) return false;
+    const ok = this.link.write(encode(msg));
+    this.checkBuffered();
+    return ok;
+  }
+
+  /** Raw bytes (transfer body). Returns false when the caller should wait for 'drain'. */
+  write(data: Buffer): boolean {
+    if (this.closedFlag || this.link.destroyed) return false;
+    const ok = this.link.write(data);
+    this.checkBuffered();
+    return ok;
+  }
+
+  /** Stop decoding frames: later bytes arrive as 'data'. Returns bytes already buffered. */
+  raw(): Buffer {
+    this.rawMode = true;
+    return this.decoder.takeRest();
+  }
+
+  pause(): void {
+    this.link.pause();
+  }
+
+  resume(): void {
+    this.link.resume();
+  }
+
+  /** Answers `error` with the error's code and message, then closes. */
+  fail(err: TreeshareError): void {
+    if (this.closedFlag) return;
+    if (err instanceof RemoteProtocolError) this.emit('protocol-error', err);
+    this.closeErr ??= err;
+    this.send({ t: 'error', code: err.code, message: err.message.slice(0, 4096) });
+    this.end();
+  }
+
+  /** Graceful close after queued bytes are sent; forced after 2 s. */
+  end(): void {
+    if (this.link.destroyed) return;
+    this.link.end();
+    const t = setTimeout(() => this.link.destroy(), 2000);
+    t.unref?.();
+  }
+
+  destroy(err?: Error): void {
+    if (err) this.closeErr ??= err;
+    this.link.destroy();
+  }
+
+  private checkBuffered(): void {
+    if (this.link.writableLength > this.maxBuffered) {
+      this.closeErr ??= new RemoteProtocolError('buffer-overflow', `remote ${this.remote} is not reading (over ${this.maxBuffered} bytes queued)`);
+      this.link.destroy();
+    }
+  }
+
+  private onData(b: Buffer): void {
+    if (this.closedFlag) return;
+    if (this.rawMode) {
+      this.emit('data', b);
+      return;
+    }
+    let msgs: Message[];
+    try {
+      msgs = this.decoder.push(b);
+    } catch (err) {
+      const decoded = (err as { decoded?: Message[] }).decoded ?? [];
+      for (const m of decoded) if (!this.deliver(m)) return;
+      this.fail(err instanceof TreeshareError ? err : new RemoteProtocolError('bad-frame', String(err)));
+      return;
+    }
+    for (let i = 0; i < msgs.length; i++) {
+      if (!this.deliver(msgs[i]!)) return;
+      if (this.rawMode) {
+        // A consumer switched to raw mode inside a message handler: the rest is file data.
+        const rest = this.decoder.takeRest();
+        if (rest.length) this.emit('data', rest);
+        return;
+      }
+    }
+  }
+
+  private deliver(m: Message): boolean {
+    if (this.first) {
+      this.first = false;
+      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      if (this.accepted) {
+        try {
+          checkVersion(m);
+        } catch (err) {
+          this.fail(err as RemoteProtocolError);
+          return false;
+        }
+      }
+    }
+    if (this.closedFlag) return false;
+    this.emit('message', m);
+    return !this.closedFlag;
+  }
+
+  private onEnd(): void {
+    if (this.rawMode) return;
+    try {
+      this.decoder.end();
+    } catch (err) {
+      this.closeErr ??= err as Error;
+      this.emit('protocol-error', err as RemoteProtocolError);
+    }
+  }
+
+  private onClose(): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.emit('close', this.closeErr);
+  }
+}
+
+/**
+ * Waits for the next message on `conn` whose type is in `types`; an `error`
+ * message from the remote rejects with RemoteRefusedError-like info, as does
+ * close, abort or any other type.
+ */
+export function nextMessage<T extends MessageType>(conn: Connection, types: readonly T[], opts: { signal?: AbortSignal; what?: string } = {}): Promise<Msg<T>> {
+  return new Promise((resolve, reject) => {
+    const what = opts.what ?? `${types.join('/')} from ${conn.remote}`;
+    const cleanup = () => {
+      conn.off('message', onMsg);
+      conn.off('close', onClose);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    const onMsg = (m: Message) => {
+      cleanup();
+      if ((types as readonly string[]).includes(m.t)) return resolve(m as Msg<T>);
+      if (m.t === 'error') return reject(new RemoteRefusedError(m.code, `${conn.remote}: ${m.message}`));
+      const e = new RemoteProtocolError('unexpected-message', `expected ${types.join(' or ')}, got "${m.t}"`);
+      conn.fail(e);
+      reject(e);
+    };
+    const onClose = (err: Error | undefined) => {
+      cleanup();
+      reject(new TreeshareError('connection-closed', `${conn.remote} closed the connection while waiting for ${what}${err ? `: ${err.message}` : ''}`));
+    };
+    const onAbort = () => {
+      cleanup();
+      conn.destroy();
+      reject(abortError(opts.signal!, what));
+    };
+    if (opts.signal?.aborted) return onAbort();
+    if (conn.closed) return onClose(undefined);
+    conn.on('message', onMsg);
+    conn.on('close', onClose);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The error to reject with when `signal` fires: timeouts say what was awaited. */
+export function abortError(signal: AbortSignal, what: string): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof TreeshareError) return r;
+  if (r instanceof Error && r.name === 'TimeoutError') return new TreeshareError('timeout', `timed out waiting for ${what}`);
+  return new TreeshareError('aborted', `aborted while waiting for ${what}`);
+}

@@ -1,0 +1,177 @@
+/**
+ * In-memory transport: listeners and connections inside one process, with
+ * the same Connection (codec, limits, errors) as TCP. Bytes really are
+ * encoded and decoded, so behaviour matches; delivery is asynchronous.
+ *
+ * Link emulation: `latencyMs` delays every chunk one way; `bandwidthBytesPerSec`
+ * serialises chunks at that rate per direction (chunk delivered at
+ * max(now, previous send done) + size/rate + latency).
+ */
+import { EventEmitter } from 'node:events';
+import { LocalError, TreeshareError } from '../errors.ts';
+import { addrKey } from '../protocol/messages.ts';
+import { abortError, Connection, type ByteLink } from './connection.ts';
+import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
+
+export interface LinkShape {
+  /** One-way added latency per link, ms. Default 0. */
+  latencyMs?: number;
+  /** Per-direction rate cap, bytes/s. Default unlimited. */
+  bandwidthBytesPerSec?: number;
+}
+
+const HIGH_WATER = 1024 * 1024;
+
+class MemoryLink extends EventEmitter implements ByteLink {
+  other!: MemoryLink;
+  destroyed = false;
+  writableLength = 0;
+  private paused = false;
+  private inbox: Buffer[] = [];
+  private ended = false;
+  private gotEnd = false;
+  private txDone = 0;
+  private needDrain = false;
+  private inFlight = 0;
+  private endQueued = false;
+
+  constructor(private readonly shape: LinkShape) {
+    super();
+  }
+
+  write(data: Buffer): boolean {
+    if (this.destroyed || this.ended) return false;
+    const copy = Buffer.from(data);
+    this.writableLength += copy.length;
+    this.inFlight++;
+    this.schedule(copy.length, () => {
+      this.inFlight--;
+      this.writableLength -= copy.length;
+      if (!this.other.destroyed) this.other.receive(copy);
+      if (this.needDrain && this.writableLength < HIGH_WATER) {
+        this.needDrain = false;
+        this.emit('drain');
+      }
+      if (this.endQueued && this.inFlight === 0) this.deliverEnd();
+    });
+    if (this.writableLength >= HIGH_WATER) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  private schedule(bytes: number, fn: () => void): void {
+    const lat = this.shape.latencyMs ?? 0;
+    const bw = this.shape.bandwidthBytesPerSec;
+    if (!lat && !bw) {
+      setImmediate(fn);
+      return;
+    }
+    const now = performance.now();
+    const start = Math.max(now, this.txDone);
+    this.txDone = start + (bw ? (bytes / bw) * 1000 : 0);
+    const at = this.txDone + lat;
+    setTimeout(fn, Math.max(0, at - now));
+  }
+
+  private receive(b: Buffer): void {
+    if (this.paused || this.inbox.length) {
+      this.inbox.push(b);
+      return;
+    }
+    this.emit('data', b);
+  }
+
+  end(): void {
+    if (this.ended || this.destroyed) return;
+    this.ended = true;
+    if (this.inFlight === 0) this.deliverEnd();
+    else this.endQueued = true;
+  }
+
+  private deliverEnd(): void {
+    this.endQueued = false;
+    setImmediate(() => this.other.receiveEnd());
+  }
+
+  private receiveEnd(): void {
+    if (this.destroyed) return;
+    this.gotEnd = true;
+    if (this.inbox.length === 0) this.finishEnd();
+  }
+
+  private finishEnd(): void {
+    this.emit('end');
+    // Half-close is not modelled: the end of one side closes the pair.
+    this.destroy();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    while (!this.paused && this.inbox.length && !this.destroyed) this.emit('data', this.inbox.shift()!);
+    if (!this.paused && this.gotEnd && this.inbox.length === 0) this.finishEnd();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.inbox = [];
+    setImmediate(() => this.emit('close'));
+    if (!this.other.destroyed) this.other.destroy();
+  }
+}
+
+export class MemoryNetwork {
+  private listeners = new Map<string, ListenOptions>();
+  private nextPort = 20000;
+  readonly shape: LinkShape;
+
+  constructor(shape: LinkShape = {}) {
+    this.shape = shape;
+  }
+
+  transport(): Transport {
+    return {
+      kind: 'memory',
+      listen: (o) => this.listen(o),
+      connect: (to, o) => this.connect(to, o),
+    };
+  }
+
+  private async listen(opts: ListenOptions): Promise<Listener> {
+    let port = opts.port;
+    if (port === 0) {
+      do port = this.nextPort++;
+      while (this.listeners.has(addrKey({ host: opts.host, port })));
+    }
+    const key = addrKey({ host: opts.host, port });
+    if (this.listeners.has(key)) throw new LocalError('port-in-use', `cannot listen on ${key}: port ${port} is already in use`);
+    this.listeners.set(key, opts);
+    return {
+      address: { host: opts.host, port },
+      close: async () => {
+        if (this.listeners.get(key) === opts) this.listeners.delete(key);
+      },
+    };
+  }
+
+  private async connect(to: HostPort, opts: ConnectOptions = {}): Promise<Connection> {
+    const key = addrKey(to);
+    if (opts.signal?.aborted) throw abortError(opts.signal, `a connection to ${key}`);
+    await new Promise((r) => setImmediate(r));
+    const l = this.listeners.get(key) ?? this.listeners.get(addrKey({ host: '0.0.0.0', port: to.port }));
+    if (!l) throw new TreeshareError('unreachable', `cannot connect to ${key}: connection refused (is it running?)`);
+    const a = new MemoryLink(this.shape);
+    const b = new MemoryLink(this.shape);
+    a.other = b;
+    b.other = a;
+    const local = `${opts.localHost ?? 'mem'}:${this.nextPort++}`;
+    l.onConnection(new Connection(b, local, true, l.connection));
+    return new Connection(a, key, false, opts.connection);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * TCP transport: the only place that touches node:net. Listens and connects
+ * on host:port, wraps each socket in a Connection, and turns socket errors
+ * into one-line TreeshareErrors (port in use, connection refused, ...).
+ */
+import net from 'node:net';
+import { LocalError, TreeshareError } from '../errors.ts';
+import { addrKey } from '../protocol/messages.ts';
+import { abortError, Connection } from './connection.ts';
+import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
+
+export function tcpTransport(): Transport {
+  return {
+    kind: 'tcp',
+    listen,
+    connect,
+  };
+}
+
+async function listen(opts: ListenOptions): Promise<Listener> {
+  const server = net.createServer({ noDelay: true });
+  server.maxConnections = opts.maxConnections ?? 10_000;
+  server.on('connection', (sock) => {
+    sock.setNoDelay(true);
+    const remote = sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
+    opts.onConnection(new Connection(sock, remote, true, opts.connection));
+  });
+  server.on('drop', () => {
+    /* over maxConnections: node closes the socket; nothing else to do */
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onErr = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(listenError(err, opts.host, opts.port));
+    };
+    const onListening = () => {
+      server.off('error', onErr);
+      resolve();
+    };
+    server.once('error', onErr);
+    server.once('listening', onListening);
+    server.listen({ host: opts.host, port: opts.port, exclusive: true });
+  });
+  server.on('error', () => {
+    /* after listening, errors surface per connection */
+  });
+  const a = server.address() as net.AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    address: { host: opts.host, port: a.port },
+    close() {
+      closing ??= new Promise<void>((resolve) => server.close(() => resolve()));
+      return closing;
+    },
+  };
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): TreeshareError {
+  const where = `${host}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new LocalError('port-in-use', `cannot listen on ${where}: port ${port} is already in use`);
+    case 'EADDRNOTAVAIL':
+      return new LocalError('bad-host', `cannot listen on ${where}: ${host} is not an address of this machine`);
+    case 'EACCES':
+      return new LocalError('permission-denied', `cannot listen on ${where}: permission denied`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new LocalError('bad-host', `cannot listen on ${where}: unknown host ${host}`);
+    default:
+      return new LocalError('listen-failed', `cannot listen on ${where}: ${err.message}`);
+  }
+}
+
+function connect(to: HostPort, opts: ConnectOptions = {}): Promise<Connection> {
+  const where = addrKey(to);
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) return reject(abortError(opts.signal, `a connection to ${where}`));
+    const sock = net.connect({ host: to.host, port: to.port, noDelay: true, ...(opts.localHost ? { localAddress: opts.localHost } : {}) });
+    const onAbort = () => {
+      sock.destroy();
+      reject(abortError(opts.signal!, `a connection to ${where}`));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      reject(connectError(err, where));
+    });
+    sock.once('connect', () => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      sock.removeAllListeners('error');
+      resolve(new Connection(sock, where, false, opts.connection));
+    });
+  });
+}
+
+function connectError(err: NodeJS.ErrnoException, where: string): TreeshareError {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return new TreeshareError('unreachable', `cannot connect to ${where}: connection refused (is it running?)`);
+    case 'ETIMEDOUT':
+      return new TreeshareError('unreachable', `cannot connect to ${where}: timed out`);
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new TreeshareError('unreachable', `cannot connect to ${where}: host unreachable`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new TreeshareError('unreachable', `cannot connect to ${where}: unknown host`);
+    case 'EADDRNOTAVAIL':
+      return new TreeshareError('unreachable', `cannot connect to ${where}: address not available`);
+    default:
+      return new TreeshareError('unreachable', `cannot connect to ${where}: ${err.message}`);
+  }
+}

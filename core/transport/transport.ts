@@ -1,0 +1,41 @@
+/**
+ * The transport seam: how the peer and metaserver get Connections. tcp.ts is
+ * the only module that touches node:net; memory.ts gives in-process pairs
+ * with the same behaviour for tests and very large simulations.
+ */
+import type { Connection, ConnectionOptions } from './connection.ts';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  onConnection: (conn: Connection) => void;
+  connection?: ConnectionOptions;
+  /** Most simultaneous accepted connections; later ones are refused. Default 10,000. */
+  maxConnections?: number;
+  signal?: AbortSignal;
+}
+
+export interface Listener {
+  readonly address: HostPort;
+  /** Stops accepting; existing connections are left to their owners. */
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  connection?: ConnectionOptions;
+  /** Local address to bind the outgoing socket to (so traffic leaves from the peer's own host). */
+  localHost?: string;
+}
+
+export interface Transport {
+  readonly kind: 'tcp' | 'memory';
+  listen(opts: ListenOptions): Promise<Listener>;
+  connect(to: HostPort, opts?: ConnectOptions): Promise<Connection>;
+}
