@@ -4,7 +4,7 @@ export { Peer } from './peer/peer.ts';
 export type * from './peer/types.ts';
 export { Metaserver, type MetaserverOptions, type MetaserverEvents } from './metaserver/metaserver.ts';
 export { metaStatus, probe, request } from './metaserver/client.ts';
-export { tcpTransport } from './transport/tcp.ts';
+export { tcpTransport, type TcpOptions } from './transport/tcp.ts';
 export { MemoryNetwork, type LinkShape } from './transport/memory.ts';
 export type { Transport, HostPort, Listener } from './transport/transport.ts';
 export { Connection, type ConnectionOptions } from './transport/connection.ts';

@@ -6,24 +6,32 @@
 import net from 'node:net';
 import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
-import { abortError, Connection } from './connection.ts';
+import { abortError, Connection, type ByteLink } from './connection.ts';
+import type { LinkShape } from './memory.ts';
+import { isShaped, ShapedLink } from './shaped.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
-export function tcpTransport(): Transport {
+export interface TcpOptions {
+  /** Added latency and bandwidth cap on every connection's outgoing side (user-space emulation). */
+  shape?: LinkShape;
+}
+
+export function tcpTransport(o: TcpOptions = {}): Transport {
+  const wrap = (sock: net.Socket): ByteLink => (isShaped(o.shape) ? new ShapedLink(sock, o.shape) : sock);
   return {
     kind: 'tcp',
-    listen,
-    connect,
+    listen: (opts) => listen(opts, wrap),
+    connect: (to, opts) => connect(to, opts, wrap),
   };
 }
 
-async function listen(opts: ListenOptions): Promise<Listener> {
+async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): Promise<Listener> {
   const server = net.createServer({ noDelay: true });
   server.maxConnections = opts.maxConnections ?? 10_000;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
     const remote = sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
-    opts.onConnection(new Connection(sock, remote, true, opts.connection));
+    opts.onConnection(new Connection(wrap(sock), remote, true, opts.connection));
   });
   server.on('drop', () => {
     /* over maxConnections: node closes the socket; nothing else to do */
@@ -72,7 +80,7 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Tr
   }
 }
 
-function connect(to: HostPort, opts: ConnectOptions = {}): Promise<Connection> {
+function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink): Promise<Connection> {
   const where = addrKey(to);
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(abortError(opts.signal, `a connection to ${where}`));
@@ -89,7 +97,7 @@ function connect(to: HostPort, opts: ConnectOptions = {}): Promise<Connection> {
     sock.once('connect', () => {
       opts.signal?.removeEventListener('abort', onAbort);
       sock.removeAllListeners('error');
-      resolve(new Connection(sock, where, false, opts.connection));
+      resolve(new Connection(wrap(sock), where, false, opts.connection));
     });
   });
 }
