@@ -126,3 +126,81 @@ export function nextEvent<A extends unknown[]>(emitter: { on(e: string, f: (...a
     emitter.on(event, f);
   });
 }
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import readline from 'node:readline';
+
+export interface ProcPeer {
+  proc: ChildProcess;
+  /** Every JSON line printed so far. */
+  lines: Record<string, unknown>[];
+  /** Next line (after those already seen by this call) whose event is `event`. */
+  next(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  send(cmd: object): void;
+  kill(sig?: NodeJS.Signals): void;
+}
+
+const procs = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of procs) p.kill('SIGKILL');
+});
+
+/** Spawns test/fixtures/peer-proc.ts with `opts`; resolves once it printed `ready`. Killed at process exit if still alive. */
+export async function spawnPeer(opts: object): Promise<ProcPeer> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'test/fixtures/peer-proc.ts'), JSON.stringify(opts)], { cwd: REPO, stdio: ['pipe', 'pipe', 'inherit'] });
+  procs.add(proc);
+  proc.on('exit', () => procs.delete(proc));
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { event: string; from: number; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const cursor = new Map<string, number>();
+  readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(l);
+    } catch {
+      return;
+    }
+    lines.push(o);
+    for (const w of [...waiters]) {
+      if (o.event === w.event && lines.length - 1 >= w.from) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(o);
+      }
+    }
+  });
+  const pp: ProcPeer = {
+    proc,
+    lines,
+    next(event, timeoutMs = 30_000) {
+      const from = cursor.get(event) ?? 0;
+      const idx = lines.findIndex((l, i) => i >= from && l.event === event);
+      if (idx >= 0) {
+        cursor.set(event, idx + 1);
+        return Promise.resolve(lines[idx]!);
+      }
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`peer process: no ${event} within ${timeoutMs} ms`)), timeoutMs);
+        const onExit = () => reject(new Error(`peer process exited before ${event}`));
+        proc.once('exit', onExit);
+        waiters.push({
+          event,
+          from: lines.length,
+          resolve: (l) => {
+            clearTimeout(t);
+            proc.off('exit', onExit);
+            cursor.set(event, lines.indexOf(l) + 1);
+            resolve(l);
+          },
+        });
+      });
+    },
+    send(cmd) {
+      proc.stdin!.write(JSON.stringify(cmd) + '\n');
+    },
+    kill(sig = 'SIGKILL') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);
+    },
+  };
+  await pp.next('ready');
+  return pp;
+}
