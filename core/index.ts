@@ -12,3 +12,4 @@ export { PROTOCOL_VERSION, addrKey, type Message, type PeerRef, type TopoNode, t
 export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
 export { checkFileName } from './protocol/names.ts';
 export { renderTree, treeFromNodes, type TreeView } from './peer/render.ts';
+export { keyedTransport, parseKey, AuthError } from './transport/auth.ts';

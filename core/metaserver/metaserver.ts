@@ -15,6 +15,7 @@ import { addrKey, type Message, type Msg, type PeerRef, type RegistryEntry } fro
 import { isPolicy, type Policy } from '../protocol/referral.ts';
 import type { Connection, ConnectionOptions } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
+import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { probe } from './client.ts';
 import { Registry } from './registry.ts';
@@ -28,6 +29,8 @@ export interface MetaserverOptions {
   /** Referral policy. Default least-loaded. */
   policy?: Policy;
   transport?: Transport;
+  /** Shared network key: every connection is authenticated (HMAC challenge-response). Default none. */
+  networkKey?: string | Buffer;
   /** Random source for the `random` policy, returns [0,1). Default Math.random. */
   rng?: () => number;
   /** Entries not announced for this long are dropped, ms. Default 30,000; 0 disables. */
@@ -64,7 +67,8 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     const policy = opts.policy ?? 'least-loaded';
     if (!isPolicy(policy)) throw new LocalError('bad-option', `unknown referral policy ${JSON.stringify(policy)} (root, random or least-loaded)`);
     this.policy = policy;
-    this.transport = opts.transport ?? tcpTransport();
+    const base = opts.transport ?? tcpTransport();
+    this.transport = opts.networkKey ? keyedTransport(base, opts.networkKey) : base;
     this.registry = new Registry(opts.pendingTtlMs ?? 5000);
     this.rng = opts.rng ?? Math.random;
   }
@@ -143,6 +147,8 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
       case 'ping':
         conn.send({ t: 'pong', n: m.n });
         return conn.end();
+      case 'hello':
+        throw new TreeshareError('auth-unsupported', 'this metaserver uses no network key');
       default:
         throw new RemoteProtocolError('unexpected-message', `the metaserver does not handle "${m.t}"`);
     }

@@ -22,6 +22,7 @@ import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '.
 import { decideJoin } from '../protocol/placement.ts';
 import type { Connection } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
+import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName, hasShared, listShared, shareRoot } from '../transfer/jail.ts';
 import { freeBytes, receiveFile } from '../transfer/receive.ts';
@@ -42,7 +43,7 @@ interface Download {
   signal?: AbortSignal;
 }
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta'>> & {
+type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;
@@ -99,7 +100,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
     };
-    this.transport = options.transport ?? tcpTransport();
+    const base = options.transport ?? tcpTransport();
+    this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
     this.flood = new FloodHandler(this);
     this.repairer = new Repairer(this);
@@ -440,6 +442,8 @@ export class Peer extends EventEmitter<PeerEvents> {
         conn.send({ t: 'pong', n: m.n });
         conn.end();
         return;
+      case 'hello':
+        throw new TreeshareError('auth-unsupported', `peer ${this.id} uses no network key`);
       default:
         throw new RemoteProtocolError('unexpected-message', `a peer does not handle "${m.t}" as a first message`);
     }

@@ -26,6 +26,8 @@ export interface PeerOptions {
   /** Most redirects followed while joining. Default 64. */
   maxRedirects?: number;
   transport?: Transport;
+  /** Shared network key: every connection is authenticated (HMAC challenge-response). Default none. */
+  networkKey?: string | Buffer;
   connection?: ConnectionOptions;
   /** Default hop limit of floods. Default 255. */
   ttl?: number;

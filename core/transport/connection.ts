@@ -105,6 +105,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return ok;
   }
 
+  /** The next frame must again be a versioned opener (after a key handshake). */
+  expectOpener(): void {
+    this.first = true;
+  }
+
   /** Stop decoding frames: later bytes arrive as 'data'. Returns bytes already buffered. */
   raw(): Buffer {
     this.rawMode = true;
@@ -154,30 +159,35 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.emit('data', b);
       return;
     }
-    let msgs: Message[];
+    const thrown: { err?: unknown } = {};
     try {
-      msgs = this.decoder.push(b);
+      // Frames are delivered one by one so a handler can switch to raw mode mid-chunk.
+      this.decoder.push(b, (m) => {
+        try {
+          return this.deliver(m) && !this.rawMode;
+        } catch (err) {
+          thrown.err = err;
+          return false;
+        }
+      });
     } catch (err) {
-      const decoded = (err as { decoded?: Message[] }).decoded ?? [];
-      for (const m of decoded) if (!this.deliver(m)) return;
+      if (this.closedFlag || this.rawMode) return;
       this.fail(err instanceof TreeshareError ? err : new RemoteProtocolError('bad-frame', String(err)));
       return;
     }
-    for (let i = 0; i < msgs.length; i++) {
-      if (!this.deliver(msgs[i]!)) return;
-      if (this.rawMode) {
-        // A consumer switched to raw mode inside a message handler: the rest is file data.
-        const rest = this.decoder.takeRest();
-        if (rest.length) this.emit('data', rest);
-        return;
-      }
+    if ('err' in thrown) throw thrown.err; // a listener's own bug: not the remote's fault
+    if (this.rawMode && !this.closedFlag) {
+      // A consumer switched to raw mode inside a message handler: the rest is file data.
+      const rest = this.decoder.takeRest();
+      if (rest.length) this.emit('data', rest);
     }
   }
 
   private deliver(m: Message): boolean {
     if (this.first) {
       this.first = false;
-      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      // A key handshake (hello) keeps the timer running until the real opener.
+      if (this.handshakeTimer && m.t !== 'hello') clearTimeout(this.handshakeTimer);
       if (this.accepted) {
         try {
           checkVersion(m);
