@@ -130,6 +130,14 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
       case 'register':
         return this.onRegister(conn, m);
       case 'announce': {
+        const known = this.registry.get(m.id);
+        if (known && (known.host !== m.host || known.port !== m.port)) {
+          throw new TreeshareError('id-mismatch', `peer id ${m.id} is registered at ${addrKey(known)}, not ${addrKey(m)}`);
+        }
+        // An unknown id (e.g. after a metaserver restart) is added only if something answers at its address.
+        if (!known && !(await probe(this.transport, m))) {
+          throw new TreeshareError('unreachable', `announced address ${addrKey(m)} of ${m.id} does not answer`);
+        }
         const { isNew } = this.registry.announce(m, performance.now(), this.wallNow());
         this.emit('announce', { id: m.id, parent: m.parent, depth: m.depth, isNew });
         conn.send({ t: 'ok' });

@@ -13,6 +13,7 @@ import { TreeshareError } from '../errors.ts';
 import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
+import { TokenBucket } from '../protocol/ratelimit.ts';
 import type { Link } from './links.ts';
 import type { Peer } from './peer.ts';
 import type { SearchResult, TopoResult } from './types.ts';
@@ -28,6 +29,8 @@ interface TopoAgg {
 
 interface Local {
   t0: number;
+  /** The searched name (queries only), for `hit` events. */
+  name: string;
   firstHitAt: number | null;
   done: (c: Completion<QueryAgg> | Completion<TopoAgg>) => void;
 }
@@ -48,6 +51,10 @@ export class FloodHandler {
   });
   private readonly local = new Map<string, Local>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly buckets = new Map<string, TokenBucket>();
+  /** Floods refused by the per-neighbour rate limit since start. */
+  throttledCount = 0;
+  private lastThrottleLog = -Infinity;
 
   constructor(private readonly peer: Peer) {
     this.seen = new SeenCache({ maxEntries: peer.opts.seenCacheSize });
@@ -55,7 +62,7 @@ export class FloodHandler {
 
   search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
     const q: Msg<'query'> = { t: 'query', qid, name, origin: this.peer.ref, ttl: this.peer.opts.ttl, hops: 0, budget: this.peer.opts.floodTimeoutMs, want };
-    return this.run(qid, o.signal, `search for ${name}`, () => void this.onQuery(null, q), (c, l) => {
+    return this.run(qid, name, o.signal, `search for ${name}`, () => void this.onQuery(null, q), (c, l) => {
       const acc = c.acc as QueryAgg;
       const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
       this.peer.emit('search-done', r);
@@ -66,7 +73,7 @@ export class FloodHandler {
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
     const qid = this.peer.newQid();
     const m: Msg<'topo'> = { t: 'topo', qid, origin: this.peer.ref, hops: 0, ttl: this.peer.opts.ttl, budget: this.peer.opts.floodTimeoutMs };
-    return this.run(qid, o.signal, 'topology', () => void this.onTopo(null, m), (c, l) => {
+    return this.run(qid, '', o.signal, 'topology', () => void this.onTopo(null, m), (c, l) => {
       const acc = c.acc as TopoAgg;
       const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
       this.peer.emit('topo-done', r);
@@ -80,7 +87,7 @@ export class FloodHandler {
     if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
   }
 
-  private run<R>(qid: string, signal: AbortSignal | undefined, what: string, start: () => void, finish: (c: Completion<QueryAgg> | Completion<TopoAgg>, l: Local) => R): Promise<R> {
+  private run<R>(qid: string, name: string, signal: AbortSignal | undefined, what: string, start: () => void, finish: (c: Completion<QueryAgg> | Completion<TopoAgg>, l: Local) => R): Promise<R> {
     if (!this.peer.joined) return Promise.reject(new TreeshareError('not-joined', `peer ${this.peer.id} has not joined the overlay yet`));
     return new Promise<R>((resolve, reject) => {
       const onAbort = () => {
@@ -91,6 +98,7 @@ export class FloodHandler {
       signal?.addEventListener('abort', onAbort, { once: true });
       const l: Local = {
         t0: performance.now(),
+        name,
         firstHitAt: null,
         done: (c) => {
           signal?.removeEventListener('abort', onAbort);
@@ -106,16 +114,18 @@ export class FloodHandler {
   onMessage(link: Link, m: Msg<'topo' | 'query' | 'topo-reply' | 'query-reply'>): void {
     switch (m.t) {
       case 'query':
+        if (this.throttled(link, m)) return;
         void this.onQuery(link, m);
         return;
       case 'topo':
+        if (this.throttled(link, m)) return;
         void this.onTopo(link, m);
         return;
       case 'query-reply': {
         const l = this.local.get(m.qid);
         if (l && m.hits.length) {
           if (l.firstHitAt === null) l.firstHitAt = performance.now();
-          for (const h of m.hits) this.peer.emit('hit', { qid: m.qid, name: '', holder: h });
+          for (const h of m.hits) this.peer.emit('hit', { qid: m.qid, name: l.name, holder: h });
         }
         this.complete(this.queries.reply(m.qid, link.ref.id, { counters: countersOf(m), hits: m.hits }), 'query');
         return;
@@ -130,7 +140,29 @@ export class FloodHandler {
     }
   }
 
+  /**
+   * Per-neighbour rate limit on incoming floods: over the limit, the request
+   * is answered at once as "this subtree not searched" (missing: this peer),
+   * so the requester still gets a definite answer and others are not starved.
+   */
+  private throttled(link: Link, m: Msg<'topo' | 'query'>): boolean {
+    const now = performance.now();
+    let b = this.buckets.get(link.ref.id);
+    if (!b) this.buckets.set(link.ref.id, (b = new TokenBucket(this.peer.opts.queryRatePerSec, this.peer.opts.queryBurst, now)));
+    if (b.take(now)) return false;
+    this.throttledCount++;
+    if (now - this.lastThrottleLog > 1000) {
+      this.lastThrottleLog = now;
+      this.peer.log('warn', `throttling floods from ${link.ref.id} (over ${this.peer.opts.queryRatePerSec}/s; ${this.throttledCount} dropped so far)`);
+    }
+    const base = { qid: m.qid, missing: [this.peer.id], reached: 0, messages: 1, duplicates: 0, maxHops: m.hops };
+    if (m.t === 'query') link.conn.send({ t: 'query-reply', hits: [], ...base });
+    else link.conn.send({ t: 'topo-reply', nodes: [], final: true, ...base });
+    return true;
+  }
+
   neighbourGone(id: string): void {
+    this.buckets.delete(id);
     for (const c of this.queries.neighbourGone(id)) this.complete(c, 'query');
     for (const c of this.topos.neighbourGone(id)) this.complete(c, 'topo');
   }

@@ -12,7 +12,7 @@ import { nextMessage, type Connection } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {
-  /** performance.now() when the register request left. */
+  /** performance.now() when the (first) register request left. */
   registerSentAt: number;
   referralAt: number;
   referral: PeerRef | null;
@@ -20,7 +20,7 @@ export interface JoinTimeline {
   acceptedAt: number;
   parent: PeerRef | null;
   depth: number;
-  /** Register round trip to the metaserver, ms. */
+  /** Register round trip to the metaserver (the successful attempt), ms. */
   metaRttMs: number;
   /** Last JOIN sent → accept received (connect included), ms. */
   finalConnectMs: number;
@@ -52,11 +52,34 @@ export interface JoinOutcome {
   conn: Connection | null;
 }
 
+/** The referred (or redirected-to) peer does not accept connections. */
+class DeadTarget extends TreeshareError {
+  constructor(readonly target: PeerRef, cause: TreeshareError) {
+    super(cause.code, cause.message, { cause });
+  }
+}
+
+/**
+ * Joins, and when the metaserver referred us to a peer that is gone, reports
+ * it (so it is never referred again) and registers again, up to 3 times.
+ */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
+  const startedAt = performance.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await joinOnce(p, startedAt);
+    } catch (err) {
+      if (!(err instanceof DeadTarget) || p.via || attempt >= 3) throw err;
+      await request(p.transport, p.meta, { t: 'leave', v: PROTOCOL_VERSION, id: err.target.id }, ['ok'], { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
+    }
+  }
+}
+
+async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
   const step = p.stepTimeoutMs ?? 5000;
-  const registerSentAt = performance.now();
   let referral: PeerRef | null;
   let referralAt: number;
+  const metaSentAt = performance.now();
   if (p.via) {
     referral = p.via;
     referralAt = registerSentAt;
@@ -68,7 +91,7 @@ export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
   p.onReferral?.(referral);
   const timeline: JoinTimeline = {
     registerSentAt, referralAt, referral, redirects: [], acceptedAt: referralAt, parent: null, depth: 0,
-    metaRttMs: referralAt - registerSentAt, finalConnectMs: 0, totalMs: referralAt - registerSentAt,
+    metaRttMs: referralAt - metaSentAt, finalConnectMs: 0, totalMs: referralAt - registerSentAt,
   };
   if (!referral) return { timeline, conn: null };
 
@@ -79,7 +102,13 @@ export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
     const sentAt = performance.now();
     const signal = withTimeout(p.signal, step);
-    const conn = await p.transport.connect(target, { signal, localHost: p.localHost });
+    let conn: Connection;
+    try {
+      conn = await p.transport.connect(target, { signal, localHost: p.localHost });
+    } catch (err) {
+      if (err instanceof TreeshareError && err.code === 'unreachable') throw new DeadTarget(target, err);
+      throw err;
+    }
     let reply;
     try {
       const wait = nextMessage(conn, ['accept', 'redirect'], { signal, what: `an answer to JOIN from ${target.id}` });

@@ -96,6 +96,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       maxUploads: options.maxUploads ?? 16,
       maxFileBytes: options.maxFileBytes ?? 64 * 1024 ** 3,
       seenCacheSize: options.seenCacheSize ?? 10_000,
+      queryRatePerSec: options.queryRatePerSec ?? 1000,
+      queryBurst: options.queryBurst ?? 2000,
+      maxConnections: options.maxConnections ?? 1024,
       heartbeatMs: options.heartbeatMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
@@ -137,6 +140,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       host: this.opts.host,
       port: this.opts.port,
       connection: this.connectionOptions,
+      maxConnections: this.opts.maxConnections,
       onConnection: (c) => this.onInbound(c),
     });
     if (this.opts.heartbeatMs > 0) this.every(this.opts.heartbeatMs, () => this.heartbeat());

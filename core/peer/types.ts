@@ -45,6 +45,12 @@ export interface PeerOptions {
   maxFileBytes?: number;
   /** Duplicate-suppression cache: most query ids remembered. Default 10,000. */
   seenCacheSize?: number;
+  /** Floods accepted per second from one neighbour (token bucket refill). Default 1,000. */
+  queryRatePerSec?: number;
+  /** Burst of floods accepted from one neighbour. Default 2,000. */
+  queryBurst?: number;
+  /** Most simultaneous inbound connections. Default 1,024. */
+  maxConnections?: number;
   /** Heartbeat interval on links, ms. Default 1,000; 0 disables. */
   heartbeatMs?: number;
   /** A link silent for this long is declared dead, ms. Default 4,000. */

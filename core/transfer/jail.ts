@@ -2,8 +2,9 @@
  * The share jail: the only way transfer code reaches the file system for a
  * shared name. A name must pass checkFileName, and the file must be a regular
  * file whose real path lies directly inside the share folder's real path
- * (symlinks that escape are refused). Opened with O_NOFOLLOW where the name
- * itself is a symlink that resolves outside.
+ * (symlinks that escape are refused; hard links are refused outright, as a
+ * second name of a file elsewhere cannot be told apart). The resolved path is
+ * opened with O_NOFOLLOW and checked again on the open handle.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -57,6 +58,8 @@ export async function openShared(dir: string, name: string): Promise<SharedFile>
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw new JailError('not-regular', `${name} is not a regular file`);
+    // A hard link may be another name of a file outside the folder: indistinguishable, so refused.
+    if (st.nlink > 1) throw new JailError('hard-link', `${name} has ${st.nlink} hard links; only singly-linked files are shared`);
     return { name, path: real, size: st.size, handle, mtimeMs: st.mtimeMs, ino: st.ino };
   } catch (err) {
     await handle.close();
@@ -87,7 +90,7 @@ export async function listShared(dir: string): Promise<{ name: string; size: num
       const real = await fs.realpath(path.join(root, ent.name));
       if (path.dirname(real) !== root) continue;
       const st = await fs.stat(real);
-      if (st.isFile()) out.push({ name: ent.name, size: st.size });
+      if (st.isFile() && st.nlink === 1) out.push({ name: ent.name, size: st.size });
     } catch {
       /* vanished or dangling: not shared */
     }

@@ -1,0 +1,5 @@
+/** Fuzzing budget: fixed seed and a small run count in CI; `npm run fuzz` runs long. */
+export const FUZZ_SEED = Number(process.env.FUZZ_SEED ?? 20261125);
+export const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 300);
+/** Server fuzzing opens sockets per run, so it gets a smaller share of the budget. */
+export const FUZZ_SERVER_RUNS = Math.max(20, Math.floor(FUZZ_RUNS / 6));

@@ -1,0 +1,86 @@
+/**
+ * Property-based fuzzing of the running servers: random byte streams,
+ * mutated frames and random (valid-shaped) message sequences are thrown at a
+ * metaserver and at a peer over raw sockets. Afterwards nothing crashed, the
+ * registry holds no bogus peer, and a well-behaved peer is served normally.
+ */
+import test from 'ava';
+import fc from 'fast-check';
+import net from 'node:net';
+import { encode } from '../../core/protocol/codec.ts';
+import { PROTOCOL_VERSION, type Message } from '../../core/protocol/messages.ts';
+import { demoCluster } from '../helpers.ts';
+import { FUZZ_SEED, FUZZ_SERVER_RUNS } from '../fuzz-config.ts';
+
+/** Writes `chunks` then half-closes; resolves when the server has closed too. */
+function blast(port: number, chunks: Buffer[]): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, async () => {
+      for (const c of chunks) if (!s.write(c)) await new Promise((r) => s.once('drain', r));
+      s.end();
+    });
+    let got = '';
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(got));
+  });
+}
+
+const id = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,12}$/);
+const ref = fc.record({ id, host: fc.constant('127.0.0.1'), port: fc.integer({ min: 1, max: 65535 }) });
+const qid = fc.stringMatching(/^[a-z0-9]{1,16}$/);
+const n = fc.nat({ max: 100 });
+
+/** Valid-shaped messages in any order; openers among them aim at unreachable addresses. */
+const anyMessage: fc.Arbitrary<Message> = fc.oneof(
+  fc.record({ t: fc.constant('status' as const), v: fc.constant(PROTOCOL_VERSION) }),
+  fc.record({ t: fc.constant('ping' as const), n }),
+  fc.record({ t: fc.constant('announce' as const), v: fc.constant(PROTOCOL_VERSION), id, host: fc.constant('127.0.0.1'), port: fc.integer({ min: 1, max: 9 }), parent: fc.constant(null), depth: n, children: n, maxChildren: fc.integer({ min: 1, max: 8 }) }),
+  fc.record({ t: fc.constant('query' as const), qid, name: fc.constantFrom('pwd1.txt', '../etc/passwd', 'x'), origin: ref, ttl: n, hops: n, budget: n, want: fc.constantFrom('search' as const, 'download' as const) }),
+  fc.record({ t: fc.constant('query-reply' as const), qid, hits: fc.constant([]), missing: fc.constant([]), reached: n, messages: n, duplicates: n, maxHops: n }),
+  fc.record({ t: fc.constant('size' as const), subtree: fc.integer({ min: 1, max: 100 }) }),
+  fc.record({ t: fc.constant('accept' as const), id, host: fc.constant('127.0.0.1'), port: fc.integer({ min: 1, max: 9 }), depth: n }),
+  fc.record({ t: fc.constant('ack' as const) }),
+  fc.record({ t: fc.constant('leaving' as const), parent: fc.constant(null), successor: fc.constant(null) }),
+);
+
+const input = fc.oneof(
+  // raw garbage, in pieces
+  fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { minLength: 1, maxLength: 5 }).map((a) => a.map((u) => Buffer.from(u))),
+  // valid-shaped message sequences
+  fc.array(anyMessage, { minLength: 1, maxLength: 6 }).map((ms) => ms.map(encode)),
+  // a valid message with bytes flipped
+  fc.tuple(anyMessage, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([m, at, b]) => {
+    const buf = Buffer.from(encode(m));
+    buf[at % buf.length] = b;
+    return [buf];
+  }),
+);
+
+test('metaserver and peer survive fuzzed input and keep serving well-behaved peers', async (t) => {
+  const c = await demoCluster();
+  t.teardown(() => c.close());
+  const targets = [c.meta.address.port, c.peer('S3').address.port, c.peer('S1').address.port];
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(...targets), input, async (port, chunks) => {
+      runs++;
+      await blast(port, chunks);
+      return true;
+    }),
+    { seed: FUZZ_SEED, numRuns: FUZZ_SERVER_RUNS },
+  );
+  t.true(runs >= FUZZ_SERVER_RUNS);
+  // Nothing bogus got into the registry (announces from unreachable addresses are refused).
+  const ids = c.meta.registryList().map((e) => e.id).sort();
+  t.deepEqual(ids, ['S1', 'S2', 'S3', 'S4', 'S5']);
+  // The overlay still works end to end, and a newcomer joins.
+  const topo = await c.peer('S5').topo();
+  t.is(topo.nodes.length, 5);
+  t.true(topo.complete);
+  const d = await c.peer('S1').download('pwd1.txt');
+  t.is(d.holder.id, 'S3');
+  t.true(d.verified);
+  const late = await c.add('S6');
+  t.true(late.joined);
+});
