@@ -91,7 +91,7 @@ export async function until<T>(check: () => T | Promise<T>, o: { timeoutMs?: num
 }
 
 /** Checks that `nodes` (id, parent) form one tree: one root, every parent known, no cycle. */
-export function isOneTree(nodes: { id: string; parent: string | null }[]): { ok: boolean; why?: string } {
+export function isOneTree(nodes: readonly { id: string; parent: string | null }[]): { ok: boolean; why?: string } {
   const ids = new Set(nodes.map((n) => n.id));
   if (ids.size !== nodes.length) return { ok: false, why: 'duplicate ids' };
   const roots = nodes.filter((n) => n.parent === null);

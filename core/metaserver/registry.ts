@@ -43,7 +43,31 @@ export class Registry {
     return [...this.entries.values()];
   }
 
+  private cache: { attached: Set<string>; kids: Map<string, number> } | null = null;
+
+  private dirty(): void {
+    this.cache = null;
+  }
+
+  private cachedAttached(): Set<string> {
+    this.cache ??= { attached: this.attached(''), kids: this.countKids() };
+    return this.cache.attached;
+  }
+
+  /** Children per peer, counted from the children's own announcements (consistent with `pending`, which a child's announce clears in the same step). */
+  private childCounts(): Map<string, number> {
+    this.cache ??= { attached: this.attached(''), kids: this.countKids() };
+    return this.cache.kids;
+  }
+
+  private countKids(): Map<string, number> {
+    const kids = new Map<string, number>();
+    for (const e of this.entries.values()) if (e.parent !== null && e.state === 'joined') kids.set(e.parent, (kids.get(e.parent) ?? 0) + 1);
+    return kids;
+  }
+
   remove(id: string): boolean {
+    this.dirty();
     this.pending.delete(id);
     for (const m of this.pending.values()) m.delete(id);
     return this.entries.delete(id);
@@ -56,17 +80,18 @@ export class Registry {
   register(p: { id: string; host: string; port: number; maxChildren: number }, policy: Policy, now: number, wallNow: number, rng: () => number): { referral: Entry | null } {
     this.expirePending(now);
     const candidates: Candidate[] = [];
-    const attached = this.attached(p.id);
-    // Children counted from the children's own announcements (consistent with
-    // `pending`, which a child's announce clears in the same step).
-    const kids = new Map<string, number>();
-    for (const e of this.entries.values()) if (e.parent !== null && e.state === 'joined') kids.set(e.parent, (kids.get(e.parent) ?? 0) + 1);
-    for (const e of this.entries.values()) {
-      if (!attached.has(e.id)) continue;
+    // A brand-new id has no descendants: the cached attached set serves. A
+    // re-registering id (a subtree reattaching) is excluded with its subtree.
+    const attached = this.entries.has(p.id) ? this.attached(p.id) : this.cachedAttached();
+    const kids = this.childCounts();
+    for (const id of attached) {
+      const e = this.entries.get(id)!;
       candidates.push({ ...e, children: kids.get(e.id) ?? 0, pending: this.pending.get(e.id)?.size ?? 0 });
     }
     const chosen = chooseReferral(policy, candidates, rng);
     const root = candidates.length === 0;
+    // A joining newcomer changes neither set; a new root or a replaced entry does.
+    if (root || this.entries.has(p.id)) this.dirty();
     this.entries.set(p.id, {
       id: p.id, host: p.host, port: p.port, maxChildren: p.maxChildren, joinedAt: wallNow, seenAt: now,
       state: root ? 'joined' : 'joining', parent: null, depth: root ? 0 : null, children: 0,
@@ -81,6 +106,7 @@ export class Registry {
   /** A peer says where it is in the tree (also rebuilds the registry after a restart). */
   announce(a: { id: string; host: string; port: number; parent: string | null; depth: number; children: number; maxChildren: number }, now: number, wallNow: number): { isNew: boolean } {
     const old = this.entries.get(a.id);
+    this.dirty();
     for (const m of this.pending.values()) m.delete(a.id);
     this.entries.set(a.id, {
       id: a.id, host: a.host, port: a.port, maxChildren: a.maxChildren, joinedAt: old?.joinedAt ?? wallNow, seenAt: now,

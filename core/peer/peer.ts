@@ -494,9 +494,25 @@ export class Peer extends EventEmitter<PeerEvents> {
       .finally(() => this.uploads.delete(ac));
   }
 
-  localHas(name: string): Promise<{ size: number } | null> {
+  /**
+   * Does this peer share `name`? Names absent from a cached listing of the
+   * share folder (at most `shareCacheMs` old, refreshed after each download)
+   * are answered without touching the disk; present ones go through the jail.
+   */
+  async localHas(name: string): Promise<{ size: number } | null> {
+    const now = performance.now();
+    if (!this.shareCache || now - this.shareCache.at > 1000) {
+      this.shareCache = {
+        at: now,
+        names: fsp.readdir(this.opts.share).then((n) => new Set(n), () => null),
+      };
+    }
+    const names = await this.shareCache.names;
+    if (names && !names.has(name)) return null;
     return hasShared(this.opts.share, name);
   }
+
+  private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
 
   private async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
     const d = this.downloads.get(offer.qid);
@@ -524,6 +540,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         idleTimeoutMs: this.opts.transferIdleTimeoutMs,
         onProgress: (bytes, size) => this.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
+      this.shareCache = undefined;
       d.settle({ ok: true, value: { ...m, holder: offer.from } });
     } catch (err) {
       d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });

@@ -26,7 +26,9 @@ export function tcpTransport(o: TcpOptions = {}): Transport {
 }
 
 async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): Promise<Listener> {
-  const server = net.createServer({ noDelay: true });
+  // allowHalfOpen: a client that half-closes in the middle of a frame can still
+  // be told why (Connection answers `truncated-frame`, then ends its side).
+  const server = net.createServer({ noDelay: true, allowHalfOpen: true });
   server.maxConnections = opts.maxConnections ?? 10_000;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
@@ -47,7 +49,7 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): P
     };
     server.once('error', onErr);
     server.once('listening', onListening);
-    server.listen({ host: opts.host, port: opts.port, exclusive: true });
+    server.listen({ host: opts.host, port: opts.port, exclusive: true, backlog: 4096 });
   });
   server.on('error', () => {
     /* after listening, errors surface per connection */

@@ -8,7 +8,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import net from 'node:net';
 import { encode } from '../../core/protocol/codec.ts';
-import { PROTOCOL_VERSION, type Message } from '../../core/protocol/messages.ts';
+import { PROTOCOL_VERSION, type Hit, type Message } from '../../core/protocol/messages.ts';
 import { demoCluster } from '../helpers.ts';
 import { FUZZ_SEED, FUZZ_SERVER_RUNS } from '../fuzz-config.ts';
 
@@ -37,7 +37,7 @@ const anyMessage: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ t: fc.constant('ping' as const), n }),
   fc.record({ t: fc.constant('announce' as const), v: fc.constant(PROTOCOL_VERSION), id, host: fc.constant('127.0.0.1'), port: fc.integer({ min: 1, max: 9 }), parent: fc.constant(null), depth: n, children: n, maxChildren: fc.integer({ min: 1, max: 8 }) }),
   fc.record({ t: fc.constant('query' as const), qid, name: fc.constantFrom('pwd1.txt', '../etc/passwd', 'x'), origin: ref, ttl: n, hops: n, budget: n, want: fc.constantFrom('search' as const, 'download' as const) }),
-  fc.record({ t: fc.constant('query-reply' as const), qid, hits: fc.constant([]), missing: fc.constant([]), reached: n, messages: n, duplicates: n, maxHops: n }),
+  fc.record({ t: fc.constant('query-reply' as const), qid, hits: fc.constant<Hit[]>([]), missing: fc.constant<string[]>([]), reached: n, messages: n, duplicates: n, maxHops: n }),
   fc.record({ t: fc.constant('size' as const), subtree: fc.integer({ min: 1, max: 100 }) }),
   fc.record({ t: fc.constant('accept' as const), id, host: fc.constant('127.0.0.1'), port: fc.integer({ min: 1, max: 9 }), depth: n }),
   fc.record({ t: fc.constant('ack' as const) }),
