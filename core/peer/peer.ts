@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { describeError, LocalError, NotFoundError, RemoteProtocolError, TransferError, TreeshareError } from '../errors.ts';
+import { describeError, errorCode, LocalError, NotFoundError, RemoteProtocolError, TransferError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { decideJoin } from '../protocol/placement.ts';
@@ -210,7 +210,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.flood.topo(o);
   }
 
-  search(name: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
+  /** A refused name rejects (never throws synchronously), like every async method. */
+  async search(name: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
     assertName(name);
     return this.flood.search(name, 'search', this.newQid(), o);
   }
@@ -322,6 +323,12 @@ export class Peer extends EventEmitter<PeerEvents> {
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
     } catch (err) {
+      if (errorCode(err) === 'second-root') {
+        // Reachable, but this root's tree is the smaller of two: merge into the other (repair.ts).
+        this.lastAnnounceFailed = false;
+        this.repairer.merge(describeError(err));
+        return;
+      }
       if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
       this.lastAnnounceFailed = true;
     }
@@ -403,6 +410,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.log('info', `child ${link.ref.id} ${reason}`);
       this.reportSubtree();
       this.scheduleAnnounce();
+      this.repairer.onChildLost(link);
     }
   }
 
@@ -480,6 +488,7 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {
+    if (this.stopping) return; // leaving: start no upload that stop() would cut at once
     if (this.uploads.size >= this.opts.maxUploads) {
       this.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
       return;
@@ -522,13 +531,17 @@ export class Peer extends EventEmitter<PeerEvents> {
     };
     if (!d || d.name !== offer.name) return decline('no such download here (finished, expired or never asked)');
     if (d.holder) return decline(`already downloading ${offer.name} from ${d.holder.id}`);
-    if (offer.size > this.opts.maxFileBytes) return decline(`file is larger than the ${this.opts.maxFileBytes} bytes accepted`);
+    // Refusals for size end the download at once with the reason (every holder has the same file).
+    const refuse = (code: 'too-large' | 'no-space', reason: string) => {
+      decline(reason);
+      d.offerSeen = true;
+      d.onOffer();
+      d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
+    };
+    if (offer.size > this.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
     const free = await freeBytes(this.opts.share);
-    if (offer.size > free) {
-      d.holder = null;
-      return decline(`not enough disk space (${offer.size} bytes offered, ${free} free)`);
-    }
+    if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offerSeen = true;
     this.flood.noteHit(offer.qid);
     d.onOffer();

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
+import { encode } from '../protocol/codec.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
 import type { LinkShape } from './memory.ts';
 import { isShaped, ShapedLink } from './shaped.ts';
@@ -29,14 +30,21 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): P
   // allowHalfOpen: a client that half-closes in the middle of a frame can still
   // be told why (Connection answers `truncated-frame`, then ends its side).
   const server = net.createServer({ noDelay: true, allowHalfOpen: true });
-  server.maxConnections = opts.maxConnections ?? 10_000;
+  const max = opts.maxConnections ?? 10_000;
+  let open = 0;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
+    if (open >= max) {
+      // Over the limit: say why, then close (the others keep being served).
+      sock.on('error', () => undefined);
+      sock.end(encode({ t: 'error', code: 'too-many-connections', message: `over the limit of ${max} connections; try again later` }));
+      setTimeout(() => sock.destroy(), 1000).unref();
+      return;
+    }
+    open++;
+    sock.once('close', () => open--);
     const remote = sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
     opts.onConnection(new Connection(wrap(sock), remote, true, opts.connection));
-  });
-  server.on('drop', () => {
-    /* over maxConnections: node closes the socket; nothing else to do */
   });
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException) => {
