@@ -179,8 +179,14 @@ export async function spawnPeer(opts: object): Promise<ProcPeer> {
         return Promise.resolve(lines[idx]!);
       }
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`peer process: no ${event} within ${timeoutMs} ms`)), timeoutMs);
-        const onExit = () => reject(new Error(`peer process exited before ${event}`));
+        const t = setTimeout(() => {
+          proc.off('exit', onExit);
+          reject(new Error(`peer process: no ${event} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const onExit = () => {
+          clearTimeout(t);
+          reject(new Error(`peer process exited before ${event}`));
+        };
         proc.once('exit', onExit);
         waiters.push({
           event,

@@ -77,11 +77,13 @@ export class FrameDecoder {
   }
 
   /**
-   * Feed bytes; returns the complete messages they finish. Throws
+   * Feed bytes; returns the complete messages they finish (or, with `each`,
+   * hands each to it as soon as it is decoded and stops at the first `false`,
+   * leaving the rest of the chunk for takeRest()). Throws
    * RemoteProtocolError on the first bad frame (messages decoded before it in
    * the same chunk are attached as `err.decoded`).
    */
-  push(data: Buffer): Message[] {
+  push(data: Buffer, each?: (m: Message) => boolean): Message[] {
     if (this.dead) return [];
     const out: Message[] = [];
     let start = 0;
@@ -101,7 +103,17 @@ export class FrameDecoder {
           line = data.subarray(start, nl);
         }
         start = nl + 1;
-        out.push(this.parse(line));
+        const m = this.parse(line);
+        if (!each) out.push(m);
+        else if (!each(m)) {
+          // The consumer stopped taking frames (switched to raw bytes, or closed):
+          // keep the rest of the chunk unparsed for takeRest().
+          if (start < data.length) {
+            this.chunks.push(Buffer.from(data.subarray(start)));
+            this.pending += data.length - start;
+          }
+          return out;
+        }
       }
       const rest = data.length - start;
       if (rest > 0) {

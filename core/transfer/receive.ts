@@ -1,14 +1,13 @@
 /**
  * Requester side of flow I, after an offer has been accepted: ack, then take
  * exactly `size` raw bytes into a temporary hidden file inside the share
- * folder while hashing them; rename into place only when the size and
+ * folder while hashing them, until the holder closes; rename into place only when the size and
  * SHA-256 match. Any failure (too few or too many bytes, hash mismatch,
  * holder gone, idle timeout, abort) removes the temporary file. The final
  * name is never overwritten: the rename is a hard link that fails if the
  * name exists, then the temporary name is removed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -93,10 +92,12 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
         conn.pause();
         out.once('drain', () => conn.resume());
       }
-      if (bytes === offer.size) finish();
+      // At `size` bytes, wait for the holder to close: bytes beyond the offer are caught
+      // even when they arrive in a later chunk.
     };
     const onClose = () => {
       if (bytes < offer.size) fail(new TransferError('truncated', `${from} closed the connection after ${bytes} of ${offer.size} bytes`));
+      else finish();
     };
     const onAbort = () => fail(new TransferError('aborted', `download of ${offer.name} aborted after ${bytes} of ${offer.size} bytes`));
     out.on('error', (e) => fail(new TransferError('io', `cannot write ${offer.name}: ${e.message}`)));
@@ -108,7 +109,6 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     const rest = conn.raw();
     conn.send({ t: 'ack' });
     if (rest.length) onData(rest);
-    if (offer.size === 0) finish();
   });
 
   try {
@@ -127,7 +127,9 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true };
   } finally {
     if (!out.closed) {
-      const closed = once(out, 'close');
+      // Not once(out, 'close'): it rejects on the ERR_STREAM_DESTROYED 'error' that pending
+      // writes raise here, which would replace the real error and skip the rm below.
+      const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       out.destroy();
       await closed;
     }

@@ -203,13 +203,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private onEnd(): void {
-    if (this.rawMode) return;
-    try {
-      this.decoder.end();
-    } catch (err) {
-      this.closeErr ??= err as Error;
-      this.emit('protocol-error', err as RemoteProtocolError);
+    if (!this.rawMode) {
+      try {
+        this.decoder.end();
+      } catch (err) {
+        // Answered while our side is still open (accepted TCP sockets allow half-open).
+        this.fail(err as RemoteProtocolError);
+        return;
+      }
     }
+    // The remote finished sending: finish ours too (links that are not half-open already did).
+    this.end();
   }
 
   private onClose(): void {

@@ -129,6 +129,8 @@ class MemoryLink extends EventEmitter implements ByteLink {
 export class MemoryNetwork {
   private listeners = new Map<string, ListenOptions>();
   private nextPort = 20000;
+  /** Labels of connecting ends ("mem:N"): counted apart so they never use up listening ports. */
+  private nextLocal = 1;
   readonly shape: LinkShape;
 
   constructor(shape: LinkShape = {}) {
@@ -147,7 +149,8 @@ export class MemoryNetwork {
     let port = opts.port;
     if (port === 0) {
       do port = this.nextPort++;
-      while (this.listeners.has(addrKey({ host: opts.host, port })));
+      while (this.listeners.has(addrKey({ host: opts.host, port })) && port <= 65535);
+      if (port > 65535) throw new LocalError('port-in-use', `cannot listen on ${opts.host}: no free port left in the memory network`);
     }
     const key = addrKey({ host: opts.host, port });
     if (this.listeners.has(key)) throw new LocalError('port-in-use', `cannot listen on ${key}: port ${port} is already in use`);
@@ -170,7 +173,7 @@ export class MemoryNetwork {
     const b = new MemoryLink(this.shape);
     a.other = b;
     b.other = a;
-    const local = `${opts.localHost ?? 'mem'}:${this.nextPort++}`;
+    const local = `${opts.localHost ?? 'mem'}:${this.nextLocal++}`;
     l.onConnection(new Connection(b, local, true, l.connection));
     return new Connection(a, key, false, opts.connection);
   }

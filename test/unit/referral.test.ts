@@ -1,0 +1,202 @@
+/**
+ * Referral policy (core/protocol/referral.ts) and the metaserver's registry
+ * (core/metaserver/registry.ts), both pure: which live peer a newcomer is
+ * sent to under root / random / least-loaded, pending referrals spreading
+ * concurrent newcomers, and which entries count as attached to the tree.
+ */
+import test from 'ava';
+import fc from 'fast-check';
+import { chooseReferral, isPolicy, POLICIES, type Candidate } from '../../core/protocol/referral.ts';
+import { Registry } from '../../core/metaserver/registry.ts';
+
+const cand = (id: string, o: Partial<Candidate> = {}): Candidate => ({
+  id, host: '127.0.0.1', port: 5000, joinedAt: 0, depth: 0, children: 0, pending: 0, maxChildren: 2, ...o,
+});
+
+test('the three policies, least-loaded by name', (t) => {
+  t.deepEqual([...POLICIES], ['root', 'random', 'least-loaded']);
+  t.true(isPolicy('root'));
+  t.true(isPolicy('least-loaded'));
+  t.false(isPolicy('fastest'));
+  t.false(isPolicy(''));
+});
+
+test('no candidates: no referral (the first peer is the root) under every policy', (t) => {
+  for (const p of POLICIES) t.is(chooseReferral(p, []), null, p);
+});
+
+test('root: the shallowest peer, oldest first, whatever its load', (t) => {
+  const cs = [
+    cand('B', { depth: 1, joinedAt: 2 }),
+    cand('A', { depth: 0, joinedAt: 1, children: 2 }),
+    cand('C', { depth: 1, joinedAt: 3 }),
+  ];
+  t.is(chooseReferral('root', cs)?.id, 'A');
+  // After the root left, the shallowest remaining (oldest on ties).
+  t.is(chooseReferral('root', [cs[0]!, cs[2]!])?.id, 'B');
+  // Unknown depth (still joining) counts as deepest.
+  t.is(chooseReferral('root', [cand('X', { depth: null, joinedAt: 0 }), cand('Y', { depth: 3, joinedAt: 9 })])?.id, 'Y');
+});
+
+test('random: picks by the rng, uniformly over candidates', (t) => {
+  const cs = ['A', 'B', 'C', 'D'].map((id) => cand(id));
+  t.is(chooseReferral('random', cs, () => 0)?.id, 'A');
+  t.is(chooseReferral('random', cs, () => 0.26)?.id, 'B');
+  t.is(chooseReferral('random', cs, () => 0.999999)?.id, 'D');
+  // Seeded counts: every candidate is chosen, roughly equally.
+  let seed = 42;
+  const rng = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 4000; i++) {
+    const id = chooseReferral('random', cs, rng)!.id;
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  t.is(counts.size, 4);
+  for (const n of counts.values()) t.true(n > 800 && n < 1200, `count ${n}`);
+});
+
+test('least-loaded: a peer with a free slot, shallowest then oldest', (t) => {
+  const cs = [
+    cand('R', { depth: 0, children: 2 }),
+    cand('A', { depth: 1, joinedAt: 5, children: 1 }),
+    cand('B', { depth: 1, joinedAt: 3, children: 2 }),
+    cand('C', { depth: 2, joinedAt: 1 }),
+  ];
+  t.is(chooseReferral('least-loaded', cs)?.id, 'A');
+  t.is(chooseReferral('least-loaded', [cs[0]!, cs[2]!, cs[3]!])?.id, 'C');
+});
+
+test('least-loaded: pending referrals count against free slots', (t) => {
+  const cs = [cand('R', { depth: 0, children: 1, pending: 1 }), cand('A', { depth: 1, children: 0, pending: 0 })];
+  t.is(chooseReferral('least-loaded', cs)?.id, 'A');
+  cs[0]!.pending = 0;
+  t.is(chooseReferral('least-loaded', cs)?.id, 'R');
+});
+
+test('least-loaded: when all are full, the least loaded shallowest one (it will redirect)', (t) => {
+  const cs = [
+    cand('R', { depth: 0, children: 2, pending: 1 }),
+    cand('A', { depth: 1, children: 2, maxChildren: 2 }),
+    cand('B', { depth: 1, children: 3, maxChildren: 3, joinedAt: -1 }),
+  ];
+  t.is(chooseReferral('least-loaded', cs)?.id, 'B');
+});
+
+test('least-loaded never picks a full peer while a free one exists (property)', (t) => {
+  const arb = fc.array(
+    fc.record({ depth: fc.option(fc.nat(10), { nil: null }), children: fc.nat(4), pending: fc.nat(3), maxChildren: fc.integer({ min: 1, max: 4 }), joinedAt: fc.nat(1000) }),
+    { minLength: 1, maxLength: 30 },
+  );
+  fc.assert(
+    fc.property(arb, (rows) => {
+      const cs = rows.map((r, i) => cand(`P${i}`, r));
+      const got = chooseReferral('least-loaded', cs)!;
+      t.truthy(got);
+      const free = cs.filter((c) => c.children + c.pending < c.maxChildren);
+      if (free.length) {
+        t.true(got.children + got.pending < got.maxChildren);
+        const d = (c: Candidate) => c.depth ?? Infinity;
+        t.true(free.every((c) => d(c) >= d(got)));
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+// ---- Registry ----
+
+const reg = (id: string, port: number, maxChildren = 2) => ({ id, host: '127.0.0.1', port, maxChildren });
+const announce = (id: string, port: number, parent: string | null, depth: number, children = 0) => ({ id, host: '127.0.0.1', port, parent, depth, children, maxChildren: 2 });
+
+test('registry: the first peer is the root and gets no referral; the next is referred to it', (t) => {
+  const r = new Registry();
+  t.is(r.register(reg('S1', 1), 'least-loaded', 0, 0, Math.random).referral, null);
+  t.is(r.get('S1')?.state, 'joined');
+  t.is(r.get('S1')?.depth, 0);
+  t.is(r.register(reg('S2', 2), 'least-loaded', 1, 1, Math.random).referral?.id, 'S1');
+  t.is(r.get('S2')?.state, 'joining');
+  t.is(r.size, 2);
+});
+
+test('registry: concurrent newcomers (no announce yet) are spread over free slots by pending', (t) => {
+  const r = new Registry();
+  r.register(reg('R', 1), 'least-loaded', 0, 0, Math.random);
+  r.announce(announce('R', 1, null, 0), 0, 0);
+  // Two slots at R: two newcomers registering before either announced both go to R.
+  const a = r.register(reg('A', 2), 'least-loaded', 1, 1, Math.random).referral?.id;
+  const b = r.register(reg('B', 3), 'least-loaded', 2, 2, Math.random).referral?.id;
+  t.deepEqual([a, b], ['R', 'R']);
+  r.announce(announce('A', 2, 'R', 1), 3, 3);
+  r.announce(announce('B', 3, 'R', 1), 3, 3);
+  r.announce(announce('R', 1, null, 0, 2), 3, 3);
+  // R is now full by its children's announcements: the next goes to A (depth 1, oldest).
+  t.is(r.register(reg('C', 4), 'least-loaded', 4, 4, Math.random).referral?.id, 'A');
+  t.is(r.register(reg('D', 5), 'least-loaded', 5, 5, Math.random).referral?.id, 'A');
+  t.is(r.register(reg('E', 6), 'least-loaded', 6, 6, Math.random).referral?.id, 'B');
+});
+
+test('registry: pending referrals expire after pendingTtlMs', (t) => {
+  const r = new Registry(100);
+  r.register(reg('R', 1), 'least-loaded', 0, 0, Math.random);
+  r.announce(announce('R', 1, null, 0), 0, 0);
+  r.register(reg('A', 2), 'least-loaded', 0, 0, Math.random);
+  r.register(reg('B', 3), 'least-loaded', 0, 0, Math.random);
+  r.announce(announce('C', 4, 'R', 1), 0, 0);
+  // R: 1 child + 2 pending = full; C (depth 1) has room.
+  t.is(r.register(reg('D', 5), 'least-loaded', 50, 50, Math.random).referral?.id, 'C');
+  // After the TTL the unconfirmed referrals of A and B to R are released.
+  t.is(r.register(reg('E', 6), 'least-loaded', 200, 200, Math.random).referral?.id, 'R');
+});
+
+test('registry: root policy always refers to the root', (t) => {
+  const r = new Registry();
+  r.register(reg('R', 1), 'root', 0, 0, Math.random);
+  for (let i = 0; i < 5; i++) {
+    t.is(r.register(reg(`N${i}`, 10 + i), 'root', i, i, Math.random).referral?.id, 'R');
+    r.announce(announce(`N${i}`, 10 + i, 'R', 1), i, i);
+  }
+});
+
+test('registry: random policy refers only to attached peers, by the rng', (t) => {
+  const r = new Registry();
+  r.register(reg('R', 1), 'random', 0, 0, Math.random);
+  r.announce(announce('A', 2, 'R', 1), 0, 0);
+  r.announce(announce('B', 3, 'A', 2), 0, 0);
+  r.register(reg('J', 4), 'random', 0, 0, Math.random); // joining: not a candidate
+  const seen = new Set<string>();
+  for (const x of [0, 0.34, 0.67, 0.99]) seen.add(r.register(reg(`N${x}`, 100 + x * 100), 'random', 0, 0, () => x).referral!.id);
+  t.deepEqual([...seen].sort(), ['A', 'B', 'R']);
+});
+
+test('registry: orphaned subtrees and the rejoining peer are not referral targets', (t) => {
+  const r = new Registry();
+  r.register(reg('R', 1), 'least-loaded', 0, 0, Math.random);
+  r.announce(announce('R', 1, null, 0, 2), 0, 0);
+  r.announce(announce('A', 2, 'R', 1, 2), 0, 0);
+  r.announce(announce('B', 3, 'R', 1, 2), 0, 0);
+  r.announce(announce('A1', 4, 'A', 2), 0, 0);
+  r.announce(announce('A2', 5, 'A', 2), 0, 0);
+  r.announce(announce('O', 6, 'GONE', 3), 0, 0); // parent unknown: orphan
+  t.deepEqual([...r.attached('none')].sort(), ['A', 'A1', 'A2', 'B', 'R']);
+  t.deepEqual([...r.attached('A')].sort(), ['B', 'R']);
+  // A re-registers to rejoin with its subtree: never referred into itself.
+  const got = r.register(reg('A', 2), 'least-loaded', 1, 1, Math.random).referral?.id;
+  t.true(got === 'B' || got === 'R');
+  t.false(['A1', 'A2', 'O'].includes(got!));
+});
+
+test('registry: remove, byAddress, list and stale', (t) => {
+  const r = new Registry();
+  r.register(reg('R', 1), 'least-loaded', 0, 1000, Math.random);
+  r.register(reg('A', 2), 'least-loaded', 10, 1010, Math.random);
+  t.is(r.byAddress('127.0.0.1', 2)?.id, 'A');
+  t.is(r.byAddress('127.0.0.2', 2), undefined);
+  const l = r.list();
+  t.deepEqual(l.map((e) => e.id), ['R', 'A']);
+  t.false('seenAt' in l[0]!, 'internal fields are not exposed');
+  t.is(l[0]!.joinedAt, 1000);
+  t.deepEqual(r.stale(100, 95).map((e) => e.id), ['R']);
+  t.true(r.remove('A'));
+  t.false(r.remove('A'));
+  t.is(r.size, 1);
+});
