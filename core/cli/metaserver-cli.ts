@@ -1,0 +1,28 @@
+/**
+ * The metaserver a person runs: prints its address, then one line per
+ * register, leave and drop (and per misbehaving connection, and per peer it
+ * learns about only from an announcement, e.g. after a restart). Ctrl-C or
+ * SIGTERM stops it.
+ */
+import type { Metaserver } from '../metaserver/metaserver.ts';
+import { addrKey } from '../protocol/messages.ts';
+import { onSignals } from '../control/process.ts';
+import { who } from './format.ts';
+
+export function runMetaserverCli(meta: Metaserver): void {
+  const out = (line: string) => process.stdout.write(line + '\n');
+  const a = meta.address;
+  out(`treeshare metaserver listening on ${addrKey(a)} (referral policy ${meta.policy})`);
+  if (a.host === '0.0.0.0' || a.host === '::') out(`peers on this machine use --meta 127.0.0.1:${a.port}`);
+  meta.on('register', (r) => out(`register  ${r.id}  ${addrKey(r)}  referral: ${r.referral ? who(r.referral) : `none (first peer: ${r.id} is the root)`}`));
+  meta.on('leave', (r) => out(`leave     ${r.id}`));
+  meta.on('drop', (r) => out(`drop      ${r.id}: ${r.reason}`));
+  meta.on('announce', (r) => r.isNew && out(`announce  ${r.id}  known again (parent ${r.parent ?? 'none'}, depth ${r.depth})`));
+  meta.on('protocol-error', (e) => out(`refused   ${e.remote}: ${e.message} [${e.code}]`));
+  onSignals(() => {
+    void meta.stop().finally(() => {
+      out('metaserver stopped');
+      process.exit(0);
+    });
+  });
+}

@@ -1,0 +1,152 @@
+/**
+ * The interactive peer a person runs (the original's menu): 1 register,
+ * 2 download, 3 topology, 4 leave and exit, plus 5 my files, 6 search,
+ * h help. Choices are read one line at a time, so a pipe works as well as a
+ * keyboard (no prompts or colours then). Unprompted happenings (children
+ * joining, repairs, uploads, log lines) print one line each.
+ *
+ * The peer leaves gracefully (neighbours and metaserver told) on 4, on
+ * Ctrl-C / SIGTERM, and when the input ends. Without a terminal, a failed
+ * register exits 1 with its reason on stderr, since the scripted steps after
+ * it cannot work; with --auto-join a failed join exits 1 likewise.
+ */
+import { describeError } from '../errors.ts';
+import { addrKey } from '../protocol/messages.ts';
+import { probe } from '../metaserver/client.ts';
+import type { Peer } from '../peer/peer.ts';
+import type { PeerConfig } from '../control/peer-args.ts';
+import { die, onSignals, within } from '../control/process.ts';
+import { LEAVE_TIMEOUT_MS } from '../control/peer-control.ts';
+import { formatBytes, formatMBps, formatMs, plural, who } from './format.ts';
+import { askName, download, files, register, search, topology, type MenuCtx } from './peer-actions.ts';
+import { DownloadBar } from './progress.ts';
+import { Term } from './term.ts';
+
+const MENU = [
+  '  1  register and join the overlay',
+  '  2  download a file',
+  '  3  show the overlay topology',
+  '  4  leave gracefully and exit',
+  '  5  list my files',
+  '  6  search without downloading',
+  '  h  help',
+].join('\n');
+
+const HELP = `${MENU}
+
+File names are all lowercase and typed in full (pwd1.txt, not pwd1).
+A download searches every peer; the file arrives in the share folder only
+after its size and SHA-256 match. Ctrl-C leaves gracefully, like 4.`;
+
+const CHOICES: Record<string, string> = {
+  '1': 'register', register: 'register', join: 'register', r: 'register',
+  '2': 'download', download: 'download', get: 'download', d: 'download',
+  '3': 'topology', topology: 'topology', topo: 'topology', t: 'topology',
+  '4': 'leave', leave: 'leave', quit: 'leave', exit: 'leave', q: 'leave',
+  '5': 'files', files: 'files', ls: 'files', f: 'files',
+  '6': 'search', search: 'search', find: 'search', s: 'search',
+  h: 'help', help: 'help', '?': 'help', '0': 'help',
+};
+
+export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
+  const term = new Term();
+  const s = term.style;
+  const c: MenuCtx = { peer, term, s, liveHits: false, leaving: false, bar: new DownloadBar(term) };
+  const nFiles = await peer.files().then((f) => f.length, () => 0);
+  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}`));
+  term.say(MENU);
+  printEvents(c);
+
+  let leaving: Promise<never> | undefined;
+  const leave = (why: string): Promise<never> =>
+    (leaving ??= (async () => {
+      c.leaving = true;
+      c.bar.stop();
+      term.endPrompt();
+      term.say(peer.joined ? `leaving (${why}): telling neighbours and the metaserver …` : `stopping (${why})`);
+      try {
+        await within(peer.leave(), LEAVE_TIMEOUT_MS, 'leaving');
+      } catch (err) {
+        term.say(s.yellow(`could not leave cleanly: ${describeError(err)}`));
+        await peer.stop().catch(() => undefined);
+      }
+      term.say(`${peer.id} left the overlay. Bye.`);
+      term.close();
+      process.exit(0);
+    })());
+  onSignals((sig) => void leave(sig));
+  term.onInterrupt(() => void leave('Ctrl-C'));
+
+  if (cfg.autoJoin) {
+    const failed = await register(c);
+    if (failed) {
+      await peer.stop().catch(() => undefined);
+      die(failed);
+    }
+  }
+  if (!cfg.autoJoin && term.tty) {
+    void probe(peer.transport, peer.opts.meta).then((ok) => {
+      if (!ok && !peer.joined) term.say(s.yellow(`note: no metaserver answers at ${addrKey(peer.opts.meta)} yet (start one with: npm run metaserver)`));
+    }, () => undefined);
+  }
+
+  for (;;) {
+    const line = await term.ask(`${peer.id} [1-6, h]> `);
+    if (line === null) return void (await leave('end of input'));
+    if (line === '') continue;
+    const choice = CHOICES[line.toLowerCase()];
+    if (!choice) {
+      term.say(`unknown choice "${line}": type 1-6, or h for help`);
+      continue;
+    }
+    if ((choice === 'download' || choice === 'search' || choice === 'topology') && !peer.joined) {
+      term.say(s.yellow('not registered yet: choose 1 to register and join the overlay first'));
+      continue;
+    }
+    switch (choice) {
+      case 'register': {
+        const failed = await register(c);
+        if (failed && !term.tty) {
+          await peer.stop().catch(() => undefined);
+          die(failed);
+        }
+        break;
+      }
+      case 'download': {
+        const name = await askName(c, 'download');
+        if (name) await download(c, name);
+        break;
+      }
+      case 'search': {
+        const name = await askName(c, 'search for');
+        if (name) await search(c, name);
+        break;
+      }
+      case 'topology':
+        await topology(c);
+        break;
+      case 'files':
+        await files(c);
+        break;
+      case 'help':
+        term.say(HELP);
+        break;
+      case 'leave':
+        return void (await leave('menu 4'));
+    }
+  }
+}
+
+/** One line per log entry and per event a person should know about. */
+function printEvents(c: MenuCtx): void {
+  const { peer, term, s } = c;
+  const info = (m: string) => term.say(s.dim(`[info] ${m}`));
+  peer.on('log', (l) => (l.level === 'warn' ? term.say(s.yellow(`[warn] ${l.message}`)) : info(l.message)));
+  peer.on('referral', (r) => term.say(r ? `metaserver referral: ${who(r)}` : `metaserver referral: none, the overlay is empty (${peer.id} becomes the root)`));
+  peer.on('redirect', ({ from, to }) => term.say(`redirected: ${who(from)} has no free child slot, trying its child ${who(to)}`));
+  peer.on('child-joined', (ch) => info(`child ${who(ch)} joined`));
+  peer.on('parent-lost', (p) => p.reason === 'left' && info(`parent ${p.id} left`));
+  peer.on('hit', (h) => c.liveHits && term.say(`found at ${who(h.holder)}, ${plural(h.holder.hops, 'hop')} away`));
+  peer.on('progress', (p) => c.bar.update(p.name, p.bytes, p.size));
+  peer.on('uploaded', (u) => info(`sent ${u.name} to ${u.to}: ${formatBytes(u.bytes)} in ${formatMs(u.durationMs)} (${formatMBps(u.mbps)})`));
+}

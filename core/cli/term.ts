@@ -1,0 +1,83 @@
+/**
+ * The terminal a person types into, or the pipe a script feeds: input lines
+ * one at a time (type-ahead is queued), prompts and colours only when both
+ * stdin and stdout are a TTY, and `say()` for output that may arrive while a
+ * prompt is shown (the prompt is redrawn underneath) or while a progress bar
+ * runs (the line goes above the bar).
+ */
+import readline from 'node:readline';
+import { style, type Style } from './format.ts';
+
+export class Term {
+  /** Both ends are a terminal: prompts, colours, progress bar. */
+  readonly tty: boolean;
+  readonly style: Style;
+  private readonly rl: readline.Interface;
+  private readonly out: NodeJS.WriteStream;
+  private readonly lines: string[] = [];
+  private readonly waiters: ((line: string | null) => void)[] = [];
+  private ended = false;
+  private prompting = false;
+  /** Set while a progress bar owns the current line. */
+  barActive = false;
+
+  constructor(input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stdout) {
+    this.out = output;
+    this.tty = !!(input.isTTY && output.isTTY);
+    this.style = style(this.tty && !process.env.NO_COLOR && (output.hasColors?.() ?? false));
+    this.rl = readline.createInterface({ input, output: this.tty ? output : undefined, terminal: this.tty, crlfDelay: Infinity });
+    this.rl.on('line', (l) => {
+      const w = this.waiters.shift();
+      if (w) w(l);
+      else this.lines.push(l);
+    });
+    this.rl.on('close', () => {
+      this.ended = true;
+      for (const w of this.waiters.splice(0)) w(null);
+    });
+  }
+
+  /** The next input line, trimmed; null at the end of input. On a TTY `prompt` is shown first. */
+  ask(prompt: string): Promise<string | null> {
+    const queued = this.lines.shift();
+    if (queued !== undefined) return Promise.resolve(queued.trim());
+    if (this.ended) return Promise.resolve(null);
+    if (this.tty) {
+      this.rl.setPrompt(prompt);
+      this.rl.prompt();
+      this.prompting = true;
+    }
+    return new Promise((resolve) =>
+      this.waiters.push((l) => {
+        this.prompting = false;
+        resolve(l === null ? null : l.trim());
+      }),
+    );
+  }
+
+  /** Prints one or more lines for the person. */
+  say(text: string): void {
+    if (this.tty && (this.prompting || this.barActive)) {
+      this.out.write(`\r\x1b[K${text}\n`);
+      if (this.prompting) this.rl.prompt(true);
+      return;
+    }
+    this.out.write(text + '\n');
+  }
+
+  /** Takes down a prompt being shown (nothing more will be asked). */
+  endPrompt(): void {
+    if (this.tty && this.prompting) this.out.write('\r\x1b[K');
+    this.prompting = false;
+  }
+
+  /** Ctrl-C on a terminal (readline takes it before the process sees SIGINT). */
+  onInterrupt(f: () => void): void {
+    this.rl.on('SIGINT', f);
+  }
+
+  close(): void {
+    this.prompting = false;
+    this.rl.close();
+  }
+}

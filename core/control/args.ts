@@ -1,0 +1,122 @@
+/**
+ * Command-line parsing shared by the peer and metaserver commands: node's
+ * util.parseArgs (strict: unknown flags and stray words are refused) plus
+ * value checks that turn every mistake into one UsageError line a person can
+ * act on ("--port must be an integer from 0 to 65535, not "70000"").
+ */
+import fs from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { LocalError } from '../errors.ts';
+import { Host, ID_RE } from '../protocol/messages.ts';
+import type { HostPort } from '../transport/transport.ts';
+
+/** A mistake on the command line: printed as one line, exit status 2. */
+export class UsageError extends LocalError {
+  constructor(message: string) {
+    super('usage', message);
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs with node's multi-line messages folded into one UsageError line. */
+export function parseFlags<O extends Options>(argv: string[], options: O): Record<keyof O, string | boolean | undefined> {
+  try {
+    const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    return values as unknown as Record<keyof O, string | boolean | undefined>;
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    const first = String(e.message ?? err).split('\n')[0]!.trim();
+    switch (e.code) {
+      case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+        const m = /option '([^']+)'/i.exec(first);
+        throw new UsageError(`unknown option ${m ? m[1] : first}`);
+      }
+      case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
+        const m = /argument '([^']*)'/i.exec(first);
+        throw new UsageError(`unexpected argument ${m ? JSON.stringify(m[1]) : first}: every value follows its flag (e.g. --port 5001)`);
+      }
+      case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+        const m = /Option '([^']+)'/.exec(first);
+        if (/ambiguous/.test(first) && m) throw new UsageError(`option ${m[1]} needs a value (did you forget it?)`);
+        if (/argument missing/.test(first) && m) throw new UsageError(`option ${m[1].replace(/ <value>$/, '')} needs a value`);
+        throw new UsageError(first.replace(/^Option /, 'option '));
+      }
+      default:
+        throw new UsageError(first);
+    }
+  }
+}
+
+/** The string value of a flag (undefined when absent); booleans passed as strings are parseArgs' job. */
+export function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function parsePort(flag: string, v: string): number {
+  if (!/^\d{1,5}$/.test(v.trim()) || Number(v) > 65535) {
+    throw new UsageError(`${flag} must be an integer from 0 to 65535 (0 picks a free port), not ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}
+
+export function parseIntIn(flag: string, v: string, min: number, max: number, what = 'an integer'): number {
+  if (!/^-?\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) {
+    throw new UsageError(`${flag} must be ${what} from ${min} to ${max}, not ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}
+
+/** A non-negative decimal number (e.g. milliseconds, bytes per second). */
+export function parseAmount(flag: string, v: string, max: number, unit: string): number {
+  if (!/^\d+(\.\d+)?$/.test(v.trim()) || Number(v) > max) {
+    throw new UsageError(`${flag} must be a number of ${unit} from 0 to ${max}, not ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}
+
+export function parseHost(flag: string, v: string): string {
+  const h = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
+  if (!Host.safeParse(h).success) throw new UsageError(`${flag} must be a host name or IP address, not ${JSON.stringify(v)}`);
+  return h;
+}
+
+/** host:port, or [v6]:port. */
+export function parseHostPort(flag: string, v: string): HostPort {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) ?? /^([^:]+):(\d+)$/.exec(v);
+  if (!m) throw new UsageError(`${flag} must be host:port (e.g. 127.0.0.1:9000), not ${JSON.stringify(v)}`);
+  const port = parsePort(`the port in ${flag}`, m[2]!);
+  if (port === 0) throw new UsageError(`${flag} needs a real port, not 0`);
+  return { host: parseHost(flag, m[1]!), port };
+}
+
+export function parseId(flag: string, v: string): string {
+  if (!ID_RE.test(v)) throw new UsageError(`${flag} must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (e.g. S1), not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Environment variable holding the network key (when --key-file is not given). */
+export const KEY_ENV = 'TREESHARE_KEY';
+
+/**
+ * The network key from --key-file (file contents, trimmed) or $TREESHARE_KEY;
+ * undefined when neither is set. Kept off the command line, where `ps` shows it.
+ */
+export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  let key: string | undefined;
+  let from: string;
+  if (file !== undefined) {
+    from = `--key-file ${file}`;
+    try {
+      key = fs.readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`cannot read --key-file ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  } else {
+    from = `$${KEY_ENV}`;
+    key = env[KEY_ENV] === undefined ? undefined : env[KEY_ENV]!.trim();
+    if (key === undefined) return undefined;
+  }
+  if (Buffer.byteLength(key, 'utf8') < 8) throw new UsageError(`the network key in ${from} must be at least 8 bytes`);
+  return key;
+}

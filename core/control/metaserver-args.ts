@@ -1,0 +1,71 @@
+/** The metaserver command's flags and help text. */
+import type { MetaserverOptions } from '../metaserver/metaserver.ts';
+import { isPolicy, POLICIES } from '../protocol/referral.ts';
+import { networkKey, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+
+export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
+       npx tsx core/control/metaserver-main.ts [options]
+
+Runs the treeshare metaserver: peers register with it and are referred to a
+peer already in the overlay. It prints its address, then one line per
+register, leave and drop. Ctrl-C stops it.
+
+Options:
+      --host HOST       address to bind (default 0.0.0.0: every interface)
+  -p, --port PORT       port to listen on; 0 picks a free one (default 9000)
+      --policy POLICY   referral policy: root, random or least-loaded (default least-loaded)
+      --key-file FILE   network key (shared secret, at least 8 bytes) in FILE;
+                        default $TREESHARE_KEY; peers must use the same key
+      --seed N          seed for the random policy (repeatable runs; default: unseeded)
+      --json            control mode: JSON-line commands on stdin, events on stdout
+  -h, --help            show this help
+
+Examples:
+  npm run metaserver
+  npx tsx core/control/metaserver-main.ts --host 127.0.0.1 --port 0 --json
+`;
+
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string', short: 'p' },
+  policy: { type: 'string' },
+  seed: { type: 'string' },
+  'key-file': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface MetaserverConfig {
+  help: boolean;
+  json: boolean;
+  options: MetaserverOptions & { host: string; port: number };
+}
+
+export function parseMetaserverArgs(argv: string[]): MetaserverConfig {
+  const v = parseFlags(argv, FLAGS);
+  const options: MetaserverConfig['options'] = { host: '0.0.0.0', port: 9000 };
+  if (v.help) return { help: true, json: false, options };
+  if (v.host !== undefined) options.host = parseHost('--host', str(v.host)!);
+  if (v.port !== undefined) options.port = parsePort('--port', str(v.port)!);
+  const policy = str(v.policy);
+  if (policy !== undefined) {
+    if (!isPolicy(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, not ${JSON.stringify(policy)}`);
+    options.policy = policy;
+  }
+  const key = networkKey(str(v['key-file']));
+  if (key !== undefined) options.networkKey = key;
+  if (v.seed !== undefined) options.rng = mulberry32(parseIntIn('--seed', str(v.seed)!, 0, 2 ** 32 - 1));
+  return { help: false, json: !!v.json, options };
+}
+
+/** Small seeded generator of floats in [0,1) (mulberry32), for --seed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

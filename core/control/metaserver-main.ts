@@ -1,0 +1,24 @@
+/**
+ * Entry point: `npm run metaserver -- [options]` (see --help). Without
+ * --json a person sees its address and one line per register/leave/drop;
+ * with --json it speaks the control protocol of README.
+ */
+import { runMetaserverCli } from '../cli/metaserver-cli.ts';
+import { Metaserver } from '../metaserver/metaserver.ts';
+import { METASERVER_HELP, parseMetaserverArgs } from './metaserver-args.ts';
+import { runMetaserverControl } from './metaserver-control.ts';
+import { runMain, setJsonMode } from './process.ts';
+
+runMain('metaserver', async () => {
+  const argv = process.argv.slice(2);
+  setJsonMode(argv.includes('--json'));
+  const cfg = parseMetaserverArgs(argv);
+  if (cfg.help) {
+    process.stdout.write(METASERVER_HELP);
+    return;
+  }
+  const meta = new Metaserver(cfg.options);
+  await meta.start();
+  if (cfg.json) runMetaserverControl(meta);
+  else runMetaserverCli(meta);
+});

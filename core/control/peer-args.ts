@@ -1,0 +1,86 @@
+/** The peer command's flags, help text and their translation into PeerOptions. */
+import path from 'node:path';
+import type { PeerOptions } from '../peer/types.ts';
+import { tcpTransport } from '../transport/tcp.ts';
+import { networkKey, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
+
+export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
+       npx tsx core/control/peer-main.ts -i ID [options]
+
+Runs one treeshare peer: it listens, registers with the metaserver, joins the
+overlay tree and shares one folder. Without --json it shows a menu:
+1 register, 2 download, 3 topology, 4 leave and exit, 5 my files, 6 search, h help.
+
+Options:
+  -i, --id ID               peer id, e.g. S1 (required; letters, digits, _ . -)
+  -p, --port PORT           port to listen on; 0 picks a free one (default 9001)
+      --host HOST           address to bind (default 127.0.0.1)
+      --advertise-host HOST address other peers use to reach this one
+                            (default: --host, or 127.0.0.1 when binding 0.0.0.0)
+      --meta HOST:PORT      metaserver address (default 127.0.0.1:9000)
+      --share DIR           folder to share and download into (default shares/<id>)
+      --max-children N      most children this peer accepts, 1-1024 (default 2)
+      --auto-join           register and join at start (menu option 1)
+      --key-file FILE       network key (shared secret, at least 8 bytes) in FILE;
+                            default $TREESHARE_KEY; every peer and the metaserver need it
+      --latency MS          add MS ms of one-way latency to every connection
+      --bandwidth BYTES     cap every connection at BYTES bytes/s per direction
+      --json                control mode: JSON-line commands on stdin, events on stdout
+  -h, --help                show this help
+
+Examples:
+  npm run peer -- -p5001 -i S1
+  printf '1\\n2\\npwd1.txt\\n3\\n4\\n' | npm run peer -- -p5001 -i S1
+  npx tsx core/control/peer-main.ts --json --port 0 -i S2 --auto-join
+`;
+
+const FLAGS = {
+  id: { type: 'string', short: 'i' },
+  port: { type: 'string', short: 'p' },
+  host: { type: 'string' },
+  'advertise-host': { type: 'string' },
+  meta: { type: 'string' },
+  share: { type: 'string' },
+  'max-children': { type: 'string' },
+  'auto-join': { type: 'boolean' },
+  'key-file': { type: 'string' },
+  latency: { type: 'string' },
+  bandwidth: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export interface PeerConfig {
+  help: boolean;
+  json: boolean;
+  autoJoin: boolean;
+  options: PeerOptions & { share: string; meta: { host: string; port: number } };
+}
+
+export function parsePeerArgs(argv: string[]): PeerConfig {
+  const v = parseFlags(argv, FLAGS);
+  if (v.help) return { help: true, json: false, autoJoin: false, options: { id: '', share: '', meta: { host: '', port: 0 } } };
+  const idArg = str(v.id);
+  if (idArg === undefined) throw new UsageError('missing --id: every peer needs an id, e.g. -i S1');
+  const id = parseId('--id', idArg);
+  const host = v.host !== undefined ? parseHost('--host', str(v.host)!) : '127.0.0.1';
+  const options: PeerConfig['options'] = {
+    id,
+    host,
+    port: v.port !== undefined ? parsePort('--port', str(v.port)!) : 9001,
+    meta: v.meta !== undefined ? parseHostPort('--meta', str(v.meta)!) : { host: '127.0.0.1', port: 9000 },
+    share: str(v.share) ?? path.join('shares', id),
+    maxChildren: v['max-children'] !== undefined ? parseIntIn('--max-children', str(v['max-children'])!, 1, 1024) : 2,
+  };
+  if (options.share === '') throw new UsageError('--share needs a folder name');
+  const key = networkKey(str(v['key-file']));
+  if (key !== undefined) options.networkKey = key;
+  if (v['advertise-host'] !== undefined) options.advertiseHost = parseHost('--advertise-host', str(v['advertise-host'])!);
+  const latencyMs = v.latency !== undefined ? parseAmount('--latency', str(v.latency)!, 60_000, 'milliseconds') : 0;
+  const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseAmount('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
+  if (v.bandwidth !== undefined && bandwidthBytesPerSec <= 0) throw new UsageError('--bandwidth must be more than 0 bytes per second (leave it out for no cap)');
+  if (latencyMs > 0 || bandwidthBytesPerSec > 0) {
+    options.transport = tcpTransport({ shape: { ...(latencyMs > 0 ? { latencyMs } : {}), ...(bandwidthBytesPerSec > 0 ? { bandwidthBytesPerSec } : {}) } });
+  }
+  return { help: false, json: !!v.json, autoJoin: !!v['auto-join'], options };
+}

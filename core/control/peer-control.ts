@@ -1,0 +1,128 @@
+/**
+ * The peer's JSON-lines control mode (README, "Control protocol"): commands
+ * on stdin, one JSON event per line on stdout and nothing else there.
+ *
+ * First line: `ready`. Each command's result carries the command's `id`.
+ * Unprompted events: hit, progress (at most one per PROGRESS_EVERY_MS per
+ * download, and always the last), child-joined, child-left, parent-lost,
+ * repaired, uploaded, log. `leave`, SIGINT/SIGTERM and the end of stdin all
+ * leave gracefully, emit `left` and exit 0.
+ */
+import { errorCode, TreeshareError } from '../errors.ts';
+import { addrKey } from '../protocol/messages.ts';
+import type { Peer } from '../peer/peer.ts';
+import { renderTree } from '../peer/render.ts';
+import type { JoinTimeline } from '../peer/types.ts';
+import { errorEvent, serveCommands, type Command, type CommandId, type CommandSpec } from './commands.ts';
+import type { PeerConfig } from './peer-args.ts';
+import { die, emit, onSignals, within } from './process.ts';
+
+export const PEER_COMMANDS: CommandSpec = {
+  join: {},
+  search: { name: true },
+  download: { name: true },
+  topo: {},
+  status: {},
+  files: {},
+  leave: {},
+};
+
+/** Least time between two `progress` events of one download, ms. */
+export const PROGRESS_EVERY_MS = 100;
+/** A graceful leave that takes longer than this is cut short, ms. */
+export const LEAVE_TIMEOUT_MS = 5000;
+
+/** A failed join as one line that says which step failed (the metaserver, or the overlay). */
+export function joinFailure(peer: Peer, err: unknown): TreeshareError {
+  const meta = addrKey(peer.opts.meta);
+  let msg = err instanceof Error ? err.message : String(err);
+  const viaMeta = msg.startsWith('metaserver unreachable: ');
+  if (viaMeta) msg = msg.slice('metaserver unreachable: '.length);
+  const prefix = `cannot connect to ${meta}: `;
+  const refused = msg.startsWith(prefix);
+  if (refused) msg = msg.slice(prefix.length);
+  const line = viaMeta || refused ? `the metaserver at ${meta} is unreachable: ${msg}` : `cannot join the overlay: ${msg}`;
+  return new TreeshareError(errorCode(err), line, { cause: err });
+}
+
+export function joinedEvent(t: JoinTimeline): Record<string, unknown> {
+  return { event: 'joined', timeline: t, parent: t.parent, depth: t.depth };
+}
+
+/** Runs the control mode on a started peer until it leaves. */
+export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void> {
+  const a = peer.address;
+  emit({ event: 'ready', peer: peer.id, host: a.host, port: a.port, share: peer.opts.share, meta: addrKey(peer.opts.meta), pid: process.pid });
+  forwardEvents(peer);
+
+  let leaving: Promise<never> | undefined;
+  const leaveAndExit = (id?: CommandId): Promise<never> =>
+    (leaving ??= (async () => {
+      try {
+        await within(peer.leave(), LEAVE_TIMEOUT_MS, 'leaving');
+      } catch (err) {
+        emit(errorEvent(err, { cmd: 'leave' }));
+        await peer.stop().catch(() => undefined);
+      }
+      emit({ event: 'left', ...(id !== undefined ? { id } : {}) });
+      process.exit(0);
+    })());
+
+  onSignals(() => void leaveAndExit());
+
+  const run = async (c: Command): Promise<Record<string, unknown> | null> => {
+    switch (c.cmd) {
+      case 'join':
+        return joinedEvent(await peer.join());
+      case 'search':
+        return { event: 'searched', result: await peer.search(c.name!) };
+      case 'download':
+        return { event: 'downloaded', result: await peer.download(c.name!) };
+      case 'topo': {
+        const result = await peer.topo();
+        return { event: 'topo', result, text: renderTree(result.nodes) };
+      }
+      case 'status':
+        return { event: 'status', state: peer.state() };
+      case 'files':
+        return { event: 'files', files: await peer.files() };
+      case 'leave':
+        return leaveAndExit(c.id);
+      default:
+        throw new Error(`unhandled command ${c.cmd}`);
+    }
+  };
+  // --auto-join completes before the first command is read (stdin waits in its pipe meanwhile).
+  if (cfg.autoJoin) {
+    try {
+      emit(joinedEvent(await peer.join()));
+    } catch (err) {
+      await peer.stop().catch(() => undefined);
+      die(joinFailure(peer, err));
+    }
+  }
+  serveCommands({ input: process.stdin, spec: PEER_COMMANDS, run, onEnd: () => void leaveAndExit() });
+}
+
+function forwardEvents(peer: Peer): void {
+  const lastProgress = new Map<string, number>();
+  peer.on('hit', (h) => emit({ event: 'hit', qid: h.qid, name: h.name, holder: h.holder }));
+  peer.on('progress', (p) => {
+    const now = performance.now();
+    const last = lastProgress.get(p.qid);
+    const done = p.bytes >= p.size;
+    if (!done && last !== undefined && now - last < PROGRESS_EVERY_MS) return;
+    if (done) lastProgress.delete(p.qid);
+    else {
+      if (lastProgress.size > 1000) lastProgress.clear();
+      lastProgress.set(p.qid, now);
+    }
+    emit({ event: 'progress', qid: p.qid, name: p.name, bytes: p.bytes, size: p.size });
+  });
+  peer.on('child-joined', (c) => emit({ event: 'child-joined', child: c }));
+  peer.on('child-left', (c) => emit({ event: 'child-left', child: c.id, reason: c.reason }));
+  peer.on('parent-lost', (c) => emit({ event: 'parent-lost', parent: c.id, reason: c.reason }));
+  peer.on('repaired', (record) => emit({ event: 'repaired', record }));
+  peer.on('uploaded', (u) => emit({ event: 'uploaded', ...u }));
+  peer.on('log', (l) => emit({ event: 'log', level: l.level, message: l.message }));
+}
