@@ -102,10 +102,14 @@ export const KEY_ENV = 'TREESHARE_KEY';
  * The network key from --key-file (file contents, trimmed) or $TREESHARE_KEY;
  * undefined when neither is set. Kept off the command line, where `ps` shows it.
  */
-export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = process.env, direct?: string): string | undefined {
   let key: string | undefined;
   let from: string;
-  if (file !== undefined) {
+  if (direct !== undefined && file !== undefined) throw new UsageError('give the network key once: --network-key or --key-file, not both');
+  if (direct !== undefined) {
+    from = '--network-key';
+    key = direct.trim();
+  } else if (file !== undefined) {
     from = `--key-file ${file}`;
     try {
       key = fs.readFileSync(file, 'utf8').trim();
@@ -119,4 +123,25 @@ export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = pr
   }
   if (Buffer.byteLength(key, 'utf8') < 8) throw new UsageError(`the network key in ${from} must be at least 8 bytes`);
   return key;
+}
+
+/** Shared limit flags of both commands (issue: limits each with a default, a flag and a clear error). */
+export const LIMIT_FLAGS = {
+  'network-key': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'handshake-timeout': { type: 'string' },
+} as const;
+
+export const LIMIT_HELP = `      --network-key KEY     network key given directly (visible to ps; prefer --key-file)
+      --max-connections N   most simultaneous inbound connections; later ones get a
+                            too-many-connections error (default: peer 1024, metaserver 10000)
+      --handshake-timeout MS  cut off a connection that sends no complete request within
+                            MS ms (slow or silent clients; default 10000, 0 disables)`;
+
+/** Applies the shared limit flags; returns the connection options to merge. */
+export function limitOptions(v: Record<string, string | boolean | undefined>): { maxConnections?: number; connection?: { handshakeTimeoutMs: number } } {
+  const out: { maxConnections?: number; connection?: { handshakeTimeoutMs: number } } = {};
+  if (v['max-connections'] !== undefined) out.maxConnections = parseIntIn('--max-connections', str(v['max-connections'])!, 1, 1_000_000);
+  if (v['handshake-timeout'] !== undefined) out.connection = { handshakeTimeoutMs: parseIntIn('--handshake-timeout', str(v['handshake-timeout'])!, 0, 3_600_000) };
+  return out;
 }

@@ -1,7 +1,7 @@
 /** The metaserver command's flags and help text. */
 import type { MetaserverOptions } from '../metaserver/metaserver.ts';
 import { isPolicy, POLICIES } from '../protocol/referral.ts';
-import { networkKey, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, networkKey, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
        npx tsx core/control/metaserver-main.ts [options]
@@ -16,6 +16,7 @@ Options:
       --policy POLICY   referral policy: root, random or least-loaded (default least-loaded)
       --key-file FILE   network key (shared secret, at least 8 bytes) in FILE;
                         default $TREESHARE_KEY; peers must use the same key
+${LIMIT_HELP}
       --seed N          seed for the random policy (repeatable runs; default: unseeded)
       --json            control mode: JSON-line commands on stdin, events on stdout
   -h, --help            show this help
@@ -31,6 +32,7 @@ const FLAGS = {
   policy: { type: 'string' },
   seed: { type: 'string' },
   'key-file': { type: 'string' },
+  ...LIMIT_FLAGS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -52,8 +54,9 @@ export function parseMetaserverArgs(argv: string[]): MetaserverConfig {
     if (!isPolicy(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, not ${JSON.stringify(policy)}`);
     options.policy = policy;
   }
-  const key = networkKey(str(v['key-file']));
+  const key = networkKey(str(v['key-file']), process.env, str(v['network-key']));
   if (key !== undefined) options.networkKey = key;
+  Object.assign(options, limitOptions(v));
   if (v.seed !== undefined) options.rng = mulberry32(parseIntIn('--seed', str(v.seed)!, 0, 2 ** 32 - 1));
   return { help: false, json: !!v.json, options };
 }

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { PeerOptions } from '../peer/types.ts';
 import { tcpTransport } from '../transport/tcp.ts';
-import { networkKey, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, networkKey, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
        npx tsx core/control/peer-main.ts -i ID [options]
@@ -23,6 +23,11 @@ Options:
       --auto-join           register and join at start (menu option 1)
       --key-file FILE       network key (shared secret, at least 8 bytes) in FILE;
                             default $TREESHARE_KEY; every peer and the metaserver need it
+${LIMIT_HELP}
+      --max-uploads N       most uploads at once (default 16)
+      --max-file-bytes N    largest file accepted for download, bytes (default 68719476736 = 64 GiB)
+      --query-rate N        floods accepted per second from one neighbour; over it they are
+                            answered "not searched" (default 1000, burst 2x)
       --latency MS          add MS ms of one-way latency to every connection
       --bandwidth BYTES     cap every connection at BYTES bytes/s per direction
       --json                control mode: JSON-line commands on stdin, events on stdout
@@ -46,6 +51,10 @@ const FLAGS = {
   'key-file': { type: 'string' },
   latency: { type: 'string' },
   bandwidth: { type: 'string' },
+  ...LIMIT_FLAGS,
+  'max-uploads': { type: 'string' },
+  'max-file-bytes': { type: 'string' },
+  'query-rate': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -73,8 +82,15 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
     maxChildren: v['max-children'] !== undefined ? parseIntIn('--max-children', str(v['max-children'])!, 1, 1024) : 2,
   };
   if (options.share === '') throw new UsageError('--share needs a folder name');
-  const key = networkKey(str(v['key-file']));
+  const key = networkKey(str(v['key-file']), process.env, str(v['network-key']));
   if (key !== undefined) options.networkKey = key;
+  Object.assign(options, limitOptions(v));
+  if (v['max-uploads'] !== undefined) options.maxUploads = parseIntIn('--max-uploads', str(v['max-uploads'])!, 1, 10_000);
+  if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseAmount('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
+  if (v['query-rate'] !== undefined) {
+    options.queryRatePerSec = parseIntIn('--query-rate', str(v['query-rate'])!, 1, 1_000_000);
+    options.queryBurst = options.queryRatePerSec * 2;
+  }
   if (v['advertise-host'] !== undefined) options.advertiseHost = parseHost('--advertise-host', str(v['advertise-host'])!);
   const latencyMs = v.latency !== undefined ? parseAmount('--latency', str(v.latency)!, 60_000, 'milliseconds') : 0;
   const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseAmount('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
