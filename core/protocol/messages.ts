@@ -95,7 +95,7 @@ const TopoReply = z.strictObject({
   final: z.boolean(), reached: Count, messages: Count, duplicates: Count, maxHops: Count,
 });
 
-export const Hit = z.strictObject({ id: Id, host: Host, port: Port, size: Count, hops: Count });
+export const Hit = z.strictObject({ id: Id, host: Host, port: Port, size: z.number().int().min(0).max(2 ** 53 - 1), hops: Count });
 export type Hit = z.infer<typeof Hit>;
 /** query: file search flood. origin is the requester's own listening address, never changed by forwarders. */
 const Query = z.strictObject({

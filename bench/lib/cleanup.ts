@@ -1,0 +1,128 @@
+/**
+ * Cleanup of everything the benchmark started: child processes (by the pid
+ * we spawned, never by name), temporary folders, and in-process resources
+ * (peers, metaservers, servers) registered as async closers.
+ *
+ * `cleanupAll()` runs the closers, then SIGKILLs any child still alive, then
+ * removes the folders. A synchronous last pass on process 'exit' does the
+ * same for children and folders, so even a crash leaves nothing behind.
+ * `installSignalHandlers()` makes Ctrl-C / SIGTERM clean up and exit 130 / 143.
+ */
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const procs = new Map<number, ChildProcess>();
+const dirs = new Set<string>();
+const closers = new Set<() => Promise<void>>();
+
+export function trackProcess(cp: ChildProcess): void {
+  if (cp.pid === undefined) return;
+  const pid = cp.pid;
+  procs.set(pid, cp);
+  cp.once('exit', () => procs.delete(pid));
+}
+
+export function isAlive(cp: ChildProcess): boolean {
+  return cp.exitCode === null && cp.signalCode === null;
+}
+
+/** A fresh temporary folder, removed by cleanupAll() or at exit. */
+export function tempDir(prefix = 'treeshare-bench-'): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  dirs.add(d);
+  return d;
+}
+
+export function removeDir(d: string): void {
+  fs.rmSync(d, { recursive: true, force: true });
+  dirs.delete(d);
+}
+
+/** Registers an async closer; returns a function that runs and unregisters it. */
+export function onCleanup(fn: () => Promise<void>): () => Promise<void> {
+  closers.add(fn);
+  return async () => {
+    if (!closers.delete(fn)) return;
+    await fn();
+  };
+}
+
+/** Kills one child we spawned, by its pid, and waits for its exit. */
+export async function killChild(cp: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 5000): Promise<void> {
+  if (!isAlive(cp)) return;
+  const exited = new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, timeoutMs);
+    cp.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  try {
+    cp.kill(signal);
+  } catch {
+    /* already gone */
+  }
+  await exited;
+}
+
+let cleaning: Promise<void> | undefined;
+
+export function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    const fns = [...closers].reverse();
+    closers.clear();
+    for (const f of fns) await withTimeout(f(), 10_000);
+    await Promise.allSettled([...procs.values()].map((cp) => killChild(cp)));
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    dirs.clear();
+  })().finally(() => {
+    cleaning = undefined;
+  });
+  return cleaning;
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
+}
+
+function syncCleanup(): void {
+  for (const cp of procs.values()) {
+    try {
+      if (isAlive(cp)) cp.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  for (const d of dirs) {
+    try {
+      fs.rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
+}
+
+process.on('exit', syncCleanup);
+
+let installed = false;
+
+/** Ctrl-C / SIGTERM / SIGHUP: clean up, then exit 130 / 143 / 129. */
+export function installSignalHandlers(onSignal?: (sig: NodeJS.Signals) => void): void {
+  if (installed) return;
+  installed = true;
+  const codes: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+  for (const sig of Object.keys(codes) as NodeJS.Signals[]) {
+    process.on(sig, () => {
+      onSignal?.(sig);
+      void cleanupAll().finally(() => process.exit(codes[sig]));
+    });
+  }
+}
