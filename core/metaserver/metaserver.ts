@@ -5,7 +5,9 @@
  *
  * A duplicate id is refused while its holder is alive; if the registered
  * holder no longer answers a ping, the old entry is dropped and the newcomer
- * takes the id (a peer restarted after a crash). Peers re-announce
+ * takes the id (a peer restarted after a crash). A root whose announce shows
+ * it roots a second, smaller tree is answered `second-root` and rejoins
+ * (see Registry.rivalRoot and core/peer/repair.ts). Peers re-announce
  * periodically; entries not heard from within `peerTimeoutMs` are dropped,
  * and a restarted metaserver rebuilds its registry from those announcements.
  */
@@ -48,6 +50,8 @@ export interface MetaserverEvents {
   announce: [{ id: string; parent: string | null; depth: number; isNew: boolean }];
   leave: [{ id: string }];
   drop: [{ id: string; reason: string }];
+  /** A root announced while a larger tree exists; it was told to rejoin (merge). */
+  'second-root': [{ id: string; rival: string }];
   /** A connection misbehaved; it was answered with an error and closed. */
   'protocol-error': [{ remote: string; code: string; message: string }];
 }
@@ -140,6 +144,15 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
         }
         const { isNew } = this.registry.announce(m, performance.now(), this.wallNow());
         this.emit('announce', { id: m.id, parent: m.parent, depth: m.depth, isNew });
+        // Two trees (a frozen root woke up; an orphan became root while the registry was rebuilt):
+        // the smaller root is told to rejoin, if the larger one is really there.
+        const rival = this.registry.rivalRoot(m.id);
+        // Re-checked after the probe, so of two roots announcing at once only one is told.
+        if (rival && (await probe(this.transport, rival, { timeoutMs: 1000 })) && this.registry.rivalRoot(m.id)) {
+          this.registry.markRejoining(m.id);
+          this.emit('second-root', { id: m.id, rival: rival.id });
+          throw new TreeshareError('second-root', `${m.id} roots a second tree; ${rival.id} at ${addrKey(rival)} roots the larger one: rejoin through the metaserver`);
+        }
         conn.send({ t: 'ok' });
         return conn.end();
       }

@@ -86,7 +86,8 @@ export class Registry {
     const kids = this.childCounts();
     for (const id of attached) {
       const e = this.entries.get(id)!;
-      candidates.push({ ...e, children: kids.get(e.id) ?? 0, pending: this.pending.get(e.id)?.size ?? 0 });
+      // Only the fields a policy reads (a spread of the whole entry made registering O(N) allocations of wide objects).
+      candidates.push({ id: e.id, host: e.host, port: e.port, joinedAt: e.joinedAt, depth: e.depth, maxChildren: e.maxChildren, children: kids.get(e.id) ?? 0, pending: this.pending.get(e.id)?.size ?? 0 });
     }
     const chosen = chooseReferral(policy, candidates, rng);
     const root = candidates.length === 0;
@@ -153,6 +154,59 @@ export class Registry {
     const out = new Set<string>();
     for (const id of this.entries.keys()) if (walk(id)) out.add(id);
     return out;
+  }
+
+  /**
+   * When `id` is a joined root and another joined root's tree is larger
+   * (ties: the smaller id wins), that other root: `id` roots a second tree
+   * and should rejoin with its subtree. A tree's size is the number of
+   * entries whose parent chain reaches its root, but at least 1 + the root's
+   * announced children (while a registry is rebuilt, children may not have
+   * announced yet).
+   */
+  rivalRoot(id: string): Entry | undefined {
+    const me = this.entries.get(id);
+    if (!me || me.state !== 'joined' || me.parent !== null) return undefined;
+    const counts = new Map<string, number>();
+    for (const e of this.entries.keys()) {
+      const r = this.rootOf(e);
+      if (r !== null) counts.set(r, (counts.get(r) ?? 0) + 1);
+    }
+    const size = (rid: string) => Math.max(counts.get(rid) ?? 1, 1 + (this.entries.get(rid)?.children ?? 0));
+    const mine = size(id);
+    let best: Entry | undefined;
+    let bestSize = 0;
+    for (const rid of counts.keys()) {
+      if (rid === id) continue;
+      const n = size(rid);
+      if (n > bestSize || (n === bestSize && best && rid < best.id)) {
+        best = this.entries.get(rid);
+        bestSize = n;
+      }
+    }
+    if (best && (bestSize > mine || (bestSize === mine && best.id < id))) return best;
+    return undefined;
+  }
+
+  /** A root told to rejoin another tree: until it registers again it is no root and its subtree no referral target. */
+  markRejoining(id: string): void {
+    const e = this.entries.get(id);
+    if (!e) return;
+    this.dirty();
+    e.state = 'joining';
+  }
+
+  /** The root at the top of `id`'s parent chain (all joined), or null when the chain is broken or loops. */
+  private rootOf(id: string): string | null {
+    const seen = new Set<string>();
+    let cur: string = id;
+    for (;;) {
+      const e = this.entries.get(cur);
+      if (!e || e.state !== 'joined' || seen.has(cur)) return null;
+      if (e.parent === null) return cur;
+      seen.add(cur);
+      cur = e.parent;
+    }
   }
 
   /** Entries not heard from within `timeoutMs`. */

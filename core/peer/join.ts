@@ -4,7 +4,7 @@
  * loops) until one accepts. The accepted connection is returned open: it is
  * the link to the parent. Every step is timestamped for the join timeline.
  */
-import { TreeshareError } from '../errors.ts';
+import { RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
 import { request, withTimeout } from '../metaserver/client.ts';
@@ -84,7 +84,9 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
     referral = p.via;
     referralAt = registerSentAt;
   } else {
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost });
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
+      throw metaUnreachable(err);
+    });
     referralAt = performance.now();
     referral = reg.referral;
   }
@@ -134,4 +136,12 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
     if (!r.ok) throw new TreeshareError('too-many-redirects', `join failed: ${r.reason}`);
     target = reply.to;
   }
+}
+
+/** Says "metaserver" in a failure to reach it (a bare "cannot connect to host:port" does not say what that is). */
+function metaUnreachable(err: unknown): unknown {
+  if (err instanceof TreeshareError && !(err instanceof RemoteRefusedError) && ['unreachable', 'timeout', 'connection-closed'].includes(err.code)) {
+    return new TreeshareError(err.code, `metaserver unreachable: ${err.message}`, { cause: err });
+  }
+  return err;
 }

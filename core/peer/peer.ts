@@ -414,11 +414,19 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
   }
 
+  /** When heartbeat() last ran (first: construction; a late first tick only skips one judgement). */
+  private lastBeat = performance.now();
+
   private heartbeat(): void {
     const now = performance.now();
+    // After a stall of our own (GC, overload, SIGSTOP), frames from live neighbours may still sit
+    // unread in the sockets: ping only, and judge silence on the next tick.
+    const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
+    this.lastBeat = now;
     for (const l of this.links.all()) {
-      if (now - l.lastHeard > this.opts.deadAfterMs) {
+      if (!stalled && now - l.lastHeard > this.opts.deadAfterMs) {
         this.log('warn', `${l.role} ${l.ref.id} silent for ${Math.round(now - l.lastHeard)} ms; declaring it dead`);
+        this.repairer.silent.add(l); // already known unresponsive: repair skips the probe
         l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
       } else {
         l.conn.send({ t: 'ping', n: Math.floor(now) });

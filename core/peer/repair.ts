@@ -1,11 +1,14 @@
 /**
  * Leave and repair. The overlay stays one tree holding every remaining peer.
  *
- * Graceful leave of L: L tells its parent first (which frees the slot at
- * once), then each child where to reattach: L's parent, or, when L is the
- * root, its largest child becomes the new root and the others reattach
- * through it. Then L deregisters and closes. Children reattach with a normal
- * JOIN (redirects and max-children apply), keeping their own subtrees.
+ * Graceful leave of L: from then on L refuses joins and starts no repair of
+ * its own. L tells its parent first (which frees the slot at once), then
+ * deregisters at the metaserver (so nobody is referred to L, and a successor
+ * root is never mistaken for a second tree), then tells each child where to
+ * reattach: L's parent, or, when L is the root, its largest child becomes the
+ * new root and the others reattach through it. Then L closes. Children
+ * reattach with a normal JOIN (redirects and max-children apply), keeping
+ * their own subtrees.
  *
  * Crash of the parent (socket closed without `leaving`, or heartbeats
  * missed): the orphan probes the parent; if it does not answer, the orphan
@@ -14,8 +17,15 @@
  * orphaned subtree is never joined under another orphaned subtree (no
  * cycles); when no attached peer is left, the first orphan becomes the root.
  * Rejoining retries with backoff while the metaserver is unreachable.
+ * Crash of a child: the parent probes it and, if it is dead, reports it, so
+ * a dead leaf is not a referral target until the registry's sweep.
+ *
+ * Two trees (a root that was frozen and woke up, or an orphan that became
+ * root while a restarted metaserver was still rebuilding its registry): the
+ * metaserver answers the smaller root's announce with `second-root`, and
+ * that root rejoins through the metaserver with its whole subtree (merge).
  */
-import { describeError } from '../errors.ts';
+import { describeError, TreeshareError } from '../errors.ts';
 import { probe, request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { joinOverlay } from './join.ts';
@@ -25,27 +35,40 @@ import type { RepairRecord } from './types.ts';
 
 export class Repairer {
   private rejoining = false;
+  /** Set when our parent left while we were leaving: where our children should go (null: we were made root). */
+  private handoff: PeerRef | null | undefined;
+  /** Links the heartbeat detector closed for silence (peer.ts heartbeat()). */
+  readonly silent = new WeakSet<Link>();
 
   constructor(private readonly peer: Peer) {}
 
   async leave(): Promise<void> {
     const p = this.peer;
     if (p.stopping) return;
+    // From here on: joins are refused, no announce, no repair of our own (see peer.ts).
+    p.stopping = true;
     const parent = p.links.parent;
-    const children = [...p.links.children.values()].sort((a, b) => b.subtree - a.subtree);
+    // Mid-repair (our parent is gone and we are not reattached yet): no parent to hand over, and we
+    // are not the root either, so our children rejoin through the metaserver rather than elect a root.
+    const orphaned = !parent && !p.inTree;
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
-    if (parent) {
-      for (const c of children) c.conn.send({ t: 'leaving', parent: parent.ref, successor: null });
-    } else if (children.length) {
-      const successor = children[0]!.ref;
-      for (const c of children) c.conn.send({ t: 'leaving', parent: c === children[0] ? null : successor, successor });
-    }
     if (p.joined) {
       try {
         await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: p.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
+    }
+    // Read the links only now: a child may have left, or the parent left too, meanwhile.
+    const up = p.links.parent?.ref ?? (this.handoff !== undefined ? this.handoff : (parent?.ref ?? null));
+    const children = [...p.links.children.values()].sort((a, b) => b.subtree - a.subtree);
+    if (up) {
+      for (const c of children) c.conn.send({ t: 'leaving', parent: up, successor: null });
+    } else if (orphaned) {
+      for (const c of children) c.conn.send({ t: 'leaving', parent: null, successor: null });
+    } else if (children.length) {
+      const successor = children[0]!.ref;
+      for (const c of children) c.conn.send({ t: 'leaving', parent: c === children[0] ? null : successor, successor });
     }
     await p.stop({ graceful: true });
     p.joined = false;
@@ -71,6 +94,11 @@ export class Repairer {
     p.links.parent = null;
     p.inTree = false;
     p.flood.neighbourGone(link.ref.id);
+    if (p.stopping) {
+      // Leaving too: our children go where our parent sent us (or we act as the root).
+      this.handoff = m.successor?.id === p.id ? null : (m.parent ?? m.successor);
+      return;
+    }
     const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'left' });
     if (m.successor?.id === p.id) {
@@ -90,7 +118,8 @@ export class Repairer {
     p.emit('parent-lost', { id: link.ref.id, reason: 'connection lost' });
     p.log('warn', `lost parent ${link.ref.id}; reattaching`);
     void (async () => {
-      const alive = await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => false);
+      // A link closed by the heartbeat detector was silent for deadAfterMs: no second wait on a probe.
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => false));
       if (!alive) {
         try {
           await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: link.ref.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
@@ -102,6 +131,32 @@ export class Repairer {
     })();
   }
 
+  /** A child link closed without a goodbye: if the child is dead, the metaserver must stop referring to it. */
+  onChildLost(link: Link): void {
+    const p = this.peer;
+    if (link.leaving || p.stopping) return;
+    void (async () => {
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => true));
+      if (alive || p.stopping) return;
+      try {
+        await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: link.ref.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
+        p.log('info', `reported child ${link.ref.id} dead to the metaserver`);
+      } catch (err) {
+        p.log('warn', `could not report child ${link.ref.id} dead to the metaserver: ${describeError(err)}`);
+      }
+    })();
+  }
+
+  /** The metaserver says another, larger tree exists and this root's is the second one: rejoin it. */
+  merge(reason: string): void {
+    const p = this.peer;
+    if (p.stopping || this.rejoining || p.links.parent || !p.inTree) return;
+    p.inTree = false;
+    p.log('warn', `this peer roots a second tree (${reason}); rejoining with its subtree of ${p.links.subtree()}`);
+    const rec: RepairRecord = { cause: 'merged', lost: p.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    void this.rejoin(rec, undefined);
+  }
+
   private async rejoin(rec: RepairRecord, via: PeerRef | undefined): Promise<void> {
     const p = this.peer;
     if (this.rejoining) return;
@@ -110,10 +165,19 @@ export class Repairer {
     try {
       for (let attempt = 0; !p.stopping; attempt++) {
         try {
+          // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
+          // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
+          // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
+          const ac = new AbortController();
+          const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
+          const avoid = (to: PeerRef | null) => {
+            if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
+          };
           const out = await joinOverlay({
             transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
             subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
-            via: attempt === 0 ? via : undefined,
+            via: attempt === 0 ? via : undefined, signal: ac.signal,
+            onReferral: avoid, onRedirect: (_from, to) => avoid(to),
           });
           if (p.stopping) {
             out.conn?.destroy();
@@ -124,8 +188,11 @@ export class Repairer {
           return;
         } catch (err) {
           const msg = describeError(err);
-          p.log('warn', `reattach attempt ${attempt + 1} failed: ${msg}`);
-          if (attempt === 0 && via) continue;
+          if (attempt === 0 && via) {
+            p.log('warn', `reattach attempt 1 (through ${via.id}) failed: ${msg}; trying through the metaserver`);
+            continue;
+          }
+          p.log('warn', `reattach attempt ${attempt + 1} failed: ${msg}; retrying in ${delay} ms`);
           await new Promise((r) => setTimeout(r, delay).unref?.());
           delay = Math.min(delay * 2, 5000);
         }

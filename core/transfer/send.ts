@@ -68,16 +68,24 @@ async function streamFile(conn: Connection, fh: import('node:fs/promises').FileH
     const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
     if (bytesRead === 0) throw new TransferError('truncated', `file shrank while being sent (${pos} of ${size} bytes)`);
     pos += bytesRead;
-    if (!conn.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))) await drained(conn);
+    if (!conn.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))) await drained(conn, signal);
   }
 }
 
-function drained(conn: Connection): Promise<void> {
+/** Waits for 'drain'; an abort (the holder is leaving or stopping) cuts the upload at once, not after the drain. */
+function drained(conn: Connection, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const done = () => {
       conn.off('drain', onDrain);
       conn.off('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
     };
+    const onAbort = () => {
+      done();
+      reject(new TransferError('aborted', 'upload aborted'));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     const onDrain = () => {
       done();
       resolve();

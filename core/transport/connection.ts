@@ -48,6 +48,9 @@ export interface ConnectionEvents {
   close: [Error | undefined];
 }
 
+/** Most frames held for a listener that is not there yet (see Connection.held). */
+const MAX_HELD = 1024;
+
 export class Connection extends EventEmitter<ConnectionEvents> {
   readonly remote: string;
   readonly accepted: boolean;
@@ -58,6 +61,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private closeErr: Error | undefined;
   private readonly maxBuffered: number;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  /**
+   * Frames that arrived while nobody listened for 'message' (e.g. a query
+   * right behind a JOIN's accept in one chunk, before the new link's handler
+   * is installed): kept in order and delivered once a listener is added.
+   */
+  private held: Message[] = [];
 
   constructor(private readonly link: ByteLink, remote: string, accepted: boolean, opts: ConnectionOptions = {}) {
     super();
@@ -72,6 +81,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.closeErr ??= e;
     });
     link.on('close', () => this.onClose());
+    (this as EventEmitter).on('newListener', (ev: string | symbol) => {
+      if (ev === 'message' && this.held.length) queueMicrotask(() => this.flushHeld());
+    });
     const hs = opts.handshakeTimeoutMs ?? 10_000;
     if (accepted && hs > 0) {
       this.handshakeTimer = setTimeout(() => {
@@ -198,8 +210,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
     }
     if (this.closedFlag) return false;
+    if (this.held.length || this.listenerCount('message') === 0) {
+      if (this.held.length >= MAX_HELD) {
+        this.fail(new RemoteProtocolError('buffer-overflow', `more than ${MAX_HELD} messages from ${this.remote} that nobody reads`));
+        return false;
+      }
+      this.held.push(m);
+      return true;
+    }
     this.emit('message', m);
     return !this.closedFlag;
+  }
+
+  private flushHeld(): void {
+    while (this.held.length && !this.closedFlag && !this.rawMode && this.listenerCount('message') > 0) this.emit('message', this.held.shift()!);
   }
 
   private onEnd(): void {
