@@ -19,7 +19,7 @@ import path from 'node:path';
 import { describeError, errorCode, LocalError, NotFoundError, RemoteProtocolError, TransferError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
-import { decideJoin } from '../protocol/placement.ts';
+import { decideJoin, smallestChild } from '../protocol/placement.ts';
 import type { Connection } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
@@ -99,6 +99,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       queryRatePerSec: options.queryRatePerSec ?? 1000,
       queryBurst: options.queryBurst ?? 2000,
       maxConnections: options.maxConnections ?? 1024,
+      joinRetries: options.joinRetries ?? 3,
       heartbeatMs: options.heartbeatMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
@@ -153,7 +154,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   async join(o: { signal?: AbortSignal } = {}): Promise<JoinTimeline> {
     if (!this.listener) await this.start(o);
     if (this.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
-    const out = await joinOverlay({
+    const params = {
       transport: this.transport,
       meta: this.opts.meta,
       self: this.ref,
@@ -162,9 +163,22 @@ export class Peer extends EventEmitter<PeerEvents> {
       localHost: this.localHost,
       maxRedirects: this.opts.maxRedirects,
       signal: o.signal,
-      onReferral: (r) => this.emit('referral', r),
-      onRedirect: (from, to) => this.emit('redirect', { from, to }),
-    });
+      onReferral: (r: PeerRef | null) => this.emit('referral', r),
+      onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
+    };
+    // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
+    let out: Awaited<ReturnType<typeof joinOverlay>>;
+    for (let attempt = 0, delay = 250; ; attempt++, delay *= 2) {
+      try {
+        out = await joinOverlay(params);
+        break;
+      } catch (err) {
+        const code = err instanceof TreeshareError ? err.code : '';
+        if (attempt >= this.opts.joinRetries || !/^metaserver unreachable/.test((err as Error).message) || !['unreachable', 'timeout', 'connection-closed'].includes(code) || o.signal?.aborted) throw err;
+        this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 2} of ${this.opts.joinRetries + 1})`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
     this.attach(out.conn, out.timeline);
     this.timeline = out.timeline;
     this.joined = true;
@@ -476,7 +490,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
-      conn.send({ t: 'redirect', to: d.to });
+      // Prefer a child heard from lately: one silent for two heartbeats may be frozen or gone.
+      const now = performance.now();
+      const fresh = this.opts.heartbeatMs > 0 ? children.filter((c) => now - (this.links.children.get(c.ref.id)?.lastHeard ?? 0) <= 2 * this.opts.heartbeatMs) : children;
+      const to = fresh.some((c) => c.ref.id === d.to.id) || fresh.length === 0 ? d.to : smallestChild(fresh)!.ref;
+      conn.send({ t: 'redirect', to });
       conn.end();
       return;
     }

@@ -51,6 +51,8 @@ export interface PeerOptions {
   queryBurst?: number;
   /** Most simultaneous inbound connections. Default 1,024. */
   maxConnections?: number;
+  /** Times join() retries an unreachable metaserver, waiting 250 ms, 500 ms, 1 s, ... Default 3. */
+  joinRetries?: number;
   /** Heartbeat interval on links, ms. Default 1,000; 0 disables. */
   heartbeatMs?: number;
   /** A link silent for this long is declared dead, ms. Default 4,000. */

@@ -120,7 +120,8 @@ test('an unreachable metaserver: one line and exit 1 (menu and --json)', async (
   const piped = ps.start('peer', ['-p0', '-i', 'S3', '--share', share, '--meta', `127.0.0.1:${port}`]);
   piped.child.stdin!.end('1\n2\npwd1.txt\n');
   await oneLineFailure(t, piped, 1, /^peer: the metaserver at .* is unreachable: connection refused/);
-  t.regex(piped.stdout, /registering S3 \(127\.0\.0\.1:\d+\) with the metaserver at .* …\n$/);
+  // It retried with backoff, saying so, before giving up.
+  t.regex(piped.stdout, /registering S3 \(127\.0\.0\.1:\d+\) with the metaserver at .* …\n(\[warn\] metaserver unreachable: .*; retrying in \d+ ms \(attempt \d of 4\)\n){3}$/);
 });
 
 test('interactive peer through a pipe: register, download pwd1.txt from S3 (uppercase re-asked), topology, leave', async (t) => {
