@@ -54,6 +54,8 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
   const final = path.join(root, offer.name);
   const tmp = path.join(root, `.treeshare-${randomBytes(6).toString('hex')}.part`);
   const out = fs.createWriteStream(tmp, { flags: 'wx', highWaterMark: 1024 * 1024 });
+  // Hashing stays on this thread: a worker thread was measured (2 cores) to add CPU and
+  // ~75 MB of RSS without raising throughput, as the holder's process uses the other core.
   const hash = createHash('sha256');
   const from = `${offer.from.id}@${offer.from.host}:${offer.from.port}`;
   let bytes = 0;
@@ -62,15 +64,25 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
 
   const body = new Promise<void>((resolve, reject) => {
     let settled = false;
-    let idle: NodeJS.Timeout | undefined;
-    const armIdle = () => {
-      if (idle) clearTimeout(idle);
-      idle = setTimeout(() => fail(new TransferError('timeout', `no data from ${from} for ${o.idleTimeoutMs ?? 15_000} ms (${bytes} of ${offer.size} bytes)`)), o.idleTimeoutMs ?? 15_000);
+    // Idle check: one timer ticking at a quarter of the timeout, not one re-armed per chunk.
+    const idleMs = o.idleTimeoutMs ?? 15_000;
+    let lastData = performance.now();
+    const idle = setInterval(() => {
+      if (performance.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
+    }, Math.max(10, Math.floor(idleMs / 4)));
+    // The socket is paused while the file write is behind.
+    let holds = 0;
+    const hold = () => {
+      if (holds++ === 0) conn.pause();
     };
+    const unhold = () => {
+      if (--holds === 0 && !settled) conn.resume();
+    };
+    let reported = 0;
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
-      if (idle) clearTimeout(idle);
+      clearInterval(idle);
       conn.off('data', onData);
       conn.off('close', onClose);
       o.signal?.removeEventListener('abort', onAbort);
@@ -85,12 +97,15 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
       if (tFirst === 0) tFirst = performance.now();
       if (bytes + b.length > offer.size) return fail(new TransferError('too-long', `${from} sent more than the ${offer.size} bytes it offered`));
       bytes += b.length;
+      lastData = performance.now();
       hash.update(b);
-      armIdle();
-      o.onProgress?.(bytes, offer.size);
+      if (bytes - reported >= 1024 * 1024 || bytes === offer.size) {
+        reported = bytes;
+        o.onProgress?.(bytes, offer.size);
+      }
       if (!out.write(b)) {
-        conn.pause();
-        out.once('drain', () => conn.resume());
+        hold();
+        out.once('drain', unhold);
       }
       // At `size` bytes, wait for the holder to close: bytes beyond the offer are caught
       // even when they arrive in a later chunk.
@@ -105,10 +120,11 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     o.signal?.addEventListener('abort', onAbort, { once: true });
     conn.on('data', onData);
     conn.on('close', onClose);
-    armIdle();
     const rest = conn.raw();
     conn.send({ t: 'ack' });
     if (rest.length) onData(rest);
+    // Closed while the offer was being accepted (the holder left): no 'close' event is coming.
+    if (conn.closed) onClose();
   });
 
   try {

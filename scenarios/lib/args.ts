@@ -1,0 +1,155 @@
+/**
+ * Command-line options shared by every scenario (node's util.parseArgs,
+ * strict): --peers, --runner, --max-children, --policy, --latency,
+ * --bandwidth, --seed, --json, --quiet, --out, --no-html, --help, plus the
+ * scenario's own. A bad flag or value is a UsageError: one clear line, exit 2.
+ */
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isPolicy, POLICIES, type Policy } from '../../core/index.ts';
+import { randomSeed } from './rng.ts';
+import { RUNNERS, type RunnerKind } from './runner.ts';
+import { REPO } from './shares.ts';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface CommonOptions {
+  peers: number;
+  runner: RunnerKind;
+  maxChildren: number;
+  policy: Policy;
+  /** Added one-way latency per link, ms. */
+  latency: number;
+  /** Per-direction link rate, bytes/s; 0 = unlimited. */
+  bandwidth: number;
+  seed: number;
+  json: boolean;
+  quiet: boolean;
+  /** Folder for results (JSON + HTML). */
+  out: string;
+  html: boolean;
+  /** Long option names given explicitly on the command line. */
+  given: ReadonlySet<string>;
+  /** Scenario-specific options, as parsed. */
+  extra: Record<string, string | boolean | undefined>;
+}
+
+export interface ExtraOption {
+  type: 'string' | 'boolean';
+  description: string;
+  /** Shown in --help. */
+  placeholder?: string;
+}
+
+export type Defaults = Partial<Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'>>;
+
+const COMMON: Record<string, { type: 'string' | 'boolean'; short?: string; help: string; arg?: string }> = {
+  peers: { type: 'string', arg: 'N', help: 'number of peers' },
+  runner: { type: 'string', arg: 'KIND', help: `process (real OS processes), inproc (one process, loopback TCP) or memory (in-memory transport)` },
+  'max-children': { type: 'string', arg: 'N', help: 'most children a peer accepts (1-1024)' },
+  policy: { type: 'string', arg: 'NAME', help: `metaserver referral policy: ${POLICIES.join(', ')}` },
+  latency: { type: 'string', arg: 'MS', help: 'added one-way latency per link, ms (user-space link emulation)' },
+  bandwidth: { type: 'string', arg: 'RATE', help: 'per-link rate cap, bytes/s; suffixes k M G (10^3..) or KiB MiB GiB; 0 = none' },
+  seed: { type: 'string', arg: 'N', help: 'seed for every random choice (printed; default: random)' },
+  json: { type: 'boolean', help: 'print only the JSON result on stdout' },
+  quiet: { type: 'boolean', short: 'q', help: 'no progress, no step log, no tables: just the summary line' },
+  out: { type: 'string', arg: 'DIR', help: 'where results go (default: results/)' },
+  'no-html': { type: 'boolean', help: 'do not write the HTML report' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+};
+
+export function helpText(name: string, summary: string, defaults: Defaults, extra: Record<string, ExtraOption>): string {
+  const rows: [string, string][] = [];
+  const dflt: Record<string, unknown> = {
+    peers: defaults.peers, runner: defaults.runner, 'max-children': defaults.maxChildren, policy: defaults.policy,
+    latency: defaults.latency ?? 0, bandwidth: defaults.bandwidth ?? 0,
+  };
+  for (const [k, o] of Object.entries(COMMON)) {
+    const d = dflt[k] !== undefined ? ` (default ${String(dflt[k])})` : '';
+    rows.push([`${o.short ? `-${o.short}, ` : '    '}--${k}${o.arg ? ` ${o.arg}` : ''}`, o.help + d]);
+  }
+  for (const [k, o] of Object.entries(extra)) rows.push([`    --${k}${o.type === 'string' ? ` ${o.placeholder ?? 'VALUE'}` : ''}`, o.description]);
+  const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+  return [
+    `usage: npx tsx scenarios/${name}.ts [options]`,
+    '',
+    summary,
+    '',
+    'options:',
+    ...rows.map(([a, b]) => `  ${a.padEnd(w)}${b}`),
+    '',
+    'Results: results/<scenario>-<timestamp>.json and .html (open the .html in any browser; no network needed).',
+  ].join('\n');
+}
+
+function int(name: string, v: string, lo: number, hi: number): number {
+  if (!/^\d+$/.test(v.trim())) throw new UsageError(`--${name} must be a whole number, not ${JSON.stringify(v)}`);
+  const n = Number(v);
+  if (n < lo || n > hi) throw new UsageError(`--${name} must be between ${lo} and ${hi}, not ${n}`);
+  return n;
+}
+
+/** "10M" → 10,000,000; "4MiB" → 4,194,304; "0" → 0. */
+export function parseRate(v: string, name = 'bandwidth'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g|kib|mib|gib|kb|mb|gb)?\s*(?:\/s|b\/s|bps)?\s*$/i.exec(v);
+  if (!m) throw new UsageError(`--${name} must be bytes per second like 1000000, 10M or 4MiB, not ${JSON.stringify(v)}`);
+  const mult: Record<string, number> = { k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  return Math.round(Number(m[1]) * (m[2] ? mult[m[2].toLowerCase()]! : 1));
+}
+
+export function parseOptions(argv: readonly string[], defaults: Defaults, extra: Record<string, ExtraOption> = {}): CommonOptions & { help: boolean } {
+  const options: ParseArgsConfig['options'] = {};
+  for (const [k, o] of Object.entries(COMMON)) options[k] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+  for (const [k, o] of Object.entries(extra)) options[k] = { type: o.type };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, ''));
+  }
+  const given = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
+  const s = (k: string) => values[k] as string | undefined;
+  const runner = s('runner') ?? defaults.runner ?? 'inproc';
+  if (!(RUNNERS as readonly string[]).includes(runner)) throw new UsageError(`--runner must be one of ${RUNNERS.join(', ')}, not ${JSON.stringify(runner)}`);
+  const policy = s('policy') ?? defaults.policy ?? 'least-loaded';
+  if (!isPolicy(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, not ${JSON.stringify(policy)}`);
+  const latency = s('latency') !== undefined ? Number(s('latency')) : (defaults.latency ?? 0);
+  if (!Number.isFinite(latency) || latency < 0 || latency > 10_000) throw new UsageError(`--latency must be a number of ms from 0 to 10000, not ${JSON.stringify(s('latency'))}`);
+  const extraValues: Record<string, string | boolean | undefined> = {};
+  for (const k of Object.keys(extra)) extraValues[k] = values[k];
+  return {
+    help: values.help === true,
+    peers: s('peers') !== undefined ? int('peers', s('peers')!, 1, 1_000_000) : (defaults.peers ?? 5),
+    runner: runner as RunnerKind,
+    maxChildren: s('max-children') !== undefined ? int('max-children', s('max-children')!, 1, 1024) : (defaults.maxChildren ?? 2),
+    policy,
+    latency,
+    bandwidth: s('bandwidth') !== undefined ? parseRate(s('bandwidth')!) : (defaults.bandwidth ?? 0),
+    seed: s('seed') !== undefined ? int('seed', s('seed')!, 0, 2 ** 32 - 1) : randomSeed(),
+    json: values.json === true,
+    quiet: values.quiet === true,
+    out: path.resolve(s('out') ?? path.join(REPO, 'results')),
+    html: values['no-html'] !== true,
+    given,
+    extra: extraValues,
+  };
+}
+
+/** A scenario option given as a comma list of numbers ("0,5,20,50"). */
+export function numberList(name: string, v: string | boolean | undefined, dflt: number[], parse: (s: string) => number = Number): number[] {
+  if (v === undefined || typeof v === 'boolean') return dflt;
+  const out = v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
+    let n: number;
+    try {
+      n = parse(x);
+    } catch {
+      n = NaN;
+    }
+    if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} must be a comma list of non-negative numbers, not ${JSON.stringify(v)}`);
+    return n;
+  });
+  if (out.length === 0) throw new UsageError(`--${name} is empty`);
+  return out;
+}

@@ -1,0 +1,79 @@
+/**
+ * The command line of every scenario: parse options (bad flag → one line,
+ * exit 2), print the seed, run, print the tables (or only the JSON with
+ * --json), write results/<scenario>-<timestamp>.json and .html, and exit 0
+ * when every step and check passed, 1 otherwise. Ctrl-C / SIGTERM clean up
+ * every process and temporary folder first.
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseOptions, helpText, UsageError, type CommonOptions } from './args.ts';
+import { cleanupAll, installSignalHandlers } from './cleanup.ts';
+import { printTables, standardTables, writeResults } from './output.ts';
+import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
+
+/** True when `importMetaUrl` is the script node was started with. */
+export function isMain(importMetaUrl: string): boolean {
+  return !!process.argv[1] && pathToFileURL(path.resolve(process.argv[1])).href === importMetaUrl;
+}
+
+/** Runs `def` programmatically with command-line style arguments; writes files unless `write: false`. */
+export async function run(def: ScenarioDef, argv: readonly string[], o: { write?: boolean; print?: boolean } = {}): Promise<ScenarioResult> {
+  const opts = parseOptions(argv, def.defaults, def.options);
+  return execute(def, opts, argv, o);
+}
+
+async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly string[], o: { write?: boolean; print?: boolean }): Promise<ScenarioResult> {
+  const print = o.print ?? false;
+  def.validate?.(opts);
+  if (print && !opts.quiet && !opts.json) {
+    process.stdout.write(`${def.name}: runner ${opts.runner}, ${opts.peers} peers, max-children ${opts.maxChildren}, policy ${opts.policy}` +
+      `${opts.latency ? `, latency ${opts.latency} ms` : ''}${opts.bandwidth ? `, bandwidth ${opts.bandwidth.toLocaleString('en-US')} B/s` : ''}, seed ${opts.seed}\n`);
+  }
+  const { s, result } = await runScenario(def, opts, argv);
+  result.tables = [...standardTables(def, result.records, result.tree), ...s.tables];
+  if (o.write !== false) writeResults(opts.out, result, opts.html);
+  if (print) {
+    if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else {
+      if (!opts.quiet) printTables(result.tables);
+      const rel = (f?: string) => (f ? path.relative(process.cwd(), f) : '');
+      const files = result.files.json ? ` → ${rel(result.files.json)}${result.files.html ? `, ${rel(result.files.html)}` : ''}` : '';
+      process.stdout.write(`\n${def.name}: ${result.ok ? 'ok' : `FAILED (${result.failures.length})`} in ${(result.durationMs / 1000).toFixed(1)} s, seed ${result.seed}${files}\n`);
+      if (!result.ok) for (const f of result.failures) process.stdout.write(`  ✗ ${f}\n`);
+    }
+  }
+  return result;
+}
+
+/** Entry point of a scenario file: `if (isMain(import.meta.url)) await main(def)`. */
+export async function main(def: ScenarioDef, argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  let opts: CommonOptions & { help: boolean };
+  try {
+    opts = parseOptions(argv, def.defaults, def.options);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${def.name}: ${err.message} (see --help)\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (opts.help) {
+    process.stdout.write(helpText(def.name, def.summary, def.defaults, def.options ?? {}) + '\n');
+    process.exit(0);
+  }
+  installSignalHandlers((sig) => process.stderr.write(`\n${def.name}: ${sig}: stopping every process this scenario started…\n`));
+  let code = 1;
+  try {
+    const result = await execute(def, opts, argv, { print: true });
+    code = result.ok ? 0 : 1;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${def.name}: ${err.message} (see --help)\n`);
+      code = 2;
+    } else process.stderr.write(`${def.name}: ${err instanceof Error ? err.message : String(err)}\n`);
+  } finally {
+    await cleanupAll();
+  }
+  process.exit(code);
+}

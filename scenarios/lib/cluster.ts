@@ -1,0 +1,346 @@
+/**
+ * A Cluster is one overlay under test: a runner, a metaserver, peers with
+ * their share folders, and the actions a scenario script takes on them
+ * (add peers, search, download, topo, leave, crash, wait for the tree to be
+ * whole). Every action is a recorded step; every result becomes a record on
+ * the Scenario (join timelines, flood fan-out, transfers, repairs).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Policy, TopoNode } from '../../core/index.ts';
+import { floodRow, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
+import { codeOf, messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
+import { createRunner } from './runners.ts';
+import type { Scenario } from './scenario.ts';
+import { pool, waitEvent } from './async.ts';
+import { leftoverParts, sha256File, Workspace } from './shares.ts';
+import { checkTree, type TreeCheck } from './tree.ts';
+
+export interface ClusterOptions {
+  /** Label of this overlay in records and tables (several per scenario). */
+  round?: string;
+  runner?: RunnerKind;
+  maxChildren?: number;
+  policy?: Policy;
+  latency?: number;
+  bandwidth?: number;
+  heartbeatMs?: number;
+  announceMs?: number;
+  floodTimeoutMs?: number;
+}
+
+export interface PeerDef {
+  id: string;
+  /** Copy shares/<from> of the repository into the peer's share folder. */
+  from?: string;
+  /** 'own' (default): an empty folder of its own; 'common': one empty folder shared by all such peers (large runs, no downloads). */
+  folder?: 'own' | 'common';
+  maxChildren?: number;
+  /** Files generated (seeded pseudo-random bytes) in the peer's own folder before it starts. */
+  files?: { name: string; bytes: number }[];
+}
+
+export interface AddOptions {
+  /** Joins at once (1 = one after another, so the tree is reproducible). Default 1. */
+  joinConcurrency?: number;
+  /** Peers being started at once. Default 4 for processes, 64 in-process. */
+  startConcurrency?: number;
+  /**
+   * After each join, wait until the metaserver lists the newcomer as joined
+   * (its announce arrived), so the next referral sees it: with one join at a
+   * time this makes the tree the same under every runner for a seed.
+   */
+  settle?: boolean;
+}
+
+export class Cluster {
+  readonly round: string;
+  readonly runner: Runner;
+  readonly ws: Workspace;
+  readonly policy: Policy;
+  readonly maxChildren: number;
+  meta!: MetaHandle;
+  readonly peers = new Map<string, PeerHandle>();
+  lastTopo: TopoNode[] | null = null;
+  private readonly joined = new Set<string>();
+  private common: string | undefined;
+
+  constructor(private readonly s: Scenario, o: ClusterOptions = {}) {
+    const so = s.opts;
+    this.round = o.round ?? '';
+    this.policy = o.policy ?? so.policy;
+    this.maxChildren = o.maxChildren ?? so.maxChildren;
+    const latency = o.latency ?? so.latency;
+    const bandwidth = o.bandwidth ?? so.bandwidth;
+    this.runner = createRunner(o.runner ?? so.runner, {
+      shape: latency || bandwidth ? { latencyMs: latency || undefined, bandwidthBytesPerSec: bandwidth || undefined } : undefined,
+      rng: s.rng.fork(`metaserver:${this.round}`).next,
+      seed: s.rng.seed,
+      heartbeatMs: o.heartbeatMs,
+      announceMs: o.announceMs,
+      floodTimeoutMs: o.floodTimeoutMs,
+    });
+    this.ws = new Workspace();
+  }
+
+  get kind(): RunnerKind {
+    return this.runner.kind;
+  }
+
+  private tag(what: string): string {
+    return this.round ? `[${this.round}] ${what}` : what;
+  }
+
+  async start(): Promise<this> {
+    this.meta = await this.s.step(this.tag(`metaserver starts (policy ${this.policy}, ${this.runner.kind} runner)`), () => this.runner.startMetaserver({ policy: this.policy }));
+    return this;
+  }
+
+  peer(id: string): PeerHandle {
+    const p = this.peers.get(id);
+    if (!p) throw new Error(`no peer ${id} in this scenario`);
+    return p;
+  }
+
+  /** Ids of peers that joined and are still running, in the order they were added. */
+  alive(): string[] {
+    return [...this.peers.values()].filter((p) => p.alive && this.joined.has(p.id)).map((p) => p.id);
+  }
+
+  /** Starts the peers, then joins them (in order unless joinConcurrency > 1). */
+  async addPeers(defs: readonly (string | PeerDef)[], o: AddOptions = {}): Promise<PeerHandle[]> {
+    const list = defs.map((d) => (typeof d === 'string' ? { id: d } : d));
+    const n = list.length;
+    const limit = openFileLimit();
+    if (this.runner.kind === 'inproc' && (this.peers.size + n) * FDS_PER_PEER > limit) {
+      throw new Error(`${this.peers.size + n} in-process TCP peers need about ${(this.peers.size + n) * FDS_PER_PEER} open files, over this process's limit of ${limit}: use --runner memory (or fewer peers)`);
+    }
+    const bar = this.s.progress(this.tag(`starting ${n} peers`), n);
+    const handles = await this.s.step(this.tag(`${n} peer${n === 1 ? '' : 's'} start (${this.runner.kind})`), async () => {
+      try {
+        return await pool(list, o.startConcurrency ?? (this.runner.kind === 'process' ? 4 : 64), async (d) => {
+          const share = d.folder === 'common' && !d.files?.length ? this.commonFolder() : this.ws.share(this.round ? `${this.round}-${d.id}` : d.id, d.from);
+          for (const f of d.files ?? []) await this.ws.generate(share, f.name, f.bytes, this.s.rng.fork(`file:${d.id}:${f.name}`).next);
+          const h = await this.runner.startPeer({ id: d.id, share, maxChildren: d.maxChildren ?? this.maxChildren }, this.meta.address);
+          this.track(h);
+          bar.tick();
+          return h;
+        });
+      } finally {
+        bar.done();
+      }
+    });
+    await this.joinAll(handles, o.joinConcurrency ?? 1, o.settle ?? false);
+    return handles;
+  }
+
+  private commonFolder(): string {
+    this.common ??= this.ws.share(`${this.round || 'all'}-common`);
+    return this.common;
+  }
+
+  private track(h: PeerHandle): void {
+    this.peers.set(h.id, h);
+    h.on('repaired', (r) => this.s.records.repairs.push(repairRow(this.round, h.id, this.s.now(), r)));
+  }
+
+  private async joinAll(handles: PeerHandle[], concurrency: number, settle: boolean): Promise<void> {
+    const bar = this.s.progress(this.tag(`joining ${handles.length} peers`), handles.length);
+    const t0 = performance.now();
+    await this.s.step(this.tag(`${handles.length} peer${handles.length === 1 ? '' : 's'} join${concurrency > 1 ? ` (${concurrency} at a time)` : ''}`), async () => {
+      try {
+        await pool(handles, concurrency, async (h) => {
+          const at = this.s.now();
+          const j = await h.join({ timeoutMs: 60_000 });
+          this.s.records.joins.push(joinRow(this.round, h.id, at, j.timeline));
+          this.joined.add(h.id);
+          if (settle) await this.settled(h.id);
+          bar.tick();
+        });
+      } finally {
+        bar.done();
+      }
+    });
+    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: performance.now() - t0 });
+  }
+
+  /** Resolves once the metaserver lists `id` as joined (polls its status). */
+  private async settled(id: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while ((await this.meta.status()).find((e) => e.id === id)?.state !== 'joined') {
+      if (performance.now() > deadline) throw new Error(`the metaserver did not list ${id} as joined within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** A search flood from `by`; `expect` turns the answer into a check. */
+  async search(by: string, name: string, o: { label?: string; expect?: 'found' | 'none'; expectFrom?: string } = {}): Promise<FloodRow> {
+    const at = this.s.now();
+    const treeSize = this.alive().length;
+    const label = o.label ?? 'search';
+    try {
+      const r = await this.s.step(this.tag(`${by} searches ${name}`), () => this.peer(by).search(name, { timeoutMs: 60_000 }));
+      const row = floodRow(this.round, 'search', by, label, at, treeSize, r);
+      this.s.records.floods.push(row);
+      if (o.expect === 'found') this.s.check(row.hits.length > 0, this.tag(`${by} finds ${name}`), row.hits.length ? undefined : `no peer has it (searched ${row.reached})`);
+      if (o.expect === 'none') this.s.check(row.hits.length === 0, this.tag(`${by}: definite not-found for ${name}`), row.hits.length ? `found at ${row.hits.join(', ')}` : undefined);
+      if (o.expectFrom) this.s.check(row.hits.includes(o.expectFrom), this.tag(`${name} found at ${o.expectFrom}`), `hits: ${row.hits.join(', ') || 'none'}`);
+      return row;
+    } catch (err) {
+      const row: FloodRow = { round: this.round, kind: 'search', by, name, label, at, treeSize, hits: [], hitHops: [], reached: 0, messages: 0, duplicates: 0, maxHops: 0, missing: [], firstHitMs: null, completionMs: this.s.now() - at, answered: false, error: `${messageOf(err)} [${codeOf(err)}]` };
+      this.s.records.floods.push(row);
+      return row;
+    }
+  }
+
+  /**
+   * `by` downloads `name`: records the transfer and the flood that found it,
+   * and re-hashes the file on disk against the holder's copy. A failed
+   * download is a failed check unless `mayFail` (then it must fail cleanly:
+   * a coded error and no partial file).
+   */
+  async download(by: string, name: string, o: { label?: string; expectFrom?: string; mayFail?: boolean; timeoutMs?: number } = {}): Promise<TransferRow> {
+    const at = this.s.now();
+    const treeSize = this.alive().length;
+    const label = o.label ?? 'download';
+    const h = this.peer(by);
+    const what = this.tag(`${by} downloads ${name}`);
+    try {
+      const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail });
+      const doneAt = this.s.now();
+      this.s.records.floods.push(floodRow(this.round, 'download', by, label, at, treeSize, d.search));
+      const disk = await sha256File(path.join(h.share, name)).catch(() => null);
+      const holder = this.peers.get(d.holder.id);
+      const src = holder ? await sha256File(path.join(holder.share, name)).catch(() => null) : null;
+      const diskOk = disk === null ? false : disk === d.sha256 && (src === null || src === disk);
+      const row = transferRow(this.round, by, label, at, doneAt, d, diskOk);
+      this.s.records.transfers.push(row);
+      this.s.check(row.ok, `${what}: SHA-256 verified`, row.ok ? undefined : `core verified=${d.verified}, disk=${disk?.slice(0, 12)}, offered=${d.sha256.slice(0, 12)}, holder=${src?.slice(0, 12)}`);
+      if (o.expectFrom) this.s.check(d.holder.id === o.expectFrom, `${what} from ${o.expectFrom}`, `came from ${d.holder.id}`);
+      return row;
+    } catch (err) {
+      const parts = leftoverParts(h.share);
+      const row: TransferRow = {
+        round: this.round, file: name, from: '', to: by, label, at, doneAt: this.s.now(), bytes: 0, ttfbMs: null, durationMs: this.s.now() - at, mbps: null,
+        sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: codeOf(err), error: messageOf(err),
+      };
+      this.s.records.transfers.push(row);
+      if (o.mayFail) this.s.check(parts.length === 0 || !h.alive, `${what} failed cleanly`, parts.length ? `left ${parts.join(', ')}` : undefined);
+      return row;
+    }
+  }
+
+  /** Topology flood from `by`; checks it is one tree of every live peer when `expectWhole`. */
+  async topo(by: string, o: { label?: string; expectWhole?: boolean } = {}): Promise<{ row: FloodRow; nodes: TopoNode[]; check: TreeCheck }> {
+    const at = this.s.now();
+    const alive = this.alive();
+    const r = await this.s.step(this.tag(`${by} asks for the topology`), () => this.peer(by).topo({ timeoutMs: 60_000 }));
+    const row = floodRow(this.round, 'topo', by, o.label ?? 'topo', at, alive.length, r);
+    this.s.records.floods.push(row);
+    this.lastTopo = r.nodes;
+    const check = checkTree(r.nodes, alive);
+    if (o.expectWhole) this.s.check(check.ok && r.complete, this.tag(`one tree of ${alive.length} peers`), check.why ?? (r.complete ? undefined : `incomplete: missing ${r.missing.join(', ')}`));
+    return { row, nodes: r.nodes, check };
+  }
+
+  /** Graceful leave; resolves when every orphaned child reported its repair. */
+  leave(id: string, o: { timeoutMs?: number } = {}): Promise<{ orphans: string[]; ms: number }> {
+    return this.depart(id, 'leaves', (h) => h.leave({ timeoutMs: 20_000 }), o.timeoutMs);
+  }
+
+  /** Crash (kill -9 / stop without goodbyes); resolves when every orphan reattached. */
+  crash(id: string, o: { timeoutMs?: number } = {}): Promise<{ orphans: string[]; ms: number }> {
+    return this.depart(id, 'crashes', (h) => h.crash(), o.timeoutMs);
+  }
+
+  private async depart(id: string, verb: string, go: (h: PeerHandle) => Promise<void>, timeoutMs = 30_000): Promise<{ orphans: string[]; ms: number }> {
+    const h = this.peer(id);
+    return this.s.step(this.tag(`${id} ${verb}; orphans reattach`), async () => {
+      const st = await h.status({ timeoutMs: 10_000 });
+      const orphans = st.children.map((c) => c.id).filter((c) => this.peers.get(c)?.alive);
+      const waits = orphans.map((c) => waitEvent(this.peer(c), 'repaired', (r) => r.lost === id, timeoutMs, `${c} to reattach after ${id} ${verb.replace(/s$/, '')}`));
+      waits.forEach((w) => w.catch(() => undefined));
+      const t0 = performance.now();
+      await go(h);
+      await Promise.all(waits);
+      return { orphans, ms: performance.now() - t0 };
+    });
+  }
+
+  /**
+   * Waits until a topology request from a live peer returns one complete tree
+   * holding exactly the live peers (re-asking after each repair or join event,
+   * or every 250 ms); records that last topo.
+   */
+  async waitWhole(o: { by?: string; timeoutMs?: number; label?: string } = {}): Promise<TopoNode[]> {
+    return this.s.step(this.tag('tree is whole'), async () => {
+      const deadline = performance.now() + (o.timeoutMs ?? 30_000);
+      let last = '';
+      for (;;) {
+        const alive = this.alive();
+        const by = o.by && this.peers.get(o.by)?.alive ? o.by : alive[0];
+        if (!by) throw new Error('no live peer left');
+        const at = this.s.now();
+        const r = await this.peer(by).topo({ timeoutMs: 30_000 });
+        const check = checkTree(r.nodes, alive);
+        if (check.ok && r.complete) {
+          this.s.records.floods.push(floodRow(this.round, 'topo', by, o.label ?? 'tree whole', at, alive.length, r));
+          this.lastTopo = r.nodes;
+          return r.nodes;
+        }
+        last = check.why ?? `incomplete (missing ${r.missing.join(', ')})`;
+        if (performance.now() > deadline) throw new Error(`the tree is not whole: ${last}`);
+        await this.nextChange(250);
+      }
+    });
+  }
+
+  /** Resolves on the next repair/join/leave event of any live peer, or after `ms`. */
+  private nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const hs = [...this.peers.values()].filter((p) => p.alive);
+      const evs = ['repaired', 'child-joined', 'child-left'] as const;
+      const done = () => {
+        clearTimeout(t);
+        for (const p of hs) for (const e of evs) p.off(e, done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      for (const p of hs) for (const e of evs) p.on(e, done);
+    });
+  }
+
+  /** Names some live peer shares and `id` lacks (sorted), with their holders. */
+  async lacking(id: string): Promise<{ name: string; holders: string[] }[]> {
+    const all = new Map<string, string[]>();
+    const alive = this.alive();
+    const lists = await Promise.all(alive.map(async (p) => [p, await this.peer(p).files()] as const));
+    for (const [p, files] of lists) for (const f of files) all.set(f.name, [...(all.get(f.name) ?? []), p]);
+    const own = new Set(lists.find(([p]) => p === id)?.[1].map((f) => f.name) ?? []);
+    return [...all.entries()].filter(([n]) => !own.has(n)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, holders]) => ({ name, holders }));
+  }
+
+  async memory(): Promise<MemorySample> {
+    const m = await this.runner.memory([...this.peers.values()]);
+    this.s.records.memory.push({ round: this.round, ...m });
+    return m;
+  }
+
+  async close(): Promise<void> {
+    await this.runner.close();
+    await this.ws.remove();
+  }
+}
+
+/** Sockets an in-process TCP peer holds: its listener and both ends of its tree links, plus short-lived ones. */
+const FDS_PER_PEER = 3.5;
+
+/** This process's open-file limit (Linux /proc), or Infinity when unknown. */
+export function openFileLimit(): number {
+  try {
+    const m = /Max open files\s+(\d+)/.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : Infinity;
+  } catch {
+    return Infinity;
+  }
+}

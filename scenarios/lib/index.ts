@@ -1,0 +1,13 @@
+/** The scenario library: what scenario scripts import. */
+export { main, run, isMain } from './cli.ts';
+export { Scenario, runScenario, type ScenarioDef, type ScenarioResult, type TableSpec, type Records } from './scenario.ts';
+export { Cluster, type ClusterOptions, type PeerDef } from './cluster.ts';
+export { pool, waitEvent } from './async.ts';
+export { UsageError, numberList, parseRate, parseOptions, type CommonOptions } from './args.ts';
+export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
+export { ms, int, mib } from './output.ts';
+export { checkTree, canonicalTree } from './tree.ts';
+export { createRunner } from './runners.ts';
+export { RUNNERS, OpError, type Runner, type RunnerKind, type PeerHandle, type MetaHandle, type MemorySample } from './runner.ts';
+export { cleanupAll, trackedPids, pidExists } from './cleanup.ts';
+export { sha256File, leftoverParts, REPO } from './shares.ts';

@@ -1,0 +1,200 @@
+/**
+ * The in-process runners: `inproc` (core Peers over real loopback TCP, one
+ * Node process) and `memory` (the same Peers over core's MemoryNetwork).
+ * They differ only in the transport and in timer defaults: the memory runner
+ * turns heartbeats and periodic announces off (announces on change still
+ * happen) and the metaserver's stale-entry sweep with them, so ten thousand
+ * peers cost no timers.
+ *
+ * Open files (inproc): each peer holds a listening socket and one socket per
+ * tree link end, about 3 per peer, so one process holds roughly 6,000 peers
+ * under a 20,000 file limit; bigger runs belong to the memory runner.
+ */
+import { EventEmitter } from 'node:events';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { errorCode, Metaserver, MemoryNetwork, metaStatus, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
+import { onCleanup } from './cleanup.ts';
+import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
+
+let gcFn: (() => void) | null | undefined;
+
+/** A real GC when the engine lets us expose it, so heap deltas are stable. */
+export function forceGc(): boolean {
+  if (gcFn === undefined) {
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      gcFn = vm.runInNewContext('gc') as () => void;
+    } catch {
+      gcFn = null;
+    }
+  }
+  if (!gcFn) return false;
+  gcFn();
+  gcFn();
+  return true;
+}
+
+function opSignal(o: Op | undefined): AbortSignal {
+  const t = AbortSignal.timeout(o?.timeoutMs ?? 30_000);
+  return o?.signal ? AbortSignal.any([o.signal, t]) : t;
+}
+
+/** Re-throws a core error as an OpError with its stable code. */
+async function coded<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw new OpError(errorCode(err), err instanceof Error ? err.message : String(err));
+  }
+}
+
+class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
+  readonly pid = null;
+  alive = true;
+
+  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort) {
+    super();
+    peer.on('repaired', (r) => this.emit('repaired', r));
+    peer.on('parent-lost', (e) => this.emit('parent-lost', e));
+    peer.on('child-left', (e) => this.emit('child-left', e));
+    peer.on('child-joined', (r) => this.emit('child-joined', { id: r.id }));
+  }
+
+  get id(): string {
+    return this.peer.id;
+  }
+
+  async join(o?: Op) {
+    const timeline = await coded(this.peer.join({ signal: opSignal(o) }));
+    return { timeline, parent: timeline.parent?.id ?? null, depth: timeline.depth };
+  }
+  search(name: string, o?: Op) {
+    return coded(this.peer.search(name, { signal: opSignal(o) }));
+  }
+  download(name: string, o?: Op) {
+    return coded(this.peer.download(name, { signal: opSignal(o) }));
+  }
+  topo(o?: Op) {
+    return coded(this.peer.topo({ signal: opSignal(o) }));
+  }
+  async status() {
+    return this.peer.state();
+  }
+  files() {
+    return coded(this.peer.files());
+  }
+  async leave() {
+    await coded(this.peer.leave());
+    this.gone();
+  }
+  async crash() {
+    await this.peer.stop();
+    this.gone();
+  }
+  async dispose() {
+    if (!this.alive) return;
+    await this.peer.stop().catch(() => undefined);
+    this.gone();
+  }
+  private gone(): void {
+    if (!this.alive) return;
+    this.alive = false;
+    this.emit('exit', { code: null, signal: null });
+  }
+}
+
+class LocalMeta implements MetaHandle {
+  readonly pid = null;
+  constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport) {}
+  status(o?: Op) {
+    return coded(metaStatus(this.transport, this.address, { signal: opSignal(o) }));
+  }
+  async dispose() {
+    await this.ms.stop().catch(() => undefined);
+  }
+}
+
+export class LocalRunner implements Runner {
+  private readonly transport: Transport;
+  /** The metaserver's transport: unshaped over TCP (as under the process runner, whose metaserver takes no shaping). */
+  private readonly metaTransport: Transport;
+  private readonly peers = new Set<LocalPeer>();
+  private readonly metas = new Set<LocalMeta>();
+  private readonly baselineHeap: number;
+  private readonly baselineRss: number;
+  private readonly unregister: () => void;
+
+  constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
+    this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}).transport() : tcpTransport({ shape: o.shape });
+    this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
+    forceGc();
+    const m0 = process.memoryUsage();
+    this.baselineHeap = m0.heapUsed;
+    this.baselineRss = m0.rss;
+    this.unregister = onCleanup(() => this.close());
+  }
+
+  async startMetaserver(o: { policy: Policy }): Promise<MetaHandle> {
+    const ms = new Metaserver({
+      host: '127.0.0.1',
+      port: 0,
+      policy: o.policy,
+      transport: this.metaTransport,
+      rng: this.o.rng,
+      // Without periodic announces the stale-entry sweep would drop live peers.
+      peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
+      maxConnections: 100_000,
+    });
+    const address = await ms.start();
+    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport);
+    this.metas.add(h);
+    return h;
+  }
+
+  private announceMs(): number {
+    return this.o.announceMs ?? (this.kind === 'memory' ? 0 : 5000);
+  }
+
+  async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
+    const peer = new Peer({
+      id: spec.id,
+      host: '127.0.0.1',
+      port: 0,
+      share: spec.share,
+      meta,
+      maxChildren: spec.maxChildren,
+      transport: this.transport,
+      heartbeatMs: this.o.heartbeatMs ?? (this.kind === 'memory' ? 0 : 1000),
+      announceMs: this.announceMs(),
+      ...(this.o.floodTimeoutMs ? { floodTimeoutMs: this.o.floodTimeoutMs } : {}),
+    });
+    let address: HostPort;
+    try {
+      address = await peer.start();
+    } catch (err) {
+      await peer.stop().catch(() => undefined);
+      throw new OpError(errorCode(err), err instanceof Error ? err.message : String(err));
+    }
+    const h = new LocalPeer(peer, spec.share, address);
+    this.peers.add(h);
+    h.once('exit', () => this.peers.delete(h));
+    return h;
+  }
+
+  async memory(peers: readonly PeerHandle[]): Promise<MemorySample> {
+    forceGc();
+    const m = process.memoryUsage();
+    const total = Math.max(0, m.heapUsed - this.baselineHeap);
+    const n = peers.filter((p) => p.alive).length;
+    return { kind: 'heap', peers: n, totalBytes: total, perPeerBytes: n ? total / n : 0, rssBytes: m.rss, rssPerPeerBytes: n ? Math.max(0, m.rss - this.baselineRss) / n : null };
+  }
+
+  async close(): Promise<void> {
+    this.unregister();
+    await Promise.allSettled([...this.peers].map((p) => p.dispose()));
+    this.peers.clear();
+    await Promise.allSettled([...this.metas].map((m) => m.dispose()));
+    this.metas.clear();
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The runner seam: how a scenario gets a metaserver and peers. Three
+ * runners, one interface:
+ *
+ * - process: each node is a real OS process in `--json` control mode
+ *   (core/control/*-main.ts), driven over stdin/stdout (runner-process.ts).
+ * - inproc: many core Peers in this Node process over real loopback TCP.
+ * - memory: the same Peers over core's MemoryNetwork (10,000+ peers).
+ *
+ * Handles return core's own result types (SearchResult, DownloadResult,
+ * TopoResult, PeerState, JoinTimeline): the process runner parses them from
+ * the control protocol, the in-process runners get them from Peer directly.
+ */
+import type { EventEmitter } from 'node:events';
+import type { DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
+
+export const RUNNERS = ['process', 'inproc', 'memory'] as const;
+export type RunnerKind = (typeof RUNNERS)[number];
+
+export interface PeerSpec {
+  id: string;
+  /** Absolute path of the peer's share folder (made by the Workspace). */
+  share: string;
+  maxChildren: number;
+}
+
+export interface JoinOutcome {
+  timeline: JoinTimeline;
+  parent: string | null;
+  depth: number;
+}
+
+export interface PeerHandleEvents {
+  repaired: [RepairRecord];
+  'parent-lost': [{ id: string; reason: string }];
+  'child-left': [{ id: string; reason: string }];
+  'child-joined': [{ id: string }];
+  /** The node is gone (left, crashed, killed or exited on its own). */
+  exit: [{ code: number | null; signal: string | null }];
+}
+
+export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
+  readonly id: string;
+  readonly address: HostPort;
+  readonly share: string;
+  /** OS process id (process runner), null in-process. */
+  readonly pid: number | null;
+  readonly alive: boolean;
+  join(o?: Op): Promise<JoinOutcome>;
+  search(name: string, o?: Op): Promise<SearchResult>;
+  /** Rejects with an Error carrying `code` (not-found, no-offer, hash-mismatch, ...) on failure. */
+  download(name: string, o?: Op): Promise<DownloadResult>;
+  topo(o?: Op): Promise<TopoResult>;
+  status(o?: Op): Promise<PeerState>;
+  files(o?: Op): Promise<{ name: string; size: number }[]>;
+  /** Graceful leave (children told, metaserver told). */
+  leave(o?: Op): Promise<void>;
+  /** Crash: kill -9 (process) or stop() without goodbyes (in-process). */
+  crash(): Promise<void>;
+  /** Cleanup: stop without ceremony; never throws. */
+  dispose(): Promise<void>;
+}
+
+export interface Op {
+  signal?: AbortSignal;
+  /** ms before the operation is abandoned with code `timeout`. Default 30,000. */
+  timeoutMs?: number;
+}
+
+export interface MetaHandle {
+  readonly address: HostPort;
+  readonly policy: Policy;
+  readonly pid: number | null;
+  status(o?: Op): Promise<RegistryEntry[]>;
+  dispose(): Promise<void>;
+}
+
+export interface RunnerOptions {
+  /** Link emulation on every connection (both runners honour it). */
+  shape?: LinkShape;
+  /** In-process runners: seeded random source for the metaserver's `random` policy. */
+  rng?: () => number;
+  /** Peer timers (heartbeat/announce), ms; memory defaults to 0 (off) for large runs. */
+  heartbeatMs?: number;
+  announceMs?: number;
+  /** Per-flood wait, ms (core default 10,000). */
+  floodTimeoutMs?: number;
+  /** Process runner: the seed passed on to the processes (when they take one). */
+  seed?: number;
+}
+
+export interface MemorySample {
+  /** What was measured: JS heap delta in-process (after GC when available), or RSS per process. */
+  kind: 'heap' | 'rss';
+  peers: number;
+  totalBytes: number;
+  perPeerBytes: number;
+  /** Whole-process RSS (in-process runners: this process; process runner: the harness), bytes. */
+  rssBytes: number;
+  /** In-process runners: RSS growth since the runner was created, per live peer, bytes. */
+  rssPerPeerBytes: number | null;
+}
+
+export interface Runner {
+  readonly kind: RunnerKind;
+  startMetaserver(o: { policy: Policy }): Promise<MetaHandle>;
+  startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle>;
+  /** Memory attributable to the live peers. */
+  memory(peers: readonly PeerHandle[]): Promise<MemorySample>;
+  /** Stops every node this runner started. */
+  close(): Promise<void>;
+}
+
+/** An Error with a stable code, as peers report failures. */
+export class OpError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'OpError';
+  }
+}
+
+export function codeOf(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') return (err as { code: string }).code;
+  return 'internal';
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
