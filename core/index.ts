@@ -11,5 +11,6 @@ export { Connection, type ConnectionOptions } from './transport/connection.ts';
 export { PROTOCOL_VERSION, addrKey, type Message, type PeerRef, type TopoNode, type RegistryEntry, type Hit } from './protocol/messages.ts';
 export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
 export { checkFileName } from './protocol/names.ts';
+export { mulberry32 } from './protocol/rng.ts';
 export { renderTree, treeFromNodes, type TreeView } from './peer/render.ts';
 export { keyedTransport, parseKey, AuthError } from './transport/auth.ts';

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
-import { isAlive, killChild, tempDir, trackProcess } from './cleanup.ts';
+import { isAlive, killChild, tempDir, trackProcess } from '../../scenarios/lib/cleanup.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
 export const FIXTURES = path.join(REPO, 'bench', 'fixtures');

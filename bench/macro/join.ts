@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Metaserver, Peer, PROTOCOL_VERSION } from '../../core/index.ts';
-import { onCleanup, removeDir, tempDir } from '../lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
 import type { Ctx } from '../lib/context.ts';
 import { echoServer, exchange } from '../lib/echo.ts';
 
@@ -32,13 +32,13 @@ function waitAnnounce(meta: Metaserver, id: string, ms = 5000): Promise<void> {
 
 export async function joinBench(ctx: Ctx): Promise<void> {
   const joins = ctx.quick ? 40 : 150;
-  const dir = tempDir();
+  const dir = tempDir('treeshare-bench-');
   const meta = new Metaserver({ host: '127.0.0.1', port: 0, policy: 'least-loaded', peerTimeoutMs: 0 });
   await meta.start();
   const peers: Peer[] = [];
   const metaEcho = await echoServer(JSON.stringify({ t: 'registered', id: 'J000', referral: { id: 'J001', host: '127.0.0.1', port: 40001 }, peers: 2 }), true);
   const parentEcho = await echoServer(JSON.stringify({ t: 'accept', id: 'J001', host: '127.0.0.1', port: 40001, depth: 3 }), false);
-  const close = onCleanup(async () => {
+  const close = registerCloser(async () => {
     await Promise.allSettled(peers.map((p) => p.stop()));
     await metaEcho.close();
     await parentEcho.close();

@@ -8,7 +8,7 @@
  */
 import { Metaserver } from '../../core/index.ts';
 import { Child } from '../lib/child.ts';
-import { onCleanup } from '../lib/cleanup.ts';
+import { registerCloser } from '../../scenarios/lib/cleanup.ts';
 import { nodeArgs, type Ctx } from '../lib/context.ts';
 import { echoServer } from '../lib/echo.ts';
 
@@ -18,7 +18,7 @@ export async function registrationsBench(ctx: Ctx): Promise<void> {
   const concurrency = 32;
   const load = await Child.start('registration load generator', 'regload.ts', {}, { nodeArgs: nodeArgs(ctx, 'regload') });
   const echo = await echoServer(JSON.stringify({ t: 'registered', id: 'R0', referral: { id: 'root', host: '127.0.0.1', port: 40000 }, peers: 2 }), true);
-  const close = onCleanup(async () => {
+  const close = registerCloser(async () => {
     await load.close();
     await echo.close();
   });

@@ -15,30 +15,19 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Metaserver, Peer } from '../../core/index.ts';
-import { onCleanup, removeDir, tempDir } from '../lib/cleanup.ts';
+import { Metaserver, mulberry32, Peer } from '../../core/index.ts';
+import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
 import type { Ctx } from '../lib/context.ts';
 import { BareTree } from './bare-flood.ts';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function searchBench(ctx: Ctx): Promise<void> {
   const sizes = [10, 100, 1000];
   const runs = ctx.quick ? 7 : 21;
-  const dir = tempDir();
+  const dir = tempDir('treeshare-bench-');
   const meta = new Metaserver({ host: '127.0.0.1', port: 0, policy: 'least-loaded', peerTimeoutMs: 0 });
   await meta.start();
   const peers: Peer[] = [];
-  const close = onCleanup(async () => {
+  const close = registerCloser(async () => {
     await Promise.allSettled(peers.map((p) => p.stop()));
     await meta.stop();
     removeDir(dir);
@@ -58,7 +47,7 @@ export async function searchBench(ctx: Ctx): Promise<void> {
     const t0 = performance.now();
     while (ids.some((id) => !announced.has(id)) && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 5));
   };
-  const random = rng(42);
+  const random = mulberry32(42);
   try {
     for (const n of sizes) {
       const t0 = performance.now();

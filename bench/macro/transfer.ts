@@ -24,7 +24,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Metaserver, Peer } from '../../core/index.ts';
 import { Child } from '../lib/child.ts';
-import { onCleanup, removeDir, tempDir } from '../lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
 import { GiB, mbps, MiB, sizeLabel } from '../lib/stats.ts';
 
@@ -111,14 +111,14 @@ interface Setup {
 }
 
 async function setup(): Promise<Setup> {
-  const dir = tempDir();
+  const dir = tempDir('treeshare-bench-');
   const holderShare = path.join(dir, 'holder');
   fs.mkdirSync(holderShare);
   const meta = new Metaserver({ host: '127.0.0.1', port: 0, peerTimeoutMs: 0 });
   await meta.start();
   const holder = new Peer({ id: 'holder', host: '127.0.0.1', port: 0, share: holderShare, meta: meta.address, announceMs: 0 });
   const senders = await startSenders(holderShare);
-  const close = onCleanup(async () => {
+  const close = registerCloser(async () => {
     await senders.close();
     await holder.stop();
     await meta.stop();

@@ -1,8 +1,8 @@
 /** Formatting for people: sizes (1 kB = 10^3 bytes, like MB/s), durations, rates, and colours only on a terminal. */
 import { addrKey } from '../protocol/messages.ts';
 
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} byte${n === 1 ? '' : 's'}`;
+/** `n` (≥ 1000) bytes scaled to the largest unit below 1000 of it (up to TB). */
+function scaleBytes(n: number): { v: number; unit: string } {
   const units = ['kB', 'MB', 'GB', 'TB'];
   let v = n;
   let i = -1;
@@ -10,20 +10,20 @@ export function formatBytes(n: number): string {
     v /= 1000;
     i++;
   } while (v >= 1000 && i < units.length - 1);
-  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]} (${n.toLocaleString('en-US')} bytes)`;
+  return { v, unit: units[i]! };
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} byte${n === 1 ? '' : 's'}`;
+  const { v, unit } = scaleBytes(n);
+  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${unit} (${n.toLocaleString('en-US')} bytes)`;
 }
 
 /** Short form for a progress bar: "12.3 MB". */
 export function formatBytesShort(n: number): string {
   if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1000;
-    i++;
-  } while (v >= 1000 && i < units.length - 1);
-  return `${v.toFixed(1)} ${units[i]}`;
+  const { v, unit } = scaleBytes(n);
+  return `${v.toFixed(1)} ${unit}`;
 }
 
 export function formatMs(ms: number): string {

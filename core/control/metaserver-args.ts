@@ -1,6 +1,7 @@
 /** The metaserver command's flags and help text. */
 import type { MetaserverOptions } from '../metaserver/metaserver.ts';
 import { isPolicy, POLICIES } from '../protocol/referral.ts';
+import { mulberry32 } from '../protocol/rng.ts';
 import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, networkKey, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
@@ -59,16 +60,4 @@ export function parseMetaserverArgs(argv: string[]): MetaserverConfig {
   Object.assign(options, limitOptions(v));
   if (v.seed !== undefined) options.rng = mulberry32(parseIntIn('--seed', str(v.seed)!, 0, 2 ** 32 - 1));
   return { help: false, json: !!v.json, options };
-}
-
-/** Small seeded generator of floats in [0,1) (mulberry32), for --seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

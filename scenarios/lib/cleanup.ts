@@ -1,7 +1,8 @@
 /**
- * Cleanup of everything a scenario started: child processes (by the pid we
- * spawned, never by name), temporary folders, and in-process resources
- * (peers, metaservers) registered as async closers.
+ * Cleanup of everything a scenario or the benchmark (bench/) started: child
+ * processes (by the pid we spawned, never by name), temporary folders, and
+ * in-process resources (peers, metaservers, servers) registered as async
+ * closers.
  *
  * `cleanupAll()` runs them all (closers first, then SIGKILL of any process
  * still alive, then folder removal). A last-resort synchronous pass on
@@ -11,6 +12,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const procs = new Map<number, ChildProcess>();
 const dirs = new Set<string>();
@@ -45,10 +48,35 @@ export function untrackDir(dir: string): void {
   dirs.delete(dir);
 }
 
-/** Registers an async closer; returns a function that unregisters it. */
-export function onCleanup(fn: () => Promise<void>): () => void {
+/** A fresh temporary folder, removed by cleanupAll() or at exit. */
+export function tempDir(prefix: string): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  trackDir(d);
+  return d;
+}
+
+/** Removes a folder now and stops tracking it. */
+export function removeDir(d: string): void {
+  fs.rmSync(d, { recursive: true, force: true });
+  untrackDir(d);
+}
+
+/** Registers an async closer; returns a function that unregisters it (true if it still was registered). */
+export function onCleanup(fn: () => Promise<void>): () => boolean {
   closers.add(fn);
   return () => closers.delete(fn);
+}
+
+/**
+ * Registers an async closer; returns a function that unregisters and runs it
+ * (a no-op when cleanupAll() has run it already).
+ */
+export function registerCloser(fn: () => Promise<void>): () => Promise<void> {
+  const unregister = onCleanup(fn);
+  return async () => {
+    if (!unregister()) return;
+    await fn();
+  };
 }
 
 /** Pids of processes started and still tracked. */

@@ -4,6 +4,7 @@
  * referral policy in-process, generated file contents) comes from one
  * mulberry32 generator seeded by `--seed`, so a run can be repeated.
  */
+import { mulberry32 } from '../../core/index.ts';
 
 export interface Rng {
   readonly seed: number;
@@ -15,17 +16,6 @@ export interface Rng {
   shuffle<T>(xs: readonly T[]): T[];
   /** An independent generator derived from this one (e.g. for the metaserver). */
   fork(label: string): Rng;
-}
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hashLabel(seed: number, label: string): number {

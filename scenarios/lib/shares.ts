@@ -7,10 +7,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { seededBytes } from './rng.ts';
-import { trackDir, untrackDir } from './cleanup.ts';
+import { tempDir, untrackDir } from './cleanup.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
 export const REPO_SHARES = path.join(REPO, 'shares');
@@ -19,8 +18,7 @@ export class Workspace {
   readonly dir: string;
 
   constructor(prefix = 'treeshare-scenario-') {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    trackDir(this.dir);
+    this.dir = tempDir(prefix);
   }
 
   /** Creates the share folder of `id`: a copy of shares/<from> when given, else empty. */
