@@ -13,9 +13,9 @@
 import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { errorCode, Metaserver, MemoryNetwork, metaStatus, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
+import { errorCode, Metaserver, MemoryNetwork, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
 import { onCleanup } from './cleanup.ts';
-import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
+import { metaserverSeed, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 let gcFn: (() => void) | null | undefined;
 
@@ -141,7 +141,7 @@ export class LocalRunner implements Runner {
       port: 0,
       policy: o.policy,
       transport: this.metaTransport,
-      rng: this.o.rng,
+      rng: this.o.rng ? mulberry32(metaserverSeed(this.o.rng)) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
       maxConnections: 100_000,

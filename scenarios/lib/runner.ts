@@ -78,7 +78,7 @@ export interface MetaHandle {
 export interface RunnerOptions {
   /** Link emulation on every connection (both runners honour it). */
   shape?: LinkShape;
-  /** In-process runners: seeded random source for the metaserver's `random` policy. */
+  /** Seeded random source for the metaserver's `random` policy (see metaserverSeed). */
   rng?: () => number;
   /** Peer timers (heartbeat/announce), ms; memory defaults to 0 (off) for large runs. */
   heartbeatMs?: number;
@@ -126,4 +126,13 @@ export function codeOf(err: unknown): string {
 
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The metaserver's seed, drawn once from the scenario's random source: the
+ * process runner passes it as `--seed`, the in-process runners build the same
+ * mulberry32 generator from it, so every runner makes the same choices.
+ */
+export function metaserverSeed(rng: () => number): number {
+  return Math.floor(rng() * 2 ** 32) >>> 0;
 }
