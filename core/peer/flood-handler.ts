@@ -178,11 +178,11 @@ export class FloodHandler {
       from?.conn.send({ t: 'query-reply', qid: q.qid, hits: [], missing: [], reached: 0, messages: 1, duplicates: 1, maxHops: q.hops });
       return;
     }
-    const has = await this.peer.localHas(q.name);
+    const has = await this.peer.transfers.localHas(q.name);
     const own: QueryAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: q.hops }, hits: [] };
     if (has) {
       own.hits.push({ ...this.peer.ref, size: has.size, hops: q.hops });
-      if (q.want === 'download' && q.origin.id !== this.peer.id) this.peer.serveHit(q);
+      if (q.want === 'download' && q.origin.id !== this.peer.id) this.peer.transfers.serveHit(q);
     }
     const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.peer.opts.hopSlackMs) };
     const targets = this.forward(from, q.hops, q.ttl, q.budget, fwd, own.counters);

@@ -10,13 +10,12 @@
  * subtree), offer (a holder sending a file we asked for), ping (liveness
  * probe). Links to the parent and children carry size/depth updates,
  * heartbeats, floods and their answers; repair (parent gone) is in
- * repair.ts, floods in flood-handler.ts.
+ * repair.ts, floods in flood-handler.ts, downloads and uploads in transfers.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { describeError, errorCode, LocalError, NotFoundError, RemoteProtocolError, TransferError, TreeshareError } from '../errors.ts';
+import { describeError, errorCode, LocalError, RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
@@ -24,24 +23,13 @@ import type { Connection } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
-import { assertName, hasShared, listShared, shareRoot } from '../transfer/jail.ts';
-import { freeBytes, receiveFile } from '../transfer/receive.ts';
-import { offerFile } from '../transfer/send.ts';
+import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
 import { Repairer } from './repair.ts';
+import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
-
-interface Download {
-  qid: string;
-  name: string;
-  holder: PeerRef | null;
-  offerSeen: boolean;
-  onOffer: () => void;
-  settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
-  signal?: AbortSignal;
-}
 
 type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey'>> & {
   share: string;
@@ -61,8 +49,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private conns = new Set<Connection>();
   readonly flood: FloodHandler;
   private readonly repairer: Repairer;
-  private downloads = new Map<string, Download>();
-  private uploads = new Set<AbortController>();
+  readonly transfers: Transfers;
   private timers: NodeJS.Timeout[] = [];
   private announceTimer: NodeJS.Timeout | undefined;
   private lastReportedSubtree = 1;
@@ -109,6 +96,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.connectionOptions = options.connection;
     this.flood = new FloodHandler(this);
     this.repairer = new Repairer(this);
+    this.transfers = new Transfers(this);
   }
 
   private readonly connectionOptions: PeerOptions['connection'];
@@ -232,44 +220,10 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   /**
    * Finds `name` and downloads it from the first holder that offers it,
-   * verified by size and SHA-256, into the share folder.
+   * verified by size and SHA-256, into the share folder (see transfers.ts).
    */
-  async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
-    assertName(name);
-    const root = await shareRoot(this.opts.share);
-    try {
-      await fsp.lstat(path.join(root, name));
-      throw new TransferError('exists', `${name} already exists in ${this.opts.share}; not overwritten`);
-    } catch (err) {
-      if (err instanceof TransferError) throw err;
-    }
-    const qid = this.newQid();
-    let settle!: Download['settle'];
-    const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
-    let offered!: () => void;
-    const offerP = new Promise<void>((r) => (offered = r));
-    const d: Download = { qid, name, holder: null, offerSeen: false, onOffer: offered, settle, signal: o.signal };
-    this.downloads.set(qid, d);
-    try {
-      const search = await this.flood.search(name, 'download', qid, o);
-      if (!d.offerSeen) {
-        if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const wait = new Promise<'timeout'>((r) => {
-          const t = setTimeout(() => r('timeout'), this.opts.offerTimeoutMs);
-          offerP.then(() => clearTimeout(t));
-        });
-        if ((await Promise.race([offerP.then(() => 'offer' as const), wait])) === 'timeout') {
-          throw new TransferError('no-offer', `${search.hits.length} peer(s) have ${name} but none offered it within ${this.opts.offerTimeoutMs} ms`);
-        }
-      }
-      const r = await transfer;
-      if (!r.ok) throw r.err;
-      const result: DownloadResult = { ...r.value, search };
-      this.emit('downloaded', result);
-      return result;
-    } finally {
-      this.downloads.delete(qid);
-    }
+  download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
+    return this.transfers.download(name, o);
   }
 
   /** Leaves gracefully: children get a new parent, the metaserver and neighbours are told. */
@@ -283,8 +237,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.announceTimer) clearTimeout(this.announceTimer);
-    for (const u of this.uploads) u.abort();
-    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.id} stopped`) });
+    this.transfers.abortAll();
     this.flood.clear();
     const closing = this.listener?.close();
     for (const c of this.conns) {
@@ -470,7 +423,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       case 'join':
         return this.onJoinRequest(conn, m);
       case 'offer':
-        void this.onOffer(conn, m);
+        void this.transfers.onOffer(conn, m);
         return;
       case 'ping':
         conn.send({ t: 'pong', n: m.n });
@@ -512,77 +465,4 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.scheduleAnnounce();
   }
 
-  /** Called by the flood handler for a local hit on a download query. */
-  serveHit(q: Msg<'query'>): void {
-    if (this.stopping) return; // leaving: start no upload that stop() would cut at once
-    if (this.uploads.size >= this.opts.maxUploads) {
-      this.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
-      return;
-    }
-    const ac = new AbortController();
-    this.uploads.add(ac);
-    offerFile({ transport: this.transport, to: q.origin, localHost: this.localHost, qid: q.qid, self: this.ref, shareDir: this.opts.share, name: q.name, signal: ac.signal })
-      .then((r) => {
-        if (r.kind === 'sent') this.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
-      })
-      .catch((err) => this.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
-      .finally(() => this.uploads.delete(ac));
-  }
-
-  /**
-   * Does this peer share `name`? Names absent from a cached listing of the
-   * share folder (at most `shareCacheMs` old, refreshed after each download)
-   * are answered without touching the disk; present ones go through the jail.
-   */
-  async localHas(name: string): Promise<{ size: number } | null> {
-    const now = performance.now();
-    if (!this.shareCache || now - this.shareCache.at > 1000) {
-      this.shareCache = {
-        at: now,
-        names: fsp.readdir(this.opts.share).then((n) => new Set(n), () => null),
-      };
-    }
-    const names = await this.shareCache.names;
-    if (names && !names.has(name)) return null;
-    return hasShared(this.opts.share, name);
-  }
-
-  private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
-
-  private async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
-    const d = this.downloads.get(offer.qid);
-    const decline = (reason: string) => {
-      conn.send({ t: 'decline', reason });
-      conn.end();
-    };
-    if (!d || d.name !== offer.name) return decline('no such download here (finished, expired or never asked)');
-    if (d.holder) return decline(`already downloading ${offer.name} from ${d.holder.id}`);
-    // Refusals for size end the download at once with the reason (every holder has the same file).
-    const refuse = (code: 'too-large' | 'no-space', reason: string) => {
-      decline(reason);
-      d.offerSeen = true;
-      d.onOffer();
-      d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
-    };
-    if (offer.size > this.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
-    d.holder = offer.from;
-    const free = await freeBytes(this.opts.share);
-    if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
-    d.offerSeen = true;
-    this.flood.noteHit(offer.qid);
-    d.onOffer();
-    this.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
-    try {
-      const m = await receiveFile(conn, offer, {
-        shareDir: this.opts.share,
-        signal: d.signal,
-        idleTimeoutMs: this.opts.transferIdleTimeoutMs,
-        onProgress: (bytes, size) => this.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
-      });
-      this.shareCache = undefined;
-      d.settle({ ok: true, value: { ...m, holder: offer.from } });
-    } catch (err) {
-      d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });
-    }
-  }
 }

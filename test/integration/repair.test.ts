@@ -12,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection, errorCode, Metaserver, Peer, PROTOCOL_VERSION, tcpTransport, type RepairRecord } from '../../core/index.ts';
 import { nextEvent, tmpDir, until } from '../helpers.ts';
-import { addPeers, assertOneTree, eventMs, fmt, IDS, makeCluster, repairedAll, settle, stats, subtreeOf } from './repair-kit.ts';
+import { addPeers, assertOneTree, eventMs, fmt, IDS, makeCluster, repairedAll, stats, subtreeOf } from './repair-kit.ts';
 
 const without = (ids: readonly string[], ...gone: string[]) => ids.filter((id) => !gone.includes(id));
 
@@ -156,7 +156,7 @@ test.serial('a download whose holder leaves fails with no partial file; a retry 
   t.log(`download failed ${fmt(failMs)} after the holder's leave began (leave took ${fmt(leaveMs)}): ${err?.message}`);
   t.deepEqual(fs.readdirSync(share).filter((f) => f === 'big.bin' || f.startsWith('.treeshare-')), [], 'no partial or temporary file');
   // Shares are listed through a short cache: wait until H2 sees its new file.
-  await until(() => second.localHas('big.bin'), { what: 'H2 to list big.bin' });
+  await until(() => second.transfers.localHas('big.bin'), { what: 'H2 to list big.bin' });
   const d = await requester.download('big.bin');
   t.is(d.holder.id, 'H2');
   t.true(d.verified);

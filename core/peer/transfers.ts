@@ -1,0 +1,158 @@
+/**
+ * A peer's transfers (flow I): downloads it asked for and the offers that
+ * arrive for them, uploads it starts on a local hit, and the share lookups
+ * floods use.
+ *
+ * A download floods a query with want=download and waits for the first
+ * holder's offer; later offers are declined (a file held by two peers is
+ * transferred once). When the search ends with no holder the answer is a
+ * definite not-found; with holders but no offer in time, `no-offer`.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { describeError, NotFoundError, TransferError } from '../errors.ts';
+import type { Msg, PeerRef } from '../protocol/messages.ts';
+import type { Connection } from '../transport/connection.ts';
+import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
+import { freeBytes, receiveFile } from '../transfer/receive.ts';
+import { offerFile } from '../transfer/send.ts';
+import type { Peer } from './peer.ts';
+import type { DownloadResult } from './types.ts';
+
+interface Download {
+  qid: string;
+  name: string;
+  holder: PeerRef | null;
+  offerSeen: boolean;
+  onOffer: () => void;
+  settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
+  signal?: AbortSignal;
+}
+
+export class Transfers {
+  private downloads = new Map<string, Download>();
+  private uploads = new Set<AbortController>();
+  private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
+
+  constructor(private readonly peer: Peer) {}
+
+  /** Fails every running download and cancels every upload (the peer is stopping). */
+  abortAll(): void {
+    for (const u of this.uploads) u.abort();
+    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.peer.id} stopped`) });
+  }
+
+  /**
+   * Finds `name` and downloads it from the first holder that offers it,
+   * verified by size and SHA-256, into the share folder.
+   */
+  async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
+    assertName(name);
+    const root = await shareRoot(this.peer.opts.share);
+    try {
+      await fsp.lstat(path.join(root, name));
+      throw new TransferError('exists', `${name} already exists in ${this.peer.opts.share}; not overwritten`);
+    } catch (err) {
+      if (err instanceof TransferError) throw err;
+    }
+    const qid = this.peer.newQid();
+    let settle!: Download['settle'];
+    const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
+    let offered!: () => void;
+    const offerP = new Promise<void>((r) => (offered = r));
+    const d: Download = { qid, name, holder: null, offerSeen: false, onOffer: offered, settle, signal: o.signal };
+    this.downloads.set(qid, d);
+    try {
+      const search = await this.peer.flood.search(name, 'download', qid, o);
+      if (!d.offerSeen) {
+        if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
+        const wait = new Promise<'timeout'>((r) => {
+          const t = setTimeout(() => r('timeout'), this.peer.opts.offerTimeoutMs);
+          offerP.then(() => clearTimeout(t));
+        });
+        if ((await Promise.race([offerP.then(() => 'offer' as const), wait])) === 'timeout') {
+          throw new TransferError('no-offer', `${search.hits.length} peer(s) have ${name} but none offered it within ${this.peer.opts.offerTimeoutMs} ms`);
+        }
+      }
+      const r = await transfer;
+      if (!r.ok) throw r.err;
+      const result: DownloadResult = { ...r.value, search };
+      this.peer.emit('downloaded', result);
+      return result;
+    } finally {
+      this.downloads.delete(qid);
+    }
+  }
+
+  /** Called by the flood handler for a local hit on a download query. */
+  serveHit(q: Msg<'query'>): void {
+    if (this.peer.stopping) return; // leaving: start no upload that stop() would cut at once
+    if (this.uploads.size >= this.peer.opts.maxUploads) {
+      this.peer.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+      return;
+    }
+    const ac = new AbortController();
+    this.uploads.add(ac);
+    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal })
+      .then((r) => {
+        if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
+      })
+      .catch((err) => this.peer.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
+      .finally(() => this.uploads.delete(ac));
+  }
+
+  /**
+   * Does this peer share `name`? Names absent from a cached listing of the
+   * share folder (at most 1 s old, refreshed after each download)
+   * are answered without touching the disk; present ones go through the jail.
+   */
+  async localHas(name: string): Promise<{ size: number } | null> {
+    const now = performance.now();
+    if (!this.shareCache || now - this.shareCache.at > 1000) {
+      this.shareCache = {
+        at: now,
+        names: fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null),
+      };
+    }
+    const names = await this.shareCache.names;
+    if (names && !names.has(name)) return null;
+    return hasShared(this.peer.opts.share, name);
+  }
+
+  async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
+    const d = this.downloads.get(offer.qid);
+    const decline = (reason: string) => {
+      conn.send({ t: 'decline', reason });
+      conn.end();
+    };
+    if (!d || d.name !== offer.name) return decline('no such download here (finished, expired or never asked)');
+    if (d.holder) return decline(`already downloading ${offer.name} from ${d.holder.id}`);
+    // Refusals for size end the download at once with the reason (every holder has the same file).
+    const refuse = (code: 'too-large' | 'no-space', reason: string) => {
+      decline(reason);
+      d.offerSeen = true;
+      d.onOffer();
+      d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
+    };
+    if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
+    d.holder = offer.from;
+    const free = await freeBytes(this.peer.opts.share);
+    if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
+    d.offerSeen = true;
+    this.peer.flood.noteHit(offer.qid);
+    d.onOffer();
+    this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
+    try {
+      const m = await receiveFile(conn, offer, {
+        shareDir: this.peer.opts.share,
+        signal: d.signal,
+        idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
+        onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
+      });
+      this.shareCache = undefined;
+      d.settle({ ok: true, value: { ...m, holder: offer.from } });
+    } catch (err) {
+      d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });
+    }
+  }
+}
