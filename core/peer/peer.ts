@@ -227,8 +227,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /** Leaves gracefully: children get a new parent, the metaserver and neighbours are told. */
-  async leave(): Promise<void> {
-    await this.repairer.leave();
+  async leave(o: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.repairer.leave(o.signal);
   }
 
   /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */

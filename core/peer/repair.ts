@@ -42,7 +42,8 @@ export class Repairer {
 
   constructor(private readonly peer: Peer) {}
 
-  async leave(): Promise<void> {
+  /** `signal` bounds the goodbye to the metaserver (the only step that waits on the network). */
+  async leave(signal?: AbortSignal): Promise<void> {
     const p = this.peer;
     if (p.stopping) return;
     // From here on: joins are refused, no announce, no repair of our own (see peer.ts).
@@ -54,7 +55,7 @@ export class Repairer {
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
     if (p.joined) {
       try {
-        await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: p.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
+        await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: p.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000, signal });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
