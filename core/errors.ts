@@ -71,6 +71,13 @@ export class NotFoundError extends TreeshareError {
 
 export class LocalError extends TreeshareError {}
 
+/** The metaserver could not be reached (code: unreachable, timeout or connection-closed); `detail` is the transport's reason. */
+export class MetaserverUnreachableError extends TreeshareError {
+  constructor(code: string, readonly detail: string, options?: { cause?: unknown }) {
+    super(code, `metaserver unreachable: ${detail}`, options);
+  }
+}
+
 /** One line for a person: never a stack trace. */
 export function describeError(err: unknown): string {
   if (err instanceof TreeshareError) return `${err.message} [${err.code}]`;

@@ -8,7 +8,7 @@
  * repaired, uploaded, log. `leave`, SIGINT/SIGTERM and the end of stdin all
  * leave gracefully, emit `left` and exit 0.
  */
-import { errorCode, TreeshareError } from '../errors.ts';
+import { errorCode, MetaserverUnreachableError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import type { Peer } from '../peer/peer.ts';
 import { renderTree } from '../peer/render.ts';
@@ -35,9 +35,8 @@ export const LEAVE_TIMEOUT_MS = 5000;
 /** A failed join as one line that says which step failed (the metaserver, or the overlay). */
 export function joinFailure(peer: Peer, err: unknown): TreeshareError {
   const meta = addrKey(peer.opts.meta);
-  let msg = err instanceof Error ? err.message : String(err);
-  const viaMeta = msg.startsWith('metaserver unreachable: ');
-  if (viaMeta) msg = msg.slice('metaserver unreachable: '.length);
+  const viaMeta = err instanceof MetaserverUnreachableError;
+  let msg = viaMeta ? err.detail : err instanceof Error ? err.message : String(err);
   const prefix = `cannot connect to ${meta}: `;
   const refused = msg.startsWith(prefix);
   if (refused) msg = msg.slice(prefix.length);

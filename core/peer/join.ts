@@ -4,7 +4,7 @@
  * loops) until one accepts. The accepted connection is returned open: it is
  * the link to the parent. Every step is timestamped for the join timeline.
  */
-import { RemoteRefusedError, TreeshareError } from '../errors.ts';
+import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
 import { request, withTimeout } from '../metaserver/client.ts';
@@ -141,7 +141,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
 /** Says "metaserver" in a failure to reach it (a bare "cannot connect to host:port" does not say what that is). */
 function metaUnreachable(err: unknown): unknown {
   if (err instanceof TreeshareError && !(err instanceof RemoteRefusedError) && ['unreachable', 'timeout', 'connection-closed'].includes(err.code)) {
-    return new TreeshareError(err.code, `metaserver unreachable: ${err.message}`, { cause: err });
+    return new MetaserverUnreachableError(err.code, err.message, { cause: err });
   }
   return err;
 }

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { describeError, errorCode, LocalError, RemoteProtocolError, TreeshareError } from '../errors.ts';
+import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
@@ -161,8 +161,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         out = await joinOverlay(params);
         break;
       } catch (err) {
-        const code = err instanceof TreeshareError ? err.code : '';
-        if (attempt >= this.opts.joinRetries || !/^metaserver unreachable/.test((err as Error).message) || !['unreachable', 'timeout', 'connection-closed'].includes(code) || o.signal?.aborted) throw err;
+        if (attempt >= this.opts.joinRetries || !(err instanceof MetaserverUnreachableError) || o.signal?.aborted) throw err;
         this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 2} of ${this.opts.joinRetries + 1})`);
         await new Promise((r) => setTimeout(r, delay));
       }
