@@ -5,7 +5,7 @@
  */
 import { TreeshareError } from '../errors.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
-import { nextMessage } from '../transport/connection.ts';
+import { nextMessage, withTimeout } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface RequestOptions {
@@ -28,10 +28,6 @@ export async function request<T extends MessageType>(transport: Transport, to: H
   }
 }
 
-export function withTimeout(signal: AbortSignal | undefined, ms: number): AbortSignal {
-  const t = AbortSignal.timeout(ms);
-  return signal ? AbortSignal.any([signal, t]) : t;
-}
 
 /** The metaserver's registry. */
 export async function metaStatus(transport: Transport, meta: HostPortLike, opts: RequestOptions = {}): Promise<RegistryEntry[]> {

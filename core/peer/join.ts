@@ -7,8 +7,8 @@
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
-import { request, withTimeout } from '../metaserver/client.ts';
-import { nextMessage, type Connection } from '../transport/connection.ts';
+import { request } from '../metaserver/client.ts';
+import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {

@@ -23,8 +23,10 @@ interface Download {
   qid: string;
   name: string;
   holder: PeerRef | null;
-  offerSeen: boolean;
-  onOffer: () => void;
+  /** An offer was accepted, or refused for its size (either way `settle` will be called). */
+  offered: boolean;
+  /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
+  noOffer?: NodeJS.Timeout;
   settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
   signal?: AbortSignal;
 }
@@ -58,21 +60,18 @@ export class Transfers {
     const qid = this.peer.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
-    let offered!: () => void;
-    const offerP = new Promise<void>((r) => (offered = r));
-    const d: Download = { qid, name, holder: null, offerSeen: false, onOffer: offered, settle, signal: o.signal };
+    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal };
+    // Abort and stop settle the one `transfer` promise, whatever stage the download is at.
+    const onAbort = () => settle({ ok: false, err: new TransferError('aborted', `download of ${name} aborted`) });
+    o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
       const search = await this.peer.flood.search(name, 'download', qid, o);
-      if (!d.offerSeen) {
+      if (!d.offered) {
+        if (this.peer.stopping) throw new TransferError('aborted', `peer ${this.peer.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const wait = new Promise<'timeout'>((r) => {
-          const t = setTimeout(() => r('timeout'), this.peer.opts.offerTimeoutMs);
-          offerP.then(() => clearTimeout(t));
-        });
-        if ((await Promise.race([offerP.then(() => 'offer' as const), wait])) === 'timeout') {
-          throw new TransferError('no-offer', `${search.hits.length} peer(s) have ${name} but none offered it within ${this.peer.opts.offerTimeoutMs} ms`);
-        }
+        const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${this.peer.opts.offerTimeoutMs} ms`;
+        d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), this.peer.opts.offerTimeoutMs);
       }
       const r = await transfer;
       if (!r.ok) throw r.err;
@@ -80,6 +79,8 @@ export class Transfers {
       this.peer.emit('downloaded', result);
       return result;
     } finally {
+      clearTimeout(d.noOffer);
+      o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
     }
   }
@@ -130,17 +131,17 @@ export class Transfers {
     // Refusals for size end the download at once with the reason (every holder has the same file).
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
-      d.offerSeen = true;
-      d.onOffer();
+      d.offered = true;
+      clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
     if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
     const free = await freeBytes(this.peer.opts.share);
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
-    d.offerSeen = true;
+    d.offered = true;
+    clearTimeout(d.noOffer);
     this.peer.flood.noteHit(offer.qid);
-    d.onOffer();
     this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
       const m = await receiveFile(conn, offer, {

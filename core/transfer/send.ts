@@ -6,10 +6,9 @@
  */
 import { TransferError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type HostPortLike, type PeerRef } from '../protocol/messages.ts';
-import { nextMessage, type Connection } from '../transport/connection.ts';
+import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { openShared, sha256Of } from './jail.ts';
-import { withTimeout } from '../metaserver/client.ts';
 
 /** Default chunk size read from disk and written to the socket: 1 MiB. */
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
@@ -37,7 +36,8 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   let conn: Connection | undefined;
   try {
     const sha256 = await sha256Of(f);
-    conn = await o.transport.connect(o.to, { signal: o.signal, localHost: o.localHost });
+    // Bounded: a requester that is gone or frozen must not hold an upload slot.
+    conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
     const answer = nextMessage(conn, ['ack', 'decline'], { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), what: `an answer to the offer of ${o.name}` });
     conn.send({ t: 'offer', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, sha256 });
     const a = await answer;

@@ -15,7 +15,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { PROTOCOL_VERSION, type Message } from '../protocol/messages.ts';
-import { nextMessage, type Connection } from './connection.ts';
+import { nextMessage, withTimeout, type Connection } from './connection.ts';
 import type { Transport } from './transport.ts';
 
 export class AuthError extends TreeshareError {}
@@ -50,7 +50,7 @@ export function keyedTransport(inner: Transport, keyInput: string | Buffer): Tra
       const conn = await inner.connect(to, opts);
       try {
         const cN = randomBytes(16).toString('hex');
-        const wait = nextMessage(conn, ['challenge'], { signal: opts.signal ?? AbortSignal.timeout(10_000), what: `the key challenge from ${conn.remote}` });
+        const wait = nextMessage(conn, ['challenge'], { signal: withTimeout(opts.signal, 10_000), what: `the key challenge from ${conn.remote}` });
         conn.send({ t: 'hello', v: PROTOCOL_VERSION, nonce: cN });
         let ch;
         try {

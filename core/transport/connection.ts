@@ -286,6 +286,12 @@ export function nextMessage<T extends MessageType>(conn: Connection, types: read
   });
 }
 
+/** `signal`, or a timeout of `ms`, whichever fires first. */
+export function withTimeout(signal: AbortSignal | undefined, ms: number): AbortSignal {
+  const t = AbortSignal.timeout(ms);
+  return signal ? AbortSignal.any([signal, t]) : t;
+}
+
 /** The error to reject with when `signal` fires: timeouts say what was awaited. */
 export function abortError(signal: AbortSignal, what: string): Error {
   const r: unknown = signal.reason;
