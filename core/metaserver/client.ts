@@ -35,6 +35,11 @@ export async function metaStatus(transport: Transport, meta: HostPortLike, opts:
   return r.peers;
 }
 
+/** Tells the metaserver that peer `id` is gone (itself leaving, or a neighbour found dead). */
+export async function metaLeave(transport: Transport, meta: HostPortLike, id: string, opts: RequestOptions = {}): Promise<void> {
+  await request(transport, meta, { t: 'leave', v: PROTOCOL_VERSION, id }, ['ok'], { timeoutMs: 2000, ...opts });
+}
+
 /** True when something answers `pong` at `addr` within the timeout. */
 export async function probe(transport: Transport, addr: HostPortLike, opts: RequestOptions = {}): Promise<boolean> {
   try {

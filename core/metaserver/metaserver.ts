@@ -12,7 +12,7 @@
  * and a restarted metaserver rebuilds its registry from those announcements.
  */
 import { EventEmitter } from 'node:events';
-import { RemoteProtocolError, TreeshareError, describeError } from '../errors.ts';
+import { RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { addrKey, type Message, type Msg, type PeerRef, type RegistryEntry } from '../protocol/messages.ts';
 import { isPolicy, type Policy } from '../protocol/referral.ts';
 import type { Connection, ConnectionOptions } from '../transport/connection.ts';
@@ -124,7 +124,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     conn.on('protocol-error', (e) => this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message }));
     conn.once('message', (m) => {
       this.handle(conn, m).catch((err) => {
-        conn.fail(err instanceof TreeshareError ? err : new TreeshareError('internal', describeError(err)));
+        conn.fail(err);
       });
     });
   }

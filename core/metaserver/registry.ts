@@ -39,10 +39,6 @@ export class Registry {
     return [...this.entries.values()].map(({ seenAt: _s, ...e }) => e);
   }
 
-  all(): Entry[] {
-    return [...this.entries.values()];
-  }
-
   private cache: { attached: Set<string>; kids: Map<string, number> } | null = null;
 
   private dirty(): void {
@@ -107,7 +103,8 @@ export class Registry {
   /** A peer says where it is in the tree (also rebuilds the registry after a restart). */
   announce(a: { id: string; host: string; port: number; parent: string | null; depth: number; children: number; maxChildren: number }, now: number, wallNow: number): { isNew: boolean } {
     const old = this.entries.get(a.id);
-    this.dirty();
+    // The cached attached set and child counts depend only on which entries exist, their state and parent.
+    if (!old || old.state !== 'joined' || old.parent !== a.parent) this.dirty();
     for (const m of this.pending.values()) m.delete(a.id);
     this.entries.set(a.id, {
       id: a.id, host: a.host, port: a.port, maxChildren: a.maxChildren, joinedAt: old?.joinedAt ?? wallNow, seenAt: now,

@@ -7,7 +7,7 @@
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
-import { request } from '../metaserver/client.ts';
+import { metaLeave, request } from '../metaserver/client.ts';
 import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
@@ -70,7 +70,7 @@ export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
       return await joinOnce(p, startedAt);
     } catch (err) {
       if (!(err instanceof DeadTarget) || p.via || attempt >= 3) throw err;
-      await request(p.transport, p.meta, { t: 'leave', v: PROTOCOL_VERSION, id: err.target.id }, ['ok'], { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
+      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
     }
   }
 }

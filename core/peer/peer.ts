@@ -317,7 +317,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       try {
         this.onLinkMessage(link, m);
       } catch (err) {
-        conn.fail(err instanceof TreeshareError ? err : new TreeshareError('internal', describeError(err)));
+        conn.fail(err);
       }
     });
     conn.on('close', () => this.onLinkClosed(link));
@@ -362,22 +362,34 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onLinkClosed(link: Link): void {
-    if (this.links.parent === link) {
-      this.links.parent = null;
-      this.inTree = false;
-      this.flood.neighbourGone(link.ref.id);
+    if (this.detachParent(link)) {
       if (!this.stopping) this.repairer.onParentLost(link);
-    } else if (this.links.children.get(link.ref.id) === link) {
-      this.links.children.delete(link.ref.id);
-      this.flood.neighbourGone(link.ref.id);
-      if (this.stopping) return;
-      const reason = link.leaving ? 'left' : 'connection lost';
-      this.emit('child-left', { id: link.ref.id, reason });
-      this.log('info', `child ${link.ref.id} ${reason}`);
-      this.reportSubtree();
-      this.scheduleAnnounce();
+    } else if (this.removeChild(link) && !this.stopping) {
       this.repairer.onChildLost(link);
     }
+  }
+
+  /** Drops the parent link (it left or its connection is gone); false if `link` is not the parent. */
+  detachParent(link: Link): boolean {
+    if (this.links.parent !== link) return false;
+    this.links.parent = null;
+    this.inTree = false;
+    this.flood.neighbourGone(link.ref.id);
+    return true;
+  }
+
+  /** Drops a child link, tells the parent and the metaserver; false if `link` is not a child. */
+  removeChild(link: Link): boolean {
+    if (this.links.children.get(link.ref.id) !== link) return false;
+    this.links.children.delete(link.ref.id);
+    this.flood.neighbourGone(link.ref.id);
+    if (this.stopping) return true;
+    const reason = link.leaving ? 'left' : 'connection lost';
+    this.emit('child-left', { id: link.ref.id, reason });
+    this.log('info', `child ${link.ref.id} ${reason}`);
+    this.reportSubtree();
+    this.scheduleAnnounce();
+    return true;
   }
 
   /** When heartbeat() last ran (first: construction; a late first tick only skips one judgement). */
@@ -412,7 +424,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       try {
         this.onOpener(conn, m);
       } catch (err) {
-        conn.fail(err instanceof TreeshareError ? err : new TreeshareError('internal', describeError(err)));
+        conn.fail(err);
       }
     });
   }

@@ -26,8 +26,8 @@
  * that root rejoins through the metaserver with its whole subtree (merge).
  */
 import { describeError, TreeshareError } from '../errors.ts';
-import { probe, request } from '../metaserver/client.ts';
-import { PROTOCOL_VERSION, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { metaLeave, probe } from '../metaserver/client.ts';
+import type { Msg, PeerRef } from '../protocol/messages.ts';
 import { joinOverlay } from './join.ts';
 import type { Link } from './links.ts';
 import type { Peer } from './peer.ts';
@@ -55,7 +55,7 @@ export class Repairer {
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
     if (p.joined) {
       try {
-        await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: p.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000, signal });
+        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
@@ -81,20 +81,10 @@ export class Repairer {
     const p = this.peer;
     if (link.role === 'child') {
       // Free the slot now: the departing child's own children may be about to JOIN here.
-      if (p.links.children.get(link.ref.id) === link) {
-        p.links.children.delete(link.ref.id);
-        p.flood.neighbourGone(link.ref.id);
-        p.emit('child-left', { id: link.ref.id, reason: 'left' });
-        p.log('info', `child ${link.ref.id} left`);
-        p.reportSubtree();
-        p.scheduleAnnounce();
-      }
+      p.removeChild(link);
       return;
     }
-    if (p.links.parent !== link) return;
-    p.links.parent = null;
-    p.inTree = false;
-    p.flood.neighbourGone(link.ref.id);
+    if (!p.detachParent(link)) return;
     if (p.stopping) {
       // Leaving too: our children go where our parent sent us (or we act as the root).
       this.handoff = m.successor?.id === p.id ? null : (m.parent ?? m.successor);
@@ -123,7 +113,7 @@ export class Repairer {
       const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => false));
       if (!alive) {
         try {
-          await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: link.ref.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
+          await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
         } catch {
           /* metaserver down: the rejoin loop below reports it */
         }
@@ -140,7 +130,7 @@ export class Repairer {
       const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => true));
       if (alive || p.stopping) return;
       try {
-        await request(p.transport, p.opts.meta, { t: 'leave', v: PROTOCOL_VERSION, id: link.ref.id }, ['ok'], { localHost: p.localHost, timeoutMs: 2000 });
+        await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
         p.log('info', `reported child ${link.ref.id} dead to the metaserver`);
       } catch (err) {
         p.log('warn', `could not report child ${link.ref.id} dead to the metaserver: ${describeError(err)}`);

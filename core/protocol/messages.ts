@@ -29,8 +29,6 @@ const FileName = z.string().min(1).max(1024);
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits');
 const Text = z.string().max(4096);
 
-export const Addr = z.strictObject({ host: Host, port: Port });
-export type Addr = z.infer<typeof Addr>;
 export const PeerRef = z.strictObject({ id: Id, host: Host, port: Port });
 export type PeerRef = z.infer<typeof PeerRef>;
 

@@ -11,7 +11,7 @@
  * (a slow or stuck reader cannot make us hold unbounded memory).
  */
 import { EventEmitter } from 'node:events';
-import { RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
+import { describeError, RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder } from '../protocol/codec.ts';
 import type { Message, MessageType, Msg } from '../protocol/messages.ts';
 
@@ -137,8 +137,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /** Answers `error` with the error's code and message, then closes. */
-  fail(err: TreeshareError): void {
+  fail(error: unknown): void {
     if (this.closedFlag) return;
+    // Anything that is not one of ours (a bug, a Node error) goes out as `internal`.
+    const err = error instanceof TreeshareError ? error : new TreeshareError('internal', describeError(error));
     if (err instanceof RemoteProtocolError) this.emit('protocol-error', err);
     this.closeErr ??= err;
     this.send({ t: 'error', code: err.code, message: err.message.slice(0, 4096) });

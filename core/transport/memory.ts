@@ -2,23 +2,16 @@
  * In-memory transport: listeners and connections inside one process, with
  * the same Connection (codec, limits, errors) as TCP. Bytes really are
  * encoded and decoded, so behaviour matches; delivery is asynchronous.
- *
- * Link emulation: `latencyMs` delays every chunk one way; `bandwidthBytesPerSec`
- * serialises chunks at that rate per direction (chunk delivered at
- * max(now, previous send done) + size/rate + latency).
+ * Link emulation is the same ShapedLink wrapper TCP uses, on both ends.
  */
 import { EventEmitter } from 'node:events';
 import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
-import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
+import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
 
-export interface LinkShape {
-  /** One-way added latency per link, ms. Default 0. */
-  latencyMs?: number;
-  /** Per-direction rate cap, bytes/s. Default unlimited. */
-  bandwidthBytesPerSec?: number;
-}
+export type { LinkShape };
+import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
 const HIGH_WATER = 1024 * 1024;
 
@@ -30,21 +23,16 @@ class MemoryLink extends EventEmitter implements ByteLink {
   private inbox: Buffer[] = [];
   private ended = false;
   private gotEnd = false;
-  private txDone = 0;
   private needDrain = false;
   private inFlight = 0;
   private endQueued = false;
-
-  constructor(private readonly shape: LinkShape) {
-    super();
-  }
 
   write(data: Buffer): boolean {
     if (this.destroyed || this.ended) return false;
     const copy = Buffer.from(data);
     this.writableLength += copy.length;
     this.inFlight++;
-    this.schedule(copy.length, () => {
+    setImmediate(() => {
       this.inFlight--;
       this.writableLength -= copy.length;
       if (!this.other.destroyed) this.other.receive(copy);
@@ -59,20 +47,6 @@ class MemoryLink extends EventEmitter implements ByteLink {
       return false;
     }
     return true;
-  }
-
-  private schedule(bytes: number, fn: () => void): void {
-    const lat = this.shape.latencyMs ?? 0;
-    const bw = this.shape.bandwidthBytesPerSec;
-    if (!lat && !bw) {
-      setImmediate(fn);
-      return;
-    }
-    const now = performance.now();
-    const start = Math.max(now, this.txDone);
-    this.txDone = start + (bw ? (bytes / bw) * 1000 : 0);
-    const at = this.txDone + lat;
-    setTimeout(fn, Math.max(0, at - now));
   }
 
   private receive(b: Buffer): void {
@@ -169,12 +143,13 @@ export class MemoryNetwork {
     await new Promise((r) => setImmediate(r));
     const l = this.listeners.get(key) ?? this.listeners.get(addrKey({ host: '0.0.0.0', port: to.port }));
     if (!l) throw new TreeshareError('unreachable', `cannot connect to ${key}: connection refused (is it running?)`);
-    const a = new MemoryLink(this.shape);
-    const b = new MemoryLink(this.shape);
+    const a = new MemoryLink();
+    const b = new MemoryLink();
     a.other = b;
     b.other = a;
+    const wrap = (link: MemoryLink): ByteLink => (isShaped(this.shape) ? new ShapedLink(link, this.shape) : link);
     const local = `${opts.localHost ?? 'mem'}:${this.nextLocal++}`;
-    l.onConnection(new Connection(b, local, true, l.connection));
-    return new Connection(a, key, false, opts.connection);
+    l.onConnection(new Connection(wrap(b), local, true, l.connection));
+    return new Connection(wrap(a), key, false, opts.connection);
   }
 }

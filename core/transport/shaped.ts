@@ -7,7 +7,13 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ByteLink } from './connection.ts';
-import type { LinkShape } from './memory.ts';
+
+export interface LinkShape {
+  /** One-way added latency per link, ms. Default 0. */
+  latencyMs?: number;
+  /** Per-direction rate cap, bytes/s. Default unlimited. */
+  bandwidthBytesPerSec?: number;
+}
 
 const HIGH_WATER = 1024 * 1024;
 

@@ -8,8 +8,7 @@ import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { encode } from '../protocol/codec.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
-import type { LinkShape } from './memory.ts';
-import { isShaped, ShapedLink } from './shaped.ts';
+import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
 export interface TcpOptions {

@@ -3,12 +3,11 @@
  * the only module that touches node:net; memory.ts gives in-process pairs
  * with the same behaviour for tests and very large simulations.
  */
+import type { HostPortLike } from '../protocol/messages.ts';
 import type { Connection, ConnectionOptions } from './connection.ts';
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
+/** host:port; the protocol's own address type. */
+export type HostPort = HostPortLike;
 
 export interface ListenOptions {
   host: string;
@@ -18,7 +17,6 @@ export interface ListenOptions {
   connection?: ConnectionOptions;
   /** Most simultaneous accepted connections; later ones are refused. Default 10,000. */
   maxConnections?: number;
-  signal?: AbortSignal;
 }
 
 export interface Listener {
