@@ -15,15 +15,7 @@
  *
  *   npx tsx scenarios/churn.ts [--peers 8] [--events 6] [--workers 3] [--runner process|inproc|memory]
  */
-import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } from './lib/index.ts';
-
-function count(o: CommonOptions, name: string, dflt: number, max: number): number {
-  const v = o.extra[name];
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${name} must be a whole number from 1 to ${max}, not ${JSON.stringify(v)}`);
-  return n;
-}
+import { intOption, isMain, main, ms, UsageError, type ScenarioDef } from './lib/index.ts';
 
 export const churn: ScenarioDef = {
   name: 'churn',
@@ -35,13 +27,13 @@ export const churn: ScenarioDef = {
   },
   standard: { tree: 'auto' },
   validate(o) {
-    count(o, 'events', 6, 1000);
-    count(o, 'workers', 3, 100);
+    intOption(o, 'events', 6, 1000);
+    intOption(o, 'workers', 3, 100);
     if (o.peers < 3) throw new UsageError('--peers must be at least 3');
   },
   async run(s) {
-    const events = count(s.opts, 'events', 6, 1000);
-    const workers = count(s.opts, 'workers', 3, 100);
+    const events = intOption(s.opts, 'events', 6, 1000);
+    const workers = intOption(s.opts, 'workers', 3, 100);
     const c = await s.cluster();
     const catalog = new Map<string, Set<string>>(); // file → live holders
     const fileDef = (id: string) => ({ name: `${id.toLowerCase()}.dat`, bytes: s.rng.int(16, 256) * 1024 });

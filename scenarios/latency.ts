@@ -25,6 +25,19 @@ function slope(pts: readonly [number, number][]): number | null {
   return sxx === 0 ? null : pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0) / sxx;
 }
 
+/**
+ * Rows of a latency → level → ms table: one per level (ascending), then the
+ * fitted growth per level (over levels ≥ fitFrom) and that growth ÷ latency.
+ */
+function levelRows(lats: readonly number[], by: ReadonlyMap<number, ReadonlyMap<number, number>>, fitFrom = 0): { rows: (string | number)[][]; perLevel: (number | null)[] } {
+  const levels = [...new Set([...by.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
+  const rows: (string | number)[][] = levels.map((e) => [e, ...lats.map((L) => ms(by.get(L)!.get(e)))]);
+  const perLevel = lats.map((L) => slope([...by.get(L)!.entries()].filter(([e]) => e >= fitFrom)));
+  rows.push(['ms per level (fit)', ...perLevel.map((x) => ms(x))]);
+  rows.push(['÷ latency', ...lats.map((L, i) => (L > 0 && perLevel[i] !== null ? perLevel[i]! / L : null)).map((x) => (x === null ? '—' : x.toFixed(2)))]);
+  return { rows, perLevel };
+}
+
 function latencies(o: { extra: Record<string, string | boolean | undefined>; given: ReadonlySet<string>; latency: number }): number[] {
   if (o.given.has('latency')) return [...new Set([0, o.latency])];
   return numberList('latencies', o.extra.latencies, [0, 5, 20, 50]);
@@ -87,19 +100,12 @@ export const latency: ScenarioDef = {
       'A search ends when the farthest peer has answered: each level adds one hop out and one back, 2 × L.');
     s.summary.fromHead = heads;
 
-    const hops = [...new Set([...searchBy.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
-    const srows = hops.map((e) => [e, ...lats.map((L) => ms(searchBy.get(L)!.get(e)))]);
-    const perLevel = lats.map((L) => slope([...searchBy.get(L)!.entries()]));
-    srows.push(['ms per level (fit)', ...perLevel.map((x) => ms(x))]);
-    srows.push(['÷ latency', ...lats.map((L, i) => (L > 0 && perLevel[i] !== null ? perLevel[i]! / L : null)).map((x) => (x === null ? '—' : x.toFixed(2)))]);
+    const { rows: srows, perLevel } = levelRows(lats, searchBy);
     s.table('Search done ms by the requester\'s farthest hop e (rows) and latency (columns)', ['farthest hop e', ...lats.map((L) => `${L} ms`)], srows,
       '÷ latency: growth per level / L; ≈ 2 means each level costs one round trip (a little more: processing). After one unrecorded warm-up round.');
 
-    const depths = [...new Set([...joinBy.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
-    const jrows = depths.map((d) => [d, ...lats.map((L) => ms(joinBy.get(L)!.get(d)))]);
-    const jLevel = lats.map((L) => slope([...joinBy.get(L)!.entries()].filter(([d]) => d > 0)));
-    jrows.push(['ms per level (fit)', ...jLevel.map((x) => ms(x))]);
-    jrows.push(['÷ latency', ...lats.map((L, i) => (L > 0 && jLevel[i] !== null ? jLevel[i]! / L : null)).map((x) => (x === null ? '—' : x.toFixed(2)))]);
+    // The root (depth 0) is left out of the fit.
+    const { rows: jrows, perLevel: jLevel } = levelRows(lats, joinBy, 1);
     s.table('Join ms by the newcomer\'s depth (rows) and latency (columns)', ['depth', ...lats.map((L) => `${L} ms`)], jrows,
       `Policy ${s.opts.policy}: with root, a newcomer at depth d follows d−1 redirects, each one JOIN round trip (2 × L) more.`);
     s.summary.searchPerLevelMs = Object.fromEntries(lats.map((L, i) => [L, perLevel[i]]));

@@ -9,12 +9,9 @@
  *   npx tsx scenarios/policies.ts [--sizes 10,100,1000] [--policy P] [--peers N] [--runner inproc|memory|process]
  */
 import { POLICIES } from '../core/index.ts';
-import { isMain, main, ms, numberList, summarize, type CommonOptions, type ScenarioDef } from './lib/index.ts';
+import { isMain, main, ms, sizesOption, summarize, type CommonOptions, type ScenarioDef } from './lib/index.ts';
 
-function sizes(o: CommonOptions): number[] {
-  if (o.given.has('peers')) return [o.peers];
-  return numberList('sizes', o.extra.sizes, [10, 100, 1000]).map((n) => Math.max(2, Math.round(n)));
-}
+const sizes = (o: CommonOptions) => sizesOption(o, [10, 100, 1000]);
 
 export const policies: ScenarioDef = {
   name: 'policies',

@@ -15,22 +15,12 @@
  *
  *   npx tsx scenarios/scale.ts [--sizes 100,1000,10000] [--peers N] [--join-concurrency 32] [--runner …]
  */
-import { isMain, main, ms, int, numberList, summarize, UsageError, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
+import { intOption, isMain, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
 
 const INPROC_MAX = 2000;
 
-function sizes(o: CommonOptions): number[] {
-  if (o.given.has('peers')) return [o.peers];
-  return numberList('sizes', o.extra.sizes, [100, 1000, 10000]).map((n) => Math.max(2, Math.round(n)));
-}
-
-function concurrency(o: CommonOptions): number {
-  const v = o.extra['join-concurrency'];
-  if (v === undefined) return 32;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--join-concurrency must be a whole number from 1 to 10000, not ${JSON.stringify(v)}`);
-  return n;
-}
+const sizes = (o: CommonOptions) => sizesOption(o, [100, 1000, 10000]);
+const concurrency = (o: CommonOptions) => intOption(o, 'join-concurrency', 32, 10_000);
 
 const kib = (b: number | null | undefined) => (b === null || b === undefined ? '—' : (b / 1024).toFixed(1));
 

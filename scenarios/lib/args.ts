@@ -153,3 +153,22 @@ export function numberList(name: string, v: string | boolean | undefined, dflt: 
   if (out.length === 0) throw new UsageError(`--${name} is empty`);
   return out;
 }
+
+/**
+ * A scenario option that is a whole number from 1 to `max` (`dflt` when not
+ * given). Takes what Number() reads as an integer ("8", "8.0", "1e3"), as the
+ * scenarios always have; the common options use the stricter digits-only int().
+ */
+export function intOption(o: Pick<CommonOptions, 'extra'>, name: string, dflt: number, max: number): number {
+  const v = o.extra[name];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${name} must be a whole number from 1 to ${max}, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Overlay sizes: `--peers N` alone when given, else `--sizes` (a comma list, each rounded, at least 2) or `dflt`. */
+export function sizesOption(o: Pick<CommonOptions, 'extra' | 'given' | 'peers'>, dflt: number[]): number[] {
+  if (o.given.has('peers')) return [o.peers];
+  return numberList('sizes', o.extra.sizes, dflt).map((n) => Math.max(2, Math.round(n)));
+}

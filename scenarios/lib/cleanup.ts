@@ -79,11 +79,6 @@ export function registerCloser(fn: () => Promise<void>): () => Promise<void> {
   };
 }
 
-/** Pids of processes started and still tracked. */
-export function trackedPids(): number[] {
-  return [...procs.keys()];
-}
-
 /** Kills one child we spawned, by its pid, and waits for its exit. */
 export async function killChild(cp: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 5000): Promise<void> {
   if (!isAlive(cp)) return;

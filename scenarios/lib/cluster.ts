@@ -6,10 +6,11 @@
  * the Scenario (join timelines, flood fan-out, transfers, repairs).
  */
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Policy, TopoNode } from '../../core/index.ts';
-import { floodRow, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
-import { codeOf, messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
+import { errorCode, type Policy, type TopoNode } from '../../core/index.ts';
+import { floodRow, groupBy, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
+import { messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
 import { createRunner } from './runners.ts';
 import type { Scenario } from './scenario.ts';
 import { pool, waitEvent } from './async.ts';
@@ -61,9 +62,10 @@ export class Cluster {
   readonly maxChildren: number;
   meta!: MetaHandle;
   readonly peers = new Map<string, PeerHandle>();
-  lastTopo: TopoNode[] | null = null;
   private readonly joined = new Set<string>();
   private common: string | undefined;
+  /** SHA-256 of holders' files by absolute path, valid while size and mtime are unchanged (see sourceHash). */
+  private readonly sourceHashes = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
 
   constructor(private readonly s: Scenario, o: ClusterOptions = {}) {
     const so = s.opts;
@@ -74,8 +76,8 @@ export class Cluster {
     const bandwidth = o.bandwidth ?? so.bandwidth;
     this.runner = createRunner(o.runner ?? so.runner, {
       shape: latency || bandwidth ? { latencyMs: latency || undefined, bandwidthBytesPerSec: bandwidth || undefined } : undefined,
-      rng: s.rng.fork(`metaserver:${this.round}`).next,
-      seed: s.rng.seed,
+      // One draw from the round's fork: the same metaserver seed (and `random` choices) per scenario seed as ever.
+      metaSeed: s.rng.fork(`metaserver:${this.round}`).int(0, 2 ** 32 - 1),
       heartbeatMs: o.heartbeatMs,
       announceMs: o.announceMs,
       floodTimeoutMs: o.floodTimeoutMs,
@@ -187,7 +189,7 @@ export class Cluster {
       if (o.expectFrom) this.s.check(row.hits.includes(o.expectFrom), this.tag(`${name} found at ${o.expectFrom}`), `hits: ${row.hits.join(', ') || 'none'}`);
       return row;
     } catch (err) {
-      const row: FloodRow = { round: this.round, kind: 'search', by, name, label, at, treeSize, hits: [], hitHops: [], reached: 0, messages: 0, duplicates: 0, maxHops: 0, missing: [], firstHitMs: null, completionMs: this.s.now() - at, answered: false, error: `${messageOf(err)} [${codeOf(err)}]` };
+      const row: FloodRow = { round: this.round, kind: 'search', by, name, label, at, treeSize, hits: [], hitHops: [], reached: 0, messages: 0, duplicates: 0, maxHops: 0, missing: [], firstHitMs: null, completionMs: this.s.now() - at, answered: false, error: `${messageOf(err)} [${errorCode(err)}]` };
       this.s.records.floods.push(row);
       return row;
     }
@@ -211,7 +213,7 @@ export class Cluster {
       this.s.records.floods.push(floodRow(this.round, 'download', by, label, at, treeSize, d.search));
       const disk = await sha256File(path.join(h.share, name)).catch(() => null);
       const holder = this.peers.get(d.holder.id);
-      const src = holder ? await sha256File(path.join(holder.share, name)).catch(() => null) : null;
+      const src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
       const diskOk = disk === null ? false : disk === d.sha256 && (src === null || src === disk);
       const row = transferRow(this.round, by, label, at, doneAt, d, diskOk);
       this.s.records.transfers.push(row);
@@ -222,12 +224,29 @@ export class Cluster {
       const parts = leftoverParts(h.share);
       const row: TransferRow = {
         round: this.round, file: name, from: '', to: by, label, at, doneAt: this.s.now(), bytes: 0, ttfbMs: null, durationMs: this.s.now() - at, mbps: null,
-        sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: codeOf(err), error: messageOf(err),
+        sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: errorCode(err), error: messageOf(err),
       };
       this.s.records.transfers.push(row);
       if (o.mayFail) this.s.check(parts.length === 0 || !h.alive, `${what} failed cleanly`, parts.length ? `left ${parts.join(', ')}` : undefined);
       return row;
     }
+  }
+
+  /**
+   * SHA-256 of a holder's copy, hashed once for a batch of downloads of one
+   * file: cached by absolute path and re-hashed when its size or mtime changed.
+   */
+  private async sourceHash(file: string): Promise<string> {
+    const abs = path.resolve(file);
+    const { size, mtimeMs } = await fsp.stat(abs);
+    const hit = this.sourceHashes.get(abs);
+    if (hit && hit.size === size && hit.mtimeMs === mtimeMs) return hit.sha256;
+    const entry = { size, mtimeMs, sha256: sha256File(abs) };
+    this.sourceHashes.set(abs, entry);
+    entry.sha256.catch(() => {
+      if (this.sourceHashes.get(abs) === entry) this.sourceHashes.delete(abs);
+    });
+    return entry.sha256;
   }
 
   /** Topology flood from `by`; checks it is one tree of every live peer when `expectWhole`. */
@@ -237,7 +256,6 @@ export class Cluster {
     const r = await this.s.step(this.tag(`${by} asks for the topology`), () => this.peer(by).topo({ timeoutMs: 60_000 }));
     const row = floodRow(this.round, 'topo', by, o.label ?? 'topo', at, alive.length, r);
     this.s.records.floods.push(row);
-    this.lastTopo = r.nodes;
     const check = checkTree(r.nodes, alive);
     if (o.expectWhole) this.s.check(check.ok && r.complete, this.tag(`one tree of ${alive.length} peers`), check.why ?? (r.complete ? undefined : `incomplete: missing ${r.missing.join(', ')}`));
     return { row, nodes: r.nodes, check };
@@ -285,7 +303,6 @@ export class Cluster {
         const check = checkTree(r.nodes, alive);
         if (check.ok && r.complete) {
           this.s.records.floods.push(floodRow(this.round, 'topo', by, o.label ?? 'tree whole', at, alive.length, r));
-          this.lastTopo = r.nodes;
           return r.nodes;
         }
         last = check.why ?? `incomplete (missing ${r.missing.join(', ')})`;
@@ -312,12 +329,11 @@ export class Cluster {
 
   /** Names some live peer shares and `id` lacks (sorted), with their holders. */
   async lacking(id: string): Promise<{ name: string; holders: string[] }[]> {
-    const all = new Map<string, string[]>();
     const alive = this.alive();
     const lists = await Promise.all(alive.map(async (p) => [p, await this.peer(p).files()] as const));
-    for (const [p, files] of lists) for (const f of files) all.set(f.name, [...(all.get(f.name) ?? []), p]);
+    const all = groupBy(lists.flatMap(([p, files]) => files.map((f) => [f.name, p] as const)), ([n]) => n);
     const own = new Set(lists.find(([p]) => p === id)?.[1].map((f) => f.name) ?? []);
-    return [...all.entries()].filter(([n]) => !own.has(n)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, holders]) => ({ name, holders }));
+    return [...all.entries()].filter(([n]) => !own.has(n)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, hs]) => ({ name, holders: hs.map(([, p]) => p) }));
   }
 
   async memory(): Promise<MemorySample> {

@@ -160,3 +160,15 @@ export function summarize(values: readonly (number | null | undefined)[]): Summa
   const q = (p: number) => v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]!;
   return { n: v.length, min: v[0]!, median: q(0.5), p95: q(0.95), max: v[v.length - 1]!, mean: v.reduce((a, b) => a + b, 0) / v.length };
 }
+
+/** `xs` grouped by `key`, groups and their members in first-seen order. */
+export function groupBy<T, K>(xs: Iterable<T>, key: (x: T) => K): Map<K, T[]> {
+  const m = new Map<K, T[]>();
+  for (const x of xs) {
+    const k = key(x);
+    const g = m.get(k);
+    if (g) g.push(x);
+    else m.set(k, [x]);
+  }
+  return m;
+}

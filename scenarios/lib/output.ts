@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { renderTree, type TopoNode } from '../../core/index.ts';
-import { summarize } from './metrics.ts';
+import { groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
 import type { Records, ScenarioDef, ScenarioResult, TableSpec } from './scenario.ts';
 import { checkTree } from './tree.ts';
@@ -45,12 +45,6 @@ function pick(mode: Mode | undefined, n: number): 'rows' | 'summary' | 'off' {
   return n > ROWS_LIMIT ? 'summary' : 'rows';
 }
 
-function groups<T extends { round: string }>(xs: readonly T[]): [string, T[]][] {
-  const m = new Map<string, T[]>();
-  for (const x of xs) m.set(x.round, [...(m.get(x.round) ?? []), x]);
-  return [...m.entries()];
-}
-
 function floodResult(f: Records['floods'][number]): string {
   if (!f.answered) return `failed: ${f.error ?? ''}`;
   if (f.kind === 'topo') return `${f.reached} peers`;
@@ -78,7 +72,7 @@ export function standardTables(def: ScenarioDef, r: Records, tree: ScenarioResul
     out.push({
       title: 'Join latency (per-peer rows in the JSON)',
       head: ['round', 'peers', 'median ms', 'p95 ms', 'max ms', 'median metaserver RTT ms', 'redirects (mean / max)', 'max depth'],
-      rows: groups(r.joins).map(([round, js]) => {
+      rows: [...groupBy(r.joins, (j) => j.round)].map(([round, js]) => {
         const s = summarize(js.map((j) => j.totalMs))!;
         const m = summarize(js.map((j) => j.metaRttMs))!;
         const red = js.map((j) => j.redirects);
@@ -102,7 +96,7 @@ export function standardTables(def: ScenarioDef, r: Records, tree: ScenarioResul
     out.push({
       title: 'Flood fan-out (per-request rows in the JSON)',
       head: ['round', 'kind', 'requests', 'answered', 'median reached', 'median messages', 'duplicates', 'max deepest hop', 'median completion ms', 'p95 completion ms'],
-      rows: groups(r.floods).flatMap(([round, fs]) =>
+      rows: [...groupBy(r.floods, (f) => f.round)].flatMap(([round, fs]) =>
         (['search', 'download', 'topo'] as const).filter((k) => fs.some((f) => f.kind === k)).map((k) => {
           const xs = fs.filter((f) => f.kind === k);
           const c = summarize(xs.map((f) => f.completionMs))!;
@@ -114,8 +108,7 @@ export function standardTables(def: ScenarioDef, r: Records, tree: ScenarioResul
 
   const tm = pick(sd.transfers, r.transfers.length);
   if (tm === 'summary') {
-    const keyed = new Map<string, Records['transfers']>();
-    for (const t of r.transfers) keyed.set(`${t.round}\u0000${t.label}`, [...(keyed.get(`${t.round}\u0000${t.label}`) ?? []), t]);
+    const keyed = groupBy(r.transfers, (t) => `${t.round}\u0000${t.label}`);
     out.push({
       title: 'Transfers (per-transfer rows in the JSON)',
       head: ['round', 'what', 'downloads', 'verified', 'failed (by code)', 'bytes', 'median first byte ms', 'median MB/s', 'SHA-256 mismatches'],
@@ -145,14 +138,12 @@ export function standardTables(def: ScenarioDef, r: Records, tree: ScenarioResul
     out.push({
       title: 'Repairs (per-orphan rows in the JSON)',
       head: ['round', 'lost', 'cause', 'orphans', 'median ms', 'p95 ms', 'max ms'],
-      rows: groups(r.repairs).flatMap(([round, rs]) => {
-        const by = new Map<string, typeof rs>();
-        for (const x of rs) by.set(`${x.lost}\u0000${x.cause}`, [...(by.get(`${x.lost}\u0000${x.cause}`) ?? []), x]);
-        return [...by.values()].map((xs) => {
+      rows: [...groupBy(r.repairs, (x) => x.round)].flatMap(([round, rs]) =>
+        [...groupBy(rs, (x) => `${x.lost}\u0000${x.cause}`).values()].map((xs) => {
           const q = summarize(xs.map((x) => x.ms));
           return [round || '—', xs[0]!.lost, xs[0]!.cause, int(xs.length), ms(q?.median), ms(q?.p95), ms(q?.max)];
-        });
-      }),
+        }),
+      ),
       note: 'repair ms: from the loss being noticed to the orphan being reattached, measured by the orphan.',
     });
   } else if (pm === 'rows') {

@@ -15,7 +15,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
 import { onCleanup } from './cleanup.ts';
-import { metaserverSeed, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
+import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 let gcFn: (() => void) | null | undefined;
 
@@ -45,7 +45,7 @@ async function coded<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    throw new OpError(errorCode(err), err instanceof Error ? err.message : String(err));
+    throw new OpError(errorCode(err), messageOf(err));
   }
 }
 
@@ -66,8 +66,7 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   }
 
   async join(o?: Op) {
-    const timeline = await coded(this.peer.join({ signal: opSignal(o) }));
-    return { timeline, parent: timeline.parent?.id ?? null, depth: timeline.depth };
+    return { timeline: await coded(this.peer.join({ signal: opSignal(o) })) };
   }
   search(name: string, o?: Op) {
     return coded(this.peer.search(name, { signal: opSignal(o) }));
@@ -141,7 +140,7 @@ export class LocalRunner implements Runner {
       port: 0,
       policy: o.policy,
       transport: this.metaTransport,
-      rng: this.o.rng ? mulberry32(metaserverSeed(this.o.rng)) : undefined,
+      rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
       maxConnections: 100_000,
@@ -174,7 +173,7 @@ export class LocalRunner implements Runner {
       address = await peer.start();
     } catch (err) {
       await peer.stop().catch(() => undefined);
-      throw new OpError(errorCode(err), err instanceof Error ? err.message : String(err));
+      throw new OpError(errorCode(err), messageOf(err));
     }
     const h = new LocalPeer(peer, spec.share, address);
     this.peers.add(h);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { DownloadResult, HostPort, JoinTimeline, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 import { onCleanup } from './cleanup.ts';
 import { ControlProcess, type Line } from './control-client.ts';
-import { metaserverSeed, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerOptions } from './runner.ts';
+import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerOptions } from './runner.ts';
 import { REPO } from './shares.ts';
 
 export const PEER_MAIN = path.join(REPO, 'core/control/peer-main.ts');
@@ -76,11 +76,7 @@ class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   }
 
   async join(o?: Op) {
-    const l = await this.proc.command({ cmd: 'join' }, ['joined'], o);
-    const timeline = field<JoinTimeline>(l, 'timeline', 'join');
-    const parent = (l.parent as { id?: string } | null | undefined)?.id ?? timeline.parent?.id ?? null;
-    const depth = typeof l.depth === 'number' ? l.depth : timeline.depth;
-    return { timeline, parent, depth };
+    return { timeline: field<JoinTimeline>(await this.proc.command({ cmd: 'join' }, ['joined'], o), 'timeline', 'join') };
   }
   async search(name: string, o?: Op) {
     return field<SearchResult>(await this.proc.command({ cmd: 'search', name }, ['searched'], o), 'result', 'search');
@@ -148,10 +144,10 @@ export class ProcessRunner implements Runner {
   }
 
   async startMetaserver(o: { policy: Policy }): Promise<MetaHandle> {
-    // The `random` policy gets the same derived seed as under the in-process runners (see
-    // metaserverSeed); links are shaped on the peers' side only (as the in-process runner does).
+    // The `random` policy gets the same seed as under the in-process runners (RunnerOptions.metaSeed);
+    // links are shaped on the peers' side only (as the in-process runner does).
     const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy];
-    if (this.o.rng) args.push('--seed', String(metaserverSeed(this.o.rng)));
+    if (this.o.metaSeed !== undefined) args.push('--seed', String(this.o.metaSeed));
     const { proc, ready } = await this.spawnReady(META_MAIN, args, 'metaserver');
     const host = typeof ready.host === 'string' && ready.host !== '0.0.0.0' && ready.host !== '::' ? ready.host : '127.0.0.1';
     return new ProcMeta(proc, { host, port: Number(ready.port) }, o.policy);

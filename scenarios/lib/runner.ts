@@ -26,8 +26,6 @@ export interface PeerSpec {
 
 export interface JoinOutcome {
   timeline: JoinTimeline;
-  parent: string | null;
-  depth: number;
 }
 
 export interface PeerHandleEvents {
@@ -78,15 +76,17 @@ export interface MetaHandle {
 export interface RunnerOptions {
   /** Link emulation on every connection (both runners honour it). */
   shape?: LinkShape;
-  /** Seeded random source for the metaserver's `random` policy (see metaserverSeed). */
-  rng?: () => number;
+  /**
+   * Seed of the metaserver's `random` policy: the process runner passes it as
+   * `--seed`, the in-process runners build the same mulberry32 generator from
+   * it, so every runner makes the same choices. Unset: unseeded.
+   */
+  metaSeed?: number;
   /** Peer timers (heartbeat/announce), ms; memory defaults to 0 (off) for large runs. */
   heartbeatMs?: number;
   announceMs?: number;
   /** Per-flood wait, ms (core default 10,000). */
   floodTimeoutMs?: number;
-  /** Process runner: the seed passed on to the processes (when they take one). */
-  seed?: number;
 }
 
 export interface MemorySample {
@@ -119,20 +119,7 @@ export class OpError extends Error {
   }
 }
 
-export function codeOf(err: unknown): string {
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') return (err as { code: string }).code;
-  return 'internal';
-}
-
+/** An error's message (core has no message-only helper: describeError appends the code). */
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * The metaserver's seed, drawn once from the scenario's random source: the
- * process runner passes it as `--seed`, the in-process runners build the same
- * mulberry32 generator from it, so every runner makes the same choices.
- */
-export function metaserverSeed(rng: () => number): number {
-  return Math.floor(rng() * 2 ** 32) >>> 0;
 }

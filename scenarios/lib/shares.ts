@@ -75,15 +75,3 @@ export function leftoverParts(share: string): string[] {
     return [];
   }
 }
-
-/** Visible files of a share folder (what a peer offers). */
-export function listShare(share: string): { name: string; size: number }[] {
-  try {
-    return fs
-      .readdirSync(share, { withFileTypes: true })
-      .filter((d) => d.isFile() && !d.name.startsWith('.'))
-      .map((d) => ({ name: d.name, size: fs.statSync(path.join(share, d.name)).size }));
-  } catch {
-    return [];
-  }
-}
