@@ -127,6 +127,7 @@ export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = pr
 
 /** Shared limit flags of both commands (issue: limits each with a default, a flag and a clear error). */
 export const LIMIT_FLAGS = {
+  'key-file': { type: 'string' },
   'network-key': { type: 'string' },
   'max-connections': { type: 'string' },
   'handshake-timeout': { type: 'string' },
@@ -139,8 +140,10 @@ export const LIMIT_HELP = `      --network-key KEY     network key given directl
                             MS ms (slow or silent clients; default 10000, 0 disables)`;
 
 /** Applies the shared limit flags; returns the connection options to merge. */
-export function limitOptions(v: Record<string, string | boolean | undefined>): { maxConnections?: number; connection?: { handshakeTimeoutMs: number } } {
-  const out: { maxConnections?: number; connection?: { handshakeTimeoutMs: number } } = {};
+export function limitOptions(v: Record<string, string | boolean | undefined>): { maxConnections?: number; connection?: { handshakeTimeoutMs: number }; networkKey?: string } {
+  const out: { maxConnections?: number; connection?: { handshakeTimeoutMs: number }; networkKey?: string } = {};
+  const key = networkKey(str(v['key-file']), process.env, str(v['network-key']));
+  if (key !== undefined) out.networkKey = key;
   if (v['max-connections'] !== undefined) out.maxConnections = parseIntIn('--max-connections', str(v['max-connections'])!, 1, 1_000_000);
   if (v['handshake-timeout'] !== undefined) out.connection = { handshakeTimeoutMs: parseIntIn('--handshake-timeout', str(v['handshake-timeout'])!, 0, 3_600_000) };
   return out;

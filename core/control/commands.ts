@@ -6,7 +6,7 @@
  * command given has finished.
  */
 import readline from 'node:readline';
-import { describeError, errorCode } from '../errors.ts';
+import { describeError, errorCode, NotFoundError } from '../errors.ts';
 import { emit } from './process.ts';
 
 export type CommandId = string | number;
@@ -55,7 +55,7 @@ export function parseCommand(line: string, spec: CommandSpec): Parsed {
 
 /** The `error` event for a failed or malformed command. */
 export function errorEvent(err: unknown, c?: { id?: CommandId; cmd?: string }): Record<string, unknown> {
-  const extra = err && typeof err === 'object' && 'searched' in err ? { searched: (err as { searched: unknown }).searched } : {};
+  const extra = err instanceof NotFoundError ? { searched: err.searched } : {};
   return { event: 'error', code: errorCode(err), message: describeError(err), ...extra, ...(c?.cmd ? { cmd: c.cmd } : {}), ...(c?.id !== undefined ? { id: c.id } : {}) };
 }
 

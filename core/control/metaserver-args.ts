@@ -2,7 +2,7 @@
 import type { MetaserverOptions } from '../metaserver/metaserver.ts';
 import { isPolicy, POLICIES } from '../protocol/referral.ts';
 import { mulberry32 } from '../protocol/rng.ts';
-import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, networkKey, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
        npx tsx core/control/metaserver-main.ts [options]
@@ -32,7 +32,6 @@ const FLAGS = {
   port: { type: 'string', short: 'p' },
   policy: { type: 'string' },
   seed: { type: 'string' },
-  'key-file': { type: 'string' },
   ...LIMIT_FLAGS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -55,8 +54,6 @@ export function parseMetaserverArgs(argv: string[]): MetaserverConfig {
     if (!isPolicy(policy)) throw new UsageError(`--policy must be one of ${POLICIES.join(', ')}, not ${JSON.stringify(policy)}`);
     options.policy = policy;
   }
-  const key = networkKey(str(v['key-file']), process.env, str(v['network-key']));
-  if (key !== undefined) options.networkKey = key;
   Object.assign(options, limitOptions(v));
   if (v.seed !== undefined) options.rng = mulberry32(parseIntIn('--seed', str(v.seed)!, 0, 2 ** 32 - 1));
   return { help: false, json: !!v.json, options };

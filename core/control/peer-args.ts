@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { PeerOptions } from '../peer/types.ts';
 import { tcpTransport } from '../transport/tcp.ts';
-import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, networkKey, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
        npx tsx core/control/peer-main.ts -i ID [options]
@@ -48,7 +48,6 @@ const FLAGS = {
   share: { type: 'string' },
   'max-children': { type: 'string' },
   'auto-join': { type: 'boolean' },
-  'key-file': { type: 'string' },
   latency: { type: 'string' },
   bandwidth: { type: 'string' },
   ...LIMIT_FLAGS,
@@ -82,8 +81,6 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
     maxChildren: v['max-children'] !== undefined ? parseIntIn('--max-children', str(v['max-children'])!, 1, 1024) : 2,
   };
   if (options.share === '') throw new UsageError('--share needs a folder name');
-  const key = networkKey(str(v['key-file']), process.env, str(v['network-key']));
-  if (key !== undefined) options.networkKey = key;
   Object.assign(options, limitOptions(v));
   if (v['max-uploads'] !== undefined) options.maxUploads = parseIntIn('--max-uploads', str(v['max-uploads'])!, 1, 10_000);
   if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseAmount('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
