@@ -15,7 +15,7 @@
  *
  *   npx tsx scenarios/churn.ts [--peers 8] [--events 6] [--workers 3] [--runner process|inproc|memory]
  */
-import { intOption, isMain, main, ms, UsageError, type ScenarioDef } from './lib/index.ts';
+import { intOption, isMain, main, ms, pointChart, UsageError, type ScenarioDef } from './lib/index.ts';
 
 export const churn: ScenarioDef = {
   name: 'churn',
@@ -46,6 +46,7 @@ export const churn: ScenarioDef = {
       for (const h of catalog.values()) h.delete(id);
     };
     await add(s.ids('K', s.opts.peers));
+    s.snapshot(c.round, 'start', await c.waitWhole());
     let nextId = s.opts.peers + 1;
 
     // ---- load: workers searching and downloading from live peers ----
@@ -91,6 +92,7 @@ export const churn: ScenarioDef = {
 
     // ---- churn ----
     const rows: (string | number | null)[][] = [];
+    const evs: { event: number; kind: string; peer: string; ms: number }[] = [];
     const er = s.rng.fork('events');
     try {
       for (let i = 1; i <= events; i++) {
@@ -104,7 +106,9 @@ export const churn: ScenarioDef = {
           const id = `K${nextId++}`;
           await add([id]);
           rows.push([i, 'join', id, '—', ms(s.now() - t0), done]);
+          evs.push({ event: i, kind: 'join', peer: id, ms: s.now() - t0 });
           s.log(`  event ${i}: ${id} joined; ${done} requests done`);
+          s.snapshot(c.round, `event ${i}: after ${id} joined`, await c.waitWhole());
           continue;
         }
         const victim = er.pick(victims);
@@ -112,7 +116,9 @@ export const churn: ScenarioDef = {
         const out = kind === 'leave' ? await c.leave(victim) : await c.crash(victim);
         gone(victim);
         rows.push([i, kind, victim, out.orphans.join(' ') || '(none)', ms(out.ms), done]);
+        evs.push({ event: i, kind, peer: victim, ms: out.ms });
         s.log(`  event ${i}: ${victim} ${kind === 'leave' ? 'left' : 'crashed'}; ${out.orphans.length} orphan(s) reattached in ${ms(out.ms)} ms; ${done} requests done`);
+        s.snapshot(c.round, `event ${i}: after ${victim} ${kind === 'leave' ? 'left' : 'crashed'} and the tree repaired`, await c.waitWhole());
       }
     } finally {
       stop = true;
@@ -121,6 +127,10 @@ export const churn: ScenarioDef = {
     }
     s.table('Churn events', ['#', 'event', 'peer', 'orphans reattached', 'ms until repaired', 'requests done before'], rows,
       'ms until repaired: harness clock, from the event to the last orphan\'s repaired event (joins: start + join).');
+    s.chart(pointChart('Repair time per churn event', {
+      data: evs,
+      x: 'event', y: 'ms', xTitle: 'churn event #', yTitle: 'ms until repaired (joins: until joined)', color: 'kind', colorTitle: 'event', tooltip: ['event', 'kind', 'peer', 'ms'], xOrdinal: true,
+    }));
 
     const tree = await c.waitWhole();
     s.setTree(c.round, tree);

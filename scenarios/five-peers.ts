@@ -38,9 +38,12 @@ export const fivePeers: ScenarioDef = {
 
     await c.search('S1', 'no-such-file.txt', { expect: 'none', label: 'not-found' });
 
+    const before = await c.topo('S1', { label: 'before S3 leaves', expectWhole: true });
+    s.snapshot(c.round, 'before S3 leaves', before.nodes);
     await c.leave('S3');
     const tree = await c.waitWhole({ by: 'S1' });
     s.setTree(c.round, tree);
+    s.snapshot(c.round, 'after S3 left and the tree repaired', tree);
 
     const again = s.rng.pick(await c.lacking('S1')).name;
     await c.search('S1', again, { expect: 'found', label: 'after repair' });

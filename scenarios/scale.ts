@@ -15,7 +15,7 @@
  *
  *   npx tsx scenarios/scale.ts [--sizes 100,1000,10000] [--peers N] [--join-concurrency 32] [--runner …]
  */
-import { intOption, isMain, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
+import { intOption, isMain, lineChart, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
 
 const INPROC_MAX = 2000;
 
@@ -72,6 +72,17 @@ export const scale: ScenarioDef = {
       await s.closeCluster(c);
     }
     s.summary.sizes = figures;
+    const long = (pairs: [string, (f: Record<string, unknown>) => unknown][]) =>
+      figures.flatMap((f) => pairs.map(([what, get]) => ({ N: f.N as number, what, value: get(f) as number | null })).filter((r) => typeof r.value === 'number' && r.value > 0));
+    const logN = { x: 'N', xTitle: 'peers N (log)', logX: true, logY: true, color: 'what', colorTitle: '', y: 'value', tooltip: ['N', 'what', 'value'] } as const;
+    s.chart(lineChart('Time against N (log–log)', { ...logN, yTitle: 'ms (log)', data: long([['join all', (f) => f.joinAllMs], ['topology done', (f) => f.topoMs], ['search median', (f) => f.searchMedianMs], ['not-found search', (f) => f.notFoundMs]]) },
+      'join all: the whole overlay joined, several joins at once; searches and topology: request sent → definite answer.'));
+    s.chart(lineChart('Per-join latency against N (log–log)', { ...logN, yTitle: 'ms (log)', data: long([['join median', (f) => f.joinMedianMs], ['join p95', (f) => f.joinP95Ms]]) }));
+    s.chart(lineChart('Messages per flood against N (log–log)', { ...logN, yTitle: 'messages (log)', data: long([['topology', (f) => f.topoMessages], ['search', (f) => f.searchMessages]]) }, 'On a tree a flood costs 2(N−1) messages.'));
+    s.chart(lineChart('Memory per peer against N (log x)', { ...logN, logY: false, yTitle: 'KiB per peer', data: long([
+      ['heap / peer', (f) => { const m = f.memory as { kind: string; perPeerBytes?: number | null }; return m.kind === 'heap' && m.perPeerBytes ? m.perPeerBytes / 1024 : null; }],
+      ['RSS / peer', (f) => { const m = f.memory as { kind: string; perPeerBytes?: number | null; rssPerPeerBytes?: number | null }; const b = m.kind === 'rss' ? m.perPeerBytes : m.rssPerPeerBytes; return b ? b / 1024 : null; }],
+    ]) }));
     s.table('Scale', [
       'N', 'runner', 'join all ms', 'joins/s', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
       'search median ms', 'search max ms', 'search msgs', 'not-found ms', 'heap/peer KiB', 'RSS/peer KiB',

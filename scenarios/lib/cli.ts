@@ -32,7 +32,7 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
   }
   const { s, result } = await runScenario(def, opts, argv);
   result.tables = [...standardTables(def, result.records, result.tree), ...s.tables];
-  if (o.write !== false) writeResults(opts.out, result, opts.html);
+  if (o.write !== false) await writeResults(opts.out, result, opts.html);
   if (print) {
     if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
     else {

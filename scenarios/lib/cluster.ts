@@ -207,8 +207,18 @@ export class Cluster {
     const label = o.label ?? 'download';
     const h = this.peer(by);
     const what = this.tag(`${by} downloads ${name}`);
+    // Progress of a large file, sampled every SAMPLE_EVERY_MS at most (the transfer-rate chart).
+    const samples: [number, number][] = [];
+    const onProgress = (p: { name: string; bytes: number; size: number }) => {
+      if (p.name !== name || p.size < SAMPLE_MIN_BYTES) return;
+      const t = this.s.now() - at;
+      const last = samples[samples.length - 1];
+      if (last && t - last[0] < SAMPLE_EVERY_MS && p.bytes < p.size) return;
+      if (samples.length === 0 || p.bytes > last![1]) samples.push([t, p.bytes]);
+    };
+    h.on('progress', onProgress);
     try {
-      const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail });
+      const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail }).finally(() => h.off('progress', onProgress));
       const doneAt = this.s.now();
       this.s.records.floods.push(floodRow(this.round, 'download', by, label, at, treeSize, d.search));
       const disk = await sha256File(path.join(h.share, name)).catch(() => null);
@@ -216,6 +226,7 @@ export class Cluster {
       const src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
       const diskOk = disk === null ? false : disk === d.sha256 && (src === null || src === disk);
       const row = transferRow(this.round, by, label, at, doneAt, d, diskOk);
+      if (samples.length >= 2) row.samples = samples;
       this.s.records.transfers.push(row);
       this.s.check(row.ok, `${what}: SHA-256 verified`, row.ok ? undefined : `core verified=${d.verified}, disk=${disk?.slice(0, 12)}, offered=${d.sha256.slice(0, 12)}, holder=${src?.slice(0, 12)}`);
       if (o.expectFrom) this.s.check(d.holder.id === o.expectFrom, `${what} from ${o.expectFrom}`, `came from ${d.holder.id}`);
@@ -349,6 +360,10 @@ export class Cluster {
 }
 
 /** Sockets an in-process TCP peer holds: its listener and both ends of its tree links, plus short-lived ones. */
+/** Downloads of files at least this large keep progress samples, one per SAMPLE_EVERY_MS at most. */
+const SAMPLE_MIN_BYTES = 1024 * 1024;
+const SAMPLE_EVERY_MS = 50;
+
 const FDS_PER_PEER = 3.5;
 
 /** This process's open-file limit (Linux /proc), or Infinity when unknown. */

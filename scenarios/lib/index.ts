@@ -1,11 +1,12 @@
 /** The scenario library: what scenario scripts import. */
 export { main, run, isMain } from './cli.ts';
-export { Scenario, runScenario, type ScenarioDef, type ScenarioResult, type TableSpec, type Records } from './scenario.ts';
+export { Scenario, runScenario, type ScenarioDef, type ScenarioResult, type TableSpec, type Records, type TreeSnapshot } from './scenario.ts';
 export { Cluster, type ClusterOptions, type PeerDef } from './cluster.ts';
 export { pool, waitEvent } from './async.ts';
 export { UsageError, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
 export { ms, int, mib } from './output.ts';
+export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 export { checkTree, canonicalTree } from './tree.ts';
 export { createRunner } from './runners.ts';
 export { RUNNERS, OpError, type Runner, type RunnerKind, type PeerHandle, type MetaHandle, type MemorySample } from './runner.ts';

@@ -71,6 +71,8 @@ export interface TransferRow {
   ok: boolean;
   errorCode?: string;
   error?: string;
+  /** Progress of a large download: [ms since the download was requested (harness clock), bytes received]. */
+  samples?: [number, number][];
 }
 
 export interface RepairRow {

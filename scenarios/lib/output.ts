@@ -173,7 +173,7 @@ export function printTables(tables: readonly TableSpec[]): void {
 }
 
 /** Writes results/<scenario>-<timestamp>.json (and .html); returns the paths. */
-export function writeResults(dir: string, result: ScenarioResult, html: boolean): { json: string; html?: string } {
+export async function writeResults(dir: string, result: ScenarioResult, html: boolean): Promise<{ json: string; html?: string }> {
   fs.mkdirSync(dir, { recursive: true });
   const stamp = result.startedAt.replace(/[:.]/g, '-').replace(/Z$/, '');
   const base = path.join(dir, `${result.scenario}-${stamp}`);
@@ -181,6 +181,6 @@ export function writeResults(dir: string, result: ScenarioResult, html: boolean)
   if (html) files.html = `${base}.html`;
   result.files = files;
   fs.writeFileSync(files.json, JSON.stringify(result, null, 2) + '\n');
-  if (files.html) fs.writeFileSync(files.html, htmlReport(result));
+  if (files.html) fs.writeFileSync(files.html, await htmlReport(result));
   return files;
 }

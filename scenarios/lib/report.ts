@@ -1,23 +1,95 @@
 /**
  * The self-contained HTML report written next to a run's JSON: summary,
- * failures, the final tree as inline SVG, charts of join latency and search
- * completion, then every printed table. No scripts, no network.
+ * failures, charts (drawn by Vega / Vega-Lite, see charts.ts, and embedded
+ * as inline SVG): the tree before and after each repair, join latency as a
+ * CDF per round, search completion against the depth the flood reached,
+ * transfer rate over time for large files, then the scenario's own charts;
+ * then every printed table. No scripts, no network.
  */
+import { groupBy } from './metrics.ts';
+import { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 import type { ScenarioResult } from './scenario.ts';
-import { barChart, esc, treeSvg } from './svg.ts';
+import { checkTree } from './tree.ts';
+
+export function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+/** Trees drawn node by node up to this size; beyond it, peers per depth. */
+const TREE_NODE_LIMIT = 2500;
+/** At most this many tree snapshots are drawn (the first and the last ones kept). */
+const SNAPSHOT_LIMIT = 16;
 
 const CSS = `body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}.ok{color:#2a7a2a}.bad{color:#b52a2a}
-.meta td{text-align:left}pre{background:#f6f8fa;padding:.7em;overflow:auto;font-size:.8em}.note{color:#666;font-size:.85em}`;
+.meta td{text-align:left}figure{margin:.8em 1em .8em 0}figcaption{font-weight:600;margin-bottom:.3em}
+.trees,.charts{display:flex;flex-wrap:wrap;align-items:flex-start}.tree svg,.chart svg{max-width:100%;height:auto}pre{background:#f6f8fa;padding:.7em;overflow:auto;font-size:.8em}.note{color:#666;font-size:.85em}`;
 
 function tableHtml(head: string[], rows: string[][]): string {
   const h = head.length ? `<tr>${head.map((x) => `<th>${esc(x)}</th>`).join('')}</tr>` : '';
   return `<table>${h}${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</table>`;
 }
 
-export function htmlReport(r: ScenarioResult): string {
+function treeFigure(title: string, nodes: ScenarioResult['trees'][number]['nodes'], note?: string): ChartSpec {
+  if (nodes.length <= TREE_NODE_LIMIT && checkTree(nodes).roots.length === 1) return treeChart(title, nodes, note);
+  const c = checkTree(nodes);
+  return barChart(title, { data: c.perDepth.map((n, d) => ({ depth: d, peers: n })), x: 'depth', y: 'peers', xTitle: 'depth', yTitle: 'peers' },
+    `${nodes.length.toLocaleString('en-US')} peers${c.roots.length > 1 ? ` in ${c.roots.length} trees` : ''}: too many to draw one by one; peers per depth instead.`);
+}
+
+/** The standard charts built from a run's records (and its tree snapshots). */
+export function standardCharts(r: ScenarioResult): { trees: ChartSpec[]; charts: ChartSpec[] } {
+  const rec = r.records;
+  const trees: ChartSpec[] = [];
+  let snaps = r.trees ?? [];
+  if (snaps.length > SNAPSHOT_LIMIT) snaps = [...snaps.slice(0, SNAPSHOT_LIMIT / 2), ...snaps.slice(-SNAPSHOT_LIMIT / 2)];
+  for (const t of snaps) trees.push(treeFigure(`${t.round ? `[${t.round}] ` : ''}${t.label}: ${t.nodes.length} peers`, t.nodes));
+  if (trees.length === 0 && r.tree) trees.push(treeFigure(`Final tree${r.tree.round ? ` (${r.tree.round})` : ''}: ${r.tree.nodes.length} peers`, r.tree.nodes));
+
+  const charts: ChartSpec[] = [];
+  if (rec.joins.length) {
+    const byRound = groupBy(rec.joins, (j) => j.round || 'all');
+    charts.push(cdfChart('Join latency (CDF per round)', new Map([...byRound].map(([k, js]) => [k, js.map((j) => j.totalMs)])), { xTitle: 'join latency, ms (register sent → JOIN accepted)', groupTitle: 'round' },
+      'Each step is one peer\'s join, measured on the peer\'s own clock; the curve at x is the share of joins that took at most x ms.'));
+  }
+  const floods = rec.floods.filter((f) => f.answered);
+  if (floods.length) {
+    const rounds = new Set(floods.map((f) => f.round)).size;
+    charts.push(pointChart('Flood completion against depth', {
+      data: floods.map((f) => ({ depth: f.maxHops, ms: f.completionMs, kind: f.kind, round: f.round || '—', by: f.by, name: f.name || '(topology)', label: f.label })),
+      x: 'depth', y: 'ms', xInt: true, xTitle: 'deepest hop the flood reached', yTitle: 'request sent → definite answer, ms', color: rounds > 1 ? 'round' : 'kind', colorTitle: rounds > 1 ? 'round' : 'request',
+      tooltip: ['by', 'kind', 'name', 'label', 'depth', 'ms'],
+    }, 'One point per search, download search or topology request (the requester\'s clock).'));
+  }
+  const sampled = rec.transfers.filter((t) => t.samples && t.samples.length >= 2);
+  if (sampled.length) {
+    const data: Record<string, string | number>[] = [];
+    for (const t of sampled.slice(0, 24)) {
+      const sm = t.samples!;
+      for (let i = 1; i < sm.length; i++) {
+        const dt = sm[i]![0] - sm[i - 1]![0];
+        if (dt > 0) data.push({ transfer: `${t.to} ← ${t.file}${t.round ? ` (${t.round})` : ''}`, ms: sm[i]![0], rate: (sm[i]![1] - sm[i - 1]![1]) / 1e6 / (dt / 1000) });
+      }
+    }
+    charts.push(lineChart('Transfer rate over time (large files)', { data, x: 'ms', y: 'rate', xTitle: 'ms since the download was requested (harness clock)', yTitle: 'MB/s (1 MB = 10^6 B)', color: 'transfer' },
+      'Rate between consecutive progress reports of the downloading peer (files of 1 MiB and more).'));
+  }
+  return { trees, charts };
+}
+
+async function figure(c: ChartSpec, cls = 'chart'): Promise<string> {
+  let svg: string;
+  try {
+    svg = await renderChart(c);
+  } catch (err) {
+    svg = `<p class="bad">chart could not be drawn: ${esc(err instanceof Error ? err.message : String(err))}</p>`;
+  }
+  return `<figure class="${cls}"><figcaption>${esc(c.title)}</figcaption>${svg}${c.note ? `<p class="note">${esc(c.note)}</p>` : ''}</figure>`;
+}
+
+export async function htmlReport(r: ScenarioResult): Promise<string> {
   const rec = r.records;
   const out: string[] = [];
   out.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>treeshare · ${esc(r.scenario)}</title><style>${CSS}</style></head><body>`);
@@ -35,20 +107,17 @@ export function htmlReport(r: ScenarioResult): string {
   ]).replace('<table>', '<table class="meta">'));
   if (r.failures.length) out.push(`<h2 class="bad">Failures</h2><ul>${r.failures.map((f) => `<li>${esc(f)}</li>`).join('')}</ul>`);
 
-  if (r.tree) {
-    out.push(`<h2>Final tree${r.tree.round ? ` (${esc(r.tree.round)})` : ''}: ${r.tree.nodes.length.toLocaleString('en-US')} peers</h2>`);
-    out.push(`<p class="note">Red: the root. Hover a node for its address, depth and file count.</p>${treeSvg(r.tree.nodes)}`);
+  const std = standardCharts(r);
+  if (std.trees.length) {
+    out.push(`<h2>${std.trees.length > 1 ? 'The tree along the run' : 'The tree'}</h2><p class="note">Root on top, in red. Hover a node for its id and depth.</p><div class="trees">`);
+    for (const c of std.trees) out.push(await figure(c, 'tree'));
+    out.push('</div>');
   }
-
-  if (rec.joins.length) {
-    const multi = new Set(rec.joins.map((j) => j.round)).size > 1;
-    out.push('<h2>Chart: join latency per peer</h2><p class="note">Register request sent → JOIN accepted, ms (the peer\'s own clock).</p>');
-    out.push(barChart({ labels: rec.joins.map((j) => (multi ? `${j.round} ${j.peer}` : j.peer)), values: rec.joins.map((j) => j.totalMs), unit: 'ms', xTitle: 'peer' }));
-  }
-  const searches = rec.floods.filter((f) => f.kind !== 'topo' && f.answered);
-  if (searches.length) {
-    out.push('<h2>Chart: search completion</h2><p class="note">Request sent → definite answer, ms (the requester\'s clock).</p>');
-    out.push(barChart({ labels: searches.map((f) => `${f.by} ${f.name}`), values: searches.map((f) => f.completionMs), unit: 'ms', xTitle: 'search (requester, file)' }));
+  const own = r.charts ?? [];
+  if (std.charts.length || own.length) {
+    out.push('<h2>Charts</h2><div class="charts">');
+    for (const c of [...own, ...std.charts]) out.push(await figure(c));
+    out.push('</div>');
   }
   for (const t of r.tables) {
     if (t.head.length === 0) {

@@ -59,6 +59,7 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
     peer.on('parent-lost', (e) => this.emit('parent-lost', e));
     peer.on('child-left', (e) => this.emit('child-left', e));
     peer.on('child-joined', (r) => this.emit('child-joined', { id: r.id }));
+    peer.on('progress', (p) => this.emit('progress', { name: p.name, bytes: p.bytes, size: p.size }));
   }
 
   get id(): string {

@@ -72,6 +72,9 @@ class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
       case 'child-joined':
         this.emit('child-joined', { id: idOf(l) });
         return;
+      case 'progress':
+        if (typeof l.name === 'string' && typeof l.bytes === 'number' && typeof l.size === 'number') this.emit('progress', { name: l.name, bytes: l.bytes, size: l.size });
+        return;
     }
   }
 

@@ -33,6 +33,8 @@ export interface PeerHandleEvents {
   'parent-lost': [{ id: string; reason: string }];
   'child-left': [{ id: string; reason: string }];
   'child-joined': [{ id: string }];
+  /** Bytes received so far by one of this peer's downloads (may come often: sample on the listening side). */
+  progress: [{ name: string; bytes: number; size: number }];
   /** The node is gone (left, crashed, killed or exited on its own). */
   exit: [{ code: number | null; signal: string | null }];
 }

@@ -6,6 +6,7 @@
  * The command-line wrapper is cli.ts.
  */
 import type { TopoNode } from '../../core/index.ts';
+import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
 import type { FloodRow, JoinRow, RepairRow, StepRow, TransferRow } from './metrics.ts';
@@ -58,6 +59,14 @@ export interface TableSpec {
   note?: string;
 }
 
+export interface TreeSnapshot {
+  round: string;
+  label: string;
+  /** Harness clock, ms since the scenario started. */
+  at: number;
+  nodes: TopoNode[];
+}
+
 export interface ScenarioResult {
   scenario: string;
   ok: boolean;
@@ -74,6 +83,10 @@ export interface ScenarioResult {
   summary: Record<string, unknown>;
   /** Every table printed, exactly as printed. */
   tables: TableSpec[];
+  /** Trees kept along the way (e.g. before and after each repair), in order. */
+  trees: TreeSnapshot[];
+  /** The scenario's own charts (specs; the HTML report renders them). */
+  charts: ChartSpec[];
   files: { json?: string; html?: string };
 }
 
@@ -81,6 +94,8 @@ export class Scenario {
   readonly rng: Rng;
   readonly records: Records = { joins: [], floods: [], transfers: [], repairs: [], steps: [], checks: [], memory: [], phases: [] };
   readonly tables: TableSpec[] = [];
+  readonly charts: ChartSpec[] = [];
+  readonly trees: TreeSnapshot[] = [];
   readonly summary: Record<string, unknown> = {};
   tree: ScenarioResult['tree'] = null;
   private readonly t0 = performance.now();
@@ -176,6 +191,16 @@ export class Scenario {
     this.tree = { round, nodes: [...nodes], text: renderTreeText(nodes) };
   }
 
+  /** Keeps a tree along the way (drawn in the report in order, e.g. before and after a repair). */
+  snapshot(round: string, label: string, nodes: readonly TopoNode[]): void {
+    this.trees.push({ round, label, at: this.now(), nodes: [...nodes] });
+  }
+
+  /** Adds a chart to the HTML report (build it with the helpers in charts.ts). */
+  chart(c: ChartSpec): void {
+    this.charts.push(c);
+  }
+
   table(title: string, head: string[], rows: (string | number | null | undefined)[][], note?: string): void {
     this.tables.push({ title, head, rows: rows.map((r) => r.map((c) => (c === null || c === undefined ? '—' : String(c)))), ...(note ? { note } : {}) });
   }
@@ -212,6 +237,8 @@ export class Scenario {
       tree: this.tree,
       summary: this.summary,
       tables: [],
+      trees: this.trees,
+      charts: this.charts,
       files: {},
     };
   }

@@ -1,0 +1,177 @@
+/**
+ * Charts for the HTML reports, drawn by Vega / Vega-Lite: a chart is a plain
+ * JSON spec (kept in the run's JSON so a report can be re-rendered), compiled
+ * and rendered to SVG headless in Node (`View.toSVG()` with renderer 'none':
+ * no browser, no canvas, no network; text widths are estimated).
+ *
+ * Builders for the charts the scenarios use: a tree (Vega's tidy tree
+ * layout), a CDF, points, lines (optionally on log axes), bars.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopoNode } from '../../core/index.ts';
+
+/** One chart of a report: a Vega-Lite spec (`lite`) or a full Vega spec (`vega`). */
+export interface ChartSpec {
+  title: string;
+  note?: string;
+  lite?: Record<string, unknown>;
+  vega?: Record<string, unknown>;
+}
+
+const FONT = 'system-ui, sans-serif';
+const CONFIG = {
+  font: FONT,
+  axis: { labelFontSize: 11, titleFontSize: 12, labelOverlap: true, labelLimit: 160 },
+  legend: { labelFontSize: 11, titleFontSize: 12 },
+  view: { stroke: '#ddd' },
+};
+
+/** Renders one chart to an SVG string (throws on an invalid spec). */
+export async function renderChart(c: ChartSpec): Promise<string> {
+  let spec: vega.Spec;
+  if (c.vega) spec = c.vega as vega.Spec;
+  else if (c.lite) spec = vl.compile({ config: CONFIG, ...c.lite } as vl.TopLevelSpec).spec;
+  else throw new Error(`chart "${c.title}" has no spec`);
+  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+type Row = Record<string, string | number | null>;
+
+interface XY {
+  data: Row[];
+  x: string;
+  y: string;
+  xTitle: string;
+  yTitle: string;
+  color?: string;
+  colorTitle?: string;
+  logX?: boolean;
+  logY?: boolean;
+  tooltip?: readonly string[];
+  width?: number;
+  height?: number;
+  /** x is a category (ordinal) rather than a number. */
+  xOrdinal?: boolean;
+  /** x takes whole values only (ticks on integers). */
+  xInt?: boolean;
+}
+
+function enc(o: XY): Record<string, unknown> {
+  const q = (field: string, title: string, log?: boolean, zero = true) => ({ field, type: 'quantitative', title, scale: log ? { type: 'log', nice: true } : { zero } });
+  return {
+    x: o.xOrdinal ? { field: o.x, type: 'ordinal', title: o.xTitle, axis: { labelAngle: 0 } }
+      : { ...q(o.x, o.xTitle, o.logX, false), ...(o.xInt ? { axis: { tickMinStep: 1, format: 'd' } } : {}) },
+    y: q(o.y, o.yTitle, o.logY),
+    ...(o.color ? { color: { field: o.color, type: 'nominal', title: o.colorTitle ?? o.color } } : {}),
+    ...(o.tooltip ? { tooltip: o.tooltip.map((f) => ({ field: f })) } : {}),
+  };
+}
+
+const size = (o: { width?: number; height?: number }) => ({ width: o.width ?? 560, height: o.height ?? 260 });
+
+/** Points (scatter). */
+export function pointChart(title: string, o: XY, note?: string): ChartSpec {
+  return { title, note, lite: { ...size(o), data: { values: o.data }, mark: { type: 'point', filled: true, size: 60, opacity: 0.8 }, encoding: enc(o) } };
+}
+
+/** Lines with points, one per `color` group. */
+export function lineChart(title: string, o: XY, note?: string): ChartSpec {
+  return { title, note, lite: { ...size(o), data: { values: o.data }, mark: { type: 'line', point: true }, encoding: enc(o) } };
+}
+
+/** Bars by category (x ordinal). */
+export function barChart(title: string, o: XY, note?: string): ChartSpec {
+  return { title, note, lite: { ...size(o), data: { values: o.data }, mark: 'bar', encoding: enc({ ...o, xOrdinal: true }) } };
+}
+
+/** Empirical CDF of `values` per group: fraction of values ≤ x, as a step line. */
+export function cdfChart(title: string, groups: ReadonlyMap<string, readonly number[]>, o: { xTitle: string; groupTitle?: string; logX?: boolean }, note?: string): ChartSpec {
+  const data: Row[] = [];
+  for (const [g, vs] of groups) {
+    const v = vs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    v.forEach((x, i) => data.push({ group: g, value: x, fraction: (i + 1) / v.length }));
+  }
+  const multi = groups.size > 1;
+  return {
+    title,
+    note,
+    lite: {
+      ...size({}),
+      data: { values: data },
+      mark: { type: 'line', interpolate: 'step-after', point: data.length <= 60 },
+      encoding: {
+        x: { field: 'value', type: 'quantitative', title: o.xTitle, scale: o.logX ? { type: 'log', nice: true } : { zero: true } },
+        y: { field: 'fraction', type: 'quantitative', title: 'fraction ≤ x', scale: { domain: [0, 1] }, axis: { format: '%' } },
+        ...(multi ? { color: { field: 'group', type: 'nominal', title: o.groupTitle ?? 'group', sort: [...groups.keys()] } } : {}),
+      },
+    },
+  };
+}
+
+/**
+ * A tree drawn with Vega's tidy tree layout (root on top): one node per
+ * peer, the root in red; ids as labels up to 80 peers; width grows with the
+ * number of leaves so labels stay readable. Needs one root.
+ */
+export function treeChart(title: string, nodes: readonly Pick<TopoNode, 'id' | 'parent' | 'depth'>[], note?: string): ChartSpec {
+  const ids = new Set(nodes.map((n) => n.id));
+  const values = nodes.map((n) => ({ id: n.id, parent: n.parent !== null && ids.has(n.parent) ? n.parent : null }));
+  const hasChild = new Set(values.map((v) => v.parent).filter((p): p is string => p !== null));
+  const leaves = values.filter((v) => !hasChild.has(v.id)).length;
+  const depth = Math.max(0, ...nodes.map((n) => n.depth));
+  const labels = nodes.length <= 80;
+  const width = Math.max(160, Math.min(1100, leaves * (labels ? 64 : 10)));
+  const height = Math.max(60, Math.min(700, depth * (labels ? 80 : 36)));
+  const r = labels ? 300 : nodes.length <= 400 ? 60 : 16;
+  return {
+    title,
+    note,
+    vega: {
+      $schema: 'https://vega.github.io/schema/vega/v6.json',
+      width,
+      height,
+      padding: labels ? 22 : 8,
+      autosize: 'pad',
+      data: [
+        {
+          name: 'tree',
+          values,
+          transform: [
+            { type: 'stratify', key: 'id', parentKey: 'parent' },
+            { type: 'tree', method: 'tidy', size: [width, height], as: ['x', 'y', 'depth', 'children'] },
+          ],
+        },
+        { name: 'links', source: 'tree', transform: [{ type: 'treelinks' }, { type: 'linkpath', orient: 'vertical', shape: 'line' }] },
+      ],
+      marks: [
+        { type: 'path', from: { data: 'links' }, encode: { update: { path: { field: 'path' }, stroke: { value: '#8895a7' }, strokeWidth: { value: labels ? 1.5 : 0.6 } } } },
+        {
+          type: 'symbol',
+          from: { data: 'tree' },
+          encode: {
+            update: {
+              x: { field: 'x' },
+              y: { field: 'y' },
+              size: { value: r * (labels ? 2.2 : 1) },
+              fill: { signal: "datum.depth === 0 ? '#d9534f' : '#3b7dd8'" },
+              tooltip: { signal: "datum.id + ' (depth ' + datum.depth + ')'" },
+            },
+          },
+        },
+        ...(labels
+          ? [{
+            type: 'text',
+            from: { data: 'tree' },
+            encode: { update: { x: { field: 'x' }, y: { field: 'y' }, text: { field: 'id' }, dy: { value: 4 }, align: { value: 'center' }, fontSize: { value: 10 }, font: { value: FONT }, fill: { value: '#fff' } } },
+          }]
+          : []),
+      ],
+    },
+  };
+}
