@@ -131,7 +131,7 @@ const lines: string[] = [];
 lines.push('');
 lines.push(`treeshare benchmarks — ${mode} run, ${startedAt.toISOString()}, ${(durationMs / 1000).toFixed(0)} s, node ${process.version}, ${cpus} CPUs, load average at start ${loadStart[0]!.toFixed(2)}, at end ${os.loadavg()[0]!.toFixed(2)}`);
 lines.push('Every figure below was measured in this run; ratios compare with the baseline measured alongside it. MB = 10^6 bytes.');
-if (prevRun) lines.push(`"vs previous": change of the median against ${path.relative(process.cwd(), prevRun.file)} (${prev!.mode} run); "~" = within the noise (10% or half the run-to-run spread, whichever is larger).`);
+if (prevRun) lines.push(`"vs previous": change of the median against ${path.relative(process.cwd(), prevRun.file)} (${prev!.mode} run); "~" = within the noise (bench/lib/compare.ts: 10% or half the run-to-run spread, whichever is larger; a rank test from 8 runs on).`);
 else lines.push('No previous saved run: nothing to compare with yet.');
 if (micro.length) {
   lines.push('', 'micro suites (benny; ops/s, ± relative margin of error)');

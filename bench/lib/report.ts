@@ -4,15 +4,17 @@
  * cli-table3 tables, saved as bench/results/<date>.json, and compared with the
  * previous saved run (changes beyond the noise are marked).
  *
- * Noise: a change of a median counts only when it exceeds the larger of 10%
- * and half the run-to-run spread ((max-min)/median) of either run; for micro
- * results, the larger of 10% and twice benny's relative margin of error.
+ * Noise: see compare.ts (shared with scenarios/compare.ts): with 2..7 runs a
+ * change of a median counts only when it exceeds the larger of 10% and half
+ * the run-to-run spread ((max-min)/median) of either run; for micro results,
+ * the larger of 10% and twice benny's relative margin of error.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Table from 'cli-table3';
-import { relSpread, summarize, type Summary } from './stats.ts';
+import { compareFigure, type Figure } from './compare.ts';
+import { summarize, type Summary } from './stats.ts';
 
 export type Better = 'higher' | 'lower';
 
@@ -214,24 +216,19 @@ function fmtRatio(r: number | undefined): string {
 
 const plain = { head: [] as string[], border: [] as string[] };
 
-/** Change of a median against the previous run's, or '' when not comparable. */
+/** Change of a median against the previous run's (compare.ts decides what is beyond the noise), or '' when not comparable. */
 function change(now: Metric, prev: Metric | undefined): string {
-  if (!prev || !prev.summary || !Number.isFinite(prev.summary.median) || prev.summary.median === 0) return '';
-  const d = now.summary.median / prev.summary.median - 1;
-  const noise = Math.max(0.1, relSpread(now.summary) / 2, relSpread(prev.summary) / 2);
-  const sign = d >= 0 ? '+' : '';
-  if (Math.abs(d) <= noise) return `${sign}${fmtPct(d)} ~`;
-  const good = (d > 0) === (now.better === 'higher');
-  return `${sign}${fmtPct(d)} ${good ? '▲ better' : '▼ WORSE'}`;
+  const fig = (m: Metric): Figure => ({ id: m.id, label: m.label, unit: m.unit, better: m.better, samples: m.samples ?? [] });
+  return compareFigure(prev ? fig(prev) : undefined, fig(now)).text;
+}
+
+/** Micro results: one ops/s figure each, noise from benny's margin of error. */
+export function microFigure(r: MicroResult): Figure {
+  return { id: `micro.${r.suite}.${r.name}`, label: `${r.suite}: ${r.name}`, unit: 'ops/s', better: 'higher', samples: [r.ops], rme: r.rme / 100 };
 }
 
 function microChange(now: MicroResult, prev: MicroResult | undefined): string {
-  if (!prev || !prev.ops) return '';
-  const d = now.ops / prev.ops - 1;
-  const noise = Math.max(0.1, (2 * Math.max(now.rme, prev.rme)) / 100);
-  const sign = d >= 0 ? '+' : '';
-  if (Math.abs(d) <= noise) return `${sign}${fmtPct(d)} ~`;
-  return `${sign}${fmtPct(d)} ${d > 0 ? '▲ better' : '▼ WORSE'}`;
+  return compareFigure(prev ? microFigure(prev) : undefined, microFigure(now)).text;
 }
 
 export function printMicro(results: readonly MicroResult[], prev: RunFile | null): string {
