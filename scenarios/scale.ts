@@ -29,9 +29,10 @@ export const scale: ScenarioDef = {
   summary: 'N = 100, 1,000, 10,000 peers: time to join all, topology and search completion and fan-out, memory per peer (inproc up to 2,000, memory runner beyond).',
   defaults: { runner: 'inproc', peers: 1000, maxChildren: 2, policy: 'least-loaded' },
   options: {
-    sizes: { type: 'string', placeholder: 'LIST', description: 'overlay sizes, comma-separated (default 100,1000,10000; --peers N runs only N)' },
+    sizes: { type: 'string', placeholder: 'LIST', description: 'overlay sizes, comma-separated (default 100,1000,10000)' },
     'join-concurrency': { type: 'string', placeholder: 'N', description: 'joins in flight at once (default 32)' },
   },
+  commonHelp: { peers: 'run one overlay of N peers instead of the --sizes list', runner: 'process, inproc or memory, for every size (default: inproc up to 2,000 peers, memory beyond)' },
   standard: { joins: 'summary', floods: 'summary', tree: 'auto' },
   validate(o) {
     sizes(o);

@@ -44,9 +44,29 @@ export function formatEta(seconds: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
-export function formatMBps(mbps: number): string {
-  const v = mbps >= 10 ? mbps.toFixed(1) : mbps >= 0.01 || mbps === 0 ? mbps.toFixed(2) : mbps.toPrecision(2);
-  return `${v} MB/s`;
+/** A rate, in the one style used everywhere: "12.3 MB/s", "4.56 MB/s", "850 kB/s", "95 B/s" (1 kB = 10^3 bytes). */
+export function formatRate(bytesPerSec: number): string {
+  if (!Number.isFinite(bytesPerSec) || bytesPerSec <= 0) return '0 B/s';
+  if (bytesPerSec >= 1e6) {
+    const v = bytesPerSec / 1e6;
+    return `${v.toFixed(v >= 10 ? 1 : 2)} MB/s`;
+  }
+  if (bytesPerSec >= 1e3) return `${(bytesPerSec / 1e3).toFixed(0)} kB/s`;
+  return `${Math.round(bytesPerSec)} B/s`;
+}
+
+/** Transfers under this size show bytes and time only: their "rate" is mostly connection setup. */
+export const RATE_MIN_BYTES = 1e6;
+
+/** "87 bytes in 3.21 ms", or for 1 MB and more "12.0 MB (12,000,000 bytes) in 1.20 s (10.0 MB/s)". */
+export function formatTransfer(bytes: number, ms: number): string {
+  const base = `${formatBytes(bytes)} in ${formatMs(ms)}`;
+  return bytes >= RATE_MIN_BYTES && ms > 0 ? `${base} (${formatRate(bytes / (ms / 1000))})` : base;
+}
+
+/** The command that starts a metaserver listening at `meta`'s port. */
+export function metaserverCommand(meta: { port: number }): string {
+  return meta.port === 9000 ? 'npm run metaserver' : `npm run metaserver -- --port ${meta.port}`;
 }
 
 export function who(p: { id: string; host: string; port: number }): string {

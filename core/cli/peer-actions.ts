@@ -10,7 +10,7 @@ import { addrKey } from '../protocol/messages.ts';
 import { checkFileName } from '../protocol/names.ts';
 import type { Peer } from '../peer/peer.ts';
 import { renderTree } from '../peer/render.ts';
-import { formatBytes, formatMBps, formatMs, plural, who, type Style } from './format.ts';
+import { formatBytes, formatMs, formatTransfer, plural, who, type Style } from './format.ts';
 import { DownloadBar } from './progress.ts';
 import type { Term } from './term.ts';
 
@@ -72,13 +72,20 @@ export async function askName(c: MenuCtx, what: string): Promise<string | null> 
 
 export async function download(c: MenuCtx, name: string): Promise<boolean> {
   const { peer, term, s } = c;
+  // Checked here, before any flood: the download itself refuses to overwrite, but only after a search the person would wait for.
+  const mine = await peer.files().catch(() => []);
+  const have = mine.find((f) => f.name === name);
+  if (have) {
+    term.say(s.yellow(`you already have ${name} (${peer.opts.share}/${name}, ${formatBytes(have.size)}): nothing to download; delete it first to fetch it again`));
+    return false;
+  }
   term.say(`searching the overlay for ${name} …`);
   c.liveHits = true;
   c.bar.begin();
   try {
     const r = await peer.download(name);
     c.bar.stop();
-    term.say(s.green(`downloaded ${name} from ${who(r.holder)}: ${formatBytes(r.bytes)} in ${formatMs(r.durationMs)} (${formatMBps(r.mbps)}), SHA-256 verified`));
+    term.say(s.green(`downloaded ${name} from ${who(r.holder)}: ${formatTransfer(r.bytes, r.durationMs)}, SHA-256 verified`));
     term.say(`saved as ${peer.opts.share}/${name} (search ${formatMs(r.search.completionMs)}, ${plural(r.search.reached, 'peer')} searched)`);
     return true;
   } catch (err) {

@@ -17,7 +17,7 @@ import type { Peer } from '../peer/peer.ts';
 import type { PeerConfig } from '../control/peer-args.ts';
 import { die, onSignals, within } from '../control/process.ts';
 import { LEAVE_TIMEOUT_MS } from '../control/peer-control.ts';
-import { formatBytes, formatMBps, formatMs, plural, who } from './format.ts';
+import { formatMs, formatTransfer, metaserverCommand, plural, who } from './format.ts';
 import { askName, download, files, register, search, topology, type MenuCtx } from './peer-actions.ts';
 import { DownloadBar } from './progress.ts';
 import { Term } from './term.ts';
@@ -63,14 +63,15 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
       c.leaving = true;
       c.bar.stop();
       term.endPrompt();
-      term.say(peer.joined ? `leaving (${why}): telling neighbours and the metaserver …` : `stopping (${why})`);
+      const joined = peer.joined;
+      term.say(joined ? `leaving (${why}): telling neighbours and the metaserver …` : `stopping (${why})`);
       try {
         await within(peer.leave(), LEAVE_TIMEOUT_MS, 'leaving');
       } catch (err) {
         term.say(s.yellow(`could not leave cleanly: ${describeError(err)}`));
         await peer.stop().catch(() => undefined);
       }
-      term.say(`${peer.id} left the overlay. Bye.`);
+      term.say(joined ? `${peer.id} left the overlay. Bye.` : `${peer.id} stopped (it had not joined the overlay). Bye.`);
       term.close();
       process.exit(0);
     })());
@@ -86,7 +87,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
   }
   if (!cfg.autoJoin && term.tty) {
     void probe(peer.transport, peer.opts.meta).then((ok) => {
-      if (!ok && !peer.joined) term.say(s.yellow(`note: no metaserver answers at ${addrKey(peer.opts.meta)} yet (start one with: npm run metaserver)`));
+      if (!ok && !peer.joined) term.say(s.yellow(`note: no metaserver answers at ${addrKey(peer.opts.meta)} yet (start one with: ${metaserverCommand(peer.opts.meta)})`));
     }, () => undefined);
   }
 
@@ -145,8 +146,12 @@ function printEvents(c: MenuCtx): void {
   peer.on('referral', (r) => term.say(r ? `metaserver referral: ${who(r)}` : `metaserver referral: none, the overlay is empty (${peer.id} becomes the root)`));
   peer.on('redirect', ({ from, to }) => term.say(`redirected: ${who(from)} has no free child slot, trying its child ${who(to)}`));
   peer.on('child-joined', (ch) => info(`child ${who(ch)} joined`));
-  peer.on('parent-lost', (p) => p.reason === 'left' && info(`parent ${p.id} left`));
+  // One line per repair, when it is done (a graceful parent leave is announced only here).
+  peer.on('repaired', (r) => {
+    const why = r.cause === 'parent-left' ? `parent ${r.lost} left` : r.cause === 'parent-crashed' ? `parent ${r.lost} was lost` : `${r.cause} (${r.lost})`;
+    info(r.newParent ? `${why}; reattached under ${who(r.newParent)}${r.ms !== null ? ` in ${formatMs(r.ms)}` : ''}` : `${why}; this peer is the new root`);
+  });
   peer.on('hit', (h) => c.liveHits && term.say(`found at ${who(h.holder)}, ${plural(h.holder.hops, 'hop')} away`));
   peer.on('progress', (p) => c.bar.update(p.name, p.bytes, p.size));
-  peer.on('uploaded', (u) => info(`sent ${u.name} to ${u.to}: ${formatBytes(u.bytes)} in ${formatMs(u.durationMs)} (${formatMBps(u.mbps)})`));
+  peer.on('uploaded', (u) => info(`sent ${u.name} to ${u.to}: ${formatTransfer(u.bytes, u.durationMs)}`));
 }

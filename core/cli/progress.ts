@@ -3,7 +3,7 @@
  * on a terminal; on a pipe it draws nothing (the final line says it all).
  */
 import cliProgress from 'cli-progress';
-import { formatBytesShort, formatEta, formatMBps } from './format.ts';
+import { formatBytesShort, formatEta, formatRate } from './format.ts';
 import type { Term } from './term.ts';
 
 export class DownloadBar {
@@ -38,7 +38,7 @@ export class DownloadBar {
   private payload(bytes: number, size: number) {
     const s = (performance.now() - this.t0) / 1000;
     const rate = s > 0 ? bytes / 1e6 / s : 0;
-    return { done: formatBytesShort(bytes), total_h: formatBytesShort(size), rate: formatMBps(rate), eta_h: formatEta(rate > 0 ? (size - bytes) / 1e6 / rate : NaN) };
+    return { done: formatBytesShort(bytes), total_h: formatBytesShort(size), rate: formatRate(rate * 1e6), eta_h: formatEta(rate > 0 ? (size - bytes) / 1e6 / rate : NaN) };
   }
 
   stop(): void {

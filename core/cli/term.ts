@@ -65,9 +65,9 @@ export class Term {
     this.out.write(text + '\n');
   }
 
-  /** Takes down a prompt being shown (nothing more will be asked). */
+  /** Ends a prompt being shown (nothing more will be asked): the prompt and what was typed stay, output goes on below. */
   endPrompt(): void {
-    if (this.tty && this.prompting) this.out.write('\r\x1b[K');
+    if (this.tty && this.prompting) this.out.write('\n');
     this.prompting = false;
   }
 

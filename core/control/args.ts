@@ -75,6 +75,28 @@ export function parseAmount(flag: string, v: string, max: number, unit: string):
   return Number(v);
 }
 
+/**
+ * The one parser of sizes and rates (peer flags and scenario options alike):
+ * a number with an optional unit, k M G T = 10^3.. (kB MB GB too), KiB MiB GiB
+ * TiB = 2^10..; a trailing "/s" (or "B/s", "bps") is allowed for rates.
+ * "10M" = 10,000,000, "4MiB" = 4,194,304, "1.5k" = 1,500. Null when unreadable.
+ */
+export function sizeValue(v: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g|t|kb|mb|gb|tb|kib|mib|gib|tib|b)?\s*(?:\/s|b\/s|bps)?\s*$/i.exec(v);
+  if (!m) return null;
+  const mult: Record<string, number> = { b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+  return Math.round(Number(m[1]) * (m[2] ? mult[m[2].toLowerCase()]! : 1));
+}
+
+/** A size or rate flag (see sizeValue), from 0 to `max`; `unit` names it in the error ("bytes per second"). */
+export function parseSize(flag: string, v: string, max: number, unit = 'bytes'): number {
+  const n = sizeValue(v);
+  if (n === null || n > max) {
+    throw new UsageError(`${flag} must be a number of ${unit} from 0 to ${max.toLocaleString('en-US')}, like 1000000, 10M or 4MiB, not ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
 export function parseHost(flag: string, v: string): string {
   const h = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
   if (!Host.safeParse(h).success) throw new UsageError(`${flag} must be a host name or IP address, not ${JSON.stringify(v)}`);
@@ -133,9 +155,12 @@ export const LIMIT_FLAGS = {
   'handshake-timeout': { type: 'string' },
 } as const;
 
+/** The shared limit flags' help, with the command's own --max-connections default. */
+export const limitHelp = (maxConnections: number): string => LIMIT_HELP.replace('MAX_CONNECTIONS', String(maxConnections));
+
 export const LIMIT_HELP = `      --network-key KEY     network key given directly (visible to ps; prefer --key-file)
       --max-connections N   most simultaneous inbound connections; later ones get a
-                            too-many-connections error (default: peer 1024, metaserver 10000)
+                            too-many-connections error (default MAX_CONNECTIONS)
       --handshake-timeout MS  cut off a connection that sends no complete request within
                             MS ms (slow or silent clients; default 10000, 0 disables)`;
 

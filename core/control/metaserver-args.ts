@@ -2,7 +2,8 @@
 import type { MetaserverOptions } from '../metaserver/metaserver.ts';
 import { isPolicy, POLICIES } from '../protocol/referral.ts';
 import { mulberry32 } from '../protocol/rng.ts';
-import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { DEFAULT_MAX_CONNECTIONS } from '../transport/tcp.ts';
+import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
        npx tsx core/control/metaserver-main.ts [options]
@@ -17,7 +18,7 @@ Options:
       --policy POLICY   referral policy: root, random or least-loaded (default least-loaded)
       --key-file FILE   network key (shared secret, at least 8 bytes) in FILE;
                         default $TREESHARE_KEY; peers must use the same key
-${LIMIT_HELP}
+${limitHelp(DEFAULT_MAX_CONNECTIONS)}
       --seed N          seed for the random policy (repeatable runs; default: unseeded)
       --json            control mode: JSON-line commands on stdin, events on stdout
   -h, --help            show this help

@@ -1,8 +1,9 @@
 /** The peer command's flags, help text and their translation into PeerOptions. */
 import path from 'node:path';
 import type { PeerOptions } from '../peer/types.ts';
+import { PEER_MAX_CONNECTIONS } from '../peer/peer.ts';
 import { tcpTransport } from '../transport/tcp.ts';
-import { LIMIT_FLAGS, LIMIT_HELP, limitOptions, parseAmount, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, limitHelp, limitOptions, parseAmount, parseSize, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
        npx tsx core/control/peer-main.ts -i ID [options]
@@ -23,13 +24,15 @@ Options:
       --auto-join           register and join at start (menu option 1)
       --key-file FILE       network key (shared secret, at least 8 bytes) in FILE;
                             default $TREESHARE_KEY; every peer and the metaserver need it
-${LIMIT_HELP}
+${limitHelp(PEER_MAX_CONNECTIONS)}
       --max-uploads N       most uploads at once (default 16)
-      --max-file-bytes N    largest file accepted for download, bytes (default 68719476736 = 64 GiB)
+      --max-file-bytes SIZE largest file accepted for download, bytes; units as for
+                            --bandwidth (default 64GiB = 68719476736)
       --query-rate N        floods accepted per second from one neighbour; over it they are
                             answered "not searched" (default 1000, burst 2x)
       --latency MS          add MS ms of one-way latency to every connection
-      --bandwidth BYTES     cap every connection at BYTES bytes/s per direction
+      --bandwidth RATE      cap every connection at RATE bytes/s per direction
+                            (e.g. 500k, 10M = 10^7, 4MiB = 4,194,304)
       --json                control mode: JSON-line commands on stdin, events on stdout
   -h, --help                show this help
 
@@ -83,14 +86,14 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
   if (options.share === '') throw new UsageError('--share needs a folder name');
   Object.assign(options, limitOptions(v));
   if (v['max-uploads'] !== undefined) options.maxUploads = parseIntIn('--max-uploads', str(v['max-uploads'])!, 1, 10_000);
-  if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseAmount('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
+  if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseSize('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
   if (v['query-rate'] !== undefined) {
     options.queryRatePerSec = parseIntIn('--query-rate', str(v['query-rate'])!, 1, 1_000_000);
     options.queryBurst = options.queryRatePerSec * 2;
   }
   if (v['advertise-host'] !== undefined) options.advertiseHost = parseHost('--advertise-host', str(v['advertise-host'])!);
   const latencyMs = v.latency !== undefined ? parseAmount('--latency', str(v.latency)!, 60_000, 'milliseconds') : 0;
-  const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseAmount('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
+  const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseSize('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
   if (v.bandwidth !== undefined && bandwidthBytesPerSec <= 0) throw new UsageError('--bandwidth must be more than 0 bytes per second (leave it out for no cap)');
   if (latencyMs > 0 || bandwidthBytesPerSec > 0) {
     options.transport = tcpTransport({ shape: { ...(latencyMs > 0 ? { latencyMs } : {}), ...(bandwidthBytesPerSec > 0 ? { bandwidthBytesPerSec } : {}) } });

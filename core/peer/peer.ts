@@ -37,6 +37,9 @@ type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'adverti
   advertiseHost: string;
 };
 
+/** Inbound connections a peer accepts at once unless told otherwise (--max-connections). */
+export const PEER_MAX_CONNECTIONS = 1024;
+
 export class Peer extends EventEmitter<PeerEvents> {
   readonly opts: Resolved;
   readonly transport: Transport;
@@ -85,7 +88,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       seenCacheSize: options.seenCacheSize ?? 10_000,
       queryRatePerSec: options.queryRatePerSec ?? 1000,
       queryBurst: options.queryBurst ?? 2000,
-      maxConnections: options.maxConnections ?? 1024,
+      maxConnections: options.maxConnections ?? PEER_MAX_CONNECTIONS,
       joinRetries: options.joinRetries ?? 3,
       heartbeatMs: options.heartbeatMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 4000,

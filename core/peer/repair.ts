@@ -93,7 +93,6 @@ export class Repairer {
     const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'left' });
     if (m.successor?.id === p.id) {
-      p.log('info', `parent ${link.ref.id} left; this peer is the new root`);
       p.attach(null, { ...(p.timeline ?? blankTimeline()), parent: null, depth: 0 });
       this.done(rec, null);
       return;

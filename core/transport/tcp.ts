@@ -11,6 +11,9 @@ import { abortError, Connection, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
+/** Inbound connections a listener accepts at once unless told otherwise (the metaserver's default). */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
 export interface TcpOptions {
   /** Added latency and bandwidth cap on every connection's outgoing side (user-space emulation). */
   shape?: LinkShape;
@@ -29,7 +32,7 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): P
   // allowHalfOpen: a client that half-closes in the middle of a frame can still
   // be told why (Connection answers `truncated-frame`, then ends its side).
   const server = net.createServer({ noDelay: true, allowHalfOpen: true });
-  const max = opts.maxConnections ?? 10_000;
+  const max = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   let open = 0;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);

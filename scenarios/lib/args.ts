@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isPolicy, POLICIES, type Policy } from '../../core/index.ts';
+import { sizeValue } from '../../core/control/args.ts';
 import { randomSeed } from './rng.ts';
 import { RUNNERS, type RunnerKind } from './runner.ts';
 import { REPO } from './shares.ts';
@@ -60,25 +61,27 @@ const COMMON: Record<string, { type: 'string' | 'boolean'; short?: string; help:
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
-export function helpText(name: string, summary: string, defaults: Defaults, extra: Record<string, ExtraOption>): string {
-  const rows: [string, string][] = [];
+export function helpText(name: string, summary: string, defaults: Defaults, extra: Record<string, ExtraOption>, commonHelp: Partial<Record<string, string>> = {}): string {
+  const common: [string, string][] = [];
   const dflt: Record<string, unknown> = {
     peers: defaults.peers, runner: defaults.runner, 'max-children': defaults.maxChildren, policy: defaults.policy,
     latency: defaults.latency ?? 0, bandwidth: defaults.bandwidth ?? 0,
   };
   for (const [k, o] of Object.entries(COMMON)) {
     const d = dflt[k] !== undefined ? ` (default ${String(dflt[k])})` : '';
-    rows.push([`${o.short ? `-${o.short}, ` : '    '}--${k}${o.arg ? ` ${o.arg}` : ''}`, o.help + d]);
+    common.push([`${o.short ? `-${o.short}, ` : '    '}--${k}${o.arg ? ` ${o.arg}` : ''}`, commonHelp[k] ?? o.help + d]);
   }
-  for (const [k, o] of Object.entries(extra)) rows.push([`    --${k}${o.type === 'string' ? ` ${o.placeholder ?? 'VALUE'}` : ''}`, o.description]);
-  const w = Math.max(...rows.map((r) => r[0].length)) + 2;
+  const own: [string, string][] = Object.entries(extra).map(([k, o]) => [`    --${k}${o.type === 'string' ? ` ${o.placeholder ?? 'VALUE'}` : ''}`, o.description]);
+  const w = Math.max(...[...common, ...own].map((r) => r[0].length)) + 2;
+  const rows = (rs: [string, string][]) => rs.map(([a, b]) => `  ${a.padEnd(w)}${b}`);
   return [
     `usage: npx tsx scenarios/${name}.ts [options]`,
     '',
     summary,
     '',
-    'options:',
-    ...rows.map(([a, b]) => `  ${a.padEnd(w)}${b}`),
+    ...(own.length ? [`${name} options:`, ...rows(own), ''] : []),
+    'options of every scenario:',
+    ...rows(common),
     '',
     'Results: results/<scenario>-<timestamp>.json and .html (open the .html in any browser; no network needed).',
   ].join('\n');
@@ -91,12 +94,11 @@ function int(name: string, v: string, lo: number, hi: number): number {
   return n;
 }
 
-/** "10M" → 10,000,000; "4MiB" → 4,194,304; "0" → 0. */
+/** "10M" → 10,000,000; "4MiB" → 4,194,304; "0" → 0 (the peer's --bandwidth parser: core/control/args.ts sizeValue). */
 export function parseRate(v: string, name = 'bandwidth'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(k|m|g|kib|mib|gib|kb|mb|gb)?\s*(?:\/s|b\/s|bps)?\s*$/i.exec(v);
-  if (!m) throw new UsageError(`--${name} must be bytes per second like 1000000, 10M or 4MiB, not ${JSON.stringify(v)}`);
-  const mult: Record<string, number> = { k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (m[2] ? mult[m[2].toLowerCase()]! : 1));
+  const n = sizeValue(v);
+  if (n === null) throw new UsageError(`--${name} must be bytes per second like 1000000, 10M or 4MiB, not ${JSON.stringify(v)}`);
+  return n;
 }
 
 export function parseOptions(argv: readonly string[], defaults: Defaults, extra: Record<string, ExtraOption> = {}): CommonOptions & { help: boolean } {

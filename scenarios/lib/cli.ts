@@ -59,7 +59,7 @@ export async function main(def: ScenarioDef, argv: readonly string[] = process.a
     throw err;
   }
   if (opts.help) {
-    process.stdout.write(helpText(def.name, def.summary, def.defaults, def.options ?? {}) + '\n');
+    process.stdout.write(helpText(def.name, def.summary, def.defaults, def.options ?? {}, def.commonHelp) + '\n');
     process.exit(0);
   }
   installSignalHandlers((sig) => process.stderr.write(`\n${def.name}: ${sig}: stopping every process this scenario started…\n`));

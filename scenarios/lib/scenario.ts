@@ -21,6 +21,8 @@ export interface ScenarioDef {
   summary: string;
   defaults: Defaults;
   options?: Record<string, ExtraOption>;
+  /** Help text replacing a common option's (with its default), where this scenario reads it differently. */
+  commonHelp?: Partial<Record<string, string>>;
   /** Which standard tables to print (default: all that have rows; 'summary' = one row per round). */
   standard?: Partial<Record<'joins' | 'floods' | 'transfers' | 'repairs' | 'tree', 'auto' | 'rows' | 'summary' | 'off'>>;
   /** Checks the scenario's own options before anything starts; throw UsageError for a bad one. */
