@@ -1,0 +1,84 @@
+/**
+ * Small things a new user meets on the command line: one parser for sizes
+ * and rates (peer and scenarios), one rate format (none below 1 MB), the
+ * metaserver command printed with the right port, each command's own
+ * --max-connections default, scenario options under their own heading, and
+ * Ctrl-C at a prompt keeping the prompt line.
+ */
+import { PassThrough } from 'node:stream';
+import test from 'ava';
+import { parseSize, sizeValue, UsageError } from '../../core/control/args.ts';
+import { METASERVER_HELP } from '../../core/control/metaserver-args.ts';
+import { parsePeerArgs, PEER_HELP } from '../../core/control/peer-args.ts';
+import { formatRate, formatTransfer, metaserverCommand } from '../../core/cli/format.ts';
+import { Term } from '../../core/cli/term.ts';
+import { helpText, parseOptions, parseRate } from '../../scenarios/lib/args.ts';
+import { scale } from '../../scenarios/scale.ts';
+
+test('one size/rate parser: the peer takes --bandwidth 10M like the scenarios do', (t) => {
+  t.is(sizeValue('10M'), 10_000_000);
+  t.is(sizeValue('4MiB'), 4 * 1024 * 1024);
+  t.is(sizeValue('1.5k'), 1500);
+  t.is(sizeValue('500kB/s'), 500_000);
+  t.is(sizeValue('64GiB'), 64 * 1024 ** 3);
+  t.is(sizeValue('fast'), null);
+  for (const v of ['10M', '4MiB', '2500', '1.5k']) t.is(parseRate(v), sizeValue(v));
+  t.is(parseOptions(['--bandwidth', '10M', '--seed', '1'], {}).bandwidth, 10_000_000);
+  t.notThrows(() => parsePeerArgs(['-i', 'S1', '--bandwidth', '10M']));
+  t.is(parsePeerArgs(['-i', 'S1', '--max-file-bytes', '1GiB']).options.maxFileBytes, 1024 ** 3);
+  t.throws(() => parsePeerArgs(['-i', 'S1', '--bandwidth', 'fast']), { instanceOf: UsageError, message: /--bandwidth must be a number of bytes per second .* like 1000000, 10M or 4MiB, not "fast"/ });
+  t.throws(() => parseSize('--x', '2G', 1e9), { instanceOf: UsageError });
+});
+
+test('one rate format; below 1 MB, bytes and time only', (t) => {
+  t.is(formatTransfer(87, 3.21), '87 bytes in 3.21 ms');
+  t.notRegex(formatTransfer(999_999, 500), /\/s/);
+  t.is(formatTransfer(12_000_000, 1200), '12.0 MB (12,000,000 bytes) in 1.20 s (10.0 MB/s)');
+  t.is(formatRate(9_500_000), '9.50 MB/s');
+  t.is(formatRate(10_000), '10 kB/s');
+  t.is(formatRate(9_500), '10 kB/s');
+  t.is(formatRate(95), '95 B/s');
+});
+
+test('the metaserver hint names the port the peer is looking for', (t) => {
+  t.is(metaserverCommand({ port: 9000 }), 'npm run metaserver');
+  t.is(metaserverCommand({ port: 47999 }), 'npm run metaserver -- --port 47999');
+});
+
+test("each command's help shows its own --max-connections default", (t) => {
+  t.regex(METASERVER_HELP, /--max-connections N[\s\S]*?\(default 10000\)/);
+  t.notRegex(METASERVER_HELP, /1024/);
+  t.regex(PEER_HELP, /--max-connections N[\s\S]*?\(default 1024\)/);
+  t.notRegex(PEER_HELP, /10000\)/);
+});
+
+test('scale --help: its own options under their own heading, --peers without a contradicting default', (t) => {
+  const h = helpText(scale.name, scale.summary, scale.defaults, scale.options ?? {}, scale.commonHelp);
+  const own = h.indexOf('scale options:');
+  const common = h.indexOf('options of every scenario:');
+  t.true(own > 0 && common > own, h);
+  t.true(h.indexOf('--sizes') > own && h.indexOf('--sizes') < common);
+  const peers = h.split('\n').find((l) => l.includes('--peers'))!;
+  t.notRegex(peers, /default 1000/);
+  t.regex(peers, /instead of the --sizes list/);
+});
+
+test('Ctrl-C at a prompt keeps the prompt line (and what was typed)', (t) => {
+  const input = Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.ReadStream;
+  const output = Object.assign(new PassThrough(), { isTTY: true, columns: 80, hasColors: () => false }) as unknown as NodeJS.WriteStream;
+  let out = '';
+  (output as unknown as PassThrough).on('data', (b: Buffer) => (out += b.toString()));
+  const term = new Term(input, output);
+  t.true(term.tty);
+  void term.ask('file name to download: ');
+  (input as unknown as PassThrough).write('pwd');
+  const shown = out.length;
+  term.endPrompt();
+  term.say('leaving (Ctrl-C): telling neighbours and the metaserver …');
+  term.close();
+  const after = out.slice(shown);
+  t.true(out.includes('file name to download: '), JSON.stringify(out));
+  t.false(after.includes('\x1b[K'), `prompt line erased: ${JSON.stringify(after)}`);
+  t.regex(after, /^\r?\n/, JSON.stringify(after));
+  t.true(after.includes('leaving (Ctrl-C)'));
+});
