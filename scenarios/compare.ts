@@ -104,7 +104,7 @@ export function scenarioFigures(r: ScenarioResult): Figure[] {
 
 export function benchFigures(r: RunFile): Figure[] {
   return [
-    ...r.metrics.map((m) => ({ id: m.id, label: `${m.group}: ${m.label}`, unit: m.unit, better: m.better, samples: m.samples ?? [] })),
+    ...r.metrics.map((m) => ({ id: m.id, label: `${m.group.replace(/\s*\(.*\)$/, '')}: ${m.label.trim()}`, unit: m.unit, better: m.better, samples: m.samples ?? [] })),
     ...(r.micro ?? []).map(microFigure),
   ];
 }
