@@ -23,7 +23,7 @@ const FONT = 'system-ui, sans-serif';
 const CONFIG = {
   font: FONT,
   axis: { labelFontSize: 11, titleFontSize: 12, labelOverlap: true, labelLimit: 160 },
-  legend: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 280 },
   view: { stroke: '#ddd' },
 };
 
