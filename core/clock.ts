@@ -123,6 +123,13 @@ export interface SimRunOptions {
 export interface SimClockOptions {
   /** Simulated time at start, ms. Default 0. */
   start?: number;
+  /**
+   * Due times are rounded up to a multiple of this, ms (Node's timers have
+   * 1 ms resolution too). Coarser steps put more timers into one instant,
+   * and each distinct instant costs one event-loop turn of the driver.
+   * Default 1; 0 keeps exact fractional times.
+   */
+  granularityMs?: number;
 }
 
 /**
@@ -154,8 +161,16 @@ export class SimClock implements Clock {
   /** Timers fired so far. */
   fired = 0;
 
+  private readonly grain: number;
+
   constructor(o: SimClockOptions = {}) {
     this.t = o.start ?? 0;
+    this.grain = Math.max(0, o.granularityMs ?? 1);
+  }
+
+  private dueAt(ms: number): number {
+    const at = this.t + ms;
+    return this.grain > 0 ? Math.ceil(at / this.grain) * this.grain : at;
   }
 
   now(): number {
@@ -219,7 +234,7 @@ export class SimClock implements Clock {
 
   private add(fn: () => void, ms: number, every: number): SimTimer {
     const d = ms > 0 && Number.isFinite(ms) ? ms : 0;
-    const tm = new SimTimer(this, this.t + d, fn, every);
+    const tm = new SimTimer(this, this.dueAt(d), fn, every);
     this.refs++;
     this.push(tm);
     if (this.wake) this.wake();
@@ -298,7 +313,7 @@ export class SimClock implements Clock {
     for (let tm = this.peek(); tm && tm.at <= this.t && tm.seq < batch; tm = this.peek()) {
       this.pop();
       if (tm.every > 0) {
-        tm.at = this.t + tm.every;
+        tm.at = this.dueAt(tm.every);
         this.push(tm);
       } else {
         tm.live = false;

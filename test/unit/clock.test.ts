@@ -190,3 +190,17 @@ test('speed: a million timers (interleaved pushes and pops) run in a few seconds
   t.log(`${fired} timers in ${ms.toFixed(0)} ms wall (${Math.round(fired / (ms / 1000)).toLocaleString('en-US')} timers/s), simulated ${(c.now() / 1000).toFixed(1)} s`);
   t.true(ms < 20_000, `${ms} ms`);
 });
+
+test('granularity: due times round up to whole ms by default; 0 keeps fractions', async (t) => {
+  const c = new SimClock();
+  const at: number[] = [];
+  c.setTimeout(() => at.push(c.now()), 0.2);
+  c.setTimeout(() => at.push(c.now()), 1.5);
+  await c.run();
+  t.deepEqual(at, [1, 2]);
+  const f = new SimClock({ granularityMs: 0 });
+  const fat: number[] = [];
+  f.setTimeout(() => fat.push(f.now()), 0.25);
+  await f.run();
+  t.deepEqual(fat, [0.25]);
+});
