@@ -167,3 +167,16 @@ test('deterministic: the same exchange over a SimClock network gives the same ar
   t.is(a.length, 100);
   t.deepEqual(await once(), a);
 });
+
+test('ShapedLink runs on the Clock it is given (simulated latency over a memory pair)', async (t) => {
+  const { ShapedLink } = await import('../../core/transport/shaped.ts');
+  const clock = new SimClock();
+  const [a, b] = memoryPair({ clock });
+  const sa = new ShapedLink(a, { latencyMs: 30, bandwidthBytesPerSec: 1000 }, clock);
+  const at: number[] = [];
+  b.on('data', () => at.push(clock.now()));
+  sa.write(Buffer.alloc(10));
+  sa.write(Buffer.alloc(10));
+  await clock.run();
+  t.deepEqual(at, [40, 50]);
+});
