@@ -45,6 +45,9 @@ export interface MemoryNetworkOptions {
   linkShape?: (from: string, to: HostPort) => LinkShape | undefined;
 }
 
+/** The shared empty queue of idle links (never pushed to: replaced by a fresh array first). */
+const IDLE: readonly unknown[] = Object.freeze([]);
+
 /** Markers in a direction's queue besides data. */
 const END = 1;
 const RESET = 2;
@@ -65,8 +68,8 @@ export class MemoryLink extends EventEmitter implements ByteLink {
   // ---- outgoing direction ----
   /** Bytes written and not yet consumed by the remote's reader (in flight + unread). */
   private unacked = 0;
-  private items: Item[] = [];
-  private due: number[] = [];
+  /** In-flight queue as pairs [item, due time, item, due time, ...] from `head`; shared empty when idle. */
+  private q: Array<Item | number> = IDLE as Array<Item | number>;
   private head = 0;
   private armed = false;
   private txDone = 0;
@@ -76,21 +79,25 @@ export class MemoryLink extends EventEmitter implements ByteLink {
   /** Our END reached the remote. */
   private finDelivered = false;
   // ---- incoming direction ----
-  private inbox: Buffer[] = [];
+  private inbox: Buffer[] = IDLE as Buffer[];
   private inboxHead = 0;
   private paused = false;
   private gotEnd = false;
   private endEmitted = false;
   private flowQueued = false;
-  private readonly flush = () => this.deliverDue();
-  private readonly flow = () => this.drainInbox();
-  private readonly emitDrain = () => {
-    this.drainQueued = false;
-    if (this.needDrain && this.unacked < this.p.window && !this.destroyed) {
-      this.needDrain = false;
-      this.emit('drain');
+  // Timer callbacks are shared functions taking the link (no closure per link: ~330 B each).
+  private static readonly flush = (l: MemoryLink) => l.deliverDue();
+  private static readonly flow = (l: MemoryLink) => l.drainInbox();
+  private static readonly emitDrain = (l: MemoryLink) => {
+    l.drainQueued = false;
+    if (l.needDrain && l.unacked < l.p.window && !l.destroyed) {
+      l.needDrain = false;
+      l.emit('drain');
     }
   };
+  private static readonly emitClose = (l: MemoryLink) => l.closed();
+  /** The listener's open-connection count this accepted end holds a place in. */
+  slot: { open: number } | undefined;
 
   constructor(private readonly p: LinkParams) {
     super();
@@ -122,14 +129,23 @@ export class MemoryLink extends EventEmitter implements ByteLink {
   destroy(err?: Error): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.inbox = [];
+    this.inbox = IDLE as Buffer[];
     this.inboxHead = 0;
     // The reset follows whatever is already on the wire.
     if (!this.other.destroyed) this.enqueue(RESET, 0);
+    if (!err) return this.p.clock.defer(MemoryLink.emitClose, this);
     this.p.clock.defer(() => {
-      if (err && this.listenerCount('error') > 0) this.emit('error', err);
-      this.emit('close');
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      this.closed();
     });
+  }
+
+  private closed(): void {
+    if (this.slot) {
+      this.slot.open--;
+      this.slot = undefined;
+    }
+    this.emit('close');
   }
 
   pause(): void {
@@ -142,7 +158,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     // Like a stream, buffered data flows on the next turn, not inside resume().
     if ((this.inboxHead < this.inbox.length || this.gotEnd) && !this.flowQueued) {
       this.flowQueued = true;
-      this.p.clock.defer(this.flow);
+      this.p.clock.defer(MemoryLink.flow, this);
     }
   }
 
@@ -152,16 +168,16 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     const now = this.p.clock.now();
     const start = Math.max(now, this.txDone);
     this.txDone = start + (this.p.bandwidth > 0 ? (len / this.p.bandwidth) * 1000 : 0);
-    this.items.push(item);
-    this.due.push(this.txDone + this.p.latencyMs);
+    if (this.q === IDLE) this.q = [];
+    this.q.push(item, this.txDone + this.p.latencyMs);
     if (!this.armed) this.arm(now);
   }
 
   private arm(now: number): void {
-    const wait = this.due[this.head]! - now;
+    const wait = (this.q[this.head + 1] as number) - now;
     this.armed = true;
-    if (wait <= 0) this.p.clock.defer(this.flush);
-    else this.p.clock.setTimeout(this.flush, wait);
+    if (wait <= 0) this.p.clock.defer(MemoryLink.flush, this);
+    else this.p.clock.setTimeout(MemoryLink.flush, wait, this);
   }
 
   private deliverDue(): void {
@@ -169,23 +185,23 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     const now = this.p.clock.now();
     // Node's timers may fire a fraction of a millisecond before performance.now() reaches the due time.
     const slack = this.p.clock.kind === 'real' ? 1 : 0;
-    while (this.head < this.items.length && this.due[this.head]! <= now + slack) {
-      const item = this.items[this.head]!;
-      this.items[this.head] = END; // drop the reference
-      this.head++;
+    const q = this.q;
+    while (this.head < q.length && (q[this.head + 1] as number) <= now + slack) {
+      const item = q[this.head] as Item;
+      q[this.head] = END; // drop the reference
+      this.head += 2;
       this.other.arrive(item, this);
     }
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.due = [];
+    if (this.head === q.length) {
+      this.q = IDLE as Array<Item | number>;
       this.head = 0;
     } else {
-      if (this.head > 1024 && this.head * 2 > this.items.length) {
-        this.items = this.items.slice(this.head);
-        this.due = this.due.slice(this.head);
+      if (this.head > 2048 && this.head * 2 > q.length) {
+        this.q = q.slice(this.head);
         this.head = 0;
       }
-      this.arm(now);
+      // A handler may have written on this link during the loop (and armed it already).
+      if (!this.armed) this.arm(now);
     }
   }
 
@@ -194,7 +210,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     this.unacked -= n;
     if (this.needDrain && !this.drainQueued && this.unacked < this.p.window) {
       this.drainQueued = true;
-      this.p.clock.defer(this.emitDrain);
+      this.p.clock.defer(MemoryLink.emitDrain, this);
     }
   }
 
@@ -215,6 +231,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
       return;
     }
     if (this.paused || this.inboxHead < this.inbox.length) {
+      if (this.inbox === IDLE) this.inbox = [];
       this.inbox.push(item);
       return;
     }
@@ -231,7 +248,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
       this.other.acked(b.length);
     }
     if (this.inboxHead === this.inbox.length) {
-      this.inbox = [];
+      this.inbox = IDLE as Buffer[];
       this.inboxHead = 0;
       if (!this.paused && this.gotEnd) this.emitEnd();
     }
@@ -248,15 +265,15 @@ export class MemoryLink extends EventEmitter implements ByteLink {
   private maybeClose(): void {
     if (this.destroyed || !this.finDelivered || !this.endEmitted) return;
     this.destroyed = true;
-    this.p.clock.defer(() => this.emit('close'));
+    this.p.clock.defer(MemoryLink.emitClose, this);
   }
 
   private reset(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.inbox = [];
+    this.inbox = IDLE as Buffer[];
     this.inboxHead = 0;
-    this.p.clock.defer(() => this.emit('close'));
+    this.p.clock.defer(MemoryLink.emitClose, this);
   }
 }
 
@@ -391,7 +408,7 @@ export class MemoryNetwork {
       return;
     }
     bound.open++;
-    link.once('close', () => bound.open--);
+    link.slot = bound;
     bound.opts.onConnection(new Connection(link, remote, true, bound.opts.connection));
   }
 }

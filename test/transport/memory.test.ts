@@ -180,3 +180,18 @@ test('ShapedLink runs on the Clock it is given (simulated latency over a memory 
   await clock.run();
   t.deepEqual(at, [40, 50]);
 });
+
+test('a reader that writes on the sending end from its data handler: order kept, nothing delivered twice', async (t) => {
+  const clock = new SimClock();
+  const [a, b] = memoryPair({ clock, shape: { latencyMs: 10 } });
+  const log: string[] = [];
+  b.on('data', (d: Buffer) => {
+    log.push(`${d.toString()}@${clock.now()}`);
+    if (d.toString() === 'one') a.write(Buffer.from('three'));
+  });
+  a.write(Buffer.from('one'));
+  a.write(Buffer.from('two'));
+  await clock.run();
+  t.deepEqual(log, ['one@10', 'two@10', 'three@20']);
+  t.is(a.writableLength, 0);
+});
