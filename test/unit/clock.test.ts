@@ -204,3 +204,18 @@ test('granularity: due times round up to whole ms by default; 0 keeps fractions'
   await f.run();
   t.deepEqual(fat, [0.25]);
 });
+
+test('timers pass their argument (one shared callback instead of a closure per object), on both clocks', async (t) => {
+  const c = new SimClock();
+  const got: number[] = [];
+  const cb = (x: number) => got.push(x);
+  c.setTimeout(cb, 5, 1);
+  c.defer(cb, 2);
+  const iv = c.setInterval(cb, 3, 3);
+  c.setTimeout(() => c.clearInterval(iv), 7);
+  await c.run();
+  t.deepEqual(got, [2, 3, 1, 3]);
+  const real = await new Promise<number>((r) => realClock.setTimeout(r, 1, 9));
+  t.is(real, 9);
+  t.is(await new Promise<string>((r) => realClock.defer(r, 'd')), 'd');
+});
