@@ -11,6 +11,9 @@ import b from 'benny';
 import { encode, FrameDecoder, validate } from '../core/protocol/codec.ts';
 import { Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type FloodCounters } from '../core/protocol/flood.ts';
 import type { Message } from '../core/protocol/messages.ts';
+import { SimClock } from '../core/clock.ts';
+import { memoryPair } from '../core/transport/memory.ts';
+import { Connection } from '../core/transport/connection.ts';
 import type { Ctx } from './lib/context.ts';
 import { RESULTS_DIR, type MicroResult } from './lib/report.ts';
 
@@ -173,6 +176,48 @@ function shaSuite(): CaseDef[] {
   ];
 }
 
+/**
+ * Simulated time: the SimClock heap (one op = 1,000 timers at spread-out
+ * times pushed, then fired in order through fireNext, without the driver's
+ * event-loop turns), and framed messages over a memory link on a SimClock
+ * (one op = 100 query frames sent, delivered by the clock and decoded).
+ */
+function simSuite(): CaseDef[] {
+  return [
+    {
+      name: 'SimClock: 1,000 timers scheduled and fired',
+      fn: () => {
+        const c = new SimClock();
+        let x = 1;
+        const noop = () => undefined;
+        return () => {
+          for (let i = 0; i < 1000; i++) c.setTimeout(noop, (x = (x * 48271) % 2147483647) % 10_000);
+          while (c.fireNext());
+        };
+      },
+      per: { n: 1000, unit: 'timers/s' },
+    },
+    {
+      name: 'memory link on a SimClock (5 ms): 100 query frames',
+      fn: () => {
+        const clock = new SimClock();
+        const [a, b] = memoryPair({ clock, shape: { latencyMs: 5 } });
+        const tx = new Connection(a, 'b', false);
+        const rx = new Connection(b, 'a', false);
+        let got = 0;
+        rx.on('message', () => got++);
+        return () => {
+          const want = got + 100;
+          for (let i = 0; i < 100; i++) tx.send(query);
+          while (clock.fireNext());
+          if (got !== want) throw new Error(`memory link delivered ${got}, expected ${want}`);
+        };
+      },
+      per: { n: 100, unit: 'messages/s' },
+    },
+  ];
+}
+
 export async function microBench(ctx: Ctx, stamp: string): Promise<MicroResult[]> {
   const suites: [string, () => CaseDef[]][] = [
     ['frame encode', encodeSuite],
@@ -181,6 +226,7 @@ export async function microBench(ctx: Ctx, stamp: string): Promise<MicroResult[]
     ['duplicate suppression', seenSuite],
     ['flood decisions, 1,000-peer tree', floodSuite],
     ['SHA-256 streamed', shaSuite],
+    ['simulated time', simSuite],
   ];
   const cases = ctx.quick ? { minSamples: 4, minTime: 0.02, maxTime: 0.1, delay: 0.002 } : { minSamples: 10, maxTime: 0.5, delay: 0.01 };
   const folder = path.join(RESULTS_DIR, 'benny');

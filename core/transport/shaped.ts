@@ -6,6 +6,7 @@
  * (write returns false while more than 1 MiB waits, 'drain' follows).
  */
 import { EventEmitter } from 'node:events';
+import { realClock, type Clock } from '../clock.ts';
 import type { ByteLink } from './connection.ts';
 
 export interface LinkShape {
@@ -28,7 +29,11 @@ export class ShapedLink extends EventEmitter implements ByteLink {
   private pendingTimers = 0;
   private endAfter = false;
 
-  constructor(private readonly inner: ByteLink, private readonly shape: LinkShape) {
+  constructor(
+    private readonly inner: ByteLink,
+    private readonly shape: LinkShape,
+    private readonly clock: Clock = realClock,
+  ) {
     super();
     inner.on('data', (b) => this.emit('data', b));
     inner.on('end', () => this.emit('end'));
@@ -47,14 +52,14 @@ export class ShapedLink extends EventEmitter implements ByteLink {
 
   write(data: Buffer): boolean {
     if (this.inner.destroyed) return false;
-    const now = performance.now();
+    const now = this.clock.now();
     const bw = this.shape.bandwidthBytesPerSec ?? 0;
     const start = Math.max(now, this.txDone);
     this.txDone = start + (bw > 0 ? (data.length / bw) * 1000 : 0);
     const at = this.txDone + (this.shape.latencyMs ?? 0);
     this.queued += data.length;
     this.pendingTimers++;
-    setTimeout(() => {
+    this.clock.setTimeout(() => {
       this.queued -= data.length;
       this.pendingTimers--;
       if (!this.inner.destroyed) this.inner.write(data);

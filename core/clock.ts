@@ -1,0 +1,444 @@
+/**
+ * The clock seam: every now(), timer, interval, timeout and deadline signal
+ * in core should go through a Clock, so the same code runs on real time
+ * (`realClock`, the default: performance.now, Node timers, AbortSignal.timeout)
+ * or on simulated time (`SimClock`, a discrete-event clock for the memory
+ * runner: when nothing is runnable, time jumps to the next timer).
+ *
+ * SimClock cost per timer: one small object (the handle), one heap push and
+ * one heap pop, O(log n); cancelling is O(1) (the entry is marked dead and
+ * skipped when it reaches the top; the heap is compacted when dead entries
+ * are more than half of it). Firing order is (due time, creation order), so
+ * the same schedule of calls always fires in the same order.
+ */
+
+/** What a timer call returns: NodeJS.Timeout on the real clock. ref/unref as in Node. */
+export interface TimerHandle {
+  ref(): TimerHandle;
+  unref(): TimerHandle;
+  hasRef(): boolean;
+}
+
+export interface Clock {
+  readonly kind: 'real' | 'sim';
+  /** Milliseconds on this clock's own scale (performance.now() on the real clock). */
+  now(): number;
+  /**
+   * `fn(arg)` after `ms`. The optional `arg` (as in Node's setTimeout) lets hot
+   * paths pass one shared function instead of a closure per object: a closure
+   * kept per object costs hundreds of bytes.
+   */
+  setTimeout<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle;
+  clearTimeout(h: TimerHandle | undefined): void;
+  setInterval<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle;
+  clearInterval(h: TimerHandle | undefined): void;
+  /** Runs `fn(arg)` after the current work: setImmediate on the real clock, a 0 ms timer in simulated time. */
+  defer<A = void>(fn: (arg: A) => void, arg?: A): void;
+  /** An AbortSignal that aborts with a TimeoutError after `ms` (AbortSignal.timeout on the real clock). */
+  timeoutSignal(ms: number): AbortSignal;
+  /** Resolves after `ms`; rejects with the signal's reason if it aborts first. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clock.clearTimeout(h);
+      reject(signal!.reason);
+    };
+    const h = clock.setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Wall-clock time: what every TCP peer uses. */
+export const realClock: Clock = {
+  kind: 'real',
+  now: () => performance.now(),
+  setTimeout: (fn, ms, arg) => setTimeout(fn as (a: unknown) => void, ms, arg as unknown),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout | undefined),
+  setInterval: (fn, ms, arg) => setInterval(fn as (a: unknown) => void, ms, arg as unknown),
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout | undefined),
+  defer: (fn, arg) => void setImmediate(fn as (a: unknown) => void, arg as unknown),
+  timeoutSignal: (ms) => AbortSignal.timeout(ms),
+  sleep: (ms, signal) => sleepOn(realClock, ms, signal),
+};
+
+/** `signal`, or a deadline of `ms` on `clock`, whichever fires first. */
+export function deadline(clock: Clock, ms: number, signal?: AbortSignal): AbortSignal {
+  const t = clock.timeoutSignal(ms);
+  return signal ? AbortSignal.any([signal, t]) : t;
+}
+
+/** The reason AbortSignal.timeout aborts with (a DOMException named TimeoutError). */
+export function timeoutReason(): Error {
+  return new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+}
+
+class SimTimer implements TimerHandle {
+  /** Position in the firing order among timers due at the same time. */
+  seq = 0;
+  /** false once fired (one-shot) or cancelled. */
+  live = true;
+  refed = true;
+  constructor(
+    readonly clock: SimClock,
+    public at: number,
+    readonly fn: (arg: unknown) => void,
+    readonly arg: unknown,
+    /** > 0 for intervals. */
+    readonly every: number,
+  ) {}
+
+  ref(): this {
+    if (!this.refed) {
+      this.refed = true;
+      if (this.live) this.clock.refs++;
+    }
+    return this;
+  }
+
+  unref(): this {
+    if (this.refed) {
+      this.refed = false;
+      if (this.live) this.clock.refs--;
+    }
+    return this;
+  }
+
+  hasRef(): boolean {
+    return this.refed;
+  }
+}
+
+function before(a: SimTimer, b: SimTimer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+export interface SimRunOptions {
+  /** Stop once this returns true (checked after every simulated instant). */
+  until?: () => boolean;
+  /** Do not go past this simulated time. Default: no limit. */
+  maxTime?: number;
+}
+
+export interface SimClockOptions {
+  /** Simulated time at start, ms. Default 0. */
+  start?: number;
+  /**
+   * Due times are rounded up to a multiple of this, ms (Node's timers have
+   * 1 ms resolution too). Coarser steps put more timers into one instant,
+   * and each distinct instant costs one event-loop turn of the driver.
+   * Default 1; 0 keeps exact fractional times.
+   */
+  granularityMs?: number;
+}
+
+/**
+ * Discrete-event clock. Nothing moves by itself: a driver (`run`, `runUntil`,
+ * `advance`, `drive`, or `start` for a background loop) repeatedly
+ *   1. yields to the event loop (setImmediate), so promise chains and
+ *      deferred work settle — "nothing runnable" is "one macrotask turn went
+ *      by and no timer became due";
+ *   2. jumps `now()` to the earliest live timer and fires every timer due at
+ *      that instant that existed before the instant began (timers created
+ *      while firing wait for the next turn, as Node's do).
+ * Timers due at the same instant run back to back; microtasks they queue run
+ * after the batch (Node runs them between callbacks). Real I/O (file reads)
+ * is invisible to the clock: wrap it in `hold()` so time waits for it.
+ */
+export class SimClock implements Clock {
+  readonly kind = 'sim' as const;
+  private t: number;
+  private seq = 0;
+  private heap: SimTimer[] = [];
+  private dead = 0;
+  /** Live timers that keep `run()` going (Node's ref). */
+  refs = 0;
+  /** Outstanding real work (see hold()); time does not jump while > 0. */
+  private holds = 0;
+  private wake: (() => void) | undefined;
+  private running = false;
+  private stopped = false;
+  /** Timers fired so far. */
+  fired = 0;
+
+  private readonly grain: number;
+
+  constructor(o: SimClockOptions = {}) {
+    this.t = o.start ?? 0;
+    this.grain = Math.max(0, o.granularityMs ?? 1);
+  }
+
+  private dueAt(ms: number): number {
+    const at = this.t + ms;
+    return this.grain > 0 ? Math.ceil(at / this.grain) * this.grain : at;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  /** Live timers (scheduled, not yet fired or cancelled). */
+  get pending(): number {
+    return this.heap.length - this.dead;
+  }
+
+  setTimeout<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle {
+    return this.add(fn as (a: unknown) => void, arg, ms, 0);
+  }
+
+  setInterval<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle {
+    // An interval of 0 would fire forever at one instant; Node clamps to 1 ms too.
+    return this.add(fn as (a: unknown) => void, arg, ms, Math.max(1, ms > 0 ? ms : 1));
+  }
+
+  clearTimeout(h: TimerHandle | undefined): void {
+    if (!(h instanceof SimTimer) || !h.live || h.clock !== this) return;
+    h.live = false;
+    if (h.refed) this.refs--;
+    this.dead++;
+    if (this.dead > 1024 && this.dead * 2 > this.heap.length) this.compact();
+  }
+
+  clearInterval(h: TimerHandle | undefined): void {
+    this.clearTimeout(h);
+  }
+
+  defer<A = void>(fn: (arg: A) => void, arg?: A): void {
+    this.add(fn as (a: unknown) => void, arg, 0, 0);
+  }
+
+  timeoutSignal(ms: number): AbortSignal {
+    const ac = new AbortController();
+    // Like AbortSignal.timeout: does not keep run() going by itself.
+    this.add(() => ac.abort(timeoutReason()), undefined, ms, 0).unref();
+    return ac.signal;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return sleepOn(this, ms, signal);
+  }
+
+  /**
+   * Real work the simulation must wait for (a file read, a child process):
+   * time does not jump until the promise settles. Returns the same promise.
+   */
+  hold<T>(p: Promise<T>): Promise<T> {
+    this.holds++;
+    const done = () => {
+      this.holds--;
+      this.wake?.();
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  private add(fn: (arg: unknown) => void, arg: unknown, ms: number, every: number): SimTimer {
+    const d = ms > 0 && Number.isFinite(ms) ? ms : 0;
+    const tm = new SimTimer(this, this.dueAt(d), fn, arg, every);
+    this.refs++;
+    this.push(tm);
+    if (this.wake) this.wake();
+    return tm;
+  }
+
+  private push(tm: SimTimer): void {
+    tm.seq = this.seq++;
+    const h = this.heap;
+    let i = h.length;
+    h.push(tm);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(tm, h[p]!)) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = tm;
+  }
+
+  private pop(): SimTimer {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    const n = h.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && before(h[r]!, h[l]!) ? r : l;
+        if (!before(h[c]!, last)) break;
+        h[i] = h[c]!;
+        i = c;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+
+  /** The earliest live timer, dropping dead ones from the top. */
+  private peek(): SimTimer | undefined {
+    while (this.heap.length) {
+      const top = this.heap[0]!;
+      if (top.live) return top;
+      this.pop();
+      this.dead--;
+    }
+    return undefined;
+  }
+
+  private compact(): void {
+    const live = this.heap.filter((x) => x.live);
+    live.sort((a, b) => (a.at - b.at) || (a.seq - b.seq));
+    this.heap = live; // a sorted array is a valid heap
+    this.dead = 0;
+  }
+
+  /** When the next live timer is due, or undefined. */
+  nextAt(): number | undefined {
+    return this.peek()?.at;
+  }
+
+  /**
+   * Fires every live timer due at the earliest instant ≤ `limit` (jumping
+   * time there). Returns false when no timer is due by `limit`. Synchronous:
+   * call it only when pending work has settled (the drivers below do).
+   */
+  fireNext(limit = Infinity): boolean {
+    const first = this.peek();
+    if (!first || first.at > limit) return false;
+    const at = first.at;
+    if (at > this.t) this.t = at;
+    const batch = this.seq; // timers created while firing wait for the next turn
+    for (let tm = this.peek(); tm && tm.at <= this.t && tm.seq < batch; tm = this.peek()) {
+      this.pop();
+      if (tm.every > 0) {
+        tm.at = this.dueAt(tm.every);
+        this.push(tm);
+      } else {
+        tm.live = false;
+        if (tm.refed) this.refs--;
+      }
+      this.fired++;
+      tm.fn(tm.arg);
+    }
+    return true;
+  }
+
+  private settle(): Promise<void> {
+    return new Promise<void>((r) => setImmediate(r));
+  }
+
+  /** Waits until no real work is held (see hold()). */
+  private async waitHolds(): Promise<void> {
+    while (this.holds > 0) {
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = undefined;
+    }
+  }
+
+  /**
+   * Runs simulated time forward. Stops when `until()` is true, when the next
+   * timer is past `maxTime` (time is then left at `maxTime` if finite), or
+   * when no ref'd timer is left (like a Node process with nothing to do).
+   */
+  async run(o: SimRunOptions = {}): Promise<void> {
+    const max = o.maxTime ?? Infinity;
+    if (this.running) throw new Error('SimClock: a driver is already running');
+    this.running = true;
+    try {
+      for (;;) {
+        await this.settle();
+        if (this.holds > 0) {
+          await this.waitHolds();
+          continue;
+        }
+        if (o.until?.()) return;
+        if (this.refs <= 0 && max === Infinity) return;
+        if (!this.fireNext(max)) break;
+      }
+      if (Number.isFinite(max) && max > this.t) this.t = max;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Runs until simulated time `t` (firing every timer due by then), leaving now() = t. */
+  runUntil(t: number): Promise<void> {
+    return this.run({ maxTime: t, until: undefined });
+  }
+
+  /** Runs `ms` of simulated time. */
+  advance(ms: number): Promise<void> {
+    return this.runUntil(this.t + ms);
+  }
+
+  /**
+   * Runs the clock until `p` settles and returns its outcome. Rejects if the
+   * simulation stalls (no timer left and nothing held) with `p` still pending.
+   */
+  async drive<T>(p: Promise<T>, maxTime = Infinity): Promise<T> {
+    let settled = false;
+    const mark = () => {
+      settled = true;
+    };
+    p.then(mark, mark);
+    const max = maxTime;
+    if (this.running) throw new Error('SimClock: a driver is already running');
+    this.running = true;
+    try {
+      for (;;) {
+        await this.settle();
+        if (this.holds > 0) {
+          await this.waitHolds();
+          continue;
+        }
+        if (settled) break;
+        if (!this.fireNext(max)) break;
+      }
+    } finally {
+      this.running = false;
+    }
+    if (!settled) throw new Error(`SimClock: stalled at t=${this.t} ms with the awaited work still pending (no timer left)`);
+    return p;
+  }
+
+  /**
+   * Background driver for long simulations: keeps firing timers, waiting
+   * (without spinning) when none is scheduled, until stop().
+   */
+  start(): void {
+    if (this.running) throw new Error('SimClock: a driver is already running');
+    this.running = true;
+    this.stopped = false;
+    void (async () => {
+      try {
+        while (!this.stopped) {
+          await this.settle();
+          if (this.stopped) break;
+          if (this.holds > 0) {
+            await this.waitHolds();
+            continue;
+          }
+          if (!this.fireNext()) {
+            await new Promise<void>((r) => (this.wake = r));
+            this.wake = undefined;
+          }
+        }
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+}
