@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Procs } from './proc.ts';
 
-const KEY = 'treeshare e2e network key';
+const KEY = 'treeshare e2e network key, at least 32 bytes long';
 
 test('outsider processes without the key or with a wrong key are refused; insiders share files', async (t) => {
   const ps = new Procs();
@@ -36,7 +36,7 @@ test('outsider processes without the key or with a wrong key are refused; inside
   t.notRegex(noKey.stderr, /\n\s+at /);
   // Wrong key: refused as well.
   const wrongShare = ps.share('X2', null);
-  const wrong = ps.start('peer', ['-p0', '-i', 'X2', '--share', wrongShare, ...meta, '--network-key', 'some other key', '--auto-join']);
+  const wrong = ps.start('peer', ['-p0', '-i', 'X2', '--share', wrongShare, ...meta, '--network-key', 'some other key, also at least 32 bytes long', '--auto-join']);
   const r2 = await wrong.exit;
   t.is(r2.code, 1);
   t.regex(wrong.stderr, /network key/);

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { keyedTransport, Peer, tcpTransport, PROTOCOL_VERSION, errorCode } from '../../core/index.ts';
 import { cluster, tmpDir } from '../helpers.ts';
 
-const KEY = 'correct horse battery staple';
+const KEY = '5b1c0e3f9a7d48e2b6c1f0a9d3e7b2c48f6a1d0e9c3b7a2f5e8d1c4b0a9f3e6d';
+const WRONG = 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
 
 async function keyed() {
   const c = await cluster({ meta: { networkKey: KEY }, peer: { networkKey: KEY } });
@@ -65,12 +66,12 @@ test('a process with a wrong key is refused both ways', async (t) => {
   t.teardown(() => c.close());
   const dir = tmpDir();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const wrong = new Peer({ id: 'W', port: 0, share: dir, meta: c.meta.address, networkKey: 'not the right key at all' });
+  const wrong = new Peer({ id: 'W', port: 0, share: dir, meta: c.meta.address, networkKey: WRONG });
   t.teardown(() => wrong.stop());
   const err = await t.throwsAsync(wrong.join());
   t.is(errorCode(err), 'auth-failed');
   // A holder never sends to a listener with the wrong key: the handshake fails before any offer.
-  const wrongListener = await keyedTransport(tcpTransport(), 'not the right key at all').listen({ host: '127.0.0.1', port: 0, onConnection: () => t.fail('wrong-key listener must not get a connection') });
+  const wrongListener = await keyedTransport(tcpTransport(), WRONG).listen({ host: '127.0.0.1', port: 0, onConnection: () => t.fail('wrong-key listener must not get a connection') });
   t.teardown(() => wrongListener.close());
   const e2 = await t.throwsAsync(keyedTransport(tcpTransport(), KEY).connect(wrongListener.address));
   t.is(errorCode(e2), 'auth-failed');
