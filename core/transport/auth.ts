@@ -85,44 +85,60 @@ export function keyedTransport(inner: Transport, keyInput: string | Buffer): Tra
   return inner.withPsk(psk);
 }
 
-/** One reusable TLS context per key (ciphers and versions only: PSK needs no certificate). */
+/** One reusable client TLS context (ciphers and versions only: PSK needs no certificate). */
 export function secureContext(): tls.SecureContext {
   return tls.createSecureContext(TLS_OPTS);
 }
 
 /**
- * Accepting side, on a raw socket just accepted. The whole handshake (first
- * byte, TLS handshake) must finish within `hsMs` (0: unbounded) or the socket
- * is destroyed; `ready` gets the TLS socket and the time left for the first
- * request. A client that speaks plain frames (no key) gets `auth-required`.
+ * Accepting side. Returns the function to call with each raw socket just
+ * accepted. The whole handshake (first byte, TLS handshake) must finish
+ * within `hsMs` (0: unbounded) of the accept or the socket is destroyed;
+ * `ready` gets the TLS socket and the time left for the first request. A
+ * client that speaks plain frames (no key) gets `auth-required`. One
+ * tls.Server per listener does the TLS work (it never listens itself).
  */
-export function acceptSecure(sock: net.Socket, psk: Buffer, ctx: tls.SecureContext, hsMs: number, ready: (s: tls.TLSSocket, leftMs: number) => void): void {
-  const t0 = performance.now();
-  const timer = hsMs > 0 ? setTimeout(() => sock.destroy(), hsMs) : undefined;
-  timer?.unref();
-  sock.once('close', () => clearTimeout(timer));
-  sock.on('error', () => undefined);
-  sock.once('data', (first: Buffer) => {
-    sock.pause();
-    if (first[0] !== TLS_HANDSHAKE_BYTE) {
-      sock.end(encode({ t: 'error', code: 'auth-required', message: 'this network requires a key: connect with the network key (--key-file or $TREESHARE_KEY)' }));
-      setTimeout(() => sock.destroy(), 1000).unref();
-      return;
-    }
-    sock.unshift(first);
-    const s = new tls.TLSSocket(sock, {
-      isServer: true,
-      secureContext: ctx,
-      pskCallback: (_s: tls.TLSSocket, identity: string) => (identity === IDENTITY ? psk : null),
-    } as tls.TLSSocketOptions);
-    s.on('error', () => s.destroy());
-    s.once('secure', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      oneLineErrors(s);
-      ready(s, hsMs > 0 ? Math.max(1, Math.round(hsMs - (performance.now() - t0))) : 0);
-    });
+export function secureAcceptor(psk: Buffer, hsMs: number, ready: (s: tls.TLSSocket, leftMs: number) => void): (sock: net.Socket) => void {
+  /** Sockets in their handshake, by remote address and port (unique among live connections to one listener). */
+  const pending = new Map<string, { t0: number; timer: NodeJS.Timeout | undefined }>();
+  const server = tls.createServer({
+    ...TLS_OPTS,
+    pskCallback: (_s: tls.TLSSocket, identity: string) => (identity === IDENTITY ? psk : null),
+    handshakeTimeout: hsMs > 0 ? hsMs : 120_000,
   });
+  // Failed handshakes (wrong key, garbage, replays): tls.Server destroys the socket; nothing reached the application.
+  server.on('tlsClientError', () => undefined);
+  server.on('secureConnection', (s: tls.TLSSocket) => {
+    const k = `${s.remoteAddress}|${s.remotePort}`;
+    const p = pending.get(k);
+    if (!p) return void s.destroy();
+    pending.delete(k);
+    clearTimeout(p.timer);
+    oneLineErrors(s);
+    ready(s, hsMs > 0 ? Math.max(1, Math.round(hsMs - (performance.now() - p.t0))) : 0);
+  });
+  return (sock) => {
+    const k = `${sock.remoteAddress}|${sock.remotePort}`;
+    const entry = { t0: performance.now(), timer: hsMs > 0 ? setTimeout(() => sock.destroy(), hsMs) : undefined };
+    entry.timer?.unref();
+    pending.set(k, entry);
+    sock.once('close', () => {
+      clearTimeout(entry.timer);
+      if (pending.get(k) === entry) pending.delete(k);
+    });
+    sock.on('error', () => undefined);
+    sock.once('data', (first: Buffer) => {
+      sock.pause();
+      if (first[0] !== TLS_HANDSHAKE_BYTE) {
+        sock.end(encode({ t: 'error', code: 'auth-required', message: 'this network requires a key: connect with the network key (--key-file or $TREESHARE_KEY)' }));
+        setTimeout(() => sock.destroy(), 1000).unref();
+        return;
+      }
+      // The TLS socket takes over the raw one, starting with the bytes already read.
+      sock.unshift(first);
+      server.emit('connection', sock);
+    });
+  };
 }
 
 /**

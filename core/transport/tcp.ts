@@ -11,7 +11,7 @@ import type tls from 'node:tls';
 import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { encode } from '../protocol/codec.ts';
-import { acceptSecure, connectSecure, secureContext } from './auth.ts';
+import { connectSecure, secureAcceptor, secureContext } from './auth.ts';
 import { abortError, Connection, DEFAULT_HANDSHAKE_MS, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
@@ -45,6 +45,13 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
   const server = net.createServer({ noDelay: true, allowHalfOpen: true });
   const max = opts.maxConnections ?? 10_000;
   let open = 0;
+  // Keyed: the application sees a connection only once the TLS handshake
+  // proved the key; the handshake timeout covers TLS and the first request.
+  const secure = sec
+    ? secureAcceptor(sec.psk, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, (s, leftMs) =>
+        opts.onConnection(new Connection(wrap(s), remoteOf(s), true, { ...opts.connection, handshakeTimeoutMs: leftMs })),
+      )
+    : undefined;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
     if (open >= max) {
@@ -56,16 +63,8 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
     }
     open++;
     sock.once('close', () => open--);
-    const remote = sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
-    if (!sec) {
-      opts.onConnection(new Connection(wrap(sock), remote, true, opts.connection));
-      return;
-    }
-    // Keyed: the application sees the connection only once the TLS handshake
-    // proved the key; the handshake timeout covers TLS and the first request.
-    acceptSecure(sock, sec.psk, sec.ctx, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, (s, leftMs) =>
-      opts.onConnection(new Connection(wrap(s), remote, true, { ...opts.connection, handshakeTimeoutMs: leftMs })),
-    );
+    if (secure) return secure(sock);
+    opts.onConnection(new Connection(wrap(sock), remoteOf(sock), true, opts.connection));
   });
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException) => {
@@ -92,6 +91,10 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
       return closing;
     },
   };
+}
+
+function remoteOf(sock: net.Socket): string {
+  return sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
 }
 
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): TreeshareError {
