@@ -77,3 +77,20 @@ test('a process with a wrong key is refused both ways', async (t) => {
   t.is(errorCode(e2), 'auth-failed');
   t.false(fs.existsSync(path.join(dir, 'pwd1.txt')));
 });
+
+test('the key works over the shaped TCP transport (--latency/--bandwidth)', async (t) => {
+  const transport = tcpTransport({ shape: { latencyMs: 5, bandwidthBytesPerSec: 50 * 1024 * 1024 } });
+  const c = await cluster({ transport, meta: { networkKey: KEY }, peer: { networkKey: KEY } });
+  t.teardown(() => c.close());
+  await c.add('S1', { from: 'S1' });
+  await c.add('S3', { from: 'S3' });
+  const d = await c.peer('S1').download('pwd1.txt');
+  t.is(d.holder.id, 'S3');
+  t.true(d.verified);
+  // The shaped transport refuses a keyless caller the same way.
+  const plain = await tcpTransport().connect(c.meta.address);
+  t.teardown(() => plain.destroy());
+  const reply = new Promise((res) => plain.on('message', res));
+  plain.send({ t: 'status', v: PROTOCOL_VERSION });
+  t.like(await reply, { t: 'error', code: 'auth-required' });
+});
