@@ -78,11 +78,11 @@ export function derivePsk(key: Buffer): Buffer {
 }
 
 export function keyedTransport(inner: Transport, keyInput: string | Buffer): Transport {
-  const psk = derivePsk(parseKey(keyInput));
+  const key = parseKey(keyInput);
   if (!inner.withPsk) {
     throw new LocalError('key-unsupported', `a network key needs the TCP transport (TLS); the ${inner.kind} transport cannot carry it`);
   }
-  return inner.withPsk(psk);
+  return inner.withPsk(derivePsk(key));
 }
 
 /** One reusable client TLS context (ciphers and versions only: PSK needs no certificate). */
