@@ -14,4 +14,4 @@ export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
 export { checkFileName } from './protocol/names.ts';
 export { mulberry32 } from './protocol/rng.ts';
 export { renderTree, treeFromNodes, type TreeView } from './peer/render.ts';
-export { keyedTransport, parseKey, AuthError } from './transport/auth.ts';
+export { keyedTransport, parseKey, generateKey, AuthError, MIN_KEY_BYTES } from './transport/auth.ts';

@@ -11,6 +11,9 @@
  * - (a) naive TCP: fs.createReadStream → socket → fs.createWriteStream, defaults.
  * - (b) tuned TCP: the same with 1 MiB stream chunks on both sides, no hashing.
  * - (c) HTTP: node:http server streaming the file to a node:http client.
+ * - keyed: the same Peer.download() with a network key on the metaserver and
+ *   both peers (every byte inside TLS-PSK, ChaCha20-Poly1305), reported as a
+ *   ratio to the unkeyed peer row of the same run.
  * Baselines are timed from connect to the written file closed.
  *
  * Methods alternate within each round (rotating order), so load on the
@@ -22,21 +25,23 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Metaserver, Peer } from '../../core/index.ts';
+import { generateKey, Metaserver, Peer } from '../../core/index.ts';
 import { Child } from '../lib/child.ts';
 import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
 import { GiB, mbps, MiB, sizeLabel } from '../lib/stats.ts';
 
-type Mode = 'naive' | 'tuned' | 'http' | 'peer';
-const MODES: readonly Mode[] = ['naive', 'tuned', 'http', 'peer'];
+type Mode = 'naive' | 'tuned' | 'http' | 'peer' | 'keyed';
+const MODES: readonly Mode[] = ['naive', 'tuned', 'http', 'peer', 'keyed'];
 const LABEL: Record<Mode, string> = {
   naive: '(a) naive TCP pipe (default streams)',
   tuned: '(b) tuned TCP pipe (1 MiB chunks, no hashing)',
   http: '(c) node:http server → node:http client',
   peer: 'treeshare peer',
+  keyed: 'treeshare peer with the network key (TLS-PSK)',
 };
-const SHORT: Record<Mode, string> = { naive: '(a) naive TCP', tuned: '(b) tuned TCP', http: '(c) HTTP', peer: 'peer' };
+const SHORT: Record<Mode, string> = { naive: '(a) naive TCP', tuned: '(b) tuned TCP', http: '(c) HTTP', peer: 'peer', keyed: 'peer + key' };
+const isPeer = (m: Mode): m is 'peer' | 'keyed' => m === 'peer' || m === 'keyed';
 
 interface One {
   name: string;
@@ -106,60 +111,88 @@ interface Setup {
   dir: string;
   holderShare: string;
   meta: Metaserver;
+  /** A second overlay over the same share with a network key (keyed metaserver and holder). */
+  keyed?: { meta: Metaserver; key: string };
   senders: Senders;
   close(): Promise<void>;
 }
 
-async function setup(): Promise<Setup> {
+async function setup(o: { keyed?: boolean } = {}): Promise<Setup> {
   const dir = tempDir('treeshare-bench-');
   const holderShare = path.join(dir, 'holder');
   fs.mkdirSync(holderShare);
   const meta = new Metaserver({ host: '127.0.0.1', port: 0, peerTimeoutMs: 0 });
   await meta.start();
   const holder = new Peer({ id: 'holder', host: '127.0.0.1', port: 0, share: holderShare, meta: meta.address, announceMs: 0 });
+  const key = o.keyed ? generateKey() : undefined;
+  const kmeta = key ? new Metaserver({ host: '127.0.0.1', port: 0, peerTimeoutMs: 0, networkKey: key }) : undefined;
+  let kholder: Peer | undefined;
   const senders = await startSenders(holderShare);
   const close = registerCloser(async () => {
     await senders.close();
     await holder.stop();
+    await kholder?.stop();
     await meta.stop();
+    await kmeta?.stop();
     removeDir(dir);
   });
   await holder.start();
   await holder.join();
-  return { dir, holderShare, meta, senders, close };
+  if (kmeta) {
+    await kmeta.start();
+    kholder = new Peer({ id: 'holder', host: '127.0.0.1', port: 0, share: holderShare, meta: kmeta.address, announceMs: 0, networkKey: key });
+    await kholder.start();
+    await kholder.join();
+  }
+  return { dir, holderShare, meta, senders, close, ...(kmeta && key ? { keyed: { meta: kmeta, key } } : {}) };
 }
 
 let receivers = 0;
 
-async function receiverPair(ctx: Ctx, s: Setup, what: string): Promise<{ peer: Child; plain: Child; close(): Promise<void> }> {
+interface Receivers {
+  peer: Child;
+  plain: Child;
+  /** Present when the setup has a keyed overlay. */
+  keyed?: Child;
+  close(): Promise<void>;
+}
+
+async function receiverPair(ctx: Ctx, s: Setup, what: string): Promise<Receivers> {
   const n = ++receivers;
   const peerDir = path.join(s.dir, `peer-recv-${n}`);
   const plainDir = path.join(s.dir, `plain-recv-${n}`);
+  const keyedDir = path.join(s.dir, `keyed-recv-${n}`);
   fs.mkdirSync(peerDir);
   fs.mkdirSync(plainDir);
-  const [peer, plain] = await Promise.all([
+  if (s.keyed) fs.mkdirSync(keyedDir);
+  const [peer, plain, keyed] = await Promise.all([
     Child.start(`receiving peer (${what})`, 'receiver.ts', { mode: 'peer', dir: peerDir, peer: { id: `R${n}`, meta: s.meta.address } }, { nodeArgs: nodeArgs(ctx, `receiver-peer-${what}`) }),
     Child.start(`baseline receiver (${what})`, 'receiver.ts', { mode: 'plain', dir: plainDir }, { nodeArgs: nodeArgs(ctx, `receiver-plain-${what}`) }),
+    s.keyed
+      ? Child.start(`receiving keyed peer (${what})`, 'receiver.ts', { mode: 'peer', dir: keyedDir, peer: { id: `K${n}`, meta: s.keyed.meta.address, networkKey: s.keyed.key } }, { nodeArgs: nodeArgs(ctx, `receiver-keyed-${what}`) })
+      : undefined,
   ]);
   return {
     peer,
     plain,
+    ...(keyed ? { keyed } : {}),
     close: async () => {
-      await Promise.all([peer.close(), plain.close()]);
+      await Promise.all([peer.close(), plain.close(), keyed?.close()]);
     },
   };
 }
 
-async function runOnce(mode: Mode, r: { peer: Child; plain: Child }, s: Setup, names: string[], size: number): Promise<Batch> {
+async function runOnce(mode: Mode, r: Receivers, s: Setup, names: string[], size: number): Promise<Batch> {
   const c0 = process.cpuUsage();
-  const b =
-    mode === 'peer'
-      ? await r.peer.call<Batch>({ cmd: 'download', names }, 300_000)
-      : await r.plain.call<Batch>({ cmd: 'fetch', kind: mode === 'http' ? 'http' : `tcp-${mode}`, port: s.senders[mode], names }, 300_000);
+  const who = mode === 'peer' ? r.peer : mode === 'keyed' ? r.keyed : r.plain;
+  if (!who) throw new Error(`${LABEL[mode]}: no receiver (setup without a key)`);
+  const b = isPeer(mode)
+    ? await who.call<Batch>({ cmd: 'download', names }, 300_000)
+    : await who.call<Batch>({ cmd: 'fetch', kind: mode === 'http' ? 'http' : `tcp-${mode}`, port: s.senders[mode], names }, 300_000);
   const c = process.cpuUsage(c0);
   b.senderCpuMs = (c.user + c.system) / 1000;
   for (const one of b.results) if (one.bytes !== size) throw new Error(`${LABEL[mode]}: ${one.name} arrived with ${one.bytes} of ${size} bytes`);
-  await (mode === 'peer' ? r.peer : r.plain).call({ cmd: 'rm', names });
+  await who.call({ cmd: 'rm', names });
   return b;
 }
 
@@ -171,7 +204,7 @@ async function maxRssMB(c: Child): Promise<number> {
 /** (1) One file, peer vs (a) (b) (c). */
 export async function transferBench(ctx: Ctx): Promise<void> {
   const plan = ctx.quick ? [{ size: 64 * MiB, runs: 3 }] : [{ size: 64 * MiB, runs: 5 }, { size: GiB, runs: 3 }];
-  const s = await setup();
+  const s = await setup({ keyed: true });
   try {
     for (const { size, runs } of plan) {
       const label = sizeLabel(size);
@@ -182,24 +215,24 @@ export async function transferBench(ctx: Ctx): Promise<void> {
       const r = await receiverPair(ctx, s, key);
       try {
         const idleRss = await maxRssMB(r.peer);
-        const rate: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [] };
-        const recvCpu: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [] };
-        const sendCpu: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [] };
+        const rate: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [], keyed: [] };
+        const recvCpu: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [], keyed: [] };
+        const sendCpu: Record<Mode, number[]> = { naive: [], tuned: [], http: [], peer: [], keyed: [] };
         const wall: number[] = [];
         const ttfb: number[] = [];
-        let peerError: string | undefined;
+        const errors: Partial<Record<'peer' | 'keyed', string>> = {};
         for (let run = 0; run < runs; run++) {
           for (let j = 0; j < MODES.length; j++) {
             const mode = MODES[(j + run) % MODES.length]!;
-            if (mode === 'peer' && peerError) continue;
+            if (isPeer(mode) && errors[mode]) continue;
             let b: Batch;
             try {
               b = await runOnce(mode, r, s, [name], size);
             } catch (err) {
               // A failing download is a finding, not a reason to drop the baselines.
-              if (mode !== 'peer') throw err;
-              peerError = (err as Error).message;
-              ctx.log(`transfer ${label}: peer download FAILED: ${peerError}`);
+              if (!isPeer(mode)) throw err;
+              errors[mode] = (err as Error).message;
+              ctx.log(`transfer ${label}: ${SHORT[mode]} download FAILED: ${errors[mode]}`);
               continue;
             }
             const one = b.results[0]!;
@@ -213,6 +246,7 @@ export async function transferBench(ctx: Ctx): Promise<void> {
           }
           ctx.log(`transfer ${label}: round ${run + 1}/${runs}: ${MODES.map((m) => `${m} ${rate[m].at(-1)?.toFixed(0) ?? '–'}`).join(', ')} MB/s`);
         }
+        const peerError = errors.peer;
         const peerRss = await maxRssMB(r.peer);
         const plainRss = await maxRssMB(r.plain);
         const g = `transfer ${label}`;
@@ -223,16 +257,23 @@ export async function transferBench(ctx: Ctx): Promise<void> {
           baselines: [id('naive'), id('http'), id('tuned')],
         });
         if (peerError) ctx.report.note(`transfer ${label}: the peer download failed: ${peerError}`);
+        // The network key's cost: the same download, every byte inside TLS-PSK, as a ratio to the keyless peer.
+        ctx.report.add({
+          id: id('keyed'), group: g, label: `${LABEL.keyed}: same download, encrypted + authenticated${errors.keyed ? ' — FAILED (see note)' : ''}`, short: SHORT.keyed, unit: 'MB/s', better: 'higher', samples: rate.keyed,
+          baselines: [id('peer')],
+        });
+        if (errors.keyed) ctx.report.note(`transfer ${label}: the keyed peer download failed: ${errors.keyed}`);
+        ctx.log(`transfer ${label}: with the network key ${(ctx.report.ratio(id('keyed'), id('peer')) * 100).toFixed(0)}% of the keyless peer's rate (medians)`);
         const failed = peerError ? `download failed: ${peerError}` : undefined;
         ctx.report.add({ id: id('peer.e2e'), group: g, label: 'peer end to end (download() call → result, incl. search + offer)', unit: 'MB/s', better: 'higher', samples: wall });
         ctx.report.add({ id: id('peer.ttfb'), group: g, label: 'peer time to first byte (ack → first byte)', unit: 'ms', better: 'lower', samples: ttfb });
         // CPU seconds per GB moved: less sensitive to other load on the machine than MB/s.
         const cg = `${g}: CPU per GB moved (user + system; lower is better)`;
         for (const m of MODES) {
-          ctx.report.add({ id: id(`${m}.cpu.recv`), group: cg, label: `${SHORT[m]}: receiving process`, unit: 's/GB', better: 'lower', samples: recvCpu[m], ...(m === 'peer' ? { baselines: [id('tuned.cpu.recv')] } : {}) });
+          ctx.report.add({ id: id(`${m}.cpu.recv`), group: cg, label: `${SHORT[m]}: receiving process`, unit: 's/GB', better: 'lower', samples: recvCpu[m], ...(m === 'peer' ? { baselines: [id('tuned.cpu.recv')] } : m === 'keyed' ? { baselines: [id('peer.cpu.recv')] } : {}) });
         }
         for (const m of MODES) {
-          ctx.report.add({ id: id(`${m}.cpu.send`), group: cg, label: `${SHORT[m]}: sending process${m === 'peer' ? ' (holder peer)' : ''}`, unit: 's/GB', better: 'lower', samples: sendCpu[m], ...(m === 'peer' ? { baselines: [id('tuned.cpu.send')] } : {}) });
+          ctx.report.add({ id: id(`${m}.cpu.send`), group: cg, label: `${SHORT[m]}: sending process${m === 'peer' ? ' (holder peer)' : ''}`, unit: 's/GB', better: 'lower', samples: sendCpu[m], ...(m === 'peer' ? { baselines: [id('tuned.cpu.send')] } : m === 'keyed' ? { baselines: [id('peer.cpu.send')] } : {}) });
         }
         ctx.report.add({ id: id('peer.rss'), group: g, label: `receiving peer peak RSS (idle before: ${idleRss.toFixed(0)} MB)`, unit: 'MB', better: 'lower', samples: [peerRss] });
         ctx.report.add({ id: id('plain.rss'), group: g, label: 'baseline receiver process peak RSS (all three)', unit: 'MB', better: 'lower', samples: [plainRss] });

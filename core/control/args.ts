@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LocalError } from '../errors.ts';
+import { MIN_KEY_BYTES, shortKeyMessage } from '../transport/auth.ts';
 import { Host, ID_RE } from '../protocol/messages.ts';
 import type { HostPort } from '../transport/transport.ts';
 
@@ -123,6 +124,7 @@ export const KEY_ENV = 'TREESHARE_KEY';
 /**
  * The network key from --key-file (file contents, trimmed) or $TREESHARE_KEY;
  * undefined when neither is set. Kept off the command line, where `ps` shows it.
+ * At least 32 bytes (`npm run keygen` prints a random one); shorter is a usage error.
  */
 export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = process.env, direct?: string): string | undefined {
   let key: string | undefined;
@@ -143,7 +145,8 @@ export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = pr
     key = env[KEY_ENV] === undefined ? undefined : env[KEY_ENV]!.trim();
     if (key === undefined) return undefined;
   }
-  if (Buffer.byteLength(key, 'utf8') < 8) throw new UsageError(`the network key in ${from} must be at least 8 bytes`);
+  const len = Buffer.byteLength(key, 'utf8');
+  if (len < MIN_KEY_BYTES) throw new UsageError(shortKeyMessage(len, `the network key in ${from}`));
   return key;
 }
 

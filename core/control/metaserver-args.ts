@@ -16,7 +16,7 @@ Options:
       --host HOST       address to bind (default 0.0.0.0: every interface)
   -p, --port PORT       port to listen on; 0 picks a free one (default 9000)
       --policy POLICY   referral policy: root, random or least-loaded (default least-loaded)
-      --key-file FILE   network key (shared secret, at least 8 bytes) in FILE;
+      --key-file FILE   network key (at least 32 bytes; npm run keygen) in FILE;
                         default $TREESHARE_KEY; peers must use the same key
 ${limitHelp(DEFAULT_MAX_CONNECTIONS)}
       --seed N          seed for the random policy (repeatable runs; default: unseeded)

@@ -22,7 +22,7 @@ Options:
       --share DIR           folder to share and download into (default shares/<id>)
       --max-children N      most children this peer accepts, 1-1024 (default 2)
       --auto-join           register and join at start (menu option 1)
-      --key-file FILE       network key (shared secret, at least 8 bytes) in FILE;
+      --key-file FILE       network key (at least 32 bytes; npm run keygen) in FILE;
                             default $TREESHARE_KEY; every peer and the metaserver need it
 ${limitHelp(PEER_MAX_CONNECTIONS)}
       --max-uploads N       most uploads at once (default 16)

@@ -31,7 +31,7 @@ export interface MetaserverOptions {
   /** Referral policy. Default least-loaded. */
   policy?: Policy;
   transport?: Transport;
-  /** Shared network key: every connection is authenticated (HMAC challenge-response). Default none. */
+  /** Shared network key: every connection runs over TLS with this pre-shared key (at least 32 bytes; see docs/SECURITY.md). Default none. */
   networkKey?: string | Buffer;
   /** Random source for the `random` policy, returns [0,1). Default Math.random. */
   rng?: () => number;
@@ -168,8 +168,6 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
       case 'ping':
         conn.send({ t: 'pong', n: m.n });
         return conn.end();
-      case 'hello':
-        throw new TreeshareError('auth-unsupported', 'this metaserver uses no network key');
       default:
         throw new RemoteProtocolError('unexpected-message', `the metaserver does not handle "${m.t}"`);
     }

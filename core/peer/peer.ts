@@ -443,8 +443,6 @@ export class Peer extends EventEmitter<PeerEvents> {
         conn.send({ t: 'pong', n: m.n });
         conn.end();
         return;
-      case 'hello':
-        throw new TreeshareError('auth-unsupported', `peer ${this.id} uses no network key`);
       default:
         throw new RemoteProtocolError('unexpected-message', `a peer does not handle "${m.t}" as a first message`);
     }

@@ -26,7 +26,7 @@ export interface PeerOptions {
   /** Most redirects followed while joining. Default 64. */
   maxRedirects?: number;
   transport?: Transport;
-  /** Shared network key: every connection is authenticated (HMAC challenge-response). Default none. */
+  /** Shared network key: every connection runs over TLS with this pre-shared key (at least 32 bytes; see docs/SECURITY.md). Default none. */
   networkKey?: string | Buffer;
   connection?: ConnectionOptions;
   /** Default hop limit of floods. Default 255. */

@@ -115,19 +115,7 @@ const Offer = z.strictObject({
 const Ack = z.strictObject({ t: z.literal('ack') });
 const Decline = z.strictObject({ t: z.literal('decline'), reason: Text });
 
-// ---- network key (optional): mutual challenge-response before the opener ----
-
-const Nonce = z.string().regex(/^[0-9a-f]{32}$/, 'nonce must be 32 lowercase hex digits');
-const Mac = z.string().regex(/^[0-9a-f]{64}$/, 'mac must be 64 lowercase hex digits');
-/** hello: connector → acceptor, first frame when a network key is set. */
-const Hello = z.strictObject({ t: z.literal('hello'), v: V, nonce: Nonce });
-/** challenge: acceptor → connector: its nonce and proof it holds the key, HMAC(key, "acceptor|" + hello.nonce + "|" + nonce). */
-const Challenge = z.strictObject({ t: z.literal('challenge'), nonce: Nonce, mac: Mac });
-/** auth: connector → acceptor: HMAC(key, "connector|" + challenge.nonce + "|" + hello.nonce). The opener follows. */
-const Auth = z.strictObject({ t: z.literal('auth'), mac: Mac });
-
 export const Message = z.discriminatedUnion('t', [
-  Hello, Challenge, Auth,
   Register, Registered, Announce, Leave, Status, Registry, Ok, ErrorMsg,
   Join, Accept, Redirect, Size, Depth, Ping, Pong, Leaving,
   Topo, TopoReply, Query, QueryReply,
@@ -140,7 +128,7 @@ export type Msg<T extends MessageType> = Extract<Message, { t: T }>;
 export const MESSAGE_TYPES: readonly MessageType[] = Message.options.map((o) => o.shape.t.value);
 
 /** Messages that may open a connection (and so must carry `v`). */
-export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['hello', 'register', 'announce', 'leave', 'status', 'join', 'offer', 'ping']);
+export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping']);
 
 export interface HostPortLike {
   host: string;

@@ -15,6 +15,9 @@ import { describeError, RemoteProtocolError, RemoteRefusedError, TreeshareError 
 import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder } from '../protocol/codec.ts';
 import type { Message, MessageType, Msg } from '../protocol/messages.ts';
 
+/** First byte of a TLS handshake record (auth.ts); frames start with '{'. */
+const TLS_HANDSHAKE_BYTE = 0x16;
+
 /** The byte pipe under a Connection: a net.Socket, or one end of a memory pair. */
 export interface ByteLink {
   write(data: Buffer): boolean;
@@ -35,7 +38,10 @@ export interface ConnectionOptions {
   maxFrameBytes?: number;
   /** Outgoing bytes allowed to queue unread before the link is dropped. Default 64 MiB. */
   maxBufferedBytes?: number;
-  /** For accepted connections: ms to wait for the first frame. Default 10,000; 0 disables. */
+  /**
+   * For accepted connections: ms from accept to the first complete request
+   * (with a network key: TLS handshake included). Default 10,000; 0 disables.
+   */
   handshakeTimeoutMs?: number;
 }
 
@@ -47,6 +53,9 @@ export interface ConnectionEvents {
   'protocol-error': [RemoteProtocolError];
   close: [Error | undefined];
 }
+
+/** Default ConnectionOptions.handshakeTimeoutMs. */
+export const DEFAULT_HANDSHAKE_MS = 10_000;
 
 /** Most frames held for a listener that is not there yet (see Connection.held). */
 const MAX_HELD = 1024;
@@ -84,7 +93,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     (this as EventEmitter).on('newListener', (ev: string | symbol) => {
       if (ev === 'message' && this.held.length) queueMicrotask(() => this.flushHeld());
     });
-    const hs = opts.handshakeTimeoutMs ?? 10_000;
+    const hs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS;
     if (accepted && hs > 0) {
       this.handshakeTimer = setTimeout(() => {
         if (this.first && !this.closedFlag) this.fail(new RemoteProtocolError('timeout', `no request within ${hs} ms`));
@@ -115,11 +124,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const ok = this.link.write(data);
     this.checkBuffered();
     return ok;
-  }
-
-  /** The next frame must again be a versioned opener (after a key handshake). */
-  expectOpener(): void {
-    this.first = true;
   }
 
   /** Stop decoding frames: later bytes arrive as 'data'. Returns bytes already buffered. */
@@ -173,6 +177,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.emit('data', b);
       return;
     }
+    if (this.first && this.accepted && this.decoder.buffered === 0 && b[0] === TLS_HANDSHAKE_BYTE) {
+      // A keyed node's TLS ClientHello: say so at once instead of waiting for a newline.
+      this.fail(new TreeshareError('auth-unsupported', 'this node uses no network key (got a TLS handshake)'));
+      return;
+    }
     const thrown: { err?: unknown } = {};
     try {
       // Frames are delivered one by one so a handler can switch to raw mode mid-chunk.
@@ -200,8 +209,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private deliver(m: Message): boolean {
     if (this.first) {
       this.first = false;
-      // A key handshake (hello) keeps the timer running until the real opener.
-      if (this.handshakeTimer && m.t !== 'hello') clearTimeout(this.handshakeTimer);
+      // The first frame must be the opener (checked below): nothing before it extends the deadline.
+      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
       if (this.accepted) {
         try {
           checkVersion(m);

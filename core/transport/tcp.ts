@@ -2,12 +2,17 @@
  * TCP transport: the only place that touches node:net. Listens and connects
  * on host:port, wraps each socket in a Connection, and turns socket errors
  * into one-line TreeshareErrors (port in use, connection refused, ...).
+ * With a pre-shared key (`withPsk`, see auth.ts) every socket first runs a
+ * TLS-PSK handshake and the Connection sits on the TLS socket; shaping
+ * (--latency/--bandwidth) then applies to the decrypted side.
  */
 import net from 'node:net';
+import type tls from 'node:tls';
 import { LocalError, TreeshareError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { encode } from '../protocol/codec.ts';
-import { abortError, Connection, type ByteLink } from './connection.ts';
+import { connectSecure, secureAcceptor, secureContext } from './auth.ts';
+import { abortError, Connection, DEFAULT_HANDSHAKE_MS, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
@@ -17,23 +22,39 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export interface TcpOptions {
   /** Added latency and bandwidth cap on every connection's outgoing side (user-space emulation). */
   shape?: LinkShape;
+  /** TLS pre-shared key (already stretched, see auth.ts derivePsk): every connection runs over TLS-PSK. */
+  psk?: Buffer;
+}
+
+interface Secure {
+  psk: Buffer;
+  ctx: tls.SecureContext;
 }
 
 export function tcpTransport(o: TcpOptions = {}): Transport {
   const wrap = (sock: net.Socket): ByteLink => (isShaped(o.shape) ? new ShapedLink(sock, o.shape) : sock);
+  const sec: Secure | undefined = o.psk ? { psk: o.psk, ctx: secureContext() } : undefined;
   return {
     kind: 'tcp',
-    listen: (opts) => listen(opts, wrap),
-    connect: (to, opts) => connect(to, opts, wrap),
+    listen: (opts) => listen(opts, wrap, sec),
+    connect: (to, opts) => connect(to, opts, wrap, sec),
+    withPsk: (psk) => tcpTransport({ ...o, psk }),
   };
 }
 
-async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): Promise<Listener> {
+async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined): Promise<Listener> {
   // allowHalfOpen: a client that half-closes in the middle of a frame can still
   // be told why (Connection answers `truncated-frame`, then ends its side).
   const server = net.createServer({ noDelay: true, allowHalfOpen: true });
   const max = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   let open = 0;
+  // Keyed: the application sees a connection only once the TLS handshake
+  // proved the key; the handshake timeout covers TLS and the first request.
+  const secure = sec
+    ? secureAcceptor(sec.psk, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, (s, leftMs) =>
+        opts.onConnection(new Connection(wrap(s), remoteOf(s), true, { ...opts.connection, handshakeTimeoutMs: leftMs })),
+      )
+    : undefined;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
     if (open >= max) {
@@ -45,8 +66,8 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): P
     }
     open++;
     sock.once('close', () => open--);
-    const remote = sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
-    opts.onConnection(new Connection(wrap(sock), remote, true, opts.connection));
+    if (secure) return secure(sock);
+    opts.onConnection(new Connection(wrap(sock), remoteOf(sock), true, opts.connection));
   });
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException) => {
@@ -75,6 +96,10 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink): P
   };
 }
 
+function remoteOf(sock: net.Socket): string {
+  return sock.remoteAddress ? addrKey({ host: sock.remoteAddress.replace(/^::ffff:/, ''), port: sock.remotePort ?? 0 }) : 'unknown';
+}
+
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): TreeshareError {
   const where = `${host}:${port}`;
   switch (err.code) {
@@ -92,7 +117,7 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Tr
   }
 }
 
-function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink): Promise<Connection> {
+function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined): Promise<Connection> {
   const where = addrKey(to);
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(abortError(opts.signal, `a connection to ${where}`));
@@ -109,7 +134,11 @@ function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) 
     sock.once('connect', () => {
       opts.signal?.removeEventListener('abort', onAbort);
       sock.removeAllListeners('error');
-      resolve(new Connection(wrap(sock), where, false, opts.connection));
+      if (!sec) return resolve(new Connection(wrap(sock), where, false, opts.connection));
+      connectSecure(sock, sec.psk, sec.ctx, where, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, opts.signal).then(
+        (s) => resolve(new Connection(wrap(s), where, false, opts.connection)),
+        reject,
+      );
     });
   });
 }

@@ -36,4 +36,6 @@ export interface Transport {
   readonly kind: 'tcp' | 'memory';
   listen(opts: ListenOptions): Promise<Listener>;
   connect(to: HostPort, opts?: ConnectOptions): Promise<Connection>;
+  /** The same transport with every connection inside TLS-PSK (see auth.ts); absent where TLS cannot run. */
+  withPsk?(psk: Buffer): Transport;
 }

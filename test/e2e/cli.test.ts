@@ -77,15 +77,17 @@ test('command-line mistakes give one line and exit 2', async (t) => {
   t.like(parsePeerArgs(['-p5001', '-i', 'S1']).options, { id: 'S1', port: 5001, share: path.join('shares', 'S1'), meta: { host: '127.0.0.1', port: 9000 }, maxChildren: 2 });
   t.like(parsePeerArgs(['--port=0', '--id=S2', '--meta', '[::1]:9000', '--max-children', '3']).options, { id: 'S2', port: 0, meta: { host: '::1', port: 9000 }, maxChildren: 3 });
   t.like(parseMetaserverArgs([]).options, { host: '0.0.0.0', port: 9000 });
-  // The network key: from --key-file (trimmed) or $TREESHARE_KEY, at least 8 bytes, never from argv itself.
+  // The network key: from --key-file (trimmed) or $TREESHARE_KEY, at least 32 bytes.
   const keyFile = path.join(ps.dir, 'key');
-  fs.writeFileSync(keyFile, 'correct horse battery\n');
-  t.is(networkKey(keyFile, {}), 'correct horse battery');
-  t.is(networkKey(undefined, { TREESHARE_KEY: 'from the environment' }), 'from the environment');
+  const K1 = 'correct horse battery staple, 32+ bytes';
+  fs.writeFileSync(keyFile, K1 + '\n');
+  t.is(networkKey(keyFile, {}), K1);
+  t.is(networkKey(undefined, { TREESHARE_KEY: ' from the environment, 32+ bytes long ' }), 'from the environment, 32+ bytes long');
   t.is(networkKey(undefined, {}), undefined);
-  t.throws(() => networkKey(undefined, { TREESHARE_KEY: 'short' }), { instanceOf: UsageError, message: /at least 8 bytes/ });
+  t.throws(() => networkKey(undefined, { TREESHARE_KEY: 'short' }), { instanceOf: UsageError, message: /too short \(5 bytes; at least 32 are needed\).*npm run keygen/ });
+  t.throws(() => networkKey(undefined, {}, 'x'.repeat(31)), { instanceOf: UsageError, message: /--network-key is too short \(31 bytes/ });
   t.throws(() => networkKey(path.join(ps.dir, 'nokey'), {}), { instanceOf: UsageError, message: /cannot read --key-file .*ENOENT/ });
-  t.is(parseMetaserverArgs(['--key-file', keyFile]).options.networkKey, 'correct horse battery');
+  t.is(parseMetaserverArgs(['--key-file', keyFile]).options.networkKey, K1);
   t.throws(() => parseMetaserverArgs(['--seed', 'abc']), { instanceOf: UsageError, message: /--seed must be an integer/ });
   const [a, b] = [parseMetaserverArgs(['--seed', '42']).options.rng!, parseMetaserverArgs(['--seed', '42']).options.rng!];
   t.deepEqual([a(), a(), a()], [b(), b(), b()], '--seed makes the random policy repeatable');

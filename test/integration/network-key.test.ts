@@ -5,7 +5,8 @@ import path from 'node:path';
 import { keyedTransport, Peer, tcpTransport, PROTOCOL_VERSION, errorCode } from '../../core/index.ts';
 import { cluster, tmpDir } from '../helpers.ts';
 
-const KEY = 'correct horse battery staple';
+const KEY = '5b1c0e3f9a7d48e2b6c1f0a9d3e7b2c48f6a1d0e9c3b7a2f5e8d1c4b0a9f3e6d';
+const WRONG = 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
 
 async function keyed() {
   const c = await cluster({ meta: { networkKey: KEY }, peer: { networkKey: KEY } });
@@ -65,14 +66,31 @@ test('a process with a wrong key is refused both ways', async (t) => {
   t.teardown(() => c.close());
   const dir = tmpDir();
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const wrong = new Peer({ id: 'W', port: 0, share: dir, meta: c.meta.address, networkKey: 'not the right key at all' });
+  const wrong = new Peer({ id: 'W', port: 0, share: dir, meta: c.meta.address, networkKey: WRONG });
   t.teardown(() => wrong.stop());
   const err = await t.throwsAsync(wrong.join());
   t.is(errorCode(err), 'auth-failed');
   // A holder never sends to a listener with the wrong key: the handshake fails before any offer.
-  const wrongListener = await keyedTransport(tcpTransport(), 'not the right key at all').listen({ host: '127.0.0.1', port: 0, onConnection: () => t.fail('wrong-key listener must not get a connection') });
+  const wrongListener = await keyedTransport(tcpTransport(), WRONG).listen({ host: '127.0.0.1', port: 0, onConnection: () => t.fail('wrong-key listener must not get a connection') });
   t.teardown(() => wrongListener.close());
   const e2 = await t.throwsAsync(keyedTransport(tcpTransport(), KEY).connect(wrongListener.address));
   t.is(errorCode(e2), 'auth-failed');
   t.false(fs.existsSync(path.join(dir, 'pwd1.txt')));
+});
+
+test('the key works over the shaped TCP transport (--latency/--bandwidth)', async (t) => {
+  const transport = tcpTransport({ shape: { latencyMs: 5, bandwidthBytesPerSec: 50 * 1024 * 1024 } });
+  const c = await cluster({ transport, meta: { networkKey: KEY }, peer: { networkKey: KEY } });
+  t.teardown(() => c.close());
+  await c.add('S1', { from: 'S1' });
+  await c.add('S3', { from: 'S3' });
+  const d = await c.peer('S1').download('pwd1.txt');
+  t.is(d.holder.id, 'S3');
+  t.true(d.verified);
+  // The shaped transport refuses a keyless caller the same way.
+  const plain = await tcpTransport().connect(c.meta.address);
+  t.teardown(() => plain.destroy());
+  const reply = new Promise((res) => plain.on('message', res));
+  plain.send({ t: 'status', v: PROTOCOL_VERSION });
+  t.like(await reply, { t: 'error', code: 'auth-required' });
 });
