@@ -55,12 +55,31 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
         opts.onConnection(new Connection(wrap(s), remoteOf(s), true, { ...opts.connection, handshakeTimeoutMs: leftMs })),
       )
     : undefined;
+  const tooMany = () => encode({ t: 'error', code: 'too-many-connections', message: `over the limit of ${max} connections; try again later` });
+  // Keyed: a refusal is said inside the channel (a keyed client reads nothing in plain text), for a bounded
+  // number of refused handshakes at once; past that, refused sockets are simply closed.
+  let refusing = 0;
+  const refuseSecure = sec
+    ? secureAcceptor(sec.psk, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, (s) => {
+        s.on('error', () => undefined);
+        s.end(tooMany());
+        setTimeout(() => s.destroy(), 1000).unref();
+      })
+    : undefined;
   server.on('connection', (sock) => {
     sock.setNoDelay(true);
     if (open >= max) {
-      // Over the limit: say why, then close (the others keep being served).
+      // Over the limit: say why, then close (the others keep being served). Reading on lets the
+      // client's FIN close the socket at once (an unread socket lingers until the destroy timer).
       sock.on('error', () => undefined);
-      sock.end(encode({ t: 'error', code: 'too-many-connections', message: `over the limit of ${max} connections; try again later` }));
+      if (refuseSecure && refusing < 64) {
+        refusing++;
+        sock.once('close', () => refusing--);
+        return refuseSecure(sock);
+      }
+      sock.resume();
+      if (sec) sock.end();
+      else sock.end(tooMany());
       setTimeout(() => sock.destroy(), 1000).unref();
       return;
     }

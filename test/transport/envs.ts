@@ -26,7 +26,7 @@ export const tcpEnv = (): TransportEnv => realEnv(tcpTransport(), TCP_MAX_STALL)
 
 export const shapedTcpEnv = (): TransportEnv => realEnv(tcpTransport({ shape: { latencyMs: 5, bandwidthBytesPerSec: 200 * 1024 * 1024 } }), TCP_MAX_STALL);
 
-export const keyedTcpEnv = (): TransportEnv => realEnv(keyedTransport(tcpTransport(), 'compliance-suite-key'), TCP_MAX_STALL);
+export const keyedTcpEnv = (): TransportEnv => realEnv(keyedTransport(tcpTransport(), 'a'.repeat(64)), TCP_MAX_STALL);
 
 export const memoryEnv = (shape: LinkShape = {}): TransportEnv => {
   const env = realEnv(new MemoryNetwork(shape).transport(), DEFAULT_WINDOW_BYTES + 64 * 1024);
