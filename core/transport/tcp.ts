@@ -9,6 +9,7 @@ import { addrKey } from '../protocol/messages.ts';
 import { encode } from '../protocol/codec.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
+import { TcpLink } from './tcp-link.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
 export interface TcpOptions {
@@ -20,7 +21,8 @@ export function tcpTransport(o: TcpOptions = {}): Transport {
   const wrap = (sock: net.Socket): ByteLink => (isShaped(o.shape) ? new ShapedLink(sock, o.shape) : sock);
   return {
     kind: 'tcp',
-    listen: (opts) => listen(opts, wrap),
+    // Accepted plain sockets get a TcpLink: a transfer body can then be read into a reused buffer.
+    listen: (opts) => listen(opts, (s) => (isShaped(o.shape) ? new ShapedLink(s, o.shape) : new TcpLink(s))),
     connect: (to, opts) => connect(to, opts, wrap),
   };
 }
