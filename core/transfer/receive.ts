@@ -53,6 +53,9 @@ export interface TransferMetrics {
 /** Bytes per read on the fast path (the reused buffer's size). */
 export const RECEIVE_BUFFER_BYTES = 1024 * 1024;
 
+/** Longest stretch of back-to-back reads (hash + write) before other I/O gets a turn, ms. */
+const YIELD_AFTER_MS = 4;
+
 /** Writes all of `b` at the file's current position. */
 function writeAll(fd: number, b: Buffer): void {
   let off = 0;
@@ -136,7 +139,20 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     o.signal?.addEventListener('abort', onAbort, { once: true });
     conn.on('close', onClose);
     const buf = Buffer.allocUnsafe(Math.max(1, Math.min(RECEIVE_BUFFER_BYTES, offer.size + 1)));
-    let rest = conn.rawInto(buf, (n) => take(buf.subarray(0, n)));
+    // libuv reads a readable socket up to 32 times in a row before polling anything else:
+    // 32 MiB hashed and written without a break (tens of ms). After YIELD_AFTER_MS of
+    // reading, pause and resume on the next loop turn, so other sockets (searches, joins)
+    // get in between.
+    let turn = performance.now();
+    let rest = conn.rawInto(buf, (n) => {
+      take(buf.subarray(0, n));
+      if (settled || performance.now() - turn < YIELD_AFTER_MS) return;
+      conn.pause();
+      setImmediate(() => {
+        turn = performance.now();
+        if (!settled) conn.resume();
+      });
+    });
     if (rest) readPath = 'fast';
     else {
       conn.on('data', take);
