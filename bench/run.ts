@@ -27,9 +27,10 @@ import { microBench } from './micro.ts';
 import { joinBench } from './macro/join.ts';
 import { registrationsBench } from './macro/registrations.ts';
 import { searchBench } from './macro/search.ts';
+import { busyBench } from './macro/busy.ts';
 import { concurrentBench, transferBench } from './macro/transfer.ts';
 
-const SECTIONS = ['micro', 'transfer', 'concurrent', 'join', 'search', 'registrations'] as const;
+const SECTIONS = ['micro', 'transfer', 'concurrent', 'busy', 'join', 'search', 'registrations'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function usage(): never {
@@ -95,6 +96,7 @@ const runners: Record<Section, () => Promise<void>> = {
   },
   transfer: () => transferBench(ctx),
   concurrent: () => concurrentBench(ctx),
+  busy: () => busyBench(ctx),
   join: () => joinBench(ctx),
   search: () => searchBench(ctx),
   registrations: () => registrationsBench(ctx),

@@ -7,7 +7,9 @@
  * times each transfer on its own clock and reports its peak RSS.
  *
  * - peer: a real Peer.download() — search flood, offer, ack, stream, SHA-256,
- *   temp file, link into place. Rate = bytes / core's durationMs (ack → renamed).
+ *   temp file, link into place. Two windows: end to end (download() call →
+ *   verified file; like-for-like with the baselines' connect → closed, so the
+ *   targets use it) and body only (core's durationMs: ack → renamed).
  * - (a) naive TCP: fs.createReadStream → socket → fs.createWriteStream, defaults.
  * - (b) tuned TCP: the same with 1 MiB stream chunks on both sides, no hashing.
  * - (c) HTTP: node:http server streaming the file to a node:http client.
@@ -26,6 +28,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { generateKey, Metaserver, Peer } from '../../core/index.ts';
+import { openShared, sha256Of } from '../../core/transfer/jail.ts';
 import { Child } from '../lib/child.ts';
 import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
@@ -212,6 +215,14 @@ export async function transferBench(ctx: Ctx): Promise<void> {
       const name = `xfer-${key}.bin`;
       ctx.log(`transfer ${label}: generating the file, starting receivers`);
       makeFile(path.join(s.holderShare, name), size);
+      // Untimed: the holder hashes the file once, as a running holder (or a restarted one, from
+      // its persisted hash cache) has; otherwise the first end-to-end round would include it.
+      const f = await openShared(s.holderShare, name);
+      try {
+        await sha256Of(f);
+      } finally {
+        await f.handle.close();
+      }
       const r = await receiverPair(ctx, s, key);
       try {
         const idleRss = await maxRssMB(r.peer);
@@ -252,8 +263,16 @@ export async function transferBench(ctx: Ctx): Promise<void> {
         const g = `transfer ${label}`;
         const id = (m: string) => `transfer.${key}.${m}`;
         for (const m of ['naive', 'tuned', 'http'] as const) ctx.report.add({ id: id(m), group: g, label: LABEL[m], short: SHORT[m], unit: 'MB/s', better: 'higher', samples: rate[m] });
+        // Two windows for the peer. The baselines are timed connect → file closed, which
+        // includes their connection setup and request; the like-for-like peer window is
+        // end to end (download() call → verified file: search, offer, transfer, SHA-256,
+        // link), so the targets use that one. The body window (ack → renamed) is shown too.
         ctx.report.add({
-          id: id('peer'), group: g, label: `${LABEL.peer}: Peer.download(), SHA-256 verified, linked into place${peerError ? ' — FAILED (see note)' : ''}`, unit: 'MB/s', better: 'higher', samples: rate.peer,
+          id: id('peer.e2e'), group: g, label: `${LABEL.peer} end to end: download() call → verified file (search + offer + body + SHA-256 + link)${peerError ? ' — FAILED (see note)' : ''}`, short: 'peer end to end', unit: 'MB/s', better: 'higher', samples: wall,
+          baselines: [id('naive'), id('http'), id('tuned')],
+        });
+        ctx.report.add({
+          id: id('peer'), group: g, label: `${LABEL.peer} body only: ack → verified file renamed into place`, unit: 'MB/s', better: 'higher', samples: rate.peer,
           baselines: [id('naive'), id('http'), id('tuned')],
         });
         if (peerError) ctx.report.note(`transfer ${label}: the peer download failed: ${peerError}`);
@@ -265,7 +284,6 @@ export async function transferBench(ctx: Ctx): Promise<void> {
         if (errors.keyed) ctx.report.note(`transfer ${label}: the keyed peer download failed: ${errors.keyed}`);
         ctx.log(`transfer ${label}: with the network key ${(ctx.report.ratio(id('keyed'), id('peer')) * 100).toFixed(0)}% of the keyless peer's rate (medians)`);
         const failed = peerError ? `download failed: ${peerError}` : undefined;
-        ctx.report.add({ id: id('peer.e2e'), group: g, label: 'peer end to end (download() call → result, incl. search + offer)', unit: 'MB/s', better: 'higher', samples: wall });
         ctx.report.add({ id: id('peer.ttfb'), group: g, label: 'peer time to first byte (ack → first byte)', unit: 'ms', better: 'lower', samples: ttfb });
         // CPU seconds per GB moved: less sensitive to other load on the machine than MB/s.
         const cg = `${g}: CPU per GB moved (user + system; lower is better)`;
@@ -277,10 +295,12 @@ export async function transferBench(ctx: Ctx): Promise<void> {
         }
         ctx.report.add({ id: id('peer.rss'), group: g, label: `receiving peer peak RSS (idle before: ${idleRss.toFixed(0)} MB)`, unit: 'MB', better: 'lower', samples: [peerRss] });
         ctx.report.add({ id: id('plain.rss'), group: g, label: 'baseline receiver process peak RSS (all three)', unit: 'MB', better: 'lower', samples: [plainRss] });
-        ctx.report.target({ id: `${id('peer')}>=2xnaive`, text: `${label}: peer ≥ 2× (a) naive TCP`, measured: ctx.report.ratio(id('peer'), id('naive')), required: 2, op: '>=', unit: '×', detail: failed });
-        ctx.report.target({ id: `${id('peer')}>=1.2xhttp`, text: `${label}: peer ≥ 1.2× (c) HTTP`, measured: ctx.report.ratio(id('peer'), id('http')), required: 1.2, op: '>=', unit: '×', detail: failed });
-        ctx.report.target({ id: `${id('peer')}>=0.6xtuned`, text: `${label}: peer ≥ 0.6× (b) tuned TCP`, measured: ctx.report.ratio(id('peer'), id('tuned')), required: 0.6, op: '>=', unit: '×', detail: failed });
-        if (size >= GiB) ctx.report.target({ id: `${id('peer.rss')}<=100`, text: `${label}: receiving peer peak RSS ≤ 100 MB`, measured: peerRss, required: 100, op: '<=', unit: 'MB', detail: failed });
+        // Targets on the end-to-end window (see above).
+        const e2e = id('peer.e2e');
+        ctx.report.target({ id: `${e2e}>=2xnaive`, text: `${label}: peer end to end ≥ 2× (a) naive TCP`, measured: ctx.report.ratio(e2e, id('naive')), required: 2, op: '>=', unit: '×', detail: failed });
+        ctx.report.target({ id: `${e2e}>=1xtuned`, text: `${label}: peer end to end ≥ 1× (b) tuned TCP (1 MiB chunks, no hashing)`, measured: ctx.report.ratio(e2e, id('tuned')), required: 1, op: '>=', unit: '×', detail: failed });
+        ctx.report.target({ id: `${e2e}>=2xhttp`, text: `${label}: peer end to end ≥ 2× (c) HTTP`, measured: ctx.report.ratio(e2e, id('http')), required: 2, op: '>=', unit: '×', detail: failed });
+        if (size >= GiB) ctx.report.target({ id: `${id('peer.rss')}<=80`, text: `${label}: receiving peer peak RSS ≤ 80 MB`, measured: peerRss, required: 80, op: '<=', unit: 'MB', detail: failed });
       } finally {
         await r.close();
         fs.rmSync(path.join(s.holderShare, name), { force: true });
@@ -323,6 +343,7 @@ export async function concurrentBench(ctx: Ctx): Promise<void> {
           baselines: [`concurrent.${k}.tuned`, ...(k > 1 && base ? ['concurrent.1.peer'] : [])],
         });
       }
+      ctx.report.target({ id: 'concurrent.4.peer>=0.9x1', text: `4 downloads at once from one holder: aggregate ≥ 0.9× one download (${sizeLabel(per)} each)`, measured: ctx.report.ratio('concurrent.4.peer', 'concurrent.1.peer'), required: 0.9, op: '>=', unit: '×' });
       const rss = await maxRssMB(r.peer);
       ctx.report.add({ id: 'concurrent.peer.rss', group: `concurrent downloads (${sizeLabel(per)} each, aggregate)`, label: 'receiving peer peak RSS', unit: 'MB', better: 'lower', samples: [rss] });
       ctx.report.note('concurrent: one untimed round first lets the holder hash and cache each file (as it would after its first upload).');

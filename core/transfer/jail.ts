@@ -6,11 +6,11 @@
  * second name of a file elsewhere cannot be told apart). The resolved path is
  * opened with O_NOFOLLOW and checked again on the open handle.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
+import { cachedSha256 } from './hash-cache.ts';
 
 
 export class JailError extends LocalError {}
@@ -98,24 +98,10 @@ export async function listShared(dir: string): Promise<{ name: string; size: num
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-const hashCache = new Map<string, { key: string; sha256: string }>();
-
-/** SHA-256 of an open shared file, cached by (path, size, mtime, inode). */
-export async function sha256Of(f: SharedFile): Promise<string> {
-  const key = `${f.size}:${f.mtimeMs}:${f.ino}`;
-  const c = hashCache.get(f.path);
-  if (c && c.key === key) return c.sha256;
-  const h = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  let pos = 0;
-  for (;;) {
-    const { bytesRead } = await f.handle.read(buf, 0, buf.length, pos);
-    if (bytesRead === 0) break;
-    h.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
-  }
-  const sha256 = h.digest('hex');
-  if (hashCache.size > 10_000) hashCache.clear();
-  hashCache.set(f.path, { key, sha256 });
-  return sha256;
+/**
+ * SHA-256 of an open shared file, cached by (path, size, mtime, inode) in
+ * memory and in the share folder's hidden cache file (see hash-cache.ts).
+ */
+export function sha256Of(f: SharedFile): Promise<string> {
+  return cachedSha256(f);
 }

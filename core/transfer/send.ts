@@ -2,7 +2,7 @@
  * Holder side of flow I: open a temporary connection to the requester's own
  * listening address, offer the file (id, name, size, SHA-256), wait for ack or
  * decline, then stream exactly `size` bytes with backpressure and close.
- * Memory stays flat: one chunk in flight per `write` until 'drain'.
+ * Memory stays flat: two reused chunk buffers per upload (see streamFile).
  */
 import { TransferError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type HostPortLike, type PeerRef } from '../protocol/messages.ts';
@@ -10,8 +10,8 @@ import { nextMessage, withTimeout, type Connection } from '../transport/connecti
 import type { Transport } from '../transport/transport.ts';
 import { openShared, sha256Of } from './jail.ts';
 
-/** Default chunk size read from disk and written to the socket: 1 MiB. */
-export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+/** Default chunk size read from disk and written to the socket: 2 MiB (two such buffers per upload). */
+export const DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024;
 
 export interface OfferOptions {
   transport: Transport;
@@ -59,16 +59,35 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   }
 }
 
+/**
+ * Reads the file into two reused buffers, the next chunk read from disk while the
+ * previous one is being sent (double buffering). A buffer is reused only once the
+ * link holds no unsent bytes (a net.Socket emits 'drain' only then); on links that
+ * keep references past 'drain' (shaped links), a fresh buffer is taken instead.
+ */
 async function streamFile(conn: Connection, fh: import('node:fs/promises').FileHandle, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {
+  const len = Math.max(1, Math.min(chunkBytes, size));
+  const free: Buffer[] = [];
+  const take = () => free.pop() ?? Buffer.allocUnsafe(len);
+  const readAt = (buf: Buffer, at: number) => fh.read(buf, 0, Math.min(buf.length, size - at), at).then((r) => ({ buf, n: r.bytesRead }));
   let pos = 0;
-  while (pos < size) {
-    if (signal?.aborted) throw new TransferError('aborted', 'upload aborted');
-    if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} closed the connection after ${pos} of ${size} bytes`);
-    const buf = Buffer.allocUnsafe(Math.min(chunkBytes, size - pos));
-    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-    if (bytesRead === 0) throw new TransferError('truncated', `file shrank while being sent (${pos} of ${size} bytes)`);
-    pos += bytesRead;
-    if (!conn.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead))) await drained(conn, signal);
+  let next: Promise<{ buf: Buffer; n: number }> | undefined = size > 0 ? readAt(take(), 0) : undefined;
+  try {
+    while (pos < size) {
+      const { buf, n } = await next!;
+      next = undefined;
+      if (signal?.aborted) throw new TransferError('aborted', 'upload aborted');
+      if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} closed the connection after ${pos} of ${size} bytes`);
+      if (n === 0) throw new TransferError('truncated', `file shrank while being sent (${pos} of ${size} bytes)`);
+      pos += n;
+      const ok = conn.write(n === buf.length ? buf : buf.subarray(0, n));
+      if (pos < size) next = readAt(take(), pos);
+      if (!ok) await drained(conn, signal);
+      if (conn.writableLength === 0) free.push(buf);
+    }
+  } finally {
+    // A read still running must finish before the caller closes the file handle.
+    if (next) await next.catch(() => undefined);
   }
 }
 

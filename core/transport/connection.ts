@@ -31,6 +31,12 @@ export interface ByteLink {
   on(ev: 'drain' | 'end', fn: () => void): unknown;
   on(ev: 'close', fn: () => void): unknown;
   on(ev: 'error', fn: (e: Error) => void): unknown;
+  /**
+   * Optional (accepted plain TCP sockets, see tcp-link.ts): switch reads to the
+   * reused buffer `buf`, calling `onBytes(n)` synchronously per read instead of
+   * emitting 'data'. False when not possible (nothing changed).
+   */
+  readInto?(buf: Buffer, onBytes: (n: number) => void): boolean;
 }
 
 export interface ConnectionOptions {
@@ -130,6 +136,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   raw(): Buffer {
     this.rawMode = true;
     return this.decoder.takeRest();
+  }
+
+  /**
+   * Raw mode with a reused buffer: later bytes are read into `buf` (up to its
+   * length per read, overwritten by the next read) and `onBytes(n)` is called
+   * for each read; no 'data' events. Returns the bytes already buffered (to be
+   * consumed first), or null when the link cannot do it (memory, shaped or
+   * encrypted links), in which case nothing changed and raw() applies.
+   */
+  rawInto(buf: Buffer, onBytes: (n: number) => void): Buffer | null {
+    if (this.closedFlag || !this.link.readInto) return null;
+    const ok = this.link.readInto(buf, (n) => {
+      if (!this.closedFlag) onBytes(n);
+    });
+    return ok ? this.raw() : null;
   }
 
   pause(): void {

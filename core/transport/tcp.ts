@@ -14,6 +14,7 @@ import { encode } from '../protocol/codec.ts';
 import { connectSecure, secureAcceptor, secureContext } from './auth.ts';
 import { abortError, Connection, DEFAULT_HANDSHAKE_MS, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
+import { TcpLink } from './tcp-link.ts';
 import type { ConnectOptions, HostPort, Listener, ListenOptions, Transport } from './transport.ts';
 
 /** Inbound connections a listener accepts at once unless told otherwise (the metaserver's default). */
@@ -36,13 +37,15 @@ export function tcpTransport(o: TcpOptions = {}): Transport {
   const sec: Secure | undefined = o.psk ? { psk: o.psk, ctx: secureContext() } : undefined;
   return {
     kind: 'tcp',
-    listen: (opts) => listen(opts, wrap, sec),
+    // Accepted plain sockets get a TcpLink: a transfer body can then be read into a reused buffer.
+    // TLS (network key) and shaped links keep the stream path.
+    listen: (opts) => listen(opts, wrap, sec, (s) => (isShaped(o.shape) ? new ShapedLink(s, o.shape) : new TcpLink(s))),
     connect: (to, opts) => connect(to, opts, wrap, sec),
     withPsk: (psk) => tcpTransport({ ...o, psk }),
   };
 }
 
-async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined): Promise<Listener> {
+async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined, acceptPlain: (s: net.Socket) => ByteLink = wrap): Promise<Listener> {
   // allowHalfOpen: a client that half-closes in the middle of a frame can still
   // be told why (Connection answers `truncated-frame`, then ends its side).
   const server = net.createServer({ noDelay: true, allowHalfOpen: true });
@@ -86,7 +89,7 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
     open++;
     sock.once('close', () => open--);
     if (secure) return secure(sock);
-    opts.onConnection(new Connection(wrap(sock), remoteOf(sock), true, opts.connection));
+    opts.onConnection(new Connection(acceptPlain(sock), remoteOf(sock), true, opts.connection));
   });
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException) => {

@@ -106,12 +106,13 @@ test.serial('a 256 MiB file transfers with matching SHA-256 while the receiving 
   // Polled rather than raced with two next() calls: the loser's long timer would keep the worker alive.
   const out = await until(() => r.lines.find((l) => l.event === 'downloaded' || l.event === 'error'), { timeoutMs: 110_000, what: 'the download result', pollMs: 50 });
   t.is(out.event, 'downloaded', JSON.stringify(out));
-  const res = out.result as { bytes: number; sha256: string; verified: boolean; holder: { id: string }; mbps: number };
+  const res = out.result as { bytes: number; sha256: string; verified: boolean; holder: { id: string }; mbps: number; readPath: string };
   r.send({ cmd: 'memory' });
   const after = (await r.next('memory')).maxRssBytes as number;
   t.is(res.bytes, SIZE);
   t.is(res.sha256, want);
   t.true(res.verified);
+  t.is(res.readPath, 'fast');
   t.is(res.holder.id, 'H');
   // The bytes on disk, hashed independently.
   const got = path.join(rshare, 'big.bin');
@@ -187,8 +188,13 @@ async function fakeHolder(t: ExecutionContext, link: RawClient, requester: Peer,
   return answer;
 }
 
-test('a fake holder sending wrong, truncated, too many or no bytes leaves nothing behind; the error says what happened', async (t) => {
-  const c = await open(t, { peer: { transferIdleTimeoutMs: 400, offerTimeoutMs: 1000 } });
+/**
+ * Over plain TCP the body takes the fast path (reused buffer, Connection.rawInto);
+ * over a shaped TCP link it takes the stream path ('data' chunks). Both must catch
+ * every misbehaviour the same way.
+ */
+const misbehavingHolders = (transport: ReturnType<typeof tcpTransport> | undefined, readPath: 'fast' | 'stream') => async (t: ExecutionContext) => {
+  const c = await open(t, { transport, peer: { transferIdleTimeoutMs: 400, offerTimeoutMs: 1000 } });
   const r = await c.add('R');
   const link = await fakeChild(t, r.address, { id: 'FAKE' });
   await until(() => r.state().children.some((x) => x.id === 'FAKE'), { what: 'FAKE joined' });
@@ -219,9 +225,13 @@ test('a fake holder sending wrong, truncated, too many or no bytes leaves nothin
   // The same fake, behaving, delivers: the harness itself is sound, and R recovered.
   const [d] = await Promise.all([r.download('f-good.bin'), fakeHolder(t, link, r, 'f-good.bin', content, 'good', seen)]);
   t.true(d.verified);
+  t.is(d.readPath, readPath);
   t.is(sha(fs.readFileSync(path.join(share, 'f-good.bin'))), sha(content)); // (t.deepEqual on big buffers is very slow)
   t.deepEqual(temps(share), []);
-});
+};
+
+test('a fake holder sending wrong, truncated, too many or no bytes leaves nothing behind; the error says what happened', misbehavingHolders(undefined, 'fast'));
+test('the same misbehaviours are caught on the stream path (shaped TCP link)', misbehavingHolders(tcpTransport({ shape: { latencyMs: 1 } }), 'stream'));
 
 test('a holder offering a traversal name is declined and nothing is written outside the share', async (t) => {
   const c = await open(t, { peer: { offerTimeoutMs: 500 } });

@@ -1,0 +1,60 @@
+/**
+ * TcpLink.readInto (the transfer fast path's socket hook): an accepted
+ * socket's reads move into a reused buffer with no byte lost or reordered,
+ * writes and close still work, and the listener still sees the connection
+ * end (its close() resolves, so connection counting is intact).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import test from 'ava';
+import type { Connection } from '../../core/transport/connection.ts';
+import { tcpTransport } from '../../core/transport/tcp.ts';
+
+test('an accepted socket switched to a reused read buffer delivers every byte in order, then closes cleanly', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(5 * 1024 * 1024 + 123);
+  let accepted!: (c: Connection) => void;
+  const got = new Promise<Connection>((r) => (accepted = r));
+  const listener = await tcpTransport().listen({ host: '127.0.0.1', port: 0, onConnection: (c) => accepted(c) });
+  const client = net.connect({ host: '127.0.0.1', port: listener.address.port });
+  client.on('error', () => undefined);
+  const conn = await got;
+  const buf = Buffer.alloc(64 * 1024);
+  const h = createHash('sha256');
+  let bytes = 0;
+  let reads = 0;
+  const rest = conn.rawInto(buf, (n) => {
+    reads++;
+    bytes += n;
+    h.update(buf.subarray(0, n));
+  });
+  t.truthy(rest, 'plain TCP supports the reused buffer');
+  t.is(rest!.length, 0);
+  // Writes still go out on the moved socket.
+  const echoed = new Promise<string>((r) => client.once('data', (b) => r(b.toString())));
+  conn.write(Buffer.from('hello'));
+  t.is(await echoed, 'hello');
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  client.end(payload);
+  await closed;
+  t.is(bytes, payload.length);
+  t.is(h.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  t.true(reads >= Math.ceil(payload.length / buf.length), `${reads} reads`);
+  // Resolves only once the server counts no open connection.
+  await listener.close();
+  t.pass();
+});
+
+test('a shaped TCP link keeps the stream path (rawInto answers null)', async (t) => {
+  let accepted!: (c: Connection) => void;
+  const got = new Promise<Connection>((r) => (accepted = r));
+  const listener = await tcpTransport({ shape: { latencyMs: 1 } }).listen({ host: '127.0.0.1', port: 0, onConnection: (c) => accepted(c) });
+  const client = net.connect({ host: '127.0.0.1', port: listener.address.port });
+  client.on('error', () => undefined);
+  const conn = await got;
+  t.is(conn.rawInto(Buffer.alloc(16), () => undefined), null);
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  client.destroy();
+  await closed;
+  await listener.close();
+});
