@@ -194,7 +194,7 @@ async function fakeHolder(t: ExecutionContext, link: RawClient, requester: Peer,
  * every misbehaviour the same way.
  */
 const misbehavingHolders = (transport: ReturnType<typeof tcpTransport> | undefined, readPath: 'fast' | 'stream') => async (t: ExecutionContext) => {
-  const c = await open(t, { transport, peer: { transferIdleTimeoutMs: 400, offerTimeoutMs: 1000 } });
+  const c = await open(t, { transport, peer: { transferIdleTimeoutMs: 1500, offerTimeoutMs: 3000 } });
   const r = await c.add('R');
   const link = await fakeChild(t, r.address, { id: 'FAKE' });
   await until(() => r.state().children.some((x) => x.id === 'FAKE'), { what: 'FAKE joined' });
