@@ -7,7 +7,7 @@ export { metaStatus, probe, request } from './metaserver/client.ts';
 export { tcpTransport, type TcpOptions } from './transport/tcp.ts';
 export { MemoryNetwork, type LinkShape } from './transport/memory.ts';
 export type { Transport, HostPort, Listener } from './transport/transport.ts';
-export { Connection, type ConnectionOptions } from './transport/connection.ts';
+export { Connection, type ConnectionOptions, type FrameCounts } from './transport/connection.ts';
 export { PROTOCOL_VERSION, addrKey, type Message, type PeerRef, type TopoNode, type RegistryEntry, type Hit } from './protocol/messages.ts';
 export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
 export { checkFileName } from './protocol/names.ts';

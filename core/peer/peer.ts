@@ -19,7 +19,7 @@ import { describeError, errorCode, LocalError, MetaserverUnreachableError, Remot
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
@@ -243,6 +243,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       if (o.graceful) c.end();
       else c.destroy();
     }
+    for (const c of this.conns) addFrames(this.closedFrames, c.frames);
     this.conns.clear();
     await closing;
     this.links.parent = null;
@@ -300,9 +301,25 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
   }
 
+  /** Frames counted by connections that have closed (see wireFrames). */
+  private closedFrames: { sent: FrameCounts; received: FrameCounts } = { sent: {}, received: {} };
+
+  /**
+   * Frames this peer's overlay connections (links, inbound requests) wrote and
+   * read since start, by message type, as counted at the transport; closed
+   * connections included. Transfer connections the peer opens are not counted.
+   */
+  wireFrames(): { sent: FrameCounts; received: FrameCounts } {
+    const out = { sent: { ...this.closedFrames.sent }, received: { ...this.closedFrames.received } };
+    for (const c of this.conns) addFrames(out, c.frames);
+    return out;
+  }
+
   track(conn: Connection): void {
     this.conns.add(conn);
-    conn.on('close', () => this.conns.delete(conn));
+    conn.on('close', () => {
+      if (this.conns.delete(conn)) addFrames(this.closedFrames, conn.frames);
+    });
     conn.on('protocol-error', (e) => {
       this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message });
       this.log('warn', `closed ${conn.remote}: ${e.message} [${e.code}]`);
@@ -476,4 +493,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.scheduleAnnounce();
   }
 
+}
+
+function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { sent: FrameCounts; received: FrameCounts }): void {
+  for (const dir of ['sent', 'received'] as const) {
+    for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
+  }
 }
