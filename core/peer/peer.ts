@@ -24,6 +24,7 @@ import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
+import { sweepTemps } from '../transfer/receive.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
@@ -80,6 +81,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       hopSlackMs: options.hopSlackMs ?? 20,
       offerTimeoutMs: options.offerTimeoutMs ?? 10_000,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 15_000,
+      fsync: options.fsync ?? true,
+      preparingIntervalMs: options.preparingIntervalMs ?? 1000,
       maxUploads: options.maxUploads ?? 16,
       maxFileBytes: options.maxFileBytes ?? 64 * 1024 ** 3,
       seenCacheSize: options.seenCacheSize ?? 10_000,
@@ -124,7 +127,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Listens on host:port. Checks the share folder exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    await shareRoot(this.opts.share);
+    const root = await shareRoot(this.opts.share);
+    // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
+    const swept = await sweepTemps(root, this.id);
+    if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
       port: this.opts.port,

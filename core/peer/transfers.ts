@@ -148,6 +148,8 @@ export class Transfers {
         shareDir: this.peer.opts.share,
         signal: d.signal,
         idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
+        tmpTag: this.peer.id,
+        fsync: this.peer.opts.fsync,
         onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
       this.shareCache = undefined;

@@ -6,6 +6,11 @@
  * holder gone, idle timeout, abort) removes the temporary file. The final
  * name is never overwritten: the rename is a hard link that fails if the
  * name exists, then the temporary name is removed.
+ *
+ * Durable before visible: the temporary file is fsynced before it is linked
+ * into place, and the folder after (so a crash never leaves a visible name
+ * with missing data). Temporary files are named `.treeshare-<peer id>-<12 hex>.part`,
+ * so a peer can sweep its own leftovers of a crash at start (sweepTemps).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -22,6 +27,10 @@ export interface ReceiveOptions {
   /** No byte for this long fails the transfer, ms. Default 15,000. */
   idleTimeoutMs?: number;
   onProgress?: (bytes: number, size: number) => void;
+  /** Names the temporary file (normally the peer id) so sweepTemps finds this peer's leftovers. */
+  tmpTag?: string;
+  /** fsync the file before linking it into place and the folder after. Default true. */
+  fsync?: boolean;
 }
 
 export interface TransferMetrics {
@@ -36,6 +45,8 @@ export interface TransferMetrics {
   mbps: number;
   sha256: string;
   verified: boolean;
+  /** Time spent in fsync (file, then folder), ms; 0 when fsync is off. Included in durationMs. */
+  fsyncMs: number;
 }
 
 /** Free bytes on the file system holding `dir`, or Infinity when unknown. */
@@ -52,7 +63,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
   assertName(offer.name);
   const root = await shareRoot(o.shareDir);
   const final = path.join(root, offer.name);
-  const tmp = path.join(root, `.treeshare-${randomBytes(6).toString('hex')}.part`);
+  const tmp = path.join(root, tempName(o.tmpTag));
   const out = fs.createWriteStream(tmp, { flags: 'wx', highWaterMark: 1024 * 1024 });
   // Hashing stays on this thread: a worker thread was measured (2 cores) to add CPU and
   // ~75 MB of RSS without raising throughput, as the holder's process uses the other core.
@@ -132,15 +143,21 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(new TransferError('io', `cannot write ${offer.name}: ${err.message}`)) : resolve())));
     const sha256 = hash.digest('hex');
     if (sha256 !== offer.sha256) throw new TransferError('hash-mismatch', `SHA-256 of ${offer.name} from ${from} does not match its offer (got ${sha256.slice(0, 12)}…, offered ${offer.sha256.slice(0, 12)}…)`);
+    const durable = o.fsync ?? true;
+    let fsyncMs = 0;
+    if (durable) fsyncMs += await syncPath(tmp, offer.name);
     try {
       await fsp.link(tmp, final);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${offer.name} already exists in ${o.shareDir}; not overwritten`);
       throw new TransferError('io', `cannot move ${offer.name} into place: ${(err as Error).message}`);
     }
+    // The new name (and, once the temporary name is gone, its removal) reach the disk.
+    await fsp.rm(tmp, { force: true });
+    if (durable) fsyncMs += await syncPath(root, offer.name);
     conn.end();
     const durationMs = performance.now() - t0;
-    return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true };
+    return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true, fsyncMs };
   } finally {
     if (!out.closed) {
       // Not once(out, 'close'): it rejects on the ERR_STREAM_DESTROYED 'error' that pending
@@ -151,4 +168,55 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     }
     await fsp.rm(tmp, { force: true });
   }
+}
+
+/** `.treeshare-<tag>-<12 hex>.part` (tag: the peer id), or `.treeshare-<12 hex>.part` without one. */
+function tempName(tag: string | undefined): string {
+  const hex = randomBytes(6).toString('hex');
+  return tag ? `.treeshare-${tag}-${hex}.part` : `.treeshare-${hex}.part`;
+}
+
+/** fsync of a file or folder by path; returns the time it took, ms. */
+async function syncPath(p: string, name: string): Promise<number> {
+  const t = performance.now();
+  let h: fsp.FileHandle | undefined;
+  try {
+    h = await fsp.open(p, 'r');
+    await h.sync();
+  } catch (err) {
+    throw new TransferError('io', `cannot make ${name} durable (fsync ${path.basename(p)}): ${(err as Error).message}`);
+  } finally {
+    await h?.close();
+  }
+  return performance.now() - t;
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Removes leftovers of downloads that a crash cut short: this peer's own
+ * temporary files (`.treeshare-<id>-<hex>.part`, any age: the peer is starting,
+ * so none of them is being written), and untagged ones of older versions
+ * (`.treeshare-<hex>.part`) not modified for `untaggedAfterMs`. Temporary files
+ * of other peers sharing the folder are left alone. Returns the names removed.
+ */
+export async function sweepTemps(dir: string, id: string, o: { untaggedAfterMs?: number } = {}): Promise<string[]> {
+  const own = new RegExp(`^\\.treeshare-${escapeRe(id)}-[0-9a-f]{12}\\.part$`);
+  const untagged = /^\.treeshare-[0-9a-f]{12}\.part$/;
+  const minAge = o.untaggedAfterMs ?? 60 * 60 * 1000;
+  const removed: string[] = [];
+  for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (!ent.isFile()) continue;
+    const mine = own.test(ent.name);
+    if (!mine && !untagged.test(ent.name)) continue;
+    const p = path.join(dir, ent.name);
+    try {
+      if (!mine && Date.now() - (await fsp.lstat(p)).mtimeMs < minAge) continue;
+      await fsp.rm(p);
+      removed.push(ent.name);
+    } catch {
+      /* gone already, or not ours to remove */
+    }
+  }
+  return removed;
 }
