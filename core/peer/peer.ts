@@ -459,6 +459,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       case 'offer':
         void this.transfers.onOffer(conn, m);
         return;
+      case 'preparing':
+        this.transfers.onPreparing(conn, m);
+        return;
       case 'ping':
         conn.send({ t: 'pong', n: m.n });
         conn.end();

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { LocalError } from '../errors.ts';
+import { LocalError, TransferError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
 
 
@@ -100,19 +100,33 @@ export async function listShared(dir: string): Promise<{ name: string; size: num
 
 const hashCache = new Map<string, { key: string; sha256: string }>();
 
-/** SHA-256 of an open shared file, cached by (path, size, mtime, inode). */
-export async function sha256Of(f: SharedFile): Promise<string> {
-  const key = `${f.size}:${f.mtimeMs}:${f.ino}`;
+const cacheKey = (f: SharedFile) => `${f.size}:${f.mtimeMs}:${f.ino}`;
+
+/** The cached SHA-256 of `f` when it is known and the file is unchanged, else undefined. */
+export function cachedSha256(f: SharedFile): string | undefined {
   const c = hashCache.get(f.path);
-  if (c && c.key === key) return c.sha256;
+  return c && c.key === cacheKey(f) ? c.sha256 : undefined;
+}
+
+/**
+ * SHA-256 of an open shared file, cached by (path, size, mtime, inode).
+ * `onProgress` gets the bytes hashed so far after each 1 MiB read; `signal`
+ * stops hashing (TransferError 'aborted').
+ */
+export async function sha256Of(f: SharedFile, o: { onProgress?: (hashed: number) => void; signal?: AbortSignal } = {}): Promise<string> {
+  const key = cacheKey(f);
+  const cached = cachedSha256(f);
+  if (cached !== undefined) return cached;
   const h = createHash('sha256');
   const buf = Buffer.allocUnsafe(1024 * 1024);
   let pos = 0;
   for (;;) {
+    if (o.signal?.aborted) throw new TransferError('aborted', `hashing ${f.name} stopped after ${pos} of ${f.size} bytes`);
     const { bytesRead } = await f.handle.read(buf, 0, buf.length, pos);
     if (bytesRead === 0) break;
     h.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
+    o.onProgress?.(pos);
   }
   const sha256 = h.digest('hex');
   if (hashCache.size > 10_000) hashCache.clear();

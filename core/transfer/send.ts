@@ -3,12 +3,17 @@
  * listening address, offer the file (id, name, size, SHA-256), wait for ack or
  * decline, then stream exactly `size` bytes with backpressure and close.
  * Memory stays flat: one chunk in flight per `write` until 'drain'.
+ *
+ * A file whose hash is not cached yet (its first upload) is hashed after
+ * connecting: the connection opens with `preparing` and repeats it with the
+ * bytes hashed so far every `preparingIntervalMs`, so the requester keeps
+ * waiting however large the file; a decline or a close stops the hashing.
  */
-import { TransferError, TreeshareError } from '../errors.ts';
-import { addrKey, PROTOCOL_VERSION, type HostPortLike, type PeerRef } from '../protocol/messages.ts';
+import { RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
+import { addrKey, PROTOCOL_VERSION, type HostPortLike, type Message, type PeerRef } from '../protocol/messages.ts';
 import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
-import { openShared, sha256Of } from './jail.ts';
+import { cachedSha256, openShared, sha256Of, type SharedFile } from './jail.ts';
 
 /** Default chunk size read from disk and written to the socket: 1 MiB. */
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
@@ -25,6 +30,8 @@ export interface OfferOptions {
   /** How long the requester may take to ack, ms. Default 10,000. */
   ackTimeoutMs?: number;
   chunkBytes?: number;
+  /** While hashing for a first offer, tell the requester the progress this often, ms. Default 1,000. */
+  preparingIntervalMs?: number;
 }
 
 export type OfferOutcome =
@@ -35,9 +42,17 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   const f = await openShared(o.shareDir, o.name);
   let conn: Connection | undefined;
   try {
-    const sha256 = await sha256Of(f);
     // Bounded: a requester that is gone or frozen must not hold an upload slot.
     conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
+    let sha256 = cachedSha256(f);
+    if (sha256 === undefined) {
+      const h = await hashTelling(conn, f, o);
+      if (h.kind === 'declined') {
+        conn.end();
+        return h;
+      }
+      sha256 = h.sha256;
+    }
     const answer = nextMessage(conn, ['ack', 'decline'], { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), what: `an answer to the offer of ${o.name}` });
     conn.send({ t: 'offer', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, sha256 });
     const a = await answer;
@@ -57,6 +72,48 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   } finally {
     await f.handle.close();
   }
+}
+
+/**
+ * Hashes `f` while telling the requester on `conn` how far it got (`preparing`),
+ * until done, declined, refused, closed or aborted.
+ */
+async function hashTelling(conn: Connection, f: SharedFile, o: OfferOptions): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
+  const stop = new AbortController();
+  let outcome: { kind: 'declined'; reason: string } | { kind: 'failed'; err: Error } | undefined;
+  const onMsg = (m: Message) => {
+    if (m.t === 'decline') outcome = { kind: 'declined', reason: m.reason };
+    else if (m.t === 'error') outcome = { kind: 'failed', err: new RemoteRefusedError(m.code, `${conn.remote}: ${m.message}`) };
+    else {
+      const e = new RemoteProtocolError('unexpected-message', `expected nothing or decline while preparing the offer, got "${m.t}"`);
+      conn.fail(e);
+      outcome = { kind: 'failed', err: e };
+    }
+    stop.abort();
+  };
+  const onClose = () => {
+    outcome ??= { kind: 'failed', err: new TransferError('holder-gone', `requester ${conn.remote} closed the connection while ${f.name} was being hashed`) };
+    stop.abort();
+  };
+  let hashed = 0;
+  const tell = () => conn.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, hashed });
+  conn.on('message', onMsg);
+  conn.on('close', onClose);
+  tell();
+  const timer = setInterval(tell, Math.max(1, o.preparingIntervalMs ?? 1000));
+  try {
+    const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+    const sha256 = await sha256Of(f, { signal, onProgress: (n) => (hashed = n) });
+    if (!outcome) return { kind: 'hashed', sha256 };
+  } catch (err) {
+    if (!outcome) throw err;
+  } finally {
+    clearInterval(timer);
+    conn.off('message', onMsg);
+    conn.off('close', onClose);
+  }
+  if (outcome.kind === 'declined') return outcome;
+  throw outcome.err;
 }
 
 async function streamFile(conn: Connection, fh: import('node:fs/promises').FileHandle, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {

@@ -1,0 +1,118 @@
+/**
+ * First download of a large file (issue 11 item 6): the holder has to hash the
+ * whole file before its first offer. It connects first and reports its
+ * progress (`preparing`), and the requester waits as long as that progress
+ * grows — not merely `offerTimeoutMs` after the search. A holder that reports
+ * without progressing is not waited for.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { errorCode, PROTOCOL_VERSION, type SearchResult } from '../../core/index.ts';
+import { cluster } from '../helpers.ts';
+import { fakeChild, RawClient } from './wire.ts';
+
+test('a file that takes longer to hash than the offer timeout is still downloaded: the holder reports its progress', async (t) => {
+  t.timeout(60_000);
+  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  t.teardown(() => c.close());
+  const holder = await c.add('H', { preparingIntervalMs: 10 });
+  // Sparse: no disk used for the source, but hashing still reads all of it (~0.5 s here).
+  const size = 256 * 1024 * 1024;
+  const file = path.join(holder.opts.share, 'big.bin');
+  fs.writeFileSync(file, 'head');
+  fs.truncateSync(file, size);
+  const offerTimeoutMs = 120;
+  // fsync off: 256 MiB of zeros need not reach the disk for this test.
+  const r = await c.add('R', { offerTimeoutMs, fsync: false });
+  let searchDone = 0;
+  let offerAt = 0;
+  r.on('search-done', (s: SearchResult) => void (s.name === 'big.bin' && (searchDone = performance.now())));
+  r.on('offer', () => void (offerAt = performance.now()));
+  try {
+    const d = await r.download('big.bin');
+    t.true(d.verified);
+    t.is(d.bytes, size);
+    t.is(fs.statSync(path.join(r.opts.share, 'big.bin')).size, size);
+    // The test is only meaningful when the offer came later than the old deadline would have allowed.
+    t.true(offerAt - searchDone > offerTimeoutMs, `offer ${(offerAt - searchDone).toFixed(0)} ms after the search (timeout ${offerTimeoutMs} ms)`);
+    t.true((r.wireFrames().received.preparing ?? 0) >= 2, 'progress reports arrived');
+  } finally {
+    fs.rmSync(path.join(r.opts.share, 'big.bin'), { force: true });
+  }
+});
+
+test('a holder that reports without progress is not waited for; its connection is declined when the download ends', async (t) => {
+  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  t.teardown(() => c.close());
+  const offerTimeoutMs = 150;
+  const r = await c.add('R', { offerTimeoutMs });
+  // A fake holder in the tree: answers the query with a hit, then "prepares" forever at 1 byte.
+  const fake = await fakeChild(t, r.address, { id: 'FAKE' });
+  const from = { id: 'FAKE', host: '127.0.0.1', port: 4000 };
+  let prep: RawClient | undefined;
+  let sent = 0;
+  let timer: NodeJS.Timeout | undefined;
+  t.teardown(() => clearInterval(timer));
+  fake.onFrame((f) => {
+    if (f.t !== 'query') return;
+    fake.send({ t: 'query-reply', qid: f.qid, hits: [{ ...from, size: 1000, hops: 1 }], missing: [], reached: 1, messages: 1, duplicates: 0, maxHops: 1 });
+    void RawClient.open(t, r.address.port).then((raw) => {
+      prep = raw;
+      const tell = () => {
+        sent++;
+        raw.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: f.qid, from, name: 'stuck.bin', size: 1000, hashed: 1 });
+      };
+      tell();
+      timer = setInterval(tell, 10);
+    });
+  });
+  const t0 = performance.now();
+  const err = await r.download('stuck.bin').then(() => undefined, (e: unknown) => e);
+  const took = performance.now() - t0;
+  t.is(errorCode(err), 'no-offer');
+  t.true(sent > offerTimeoutMs / 10 / 2, `${sent} progress-free reports were sent`);
+  t.true(took < 5000);
+  // The fake holder is told to stop.
+  const decline = await prep!.next((f) => f.t === 'decline');
+  t.regex(String(decline.reason), /ended|finished/);
+  await prep!.remoteClosed();
+  t.false(fs.existsSync(path.join(r.opts.share, 'stuck.bin')));
+});
+
+test('a preparing holder that makes progress keeps the download waiting past the offer timeout, then its offer is taken', async (t) => {
+  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  t.teardown(() => c.close());
+  const offerTimeoutMs = 100;
+  const r = await c.add('R', { offerTimeoutMs });
+  const fake = await fakeChild(t, r.address, { id: 'SLOW' });
+  const from = { id: 'SLOW', host: '127.0.0.1', port: 4000 };
+  const body = Buffer.from('prepared slowly\n');
+  const { createHash } = await import('node:crypto');
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  let timer: NodeJS.Timeout | undefined;
+  t.teardown(() => clearInterval(timer));
+  fake.onFrame((f) => {
+    if (f.t !== 'query') return;
+    fake.send({ t: 'query-reply', qid: f.qid, hits: [{ ...from, size: body.length, hops: 1 }], missing: [], reached: 1, messages: 1, duplicates: 0, maxHops: 1 });
+    void RawClient.open(t, r.address.port).then((raw) => {
+      const t0 = performance.now();
+      let hashed = 0;
+      timer = setInterval(() => {
+        // Progress every 20 ms for 4 offer timeouts, then the offer.
+        if (performance.now() - t0 < 4 * offerTimeoutMs) {
+          raw.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: f.qid, from, name: 'slow.bin', size: body.length, hashed: Math.min(body.length, ++hashed) });
+          return;
+        }
+        clearInterval(timer);
+        raw.send({ t: 'offer', v: PROTOCOL_VERSION, qid: f.qid, from, name: 'slow.bin', size: body.length, sha256 });
+        void raw.next((x) => x.t === 'ack').then(() => raw.sock.end(body));
+      }, 20);
+    });
+  });
+  const t0 = performance.now();
+  const d = await r.download('slow.bin');
+  t.true(performance.now() - t0 > 3 * offerTimeoutMs);
+  t.true(d.verified);
+  t.deepEqual(fs.readFileSync(path.join(r.opts.share, 'slow.bin')), body);
+});
