@@ -4,10 +4,12 @@
  * decline, then stream exactly `size` bytes with backpressure and close.
  * Memory stays flat: one chunk in flight per `write` until 'drain'.
  *
- * A file whose hash is not cached yet (its first upload) is hashed after
- * connecting: the connection opens with `preparing` and repeats it with the
- * bytes hashed so far every `preparingIntervalMs`, so the requester keeps
- * waiting however large the file; a decline or a close stops the hashing.
+ * A file whose hash is not cached yet (its first upload) is hashed first.
+ * When that takes longer than `preparingIntervalMs` (a large file), the
+ * holder connects meanwhile: the connection opens with `preparing` and
+ * repeats it with the bytes hashed so far every `preparingIntervalMs`, so the
+ * requester keeps waiting however large the file; a decline or a close stops
+ * the hashing. Small files go straight to the offer, as before.
  */
 import { RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type HostPortLike, type Message, type PeerRef } from '../protocol/messages.ts';
@@ -41,12 +43,23 @@ export type OfferOutcome =
 export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   const f = await openShared(o.shareDir, o.name);
   let conn: Connection | undefined;
+  let hashing: Hashing | undefined;
   try {
-    // Bounded: a requester that is gone or frozen must not hold an upload slot.
-    conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
+    const interval = Math.max(1, o.preparingIntervalMs ?? 1000);
     let sha256 = cachedSha256(f);
     if (sha256 === undefined) {
-      const h = await hashTelling(conn, f, o);
+      hashing = startHashing(f, o.signal);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        sha256 = await Promise.race([hashing.done, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), interval)))]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    // Bounded: a requester that is gone or frozen must not hold an upload slot.
+    conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
+    if (sha256 === undefined) {
+      const h = await tellWhileHashing(conn, hashing!, f, o, interval);
       if (h.kind === 'declined') {
         conn.end();
         return h;
@@ -70,16 +83,33 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
     conn?.destroy();
     throw err;
   } finally {
+    // Hashing still running (connect failed): stop it before the handle closes.
+    hashing?.stop.abort();
+    await hashing?.done.catch(() => undefined);
     await f.handle.close();
   }
 }
 
-/**
- * Hashes `f` while telling the requester on `conn` how far it got (`preparing`),
- * until done, declined, refused, closed or aborted.
- */
-async function hashTelling(conn: Connection, f: SharedFile, o: OfferOptions): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
+interface Hashing {
+  done: Promise<string>;
+  stop: AbortController;
+  hashed: number;
+}
+
+function startHashing(f: SharedFile, signal: AbortSignal | undefined): Hashing {
   const stop = new AbortController();
+  const h: Hashing = { stop, hashed: 0, done: Promise.resolve('') };
+  h.done = sha256Of(f, { signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal, onProgress: (n) => (h.hashed = n) });
+  h.done.catch(() => undefined); // observed by the caller; never an unhandled rejection
+  return h;
+}
+
+/**
+ * Waits for `hashing` while telling the requester on `conn` how far it got
+ * (`preparing`), until done, declined, refused, closed or aborted.
+ */
+async function tellWhileHashing(conn: Connection, hashing: Hashing, f: SharedFile, o: OfferOptions, interval: number): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
+  const stop = hashing.stop;
   let outcome: { kind: 'declined'; reason: string } | { kind: 'failed'; err: Error } | undefined;
   const onMsg = (m: Message) => {
     if (m.t === 'decline') outcome = { kind: 'declined', reason: m.reason };
@@ -95,15 +125,13 @@ async function hashTelling(conn: Connection, f: SharedFile, o: OfferOptions): Pr
     outcome ??= { kind: 'failed', err: new TransferError('holder-gone', `requester ${conn.remote} closed the connection while ${f.name} was being hashed`) };
     stop.abort();
   };
-  let hashed = 0;
-  const tell = () => conn.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, hashed });
+  const tell = () => conn.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, hashed: hashing.hashed });
   conn.on('message', onMsg);
   conn.on('close', onClose);
   tell();
-  const timer = setInterval(tell, Math.max(1, o.preparingIntervalMs ?? 1000));
+  const timer = setInterval(tell, interval);
   try {
-    const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
-    const sha256 = await sha256Of(f, { signal, onProgress: (n) => (hashed = n) });
+    const sha256 = await hashing.done;
     if (!outcome) return { kind: 'hashed', sha256 };
   } catch (err) {
     if (!outcome) throw err;
