@@ -73,7 +73,7 @@ test('a holder that reports without progress is not waited for; its connection i
   const err = await r.download('stuck.bin').then(() => undefined, (e: unknown) => e);
   const took = performance.now() - t0;
   t.is(errorCode(err), 'no-offer');
-  t.true(sent > offerTimeoutMs / 10 / 2, `${sent} progress-free reports were sent`);
+  t.true(sent >= 3, `${sent} progress-free reports were sent`);
   t.true(took < 5000);
   // The fake holder is told to stop.
   const decline = await prep!.next((f) => f.t === 'decline');
