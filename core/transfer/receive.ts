@@ -128,7 +128,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
         reported = bytes;
         o.onProgress?.(bytes, offer.size);
       }
-      if (!out.write(b, () => ((written += b.length), flush()))) {
+      if (!(durable ? out.write(b, () => ((written += b.length), flush())) : out.write(b))) {
         hold();
         out.once('drain', unhold);
       }
@@ -165,8 +165,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${offer.name} already exists in ${o.shareDir}; not overwritten`);
       throw new TransferError('io', `cannot move ${offer.name} into place: ${(err as Error).message}`);
     }
-    // The new name (and, once the temporary name is gone, its removal) reach the disk.
-    await fsp.rm(tmp, { force: true });
+    // The new name reaches the disk (a temporary name surviving a crash is swept at the next start).
     if (durable) fsyncMs += await syncPath(root, offer.name);
     conn.end();
     const durationMs = performance.now() - t0;
