@@ -4,9 +4,17 @@
  * 1,000-peer tree in memory, SHA-256 over streamed chunks. Each suite has a
  * plain-JS comparator case (what the step costs without treeshare's work).
  * benny's own JSON output is saved under bench/results/benny/.
+ *
+ * Message counts are checked on real frames: the simulated flood counts the
+ * requests and replies it actually passes, and before the suites a search
+ * over 64 real peers (in-memory transport) is checked against the frames
+ * their Connections wrote (a target row in the report).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
+import { MemoryNetwork, Metaserver, Peer } from '../core/index.ts';
+import { registerCloser, removeDir, tempDir } from '../scenarios/lib/cleanup.ts';
 import b from 'benny';
 import { encode, FrameDecoder, validate } from '../core/protocol/codec.ts';
 import { Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type FloodCounters } from '../core/protocol/flood.ts';
@@ -140,22 +148,34 @@ function floodSuite(): CaseDef[] {
     const cc = Array.from({ length: N }, () => new Convergecast<Agg>((a, p) => mergeCounters(a.counters, p.counters)));
     let seq = 0;
     let now = 0;
+    /** Requests and replies actually passed between simulated peers (not a formula). */
+    const passed = { req: 0, reply: 0 };
     const visit = (i: number, from: string | null, hops: number, qid: string): Agg => {
+      if (from !== null) passed.req++;
       if (seen[i]!.checkAndAdd(qid, now)) return { counters: { ...emptyCounters(), duplicates: 1, messages: 1 } };
       const { targets } = floodTargets(nbrs[i]!, from, hops, 255, 10_000 - 20 * hops, 5);
       const own: Agg = { counters: { reached: 1, messages: targets.length + (from === null ? 0 : 1), duplicates: 0, maxHops: hops, missing: [] } };
       let c = cc[i]!.begin(qid, from, targets, own);
-      for (const t of targets) c = cc[i]!.reply(qid, t, visit(Number(t.slice(1)), `P${i}`, hops + 1, qid)) ?? c;
+      for (const t of targets) {
+        const part = visit(Number(t.slice(1)), `P${i}`, hops + 1, qid);
+        passed.reply++;
+        c = cc[i]!.reply(qid, t, part) ?? c;
+      }
       if (!c) throw new Error('flood did not complete');
       return c.acc;
     };
-    return () => {
+    const run = () => {
       now += 0.01;
       return visit(0, null, 0, `S0:${(seq++).toString(16)}`);
     };
+    return Object.assign(run, { passed });
   };
-  const check = setup()();
-  if (check.counters.reached !== N || check.counters.messages !== 2 * (N - 1)) throw new Error(`flood simulation: reached ${check.counters.reached}, messages ${check.counters.messages}`);
+  const probe = setup();
+  const check = probe();
+  const sent = probe.passed.req + probe.passed.reply;
+  if (check.counters.reached !== N || sent !== 2 * (N - 1) || check.counters.messages !== sent) {
+    throw new Error(`flood simulation: reached ${check.counters.reached}, ${sent} messages passed, counters say ${check.counters.messages}`);
+  }
   return [
     { name: 'whole flood + convergecast, 1,000 peers', fn: setup, per: { n: N, unit: 'peer decisions/s' } },
     { name: 'floodTargets at one peer (3 neighbours)', fn: () => () => floodTargets(nbrs[5]!, 'P2', 3, 255, 9000, 5) },
@@ -218,7 +238,50 @@ function simSuite(): CaseDef[] {
   ];
 }
 
+/**
+ * One search over N real peers (in-memory transport, real Connections and
+ * codec): the query and query-reply frames written, summed over every peer's
+ * Connections, must be exactly 2(N−1) and equal the search's own count.
+ */
+async function wireCheck(ctx: Ctx): Promise<void> {
+  const N = 64;
+  const dir = tempDir('treeshare-bench-');
+  const net = new MemoryNetwork();
+  const meta = new Metaserver({ host: '127.0.0.1', port: 0, transport: net.transport(), peerTimeoutMs: 0 });
+  const peers: Peer[] = [];
+  const close = registerCloser(async () => {
+    await Promise.allSettled(peers.map((p) => p.stop()));
+    await meta.stop();
+    removeDir(dir);
+  });
+  try {
+    const ma = await meta.start();
+    for (let i = 0; i < N; i++) {
+      const share = path.join(dir, `P${i}`);
+      fs.mkdirSync(share);
+      const p = new Peer({ id: `P${i}`, host: '127.0.0.1', port: 0, share, meta: ma, transport: net.transport(), heartbeatMs: 0, announceMs: 0 });
+      peers.push(p);
+      await p.start();
+      await p.join();
+    }
+    fs.writeFileSync(path.join(peers[N - 1]!.opts.share, 'needle.txt'), 'x');
+    const sent = () => peers.reduce((n, p) => n + (p.wireFrames().sent.query ?? 0) + (p.wireFrames().sent['query-reply'] ?? 0), 0);
+    const w0 = sent();
+    const r = await peers[0]!.search('needle.txt');
+    const wire = sent() - w0;
+    ctx.log(`micro: one search over ${N} real peers wrote ${wire} flood frames (peers counted ${r.messages}, reached ${r.reached})`);
+    ctx.report.target({
+      id: 'micro.flood.wire==2(N-1)', text: `one search over ${N} in-memory peers: frames written = 2(N−1) = the peers' count, all reached`,
+      measured: wire === r.messages && r.reached === N ? wire : -1, required: 2 * (N - 1), op: '==', unit: 'frames',
+      detail: wire === r.messages && r.reached === N ? undefined : `wire ${wire}, counted ${r.messages}, reached ${r.reached}`,
+    });
+  } finally {
+    await close();
+  }
+}
+
 export async function microBench(ctx: Ctx, stamp: string): Promise<MicroResult[]> {
+  await wireCheck(ctx);
   const suites: [string, () => CaseDef[]][] = [
     ['frame encode', encodeSuite],
     ['frame decode', decodeSuite],

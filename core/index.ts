@@ -8,7 +8,7 @@ export { tcpTransport, type TcpOptions } from './transport/tcp.ts';
 export { MemoryNetwork, memoryPair, DEFAULT_WINDOW_BYTES, type LinkShape, type MemoryNetworkOptions } from './transport/memory.ts';
 export { realClock, SimClock, deadline, type Clock, type TimerHandle, type SimRunOptions } from './clock.ts';
 export type { Transport, HostPort, Listener } from './transport/transport.ts';
-export { Connection, type ConnectionOptions } from './transport/connection.ts';
+export { Connection, type ConnectionOptions, type FrameCounts } from './transport/connection.ts';
 export { PROTOCOL_VERSION, addrKey, type Message, type PeerRef, type TopoNode, type RegistryEntry, type Hit } from './protocol/messages.ts';
 export { POLICIES, isPolicy, type Policy } from './protocol/referral.ts';
 export { checkFileName } from './protocol/names.ts';

@@ -52,6 +52,7 @@ interface One {
   durationMs: number;
   ttfbMs?: number;
   wallMs?: number;
+  fsyncMs?: number;
 }
 interface Batch {
   results: One[];
@@ -232,6 +233,8 @@ export async function transferBench(ctx: Ctx): Promise<void> {
         const wall: number[] = [];
         const ttfb: number[] = [];
         const errors: Partial<Record<'peer' | 'keyed', string>> = {};
+        const fsyncMs: number[] = [];
+        const fsyncShare: number[] = [];
         for (let run = 0; run < runs; run++) {
           for (let j = 0; j < MODES.length; j++) {
             const mode = MODES[(j + run) % MODES.length]!;
@@ -253,6 +256,8 @@ export async function transferBench(ctx: Ctx): Promise<void> {
             if (mode === 'peer') {
               wall.push(mbps(one.bytes, one.wallMs!));
               ttfb.push(one.ttfbMs!);
+              fsyncMs.push(one.fsyncMs!);
+              fsyncShare.push((100 * one.fsyncMs!) / one.durationMs);
             }
           }
           ctx.log(`transfer ${label}: round ${run + 1}/${runs}: ${MODES.map((m) => `${m} ${rate[m].at(-1)?.toFixed(0) ?? '–'}`).join(', ')} MB/s`);
@@ -284,6 +289,9 @@ export async function transferBench(ctx: Ctx): Promise<void> {
         if (errors.keyed) ctx.report.note(`transfer ${label}: the keyed peer download failed: ${errors.keyed}`);
         ctx.log(`transfer ${label}: with the network key ${(ctx.report.ratio(id('keyed'), id('peer')) * 100).toFixed(0)}% of the keyless peer's rate (medians)`);
         const failed = peerError ? `download failed: ${peerError}` : undefined;
+        // The peer makes each file durable before it is visible (fsync file, link, fsync folder); the baselines do not.
+        ctx.report.add({ id: id('peer.fsync'), group: g, label: 'peer fsync per download (file, then folder; included in the peer rate)', unit: 'ms', better: 'lower', samples: fsyncMs });
+        ctx.report.add({ id: id('peer.fsync.share'), group: g, label: 'peer fsync share of the transfer time (the baselines do no fsync)', unit: '%', better: 'lower', samples: fsyncShare });
         ctx.report.add({ id: id('peer.ttfb'), group: g, label: 'peer time to first byte (ack → first byte)', unit: 'ms', better: 'lower', samples: ttfb });
         // CPU seconds per GB moved: less sensitive to other load on the machine than MB/s.
         const cg = `${g}: CPU per GB moved (user + system; lower is better)`;

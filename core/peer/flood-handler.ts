@@ -220,7 +220,12 @@ export class FloodHandler {
     }
     for (const id of targets) {
       const l = this.peer.links.get(id);
-      if (l && l.conn.send(fwd) !== false && !l.conn.closed) {
+      // send() returning false is backpressure, not failure: the frame is queued and will be
+      // delivered, so the neighbour is waited on. The queue is bounded by the Connection
+      // (maxBufferedBytes): past it the link is destroyed, and its close records the subtree
+      // missing (neighbourGone). Only a link already closed is missing at once.
+      if (l && !l.conn.closed) {
+        l.conn.send(fwd);
         sent.push(id);
         counters.messages++;
       } else counters.missing.push(id);

@@ -19,11 +19,12 @@ import { describeError, errorCode, LocalError, MetaserverUnreachableError, Remot
 import { request } from '../metaserver/client.ts';
 import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
-import type { Connection } from '../transport/connection.ts';
+import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
+import { sweepTemps } from '../transfer/receive.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
@@ -83,6 +84,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       hopSlackMs: options.hopSlackMs ?? 20,
       offerTimeoutMs: options.offerTimeoutMs ?? 10_000,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 15_000,
+      fsync: options.fsync ?? true,
+      preparingIntervalMs: options.preparingIntervalMs ?? 1000,
       maxUploads: options.maxUploads ?? 16,
       maxFileBytes: options.maxFileBytes ?? 64 * 1024 ** 3,
       seenCacheSize: options.seenCacheSize ?? 10_000,
@@ -127,7 +130,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Listens on host:port. Checks the share folder exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    await shareRoot(this.opts.share);
+    const root = await shareRoot(this.opts.share);
+    // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
+    const swept = await sweepTemps(root, this.id);
+    if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
       port: this.opts.port,
@@ -246,6 +252,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       if (o.graceful) c.end();
       else c.destroy();
     }
+    for (const c of this.conns) addFrames(this.closedFrames, c.frames);
     this.conns.clear();
     await closing;
     this.links.parent = null;
@@ -303,9 +310,25 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
   }
 
+  /** Frames counted by connections that have closed (see wireFrames). */
+  private closedFrames: { sent: FrameCounts; received: FrameCounts } = { sent: {}, received: {} };
+
+  /**
+   * Frames this peer's overlay connections (links, inbound requests) wrote and
+   * read since start, by message type, as counted at the transport; closed
+   * connections included. Transfer connections the peer opens are not counted.
+   */
+  wireFrames(): { sent: FrameCounts; received: FrameCounts } {
+    const out = { sent: { ...this.closedFrames.sent }, received: { ...this.closedFrames.received } };
+    for (const c of this.conns) addFrames(out, c.frames);
+    return out;
+  }
+
   track(conn: Connection): void {
     this.conns.add(conn);
-    conn.on('close', () => this.conns.delete(conn));
+    conn.on('close', () => {
+      if (this.conns.delete(conn)) addFrames(this.closedFrames, conn.frames);
+    });
     conn.on('protocol-error', (e) => {
       this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message });
       this.log('warn', `closed ${conn.remote}: ${e.message} [${e.code}]`);
@@ -439,6 +462,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       case 'offer':
         void this.transfers.onOffer(conn, m);
         return;
+      case 'preparing':
+        this.transfers.onPreparing(conn, m);
+        return;
       case 'ping':
         conn.send({ t: 'pong', n: m.n });
         conn.end();
@@ -477,4 +503,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.scheduleAnnounce();
   }
 
+}
+
+function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { sent: FrameCounts; received: FrameCounts }): void {
+  for (const dir of ['sent', 'received'] as const) {
+    for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
+  }
 }

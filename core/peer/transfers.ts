@@ -7,11 +7,16 @@
  * holder's offer; later offers are declined (a file held by two peers is
  * transferred once). When the search ends with no holder the answer is a
  * definite not-found; with holders but no offer in time, `no-offer`.
+ *
+ * "In time" is `offerTimeoutMs` after the search ended or after the last
+ * progress a holder reported while hashing the file for its first offer
+ * (`preparing`), so a very large file is waited for as long as its holder
+ * makes progress.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { describeError, NotFoundError, TransferError } from '../errors.ts';
-import type { Msg, PeerRef } from '../protocol/messages.ts';
+import { describeError, NotFoundError, RemoteProtocolError, TransferError } from '../errors.ts';
+import type { Message, Msg, PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
 import { freeBytes, receiveFile } from '../transfer/receive.ts';
@@ -27,6 +32,10 @@ interface Download {
   offered: boolean;
   /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
   noOffer?: NodeJS.Timeout;
+  /** (Re-)arms `noOffer`; set once the search ended without an offer. */
+  armNoOffer?: () => void;
+  /** Connections of holders still hashing the file (`preparing`), declined when the download ends. */
+  preparing: Set<Connection>;
   settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
   signal?: AbortSignal;
 }
@@ -60,7 +69,7 @@ export class Transfers {
     const qid = this.peer.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
-    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal };
+    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
     // Abort and stop settle the one `transfer` promise, whatever stage the download is at.
     const onAbort = () => settle({ ok: false, err: new TransferError('aborted', `download of ${name} aborted`) });
     o.signal?.addEventListener('abort', onAbort, { once: true });
@@ -70,8 +79,13 @@ export class Transfers {
       if (!d.offered) {
         if (this.peer.stopping) throw new TransferError('aborted', `peer ${this.peer.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${this.peer.opts.offerTimeoutMs} ms`;
-        d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), this.peer.opts.offerTimeoutMs);
+        const ms = this.peer.opts.offerTimeoutMs;
+        const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
+        d.armNoOffer = () => {
+          clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+        };
+        d.armNoOffer();
       }
       const r = await transfer;
       if (!r.ok) throw r.err;
@@ -80,8 +94,15 @@ export class Transfers {
       return result;
     } finally {
       clearTimeout(d.noOffer);
+      d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
+      // Holders still hashing for this download can stop.
+      for (const c of d.preparing) {
+        c.send({ t: 'decline', reason: `download of ${name} ended` });
+        c.end();
+      }
+      d.preparing.clear();
     }
   }
 
@@ -94,7 +115,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal })
+    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
       .then((r) => {
         if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
@@ -118,6 +139,63 @@ export class Transfers {
     const names = await this.shareCache.names;
     if (names && !names.has(name)) return null;
     return hasShared(this.peer.opts.share, name);
+  }
+
+  /**
+   * A holder is hashing the file before its offer: while the bytes hashed
+   * grow, the no-offer deadline moves with them. The offer follows on the
+   * same connection and is handled like any other.
+   */
+  onPreparing(conn: Connection, first: Msg<'preparing'>): void {
+    const d = this.downloads.get(first.qid);
+    const decline = (reason: string) => {
+      conn.send({ t: 'decline', reason });
+      conn.end();
+    };
+    if (!d || d.name !== first.name) return decline('no such download here (finished, expired or never asked)');
+    if (d.holder) return decline(`already downloading ${first.name} from ${d.holder.id}`);
+    if (first.hashed > first.size) throw new RemoteProtocolError('bad-message', `preparing: hashed ${first.hashed} of ${first.size} bytes`);
+    d.preparing.add(conn);
+    let last = first.hashed;
+    d.armNoOffer?.();
+    const done = () => {
+      conn.off('message', onMsg);
+      conn.off('close', done);
+      d.preparing.delete(conn);
+    };
+    const onMsg = (m: Message) => {
+      if (m.t === 'preparing' || m.t === 'offer') {
+        if (m.qid !== first.qid || m.name !== first.name || m.from.id !== first.from.id || m.size !== first.size) {
+          done();
+          return conn.fail(new RemoteProtocolError('bad-message', `${m.t} for another download than the one being prepared`));
+        }
+      }
+      if (m.t === 'preparing') {
+        if (m.hashed > m.size) {
+          done();
+          return conn.fail(new RemoteProtocolError('bad-message', `preparing: hashed ${m.hashed} of ${m.size} bytes`));
+        }
+        if (d.holder || this.downloads.get(m.qid) !== d) {
+          done();
+          return decline(d.holder ? `already downloading ${m.name} from ${d.holder.id}` : 'download finished');
+        }
+        // Only progress counts: a holder repeating the same figure does not hold the download open.
+        if (m.hashed > last) {
+          last = m.hashed;
+          d.armNoOffer?.();
+        }
+        return;
+      }
+      done();
+      if (m.t === 'offer') return void this.onOffer(conn, m);
+      if (m.t === 'error') {
+        this.peer.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
+        return conn.end();
+      }
+      conn.fail(new RemoteProtocolError('unexpected-message', `expected preparing or offer, got "${m.t}"`));
+    };
+    conn.on('message', onMsg);
+    conn.on('close', done);
   }
 
   async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
@@ -148,6 +226,8 @@ export class Transfers {
         shareDir: this.peer.opts.share,
         signal: d.signal,
         idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
+        tmpTag: this.peer.id,
+        fsync: this.peer.opts.fsync,
         onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
       this.shareCache = undefined;

@@ -39,6 +39,10 @@ export interface PeerOptions {
   offerTimeoutMs?: number;
   /** A transfer with no data for this long fails, ms. Default 15,000. */
   transferIdleTimeoutMs?: number;
+  /** fsync each downloaded file before it becomes visible, and the share folder after. Default true. */
+  fsync?: boolean;
+  /** A holder still hashing a file for its first offer tells the requester its progress this often, ms. Default 1,000. */
+  preparingIntervalMs?: number;
   /** Most uploads at once; further hits are answered but not offered. Default 16. */
   maxUploads?: number;
   /** Largest file accepted for download, bytes. Default 64 GiB. */

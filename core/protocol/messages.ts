@@ -112,6 +112,17 @@ const QueryReply = z.strictObject({
 const Offer = z.strictObject({
   t: z.literal('offer'), v: V, qid: Qid, from: PeerRef, name: FileName, size: z.number().int().min(0).max(2 ** 53 - 1), sha256: Sha256,
 });
+/**
+ * preparing: holder → requester, while the holder still hashes a file for its
+ * first offer (a large file can take minutes). It opens the transfer
+ * connection and repeats every second or so with `hashed` bytes done; the
+ * requester keeps waiting as long as `hashed` grows, and may answer `decline`
+ * (then the holder stops). The `offer` follows on the same connection.
+ */
+const Preparing = z.strictObject({
+  t: z.literal('preparing'), v: V, qid: Qid, from: PeerRef, name: FileName,
+  size: z.number().int().min(0).max(2 ** 53 - 1), hashed: z.number().int().min(0).max(2 ** 53 - 1),
+});
 const Ack = z.strictObject({ t: z.literal('ack') });
 const Decline = z.strictObject({ t: z.literal('decline'), reason: Text });
 
@@ -119,7 +130,7 @@ export const Message = z.discriminatedUnion('t', [
   Register, Registered, Announce, Leave, Status, Registry, Ok, ErrorMsg,
   Join, Accept, Redirect, Size, Depth, Ping, Pong, Leaving,
   Topo, TopoReply, Query, QueryReply,
-  Offer, Ack, Decline,
+  Offer, Ack, Decline, Preparing,
 ]);
 export type Message = z.infer<typeof Message>;
 export type MessageType = Message['t'];
@@ -128,7 +139,7 @@ export type Msg<T extends MessageType> = Extract<Message, { t: T }>;
 export const MESSAGE_TYPES: readonly MessageType[] = Message.options.map((o) => o.shape.t.value);
 
 /** Messages that may open a connection (and so must carry `v`). */
-export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping']);
+export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping', 'preparing']);
 
 export interface HostPortLike {
   host: string;

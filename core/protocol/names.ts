@@ -2,7 +2,8 @@
  * File-name rules of the share jail (pure). A name is served or accepted only
  * when it names a file directly inside a share folder: no path separators,
  * no `..`, no NUL or control characters, not absolute, not empty, at most 255
- * UTF-8 bytes, not hidden (leading `.`, which also keeps temporary download
+ * UTF-8 bytes, well-formed Unicode (no lone surrogates: they all encode to
+ * U+FFFD in UTF-8, so two such names would alias one file on disk), not hidden (leading `.`, which also keeps temporary download
  * files out of reach), and not ending in a dot or space (Windows look-alikes).
  */
 export const MAX_NAME_BYTES = 255;
@@ -10,6 +11,8 @@ export const MAX_NAME_BYTES = 255;
 export function checkFileName(name: unknown): { ok: true } | { ok: false; reason: string } {
   if (typeof name !== 'string') return { ok: false, reason: 'file name must be a string' };
   if (name.length === 0) return { ok: false, reason: 'file name is empty' };
+  // Before the byte count: lone surrogates are counted as 3 bytes of U+FFFD.
+  if (!(name as unknown as { isWellFormed(): boolean }).isWellFormed()) return { ok: false, reason: 'file name is not well-formed Unicode (lone surrogate)' };
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return { ok: false, reason: `file name is longer than ${MAX_NAME_BYTES} bytes` };
   if (name.includes('/') || name.includes('\\')) return { ok: false, reason: 'file name must not contain / or \\' };
   if (name.includes('..')) return { ok: false, reason: 'file name must not contain ..' };

@@ -20,6 +20,7 @@ import fsp from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { TransferError } from '../errors.ts';
 import type { SharedFile } from './jail.ts';
 
 export const HASH_CACHE_FILE = '.treeshare.hashes.json';
@@ -122,36 +123,53 @@ export function forgetHashCache(): void {
   shares.clear();
 }
 
-/** SHA-256 of an open shared file (hex), from the cache when size, mtime and inode match. */
-export async function cachedSha256(f: SharedFile): Promise<string> {
-  const root = path.dirname(f.path);
-  const name = path.basename(f.path);
-  const c = shareCache(root);
+export interface HashOptions {
+  /** Bytes hashed so far, after each 1 MiB read (a pass of its own, not shared with other callers). */
+  onProgress?: (hashed: number) => void;
+  /** Stops this caller's hashing pass (TransferError 'aborted'). */
+  signal?: AbortSignal;
+}
+
+/** The cached SHA-256 of `f` when size, mtime and inode match, else undefined (never hashes). */
+export async function knownSha256(f: SharedFile): Promise<string | undefined> {
+  const c = shareCache(path.dirname(f.path));
   await c.loaded;
-  const hit = c.entries.get(name);
-  if (hit && hit.size === f.size && hit.mtimeMs === f.mtimeMs && hit.ino === f.ino) return hit.sha256;
+  const hit = c.entries.get(path.basename(f.path));
+  return hit && hit.size === f.size && hit.mtimeMs === f.mtimeMs && hit.ino === f.ino ? hit.sha256 : undefined;
+}
+
+/** SHA-256 of an open shared file (hex), from the cache when size, mtime and inode match. */
+export async function cachedSha256(f: SharedFile, o: HashOptions = {}): Promise<string> {
+  const known = await knownSha256(f);
+  if (known !== undefined) return known;
+  const c = shareCache(path.dirname(f.path));
+  const remember = (sha256: string) => {
+    c.entries.set(path.basename(f.path), { size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, sha256 });
+    scheduleSave(c);
+    return sha256;
+  };
+  // A caller that watches progress or may stop gets a pass of its own.
+  if (o.onProgress || o.signal) return remember(await hashHandle(f, o));
   const key = `${f.path}\0${f.size}:${f.mtimeMs}:${f.ino}`;
   let p = inflight.get(key);
   if (!p) {
-    p = hashHandle(f).finally(() => inflight.delete(key));
+    p = hashHandle(f).then(remember).finally(() => inflight.delete(key));
     inflight.set(key, p);
-    const sha256 = await p;
-    c.entries.set(name, { size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, sha256 });
-    scheduleSave(c);
-    return sha256;
   }
   return p;
 }
 
-async function hashHandle(f: SharedFile): Promise<string> {
+async function hashHandle(f: SharedFile, o: HashOptions = {}): Promise<string> {
   const h = createHash('sha256');
   const buf = Buffer.allocUnsafe(1024 * 1024);
   let pos = 0;
   for (;;) {
+    if (o.signal?.aborted) throw new TransferError('aborted', `hashing ${f.name} stopped after ${pos} of ${f.size} bytes`);
     const { bytesRead } = await f.handle.read(buf, 0, buf.length, pos);
     if (bytesRead === 0) break;
     h.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
+    o.onProgress?.(pos);
   }
   hashStats.filesHashed++;
   hashStats.bytesHashed += pos;

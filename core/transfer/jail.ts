@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
-import { cachedSha256 } from './hash-cache.ts';
+import { cachedSha256 as hashCached, knownSha256, type HashOptions } from './hash-cache.ts';
 
 
 export class JailError extends LocalError {}
@@ -98,10 +98,17 @@ export async function listShared(dir: string): Promise<{ name: string; size: num
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** The SHA-256 of `f` when it is cached (memory or the share's cache file) and the file is unchanged, else undefined. */
+export function cachedSha256(f: SharedFile): Promise<string | undefined> {
+  return knownSha256(f);
+}
+
 /**
  * SHA-256 of an open shared file, cached by (path, size, mtime, inode) in
  * memory and in the share folder's hidden cache file (see hash-cache.ts).
+ * `onProgress` gets the bytes hashed so far after each 1 MiB read; `signal`
+ * stops hashing (TransferError 'aborted').
  */
-export function sha256Of(f: SharedFile): Promise<string> {
-  return cachedSha256(f);
+export function sha256Of(f: SharedFile, o: HashOptions = {}): Promise<string> {
+  return hashCached(f, o);
 }

@@ -3,12 +3,19 @@
  * listening address, offer the file (id, name, size, SHA-256), wait for ack or
  * decline, then stream exactly `size` bytes with backpressure and close.
  * Memory stays flat: two reused chunk buffers per upload (see streamFile).
+ *
+ * A file whose hash is not cached yet (its first upload) is hashed first.
+ * When that takes longer than `preparingIntervalMs` (a large file), the
+ * holder connects meanwhile: the connection opens with `preparing` and
+ * repeats it with the bytes hashed so far every `preparingIntervalMs`, so the
+ * requester keeps waiting however large the file; a decline or a close stops
+ * the hashing. Small files go straight to the offer, as before.
  */
-import { TransferError, TreeshareError } from '../errors.ts';
-import { addrKey, PROTOCOL_VERSION, type HostPortLike, type PeerRef } from '../protocol/messages.ts';
+import { RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
+import { addrKey, PROTOCOL_VERSION, type HostPortLike, type Message, type PeerRef } from '../protocol/messages.ts';
 import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
-import { openShared, sha256Of } from './jail.ts';
+import { cachedSha256, openShared, sha256Of, type SharedFile } from './jail.ts';
 
 /** Default chunk size read from disk and written to the socket: 2 MiB (two such buffers per upload). */
 export const DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024;
@@ -25,6 +32,8 @@ export interface OfferOptions {
   /** How long the requester may take to ack, ms. Default 10,000. */
   ackTimeoutMs?: number;
   chunkBytes?: number;
+  /** While hashing for a first offer, tell the requester the progress this often, ms. Default 1,000. */
+  preparingIntervalMs?: number;
 }
 
 export type OfferOutcome =
@@ -34,10 +43,29 @@ export type OfferOutcome =
 export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   const f = await openShared(o.shareDir, o.name);
   let conn: Connection | undefined;
+  let hashing: Hashing | undefined;
   try {
-    const sha256 = await sha256Of(f);
+    const interval = Math.max(1, o.preparingIntervalMs ?? 1000);
+    let sha256 = await cachedSha256(f);
+    if (sha256 === undefined) {
+      hashing = startHashing(f, o.signal);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        sha256 = await Promise.race([hashing.done, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), interval)))]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
     // Bounded: a requester that is gone or frozen must not hold an upload slot.
     conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
+    if (sha256 === undefined) {
+      const h = await tellWhileHashing(conn, hashing!, f, o, interval);
+      if (h.kind === 'declined') {
+        conn.end();
+        return h;
+      }
+      sha256 = h.sha256;
+    }
     const answer = nextMessage(conn, ['ack', 'decline'], { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), what: `an answer to the offer of ${o.name}` });
     conn.send({ t: 'offer', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, sha256 });
     const a = await answer;
@@ -55,8 +83,65 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
     conn?.destroy();
     throw err;
   } finally {
+    // Hashing still running (connect failed): stop it before the handle closes.
+    hashing?.stop.abort();
+    await hashing?.done.catch(() => undefined);
     await f.handle.close();
   }
+}
+
+interface Hashing {
+  done: Promise<string>;
+  stop: AbortController;
+  hashed: number;
+}
+
+function startHashing(f: SharedFile, signal: AbortSignal | undefined): Hashing {
+  const stop = new AbortController();
+  const h: Hashing = { stop, hashed: 0, done: Promise.resolve('') };
+  h.done = sha256Of(f, { signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal, onProgress: (n) => (h.hashed = n) });
+  h.done.catch(() => undefined); // observed by the caller; never an unhandled rejection
+  return h;
+}
+
+/**
+ * Waits for `hashing` while telling the requester on `conn` how far it got
+ * (`preparing`), until done, declined, refused, closed or aborted.
+ */
+async function tellWhileHashing(conn: Connection, hashing: Hashing, f: SharedFile, o: OfferOptions, interval: number): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
+  const stop = hashing.stop;
+  let outcome: { kind: 'declined'; reason: string } | { kind: 'failed'; err: Error } | undefined;
+  const onMsg = (m: Message) => {
+    if (m.t === 'decline') outcome = { kind: 'declined', reason: m.reason };
+    else if (m.t === 'error') outcome = { kind: 'failed', err: new RemoteRefusedError(m.code, `${conn.remote}: ${m.message}`) };
+    else {
+      const e = new RemoteProtocolError('unexpected-message', `expected nothing or decline while preparing the offer, got "${m.t}"`);
+      conn.fail(e);
+      outcome = { kind: 'failed', err: e };
+    }
+    stop.abort();
+  };
+  const onClose = () => {
+    outcome ??= { kind: 'failed', err: new TransferError('holder-gone', `requester ${conn.remote} closed the connection while ${f.name} was being hashed`) };
+    stop.abort();
+  };
+  const tell = () => conn.send({ t: 'preparing', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, hashed: hashing.hashed });
+  conn.on('message', onMsg);
+  conn.on('close', onClose);
+  tell();
+  const timer = setInterval(tell, interval);
+  try {
+    const sha256 = await hashing.done;
+    if (!outcome) return { kind: 'hashed', sha256 };
+  } catch (err) {
+    if (!outcome) throw err;
+  } finally {
+    clearInterval(timer);
+    conn.off('message', onMsg);
+    conn.off('close', onClose);
+  }
+  if (outcome.kind === 'declined') return outcome;
+  throw outcome.err;
 }
 
 /**

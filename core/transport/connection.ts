@@ -8,7 +8,11 @@
  * answer `error` (code + message), log through the 'protocol-error' event,
  * and close; nothing else is affected. Outgoing bytes that the remote does
  * not read pile up in the link; past `maxBufferedBytes` the link is destroyed
- * (a slow or stuck reader cannot make us hold unbounded memory).
+ * (a slow or stuck reader cannot make us hold unbounded memory). A `false`
+ * from send() is backpressure only: the frame is queued and will be written.
+ *
+ * Every frame written and read is counted here, by message type (`frames`),
+ * so tests and benchmarks measure the wire rather than what peers think they sent.
  */
 import { EventEmitter } from 'node:events';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
@@ -62,6 +66,8 @@ export interface ConnectionEvents {
 
 /** Default ConnectionOptions.handshakeTimeoutMs. */
 export const DEFAULT_HANDSHAKE_MS = 10_000;
+/** Frames by message type, as counted at a Connection. */
+export type FrameCounts = Partial<Record<MessageType, number>>;
 
 /** Most frames held for a listener that is not there yet (see Connection.held). */
 const MAX_HELD = 1024;
@@ -82,6 +88,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * is installed): kept in order and delivered once a listener is added.
    */
   private held: Message[] = [];
+  /** Frames handed to the link (`sent`, queued ones included) and decoded from it (`received`), by type. */
+  readonly frames: { sent: FrameCounts; received: FrameCounts } = { sent: {}, received: {} };
 
   constructor(private readonly link: ByteLink, remote: string, accepted: boolean, opts: ConnectionOptions = {}) {
     super();
@@ -120,6 +128,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   send(msg: Message): boolean {
     if (this.closedFlag || this.link.destroyed) return false;
     const ok = this.link.write(encode(msg));
+    this.frames.sent[msg.t] = (this.frames.sent[msg.t] ?? 0) + 1;
     this.checkBuffered();
     return ok;
   }
@@ -187,8 +196,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private checkBuffered(): void {
     if (this.link.writableLength > this.maxBuffered) {
-      this.closeErr ??= new RemoteProtocolError('buffer-overflow', `remote ${this.remote} is not reading (over ${this.maxBuffered} bytes queued)`);
+      const err = new RemoteProtocolError('buffer-overflow', `remote ${this.remote} is not reading (over ${this.maxBuffered} bytes queued)`);
+      this.closeErr ??= err;
       this.link.destroy();
+      this.emit('protocol-error', err);
     }
   }
 
@@ -228,6 +239,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private deliver(m: Message): boolean {
+    this.frames.received[m.t] = (this.frames.received[m.t] ?? 0) + 1;
     if (this.first) {
       this.first = false;
       // The first frame must be the opener (checked below): nothing before it extends the deadline.

@@ -79,11 +79,18 @@ test('topo of 50 peers equals the real tree and a search sends exactly N−1 que
   t.is(topo.messages, 2 * (N - 1));
   sameAsRealTree(t, topo.nodes, c.peers);
 
+  // Frames counted at the transport (every Connection counts what it writes and reads, by type).
+  const peerSums = (dir: 'sent' | 'received', t: 'query' | 'query-reply') => c.peers.reduce((n, p) => n + (p.wireFrames()[dir][t] ?? 0), 0);
   for (const from of ['N0', 'N20', 'N49']) {
     wire.reset();
+    const before = { q: peerSums('sent', 'query'), r: peerSums('sent', 'query-reply'), qIn: peerSums('received', 'query'), rIn: peerSums('received', 'query-reply') };
     const r = await c.peer(from).search('needle.txt');
     t.is(wire.count('query'), N - 1, `${from}: queries on the wire`);
     t.is(wire.count('query-reply'), N - 1, `${from}: replies on the wire`);
+    t.is(peerSums('sent', 'query') - before.q, N - 1, 'queries written, summed over the peers');
+    t.is(peerSums('sent', 'query-reply') - before.r, N - 1, 'replies written, summed over the peers');
+    t.is(peerSums('received', 'query') - before.qIn, N - 1, 'queries read');
+    t.is(peerSums('received', 'query-reply') - before.rIn, N - 1, 'replies read');
     t.is(r.messages, 2 * (N - 1), 'the counters agree with the wire');
     t.is(r.reached, N);
     t.is(r.duplicates, 0);

@@ -2,7 +2,7 @@
  * Wire-level test tools for the integration tests: a raw node:net client that
  * speaks (or mis-speaks) the JSON-lines protocol without any of core's
  * validation, a raw listener (a fake peer's own address), and a transport
- * that counts the messages every Connection sends, by type.
+ * that counts the frames every Connection writes, by type (at the transport).
  */
 import net from 'node:net';
 import type { ExecutionContext } from 'ava';
@@ -162,17 +162,22 @@ export class RawServer {
   }
 }
 
-/** A TCP transport that counts every message any of its Connections sends, by type. */
-export function countingTransport(): { transport: Transport; counts: Map<string, number>; reset(): void; count(t: string): number } {
+/**
+ * A TCP transport that counts every frame any of its Connections writes, by
+ * type, from the Connections' own transport-level counters (Connection.frames):
+ * what went on the wire, not what a peer believes it sent.
+ */
+export function countingTransport(): { transport: Transport; reset(): void; count(t: string): number } {
   const base = tcpTransport();
-  const counts = new Map<string, number>();
+  const conns = new Set<Connection>();
+  let zero = new Map<string, number>();
+  const total = (t: string) => {
+    let n = 0;
+    for (const c of conns) n += c.frames.sent[t as Message['t']] ?? 0;
+    return n;
+  };
   const wrap = (c: Connection): Connection => {
-    const send = c.send.bind(c);
-    c.send = (m: Message) => {
-      const ok = send(m);
-      if (ok !== false || !c.closed) counts.set(m.t, (counts.get(m.t) ?? 0) + 1);
-      return ok;
-    };
+    conns.add(c);
     return c;
   };
   const transport: Transport = {
@@ -180,7 +185,14 @@ export function countingTransport(): { transport: Transport; counts: Map<string,
     listen: (o) => base.listen({ ...o, onConnection: (c) => o.onConnection(wrap(c)) }),
     connect: async (to, o) => wrap(await base.connect(to, o)),
   };
-  return { transport, counts, reset: () => counts.clear(), count: (t) => counts.get(t) ?? 0 };
+  return {
+    transport,
+    reset: () => {
+      zero = new Map();
+      for (const c of conns) for (const [t, n] of Object.entries(c.frames.sent)) zero.set(t, (zero.get(t) ?? 0) + n);
+    },
+    count: (t) => total(t) - (zero.get(t) ?? 0),
+  };
 }
 
 /**

@@ -42,6 +42,7 @@ const SAMPLES: Message[] = [
   { t: 'offer', v: 1, qid: 'S1:abc', from: ref, name: 'pwd1.txt', size: 87, sha256: sha },
   { t: 'ack' },
   { t: 'decline', reason: 'already have it' },
+  { t: 'preparing', v: 1, qid: 'S1:abc', from: ref, name: 'big.iso', size: 20e9, hashed: 5e9 },
 ];
 
 function decodeAll(bytes: Buffer, maxFrameBytes?: number): Message[] {
@@ -62,7 +63,7 @@ function codeOf(fn: () => unknown): string {
 }
 
 test('the samples cover every message type of the overlay protocol', (t) => {
-  const core = ['register', 'registered', 'announce', 'leave', 'status', 'registry', 'ok', 'error', 'join', 'accept', 'redirect', 'size', 'depth', 'ping', 'pong', 'leaving', 'topo', 'topo-reply', 'query', 'query-reply', 'offer', 'ack', 'decline'];
+  const core = ['register', 'registered', 'announce', 'leave', 'status', 'registry', 'ok', 'error', 'join', 'accept', 'redirect', 'size', 'depth', 'ping', 'pong', 'leaving', 'topo', 'topo-reply', 'query', 'query-reply', 'offer', 'ack', 'decline', 'preparing'];
   t.deepEqual([...new Set(SAMPLES.map((m) => m.t))].sort(), [...core].sort());
   for (const ty of core) t.true((MESSAGE_TYPES as readonly string[]).includes(ty), ty);
 });
@@ -181,6 +182,10 @@ test('out-of-range and malformed values are refused', (t) => {
     { t: 'query', qid: 'has space', name: 'x', origin: ref, ttl: 5, hops: 0, budget: 1, want: 'search' },
     { t: 'query', qid: 'q', name: 'x', origin: ref, ttl: 5, hops: 0, budget: 1, want: 'steal' },
     { t: 'error', code: 'x', message: 'm'.repeat(4097) },
+    { t: 'preparing', v: 1, qid: 'q', from: ref, name: 'f', size: 10, hashed: -1 },
+    { t: 'preparing', v: 1, qid: 'q', from: ref, name: 'f', size: 10, hashed: 1.5 },
+    { t: 'preparing', v: 1, qid: 'q', from: ref, name: 'f', size: 10 },
+    { t: 'preparing', v: 1, qid: 'q', from: ref, name: 'f', size: 10, hashed: 0, sha256: sha },
   ];
   for (const b of bad) t.is(codeOf(() => validate(b)), 'bad-message', JSON.stringify(b).slice(0, 120));
 });

@@ -2,13 +2,19 @@
  * Flooding with convergecast (core/protocol/flood.ts), pure: who a request is
  * forwarded to, the per-hop time budget, the Convergecast state machine
  * (complete once every neighbour answered, went away or timed out), the
- * bounded duplicate-suppression cache, and a whole-tree simulation that
- * counts messages exactly (N−1 requests and N−1 answers on N peers).
+ * bounded duplicate-suppression cache, a whole-tree simulation of the pure
+ * logic, and real peers (in-memory transport) whose searches are checked
+ * against the frames their Connections actually wrote and read: N−1 requests
+ * and N−1 answers on N peers, and the peers' own counters agree with that.
  */
 import test from 'ava';
 import fc from 'fast-check';
 import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../../core/protocol/flood.ts';
 import { chunkNodes } from '../../core/peer/flood-handler.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MemoryNetwork, type Peer } from '../../core/index.ts';
+import { cluster } from '../helpers.ts';
 import type { TopoNode } from '../../core/protocol/messages.ts';
 
 interface Agg {
@@ -243,7 +249,7 @@ test('on a tree of N peers a flood sends N−1 requests and N−1 answers, reach
       t.is(wire.req, n - 1);
       t.is(wire.reply, n - 1);
       t.is(result.counters.reached, n);
-      t.is(result.counters.messages, 2 * (n - 1), 'the counters agree with the wire');
+      t.is(result.counters.messages, 2 * (n - 1), 'model: the counters match the simulated sends (real frames are counted below)');
       t.is(result.counters.duplicates, 0);
       t.deepEqual(result.counters.missing, []);
       t.deepEqual([...result.hits].sort(), [...holders].sort());
@@ -271,4 +277,49 @@ test('on a graph with a cycle duplicates are suppressed and the answer is still 
   t.is(result.counters.reached, 3);
   t.is(result.counters.duplicates, 2);
   t.deepEqual(result.hits, ['C']);
+});
+
+// ---- real peers: the counters checked against frames counted at the transport ----
+
+test('real peers on random trees: a search writes exactly N−1 queries and N−1 replies on the wire, and the counters agree with the wire', async (t) => {
+  const sums = (peers: Peer[]) => {
+    const out = { qOut: 0, rOut: 0, qIn: 0, rIn: 0 };
+    for (const p of peers) {
+      const w = p.wireFrames();
+      out.qOut += w.sent.query ?? 0;
+      out.rOut += w.sent['query-reply'] ?? 0;
+      out.qIn += w.received.query ?? 0;
+      out.rIn += w.received['query-reply'] ?? 0;
+    }
+    return out;
+  };
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 24 }),
+      fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 24, maxLength: 24 }),
+      fc.nat(),
+      fc.array(fc.nat(), { maxLength: 3 }),
+      async (n, fanout, o, hs) => {
+        const c = await cluster({ transport: new MemoryNetwork().transport(), peer: { heartbeatMs: 0 } });
+        try {
+          for (let i = 0; i < n; i++) await c.add(`P${i}`, { maxChildren: fanout[i]! });
+          const holders = new Set(hs.map((h) => `P${h % n}`));
+          for (const h of holders) fs.writeFileSync(path.join(c.peer(h).opts.share, 'needle.txt'), 'x');
+          const origin = c.peers[o % n]!;
+          const before = sums(c.peers);
+          const r = await origin.search('needle.txt');
+          const after = sums(c.peers);
+          const wire = { qOut: after.qOut - before.qOut, rOut: after.rOut - before.rOut, qIn: after.qIn - before.qIn, rIn: after.rIn - before.rIn };
+          t.deepEqual(wire, { qOut: n - 1, rOut: n - 1, qIn: n - 1, rIn: n - 1 }, `N=${n}: frames written and read`);
+          t.is(r.messages, wire.qOut + wire.rOut, 'the counters agree with the wire');
+          t.is(r.reached, n);
+          t.deepEqual(r.missing, []);
+          t.deepEqual(r.hits.map((h) => h.id).sort(), [...holders].sort());
+        } finally {
+          await c.close();
+        }
+      },
+    ),
+    { numRuns: 8 },
+  );
 });

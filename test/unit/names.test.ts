@@ -48,6 +48,20 @@ test('empty, over-long, hidden, trailing dot/space and non-NFC names are refused
   t.false(ok(undefined));
 });
 
+test('names that are not well-formed Unicode (lone surrogates) are refused: they would alias one file on disk', (t) => {
+  const a = 'x\ud800.txt';
+  const b = 'x\udfff.txt';
+  // Both become the same bytes on disk (U+FFFD), so accepting them would let two names share a file.
+  t.deepEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  for (const n of [a, b, '\ud83d', 'end\ud83d', '\ude00start', 'rev\ude00\ud83d.txt']) {
+    const r = checkFileName(n);
+    t.false(r.ok, JSON.stringify(n));
+    t.regex(r.ok ? '' : r.reason, /well-formed/);
+  }
+  t.true(ok('emoji-\ud83d\ude00.txt'), 'a proper surrogate pair is fine');
+  t.is(t.throws(() => assertName(a), { instanceOf: JailError }).code, 'bad-name');
+});
+
 test('a refusal says why', (t) => {
   const r = checkFileName('../x');
   t.false(r.ok);
