@@ -5,7 +5,7 @@
  * Link emulation is the same ShapedLink wrapper TCP uses, on both ends.
  */
 import { EventEmitter } from 'node:events';
-import { LocalError, TreeshareError } from '../errors.ts';
+import { LocalError, UnreachableError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
 import { isShaped, ShapedLink, type LinkShape } from './shaped.ts';
@@ -142,7 +142,7 @@ export class MemoryNetwork {
     if (opts.signal?.aborted) throw abortError(opts.signal, `a connection to ${key}`);
     await new Promise((r) => setImmediate(r));
     const l = this.listeners.get(key) ?? this.listeners.get(addrKey({ host: '0.0.0.0', port: to.port }));
-    if (!l) throw new TreeshareError('unreachable', `cannot connect to ${key}: connection refused (is it running?)`);
+    if (!l) throw new UnreachableError(key, `connection refused (is it running?)`);
     const a = new MemoryLink();
     const b = new MemoryLink();
     a.other = b;
