@@ -90,26 +90,6 @@ export async function until<T>(check: () => T | Promise<T>, o: { timeoutMs?: num
   }
 }
 
-/** Checks that `nodes` (id, parent) form one tree: one root, every parent known, no cycle. */
-export function isOneTree(nodes: readonly { id: string; parent: string | null }[]): { ok: boolean; why?: string } {
-  const ids = new Set(nodes.map((n) => n.id));
-  if (ids.size !== nodes.length) return { ok: false, why: 'duplicate ids' };
-  const roots = nodes.filter((n) => n.parent === null);
-  if (roots.length !== 1) return { ok: false, why: `${roots.length} roots` };
-  const parent = new Map(nodes.map((n) => [n.id, n.parent]));
-  for (const n of nodes) {
-    const seen = new Set<string>();
-    let cur: string | null = n.id;
-    while (cur !== null) {
-      if (seen.has(cur)) return { ok: false, why: `cycle at ${cur}` };
-      seen.add(cur);
-      if (!ids.has(cur)) return { ok: false, why: `unknown parent ${cur}` };
-      cur = parent.get(cur) ?? null;
-    }
-  }
-  return { ok: true };
-}
-
 /** Resolves with the first `event` on `emitter` whose arguments satisfy `pred`; rejects after `timeoutMs`. */
 export function nextEvent<A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, pred: (...a: A) => boolean = () => true, timeoutMs = 15_000): Promise<A> {
   return new Promise((resolve, reject) => {

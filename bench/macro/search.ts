@@ -16,7 +16,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Metaserver, mulberry32, Peer } from '../../core/index.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../testnet/cleanup.ts';
+import { checkTree } from '../../testnet/tree.ts';
 import type { Ctx } from '../lib/context.ts';
 import { BareTree } from './bare-flood.ts';
 
@@ -74,7 +75,8 @@ export async function searchBench(ctx: Ctx): Promise<void> {
         const parent = peers[i]!.state().parent;
         if (parent) edges.push([index.get(parent.id)!, i]);
       }
-      if (edges.length !== n - 1) throw new Error(`tree of ${n} peers has ${edges.length} edges, expected ${n - 1}`);
+      const tree = checkTree(peers.map((p) => ({ id: p.id, parent: p.state().parent?.id ?? null })), peers.map((p) => p.id));
+      if (!tree.ok) throw new Error(`the ${n} peers do not form one tree: ${tree.why}`);
       const depth = Math.max(...peers.map((p) => p.depth));
       const bare = await BareTree.build(n, edges);
       try {

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Metaserver, Peer } from '../../core/index.ts';
 import { Child } from '../lib/child.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../testnet/cleanup.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
 import { GiB, mbps, MiB, sizeLabel } from '../lib/stats.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Cleanup of everything a scenario or the benchmark (bench/) started: child
+ * Cleanup of everything a test, scenario or benchmark started: child
  * processes (by the pid we spawned, never by name), temporary folders, and
  * in-process resources (peers, metaservers, servers) registered as async
  * closers.
