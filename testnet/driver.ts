@@ -56,8 +56,10 @@ export interface StartOptions {
 interface ProcessEvents {
   /** One stdout line that parsed as a JSON object. */
   json: [Record<string, unknown>];
-  /** Any stdout line (JSON or not). */
+  /** Any stdout line (JSON or not), after the 'json' listeners ran. */
   line: [string];
+  /** Some output arrived on stdout or stderr (only with keepOutput). */
+  output: [];
   exit: [ExitInfo];
 }
 
@@ -70,7 +72,7 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
   readonly cp: ChildProcess;
   readonly what: string;
   exitInfo: ExitInfo | null = null;
-  /** Everything printed (with keepOutput), else ''. */
+  /** Everything printed, as it arrived (with keepOutput), else ''. */
   stdout = '';
   stderr = '';
   private readonly keep: boolean;
@@ -92,9 +94,19 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
     this.cp.stdin!.on('error', () => {
       /* the process died; waiters are rejected on exit */
     });
+    this.cp.stdout!.setEncoding('utf8');
+    if (this.keep) {
+      this.cp.stdout!.on('data', (s: string) => {
+        this.stdout += s;
+        this.emit('output');
+      });
+    }
     readline.createInterface({ input: this.cp.stdout! }).on('line', (l) => this.onLine(l));
     this.cp.stderr!.setEncoding('utf8').on('data', (s: string) => {
-      if (this.keep) this.stderr += s;
+      if (this.keep) {
+        this.stderr += s;
+        this.emit('output');
+      }
       for (const l of s.split('\n')) if (l) this.stderrTail.push(l);
       if (this.stderrTail.length > 20) this.stderrTail.splice(0, this.stderrTail.length - 20);
     });
@@ -124,17 +136,15 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
   }
 
   private onLine(raw: string): void {
-    if (this.keep) this.stdout += raw + '\n';
-    this.emit('line', raw);
     let v: unknown;
     try {
       v = JSON.parse(raw);
     } catch {
-      this.noteJunk(raw);
-      return;
+      v = undefined;
     }
-    if (!v || typeof v !== 'object' || Array.isArray(v)) return this.noteJunk(raw);
-    this.emit('json', v as Record<string, unknown>);
+    if (v && typeof v === 'object' && !Array.isArray(v)) this.emit('json', v as Record<string, unknown>);
+    else this.noteJunk(raw);
+    this.emit('line', raw);
   }
 
   private onExit(code: number | null, signal: string | null, err?: string): void {
@@ -184,6 +194,43 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
       this.on('line', onLine);
       this.on('exit', onExit);
       o.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Resolves with what `check` returns once it is not undefined: checked now,
+   * after every stdout line and every output chunk, and once more at exit
+   * (then it rejects). For waiting on state the caller keeps (events seen so
+   * far, all output) rather than on one new line.
+   */
+  until<T>(check: () => T | undefined, what: string, o: { timeoutMs?: number } = {}): Promise<T> {
+    const now = check();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise<T>((resolve, reject) => {
+      const ms = o.timeoutMs ?? 30_000;
+      const done = () => {
+        clearTimeout(t);
+        this.off('line', test);
+        this.off('output', test);
+        this.off('exit', onExit);
+      };
+      const test = () => {
+        const v = check();
+        if (v !== undefined) {
+          done();
+          resolve(v);
+        }
+      };
+      const t = setTimeout(() => (done(), reject(new DriverError('timeout', `${this.what}: no ${what} within ${ms} ms${this.diagnostics()}`))), ms);
+      const onExit = () => {
+        test();
+        done();
+        reject(new DriverError('exited', `${this.what} ${this.exitReason()} before ${what}${this.diagnostics()}`));
+      };
+      this.on('line', test);
+      this.on('output', test);
+      this.on('exit', onExit);
+      if (!this.alive && this.exitInfo) onExit();
     });
   }
 
