@@ -79,7 +79,12 @@ export function registerCloser(fn: () => Promise<void>): () => Promise<void> {
   };
 }
 
-/** Kills one child we spawned, by its pid, and waits for its exit. */
+/**
+ * Kills one child we spawned, by its pid, and waits for its exit. No process
+ * groups: every program we start is a single node process that starts no
+ * children of its own, so its pid is the whole of it. (zx's kill would fork
+ * `ps` to walk a process tree on every call, for nothing; see testnet/driver.ts.)
+ */
 export async function killChild(cp: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 5000): Promise<void> {
   if (!isAlive(cp)) return;
   const exited = new Promise<void>((resolve) => {
