@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LineProcess } from '../testnet/driver.ts';
+import { START_TIMEOUT_MS } from './e2e/proc.ts';
 import { createTestnet, type Testnet, type TestnetOptions } from '../testnet/testnet.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
@@ -102,6 +103,6 @@ export async function spawnPeer(opts: object): Promise<ProcPeer> {
       if (lp.alive) lp.cp.kill(sig);
     },
   };
-  await pp.next('ready');
+  await pp.next('ready', START_TIMEOUT_MS);
   return pp;
 }

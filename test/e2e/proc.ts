@@ -13,6 +13,11 @@ import path from 'node:path';
 import { LineProcess, REPO } from '../../testnet/driver.ts';
 
 export { REPO };
+/**
+ * How long a process may take to print its first line. Starting node + tsx costs seconds of CPU;
+ * with several tests starting processes at once on a loaded 2-core machine it took over 30 s.
+ */
+export const START_TIMEOUT_MS = 90_000;
 const MAIN = { peer: 'core/control/peer-main.ts', metaserver: 'core/control/metaserver-main.ts' } as const;
 
 export type Json = Record<string, any>;
@@ -80,8 +85,8 @@ export class Procs {
   /** A metaserver on 127.0.0.1:0; resolves with it and its port once it is listening. */
   async metaserver(json: boolean, args: string[] = []): Promise<{ proc: Proc; port: number }> {
     const proc = this.start('metaserver', ['--host', '127.0.0.1', '--port', '0', ...(json ? ['--json'] : []), ...args]);
-    if (json) return { proc, port: (await proc.waitEvent((e) => e.event === 'ready')).port };
-    const m = await proc.waitOut(/listening on 127\.0\.0\.1:(\d+)/);
+    if (json) return { proc, port: (await proc.waitEvent((e) => e.event === 'ready', START_TIMEOUT_MS)).port };
+    const m = await proc.waitOut(/listening on 127\.0\.0\.1:(\d+)/, START_TIMEOUT_MS);
     return { proc, port: Number(m[1]) };
   }
 
