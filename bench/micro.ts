@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MemoryNetwork, Metaserver, Peer } from '../core/index.ts';
-import { registerCloser, removeDir, tempDir } from '../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../testnet/cleanup.ts';
 import b from 'benny';
 import { encode, FrameDecoder, validate } from '../core/protocol/codec.ts';
 import { Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type FloodCounters } from '../core/protocol/flood.ts';

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fixturesCompiled } from './lib/child.ts';
-import { cleanupAll, installSignalHandlers } from '../scenarios/lib/cleanup.ts';
+import { cleanupAll, installSignalHandlers } from '../testnet/cleanup.ts';
 import type { Ctx } from './lib/context.ts';
 import { loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR, runFileName, saveRun } from './lib/report.ts';
 import { microBench } from './micro.ts';

@@ -12,9 +12,44 @@
  * - LocalError: our own API was misused or our environment is unfit (bad
  *   option, port in use, share folder missing, name refused by the jail).
  */
+/**
+ * Every `code` treeshare puts on an error: thrown locally, sent in a wire
+ * `error` message, or printed in a control-mode `error` event. A script can
+ * match on these; nothing else ever appears as a code.
+ */
+export const ERROR_CODES = [
+  // the other side broke the wire protocol (RemoteProtocolError)
+  'bad-frame', 'frame-too-large', 'bad-json', 'unknown-type', 'bad-message', 'version-mismatch',
+  'unexpected-message', 'truncated-frame', 'buffer-overflow', 'id-mismatch',
+  // network keys
+  'auth-required', 'auth-failed', 'auth-unsupported', 'bad-key', 'key-unsupported',
+  // reaching other nodes
+  'unreachable', 'timeout', 'connection-closed', 'heartbeat-timeout', 'too-many-connections', 'aborted',
+  // joining and the tree
+  'not-started', 'not-joined', 'already-joined', 'leaving', 'duplicate-id', 'self-join', 'cycle', 'full',
+  'redirect-loop', 'too-many-redirects', 'second-root', 'lost-peer',
+  // searching and transfers (TransferError, NotFoundError)
+  'not-found', 'hash-mismatch', 'truncated', 'too-long', 'holder-gone', 'exists', 'declined', 'no-offer',
+  'io', 'too-large', 'no-space',
+  // the share jail
+  'bad-name', 'outside-share', 'not-regular', 'hard-link', 'permission-denied', 'no-share',
+  // local setup (LocalError) and the command line
+  'bad-option', 'bad-host', 'port-in-use', 'listen-failed', 'usage', 'bad-command',
+  // a remote answered with a code that is not one of these (RemoteRefusedError.remoteCode keeps it)
+  'refused',
+  // a bug or an error that is not one of ours
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(ERROR_CODES);
+export function isErrorCode(v: unknown): v is ErrorCode {
+  return typeof v === 'string' && CODE_SET.has(v);
+}
+
 export class TreeshareError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -39,7 +74,18 @@ export class RemoteProtocolError extends TreeshareError {
   }
 }
 
-export class RemoteRefusedError extends TreeshareError {}
+/**
+ * The other side answered with an `error` message. Its code is untrusted
+ * input: `code` is it when it is one of ERROR_CODES, else `refused`;
+ * `remoteCode` is what was sent either way.
+ */
+export class RemoteRefusedError extends TreeshareError {
+  readonly remoteCode: string;
+  constructor(remoteCode: string, message: string, options?: { cause?: unknown }) {
+    super(isErrorCode(remoteCode) ? remoteCode : 'refused', message, options);
+    this.remoteCode = remoteCode;
+  }
+}
 
 export type TransferErrorCode =
   | 'hash-mismatch'
@@ -71,9 +117,16 @@ export class NotFoundError extends TreeshareError {
 
 export class LocalError extends TreeshareError {}
 
+/** A connection could not be opened: `where` is the address tried, `reason` what went wrong (code `unreachable`). */
+export class UnreachableError extends TreeshareError {
+  constructor(readonly where: string, readonly reason: string, options?: { cause?: unknown }) {
+    super('unreachable', `cannot connect to ${where}: ${reason}`, options);
+  }
+}
+
 /** The metaserver could not be reached (code: unreachable, timeout or connection-closed); `detail` is the transport's reason. */
 export class MetaserverUnreachableError extends TreeshareError {
-  constructor(code: string, readonly detail: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, readonly detail: string, options?: { cause?: unknown }) {
     super(code, `metaserver unreachable: ${detail}`, options);
   }
 }
@@ -88,10 +141,13 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-export function errorCode(err: unknown): string {
+/** The ErrorCode of any error: its own when it has one of ours, `io` for a system (errno) error, else `internal`. */
+export function errorCode(err: unknown): ErrorCode {
   if (err instanceof TreeshareError) return err.code;
   if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
-    return (err as { code: string }).code;
+    const code = (err as { code: string }).code;
+    if (isErrorCode(code)) return code;
+    if (/^E[A-Z0-9]+$/.test(code) && 'syscall' in err) return 'io';
   }
   if (err instanceof Error && err.name === 'AbortError') return 'aborted';
   if (err instanceof Error && err.name === 'TimeoutError') return 'timeout';

@@ -3,10 +3,13 @@
  * folders copied into a temporary directory, all torn down by `close()`.
  * Waiting is event-based (`until`), never fixed sleeps.
  */
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Metaserver, Peer, type MetaserverOptions, type PeerOptions, type Transport } from '../core/index.ts';
+import { LineProcess } from '../testnet/driver.ts';
+import { START_TIMEOUT_MS } from './e2e/proc.ts';
+import { createTestnet, type Testnet, type TestnetOptions } from '../testnet/testnet.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
 
@@ -14,57 +17,13 @@ export function tmpDir(prefix = 'treeshare-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export interface Cluster {
-  meta: Metaserver;
-  peers: Peer[];
-  dir: string;
-  transport?: Transport;
-  /** Starts and joins one more peer (share folder created empty unless `from` names a repo share). */
-  add(id: string, o?: Partial<PeerOptions> & { from?: string }): Promise<Peer>;
-  peer(id: string): Peer;
-  close(): Promise<void>;
-}
-
-export interface ClusterOptions {
-  meta?: MetaserverOptions;
-  peer?: Partial<PeerOptions>;
-  transport?: Transport;
-}
+/** Tests build overlays with testnet's createTestnet; these names stay for the many tests that use them. */
+export type Cluster = Testnet;
+export type ClusterOptions = TestnetOptions;
 
 /** A metaserver on 127.0.0.1:0 and no peers yet. */
-export async function cluster(o: ClusterOptions = {}): Promise<Cluster> {
-  const dir = tmpDir();
-  const meta = new Metaserver({ host: '127.0.0.1', port: 0, transport: o.transport, ...o.meta });
-  const ma = await meta.start();
-  const peers: Peer[] = [];
-  const c: Cluster = {
-    meta,
-    peers,
-    dir,
-    transport: o.transport,
-    async add(id, po = {}) {
-      const share = path.join(dir, id);
-      fs.mkdirSync(share, { recursive: true });
-      if (po.from) fs.cpSync(path.join(REPO, 'shares', po.from), share, { recursive: true });
-      const { from: _f, ...rest } = po;
-      const p = new Peer({ id, host: '127.0.0.1', port: 0, share, meta: { host: '127.0.0.1', port: ma.port }, transport: o.transport, ...o.peer, ...rest });
-      peers.push(p);
-      await p.start();
-      await p.join();
-      return p;
-    },
-    peer(id) {
-      const p = peers.find((x) => x.id === id);
-      if (!p) throw new Error(`no peer ${id}`);
-      return p;
-    },
-    async close() {
-      await Promise.allSettled(peers.map((p) => p.stop()));
-      await meta.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  return c;
+export function cluster(o: ClusterOptions = {}): Promise<Cluster> {
+  return createTestnet({ prefix: 'treeshare-test-', ...o });
 }
 
 /** The demo: S1..S5 with the repository's shares, joined in order. */
@@ -90,26 +49,6 @@ export async function until<T>(check: () => T | Promise<T>, o: { timeoutMs?: num
   }
 }
 
-/** Checks that `nodes` (id, parent) form one tree: one root, every parent known, no cycle. */
-export function isOneTree(nodes: readonly { id: string; parent: string | null }[]): { ok: boolean; why?: string } {
-  const ids = new Set(nodes.map((n) => n.id));
-  if (ids.size !== nodes.length) return { ok: false, why: 'duplicate ids' };
-  const roots = nodes.filter((n) => n.parent === null);
-  if (roots.length !== 1) return { ok: false, why: `${roots.length} roots` };
-  const parent = new Map(nodes.map((n) => [n.id, n.parent]));
-  for (const n of nodes) {
-    const seen = new Set<string>();
-    let cur: string | null = n.id;
-    while (cur !== null) {
-      if (seen.has(cur)) return { ok: false, why: `cycle at ${cur}` };
-      seen.add(cur);
-      if (!ids.has(cur)) return { ok: false, why: `unknown parent ${cur}` };
-      cur = parent.get(cur) ?? null;
-    }
-  }
-  return { ok: true };
-}
-
 /** Resolves with the first `event` on `emitter` whose arguments satisfy `pred`; rejects after `timeoutMs`. */
 export function nextEvent<A extends unknown[]>(emitter: { on(e: string, f: (...a: A) => void): unknown; off(e: string, f: (...a: A) => void): unknown }, event: string, pred: (...a: A) => boolean = () => true, timeoutMs = 15_000): Promise<A> {
   return new Promise((resolve, reject) => {
@@ -127,86 +66,43 @@ export function nextEvent<A extends unknown[]>(emitter: { on(e: string, f: (...a
   });
 }
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import readline from 'node:readline';
-
 export interface ProcPeer {
   proc: ChildProcess;
   /** Every JSON line printed so far. */
   lines: Record<string, unknown>[];
-  /** Next line (after those already seen by this call) whose event is `event`. */
+  /** Next line (after those already returned by this call for `event`) whose event is `event`. */
   next(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   send(cmd: object): void;
   kill(sig?: NodeJS.Signals): void;
 }
 
-const procs = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const p of procs) p.kill('SIGKILL');
-});
-
 /** Spawns test/fixtures/peer-proc.ts with `opts`; resolves once it printed `ready`. Killed at process exit if still alive. */
 export async function spawnPeer(opts: object): Promise<ProcPeer> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'test/fixtures/peer-proc.ts'), JSON.stringify(opts)], { cwd: REPO, stdio: ['pipe', 'pipe', 'inherit'] });
-  procs.add(proc);
-  proc.on('exit', () => procs.delete(proc));
+  const lp = new LineProcess(path.join(REPO, 'test/fixtures/peer-proc.ts'), [JSON.stringify(opts)], { what: 'peer process' });
   const lines: Record<string, unknown>[] = [];
-  const waiters: { event: string; from: number; resolve: (l: Record<string, unknown>) => void }[] = [];
+  lp.on('json', (o) => lines.push(o));
   const cursor = new Map<string, number>();
-  readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
-    let o: Record<string, unknown>;
-    try {
-      o = JSON.parse(l);
-    } catch {
-      return;
-    }
-    lines.push(o);
-    for (const w of [...waiters]) {
-      if (o.event === w.event && lines.length - 1 >= w.from) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(o);
-      }
-    }
-  });
   const pp: ProcPeer = {
-    proc,
+    proc: lp.cp,
     lines,
     next(event, timeoutMs = 30_000) {
       const from = cursor.get(event) ?? 0;
-      const idx = lines.findIndex((l, i) => i >= from && l.event === event);
-      if (idx >= 0) {
-        cursor.set(event, idx + 1);
-        return Promise.resolve(lines[idx]!);
-      }
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => {
-          proc.off('exit', onExit);
-          reject(new Error(`peer process: no ${event} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const onExit = () => {
-          clearTimeout(t);
-          reject(new Error(`peer process exited before ${event}`));
-        };
-        proc.once('exit', onExit);
-        waiters.push({
-          event,
-          from: lines.length,
-          resolve: (l) => {
-            clearTimeout(t);
-            proc.off('exit', onExit);
-            cursor.set(event, lines.indexOf(l) + 1);
-            resolve(l);
-          },
-        });
-      });
+      return lp.until(
+        () => {
+          const idx = lines.findIndex((l, i) => i >= from && l.event === event);
+          if (idx < 0) return undefined;
+          cursor.set(event, idx + 1);
+          return lines[idx]!;
+        },
+        event,
+        { timeoutMs },
+      );
     },
-    send(cmd) {
-      proc.stdin!.write(JSON.stringify(cmd) + '\n');
-    },
+    send: (cmd) => lp.send(cmd),
     kill(sig = 'SIGKILL') {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);
+      if (lp.alive) lp.cp.kill(sig);
     },
   };
-  await pp.next('ready');
+  await pp.next('ready', START_TIMEOUT_MS);
   return pp;
 }

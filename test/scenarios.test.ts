@@ -3,12 +3,12 @@
  * JSON), a small churn run, cleanup after a failing step, and the memory
  * and TCP runners agreeing on tree and fan-out for one seed.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { churn } from '../scenarios/churn.ts';
+import { runScript } from '../testnet/driver.ts';
 import { canonicalTree, parseOptions, pidExists, REPO, run, runScenario, UsageError, type ScenarioDef, type ScenarioResult } from '../scenarios/lib/index.ts';
 
 function tmp(t: { teardown(fn: () => void): void }): string {
@@ -17,17 +17,11 @@ function tmp(t: { teardown(fn: () => void): void }): string {
   return d;
 }
 
-/** Runs a scenario file as its own process; resolves with exit code and stdout. Killed in teardown if still running. */
+/** Runs a scenario file as its own process to its end (testnet's runScript); killed in teardown if still running. */
 function runFile(t: { teardown(fn: () => void): void }, file: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const cp = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, file), ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (cp.exitCode === null && cp.signalCode === null) cp.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  cp.stdout.on('data', (b: Buffer) => (stdout += b));
-  cp.stderr.on('data', (b: Buffer) => (stderr += b));
-  return new Promise((resolve) => cp.on('close', (code) => resolve({ code, stdout, stderr })));
+  const ac = new AbortController();
+  t.teardown(() => ac.abort());
+  return runScript(path.join(REPO, file), args, { signal: ac.signal });
 }
 
 test.serial('five-peers runs to completion with real processes and its JSON is consistent', async (t) => {

@@ -4,12 +4,11 @@
  * command line {"id":n,...} with {"id":n,"ok":true,...} or {"id":n,"ok":false,"error":"..."}.
  * Closing its stdin makes it stop and exit; cleanup kills it by pid otherwise.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import readline from 'node:readline';
-import { isAlive, killChild, tempDir, trackProcess } from '../../scenarios/lib/cleanup.ts';
+import { tempDir } from '../../testnet/cleanup.ts';
+import { LineProcess, REPO } from '../../testnet/driver.ts';
 
-export const REPO = path.resolve(import.meta.dirname, '..', '..');
+export { REPO };
 export const FIXTURES = path.join(REPO, 'bench', 'fixtures');
 
 export interface ChildReply {
@@ -19,13 +18,35 @@ export interface ChildReply {
   [k: string]: unknown;
 }
 
+/** A fixture's reply line: {"id": n, "ok": bool, ...}. */
+function asReply(v: Record<string, unknown>): ChildReply | undefined {
+  if (typeof v.id !== 'number' || typeof v.ok !== 'boolean') return undefined;
+  return { ...v, id: v.id, ok: v.ok, ...(typeof v.error === 'string' ? { error: v.error } : {}) };
+}
+
 export class Child {
   private nextId = 1;
   private pending = new Map<number, { resolve: (r: ChildReply) => void; reject: (e: Error) => void }>();
-  private stderr = '';
   ready!: Record<string, unknown>;
 
-  private constructor(readonly name: string, readonly proc: ChildProcess) {}
+  private constructor(
+    readonly name: string,
+    readonly proc: LineProcess,
+  ) {
+    proc.on('json', (v) => {
+      const r = asReply(v);
+      const p = r && this.pending.get(r.id);
+      if (r && p) {
+        this.pending.delete(r.id);
+        p.resolve(r);
+      }
+    });
+    proc.on('exit', () => {
+      const err = new Error(`${name} ${proc.exitReason()}${proc.diagnostics()}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+  }
 
   /**
    * Starts `bench/fixtures/<script>` with `arg` as JSON argv[2]; resolves when
@@ -34,55 +55,16 @@ export class Child {
    * alone adds ~40 MB of RSS); falls back to tsx when esbuild is unavailable.
    */
   static async start(name: string, script: string, arg: object, o: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<Child> {
-    const js = await bundle(script);
-    const entry = js ? [js] : ['--import', 'tsx', path.join(FIXTURES, script)];
-    const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), ...entry, JSON.stringify(arg)], {
-      cwd: REPO,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    trackProcess(proc);
+    const program = (await bundle(script)) ?? path.join(FIXTURES, script);
+    const proc = new LineProcess(program, [JSON.stringify(arg)], { what: name, nodeArgs: o.nodeArgs });
     const c = new Child(name, proc);
-    proc.stderr!.on('data', (b: Buffer) => {
-      c.stderr = (c.stderr + b.toString()).slice(-4000);
-    });
-    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`${name}: not ready within ${o.timeoutMs ?? 20_000} ms${c.stderrTail()}`)), o.timeoutMs ?? 20_000);
-      const rl = readline.createInterface({ input: proc.stdout! });
-      rl.on('line', (line) => {
-        let m: Record<string, unknown>;
-        try {
-          m = JSON.parse(line);
-        } catch {
-          return;
-        }
-        if (m.event === 'ready') {
-          clearTimeout(t);
-          resolve(m);
-          return;
-        }
-        if (typeof m.id === 'number') {
-          const p = c.pending.get(m.id);
-          if (p) {
-            c.pending.delete(m.id);
-            p.resolve(m as ChildReply);
-          }
-        }
-      });
-      proc.once('exit', (code, sig) => {
-        clearTimeout(t);
-        const err = new Error(`${name} exited (${sig ?? code})${c.stderrTail()}`);
-        reject(err);
-        for (const p of c.pending.values()) p.reject(err);
-        c.pending.clear();
-      });
-    });
-    c.ready = await ready;
+    try {
+      c.ready = await proc.waitFor((l) => readyLine(l), 'ready', { timeoutMs: o.timeoutMs ?? 20_000 });
+    } catch (err) {
+      await proc.kill();
+      throw err;
+    }
     return c;
-  }
-
-  private stderrTail(): string {
-    const s = this.stderr.trim();
-    return s ? `:\n${s.split('\n').slice(-12).join('\n')}` : '';
   }
 
   get pid(): number {
@@ -101,20 +83,26 @@ export class Child {
         resolve: (r) => (clearTimeout(t), resolve(r)),
         reject: (e) => (clearTimeout(t), reject(e)),
       });
-      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
+      this.proc.send({ ...cmd, id });
     });
     if (!reply.ok) throw new Error(`${this.name}: ${reply.error ?? 'failed'}`);
+    // The fixture's reply to this command carries the fields the caller names in T.
     return reply as T & ChildReply;
   }
 
   /** Ends stdin and waits for a clean exit; kills it (by pid) after `timeoutMs`. */
   async close(timeoutMs = 5000): Promise<void> {
-    if (!isAlive(this.proc)) return;
-    const exited = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()));
-    this.proc.stdin!.end();
-    const t = setTimeout(() => void killChild(this.proc), timeoutMs);
-    await exited;
-    clearTimeout(t);
+    await this.proc.close(timeoutMs);
+  }
+}
+
+/** The fixture's first line, {"event":"ready", ...}. */
+function readyLine(l: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(l);
+    return v && typeof v === 'object' && (v as { event?: unknown }).event === 'ready' ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Metaserver, Peer } from '../../core/index.ts';
 import { openShared, sha256Of } from '../../core/transfer/jail.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../testnet/cleanup.ts';
 import { Child } from '../lib/child.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
 import { GiB, mbps, MiB, percentile, sizeLabel } from '../lib/stats.ts';

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Metaserver, Peer, PROTOCOL_VERSION } from '../../core/index.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../testnet/cleanup.ts';
 import type { Ctx } from '../lib/context.ts';
 import { echoServer, exchange } from '../lib/echo.ts';
 

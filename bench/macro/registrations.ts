@@ -8,7 +8,7 @@
  */
 import { Metaserver } from '../../core/index.ts';
 import { Child } from '../lib/child.ts';
-import { registerCloser } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser } from '../../testnet/cleanup.ts';
 import { nodeArgs, type Ctx } from '../lib/context.ts';
 import { echoServer } from '../lib/echo.ts';
 

@@ -19,33 +19,22 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Metaserver, mulberry32, Peer } from '../../core/index.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { mulberry32 } from '../../core/index.ts';
+import { registerCloser } from '../../testnet/cleanup.ts';
+import { createTestnet } from '../../testnet/testnet.ts';
 import type { Ctx } from '../lib/context.ts';
 import { BareTree } from './bare-flood.ts';
 
 export async function searchBench(ctx: Ctx): Promise<void> {
   const sizes = [10, 100, 1000];
   const runs = ctx.quick ? 7 : 21;
-  const dir = tempDir('treeshare-bench-');
-  const meta = new Metaserver({ host: '127.0.0.1', port: 0, policy: 'least-loaded', peerTimeoutMs: 0 });
-  await meta.start();
-  const peers: Peer[] = [];
-  const close = registerCloser(async () => {
-    await Promise.allSettled(peers.map((p) => p.stop()));
-    await meta.stop();
-    removeDir(dir);
-  });
+  const net = await createTestnet({ prefix: 'treeshare-bench-', meta: { policy: 'least-loaded', peerTimeoutMs: 0 }, peer: { heartbeatMs: 0, announceMs: 0 } });
+  const { meta, peers } = net;
+  const close = registerCloser(() => net.close());
   const announced = new Set<string>();
   meta.on('announce', (e) => announced.add(e.id));
   const addPeer = async (i: number) => {
-    const id = `P${i}`;
-    const share = path.join(dir, id);
-    fs.mkdirSync(share);
-    const p = new Peer({ id, host: '127.0.0.1', port: 0, share, meta: meta.address, heartbeatMs: 0, announceMs: 0 });
-    peers.push(p);
-    await p.start();
-    await p.join();
+    await net.add(`P${i}`);
   };
   const untilAnnounced = async (ids: string[]) => {
     const t0 = performance.now();
@@ -78,7 +67,8 @@ export async function searchBench(ctx: Ctx): Promise<void> {
         const parent = peers[i]!.state().parent;
         if (parent) edges.push([index.get(parent.id)!, i]);
       }
-      if (edges.length !== n - 1) throw new Error(`tree of ${n} peers has ${edges.length} edges, expected ${n - 1}`);
+      const tree = net.tree(peers.map((p) => p.id));
+      if (!tree.ok) throw new Error(`the ${n} peers do not form one tree: ${tree.why}`);
       const depth = Math.max(...peers.map((p) => p.depth));
       const bare = await BareTree.build(n, edges);
       try {

@@ -30,7 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { generateKey, Metaserver, Peer } from '../../core/index.ts';
 import { openShared, sha256Of } from '../../core/transfer/jail.ts';
 import { Child } from '../lib/child.ts';
-import { registerCloser, removeDir, tempDir } from '../../scenarios/lib/cleanup.ts';
+import { registerCloser, removeDir, tempDir } from '../../testnet/cleanup.ts';
 import { makeFile, nodeArgs, type Ctx } from '../lib/context.ts';
 import { GiB, mbps, MiB, sizeLabel } from '../lib/stats.ts';
 

@@ -6,26 +6,27 @@
  * command given has finished.
  */
 import readline from 'node:readline';
+import type { z } from 'zod';
 import { describeError, errorCode, NotFoundError } from '../errors.ts';
 import { emit } from './process.ts';
+import { commandNames, CommandId, type ControlEvent, type ErrorEvent, type MetaserverCommand, type PeerCommand } from './schema.ts';
 
-export type CommandId = string | number;
+export type { CommandId };
 
-export interface Command {
-  cmd: string;
-  id?: CommandId;
-  name?: string;
-}
-
-/** Per command: whether it needs a `name` (a file name string). */
-export type CommandSpec = Record<string, { name?: boolean }>;
+/** A command schema: PeerCommand or MetaserverCommand (core/control/schema.ts). */
+type CommandSchema = typeof PeerCommand | typeof MetaserverCommand;
 
 /** Longest command line accepted, characters. */
 export const MAX_COMMAND_CHARS = 64 * 1024;
 
-export type Parsed = { ok: true; cmd: Command } | { ok: false; id?: CommandId; message: string };
+export type Parsed<C> = { ok: true; cmd: C } | { ok: false; id?: CommandId; message: string };
 
-export function parseCommand(line: string, spec: CommandSpec): Parsed {
+/**
+ * Reads one command line against `schema`. The schema decides what is valid;
+ * the checks before it only make the answer to a common mistake say what to
+ * do (not JSON, no `cmd`, unknown command, missing `name`).
+ */
+export function parseCommand<S extends CommandSchema>(line: string, schema: S): Parsed<z.infer<S>> {
   if (line.length > MAX_COMMAND_CHARS) return { ok: false, message: `command line longer than ${MAX_COMMAND_CHARS} characters` };
   let v: unknown;
   try {
@@ -37,24 +38,24 @@ export function parseCommand(line: string, spec: CommandSpec): Parsed {
   const o = v as Record<string, unknown>;
   let id: CommandId | undefined;
   if (o.id !== undefined) {
-    if ((typeof o.id === 'string' && o.id.length <= 256) || (typeof o.id === 'number' && Number.isFinite(o.id))) id = o.id;
-    else return { ok: false, message: '"id" must be a string (at most 256 characters) or a number' };
+    const r = CommandId.safeParse(o.id);
+    if (!r.success) return { ok: false, message: '"id" must be a string (at most 256 characters) or a number' };
+    id = r.data;
   }
-  const fail = (message: string): Parsed => ({ ok: false, message, ...(id !== undefined ? { id } : {}) });
-  const known = Object.keys(spec).join(', ');
+  const fail = (message: string): Parsed<z.infer<S>> => ({ ok: false, message, ...(id !== undefined ? { id } : {}) });
+  const names = commandNames(schema);
+  const known = names.join(', ');
   if (typeof o.cmd !== 'string') return fail(`missing "cmd" (one of ${known})`);
-  const s = Object.hasOwn(spec, o.cmd) ? spec[o.cmd] : undefined;
-  if (!s) return fail(`unknown command ${JSON.stringify(o.cmd.slice(0, 40))} (one of ${known})`);
-  const cmd: Command = { cmd: o.cmd, ...(id !== undefined ? { id } : {}) };
-  if (s.name) {
-    if (typeof o.name !== 'string' || o.name === '') return fail(`"${o.cmd}" needs "name", a file name string`);
-    cmd.name = o.name;
-  }
-  return { ok: true, cmd };
+  if (!names.includes(o.cmd)) return fail(`unknown command ${JSON.stringify(o.cmd.slice(0, 40))} (one of ${known})`);
+  const r = schema.safeParse(o);
+  if (r.success) return { ok: true, cmd: r.data as z.infer<S> };
+  const issue = r.error.issues[0];
+  if (issue?.path[0] === 'name') return fail(`"${o.cmd}" needs "name", a file name string`);
+  return fail(`bad "${o.cmd}" command: ${issue ? `${issue.path.join('.') || 'command'}: ${issue.message}` : 'invalid'}`);
 }
 
 /** The `error` event for a failed or malformed command. */
-export function errorEvent(err: unknown, c?: { id?: CommandId; cmd?: string }): Record<string, unknown> {
+export function errorEvent(err: unknown, c?: { id?: CommandId; cmd?: string }): ErrorEvent {
   const extra = err instanceof NotFoundError ? { searched: err.searched } : {};
   return { event: 'error', code: errorCode(err), message: describeError(err), ...extra, ...(c?.cmd ? { cmd: c.cmd } : {}), ...(c?.id !== undefined ? { id: c.id } : {}) };
 }
@@ -65,24 +66,24 @@ export function errorEvent(err: unknown, c?: { id?: CommandId; cmd?: string }): 
  * error event, carrying the command's `id`, is out before the next command
  * starts. `onEnd` runs when stdin has ended and the last command finished.
  */
-export function serveCommands(o: {
+export function serveCommands<S extends CommandSchema, E extends ControlEvent>(o: {
   input: NodeJS.ReadableStream;
-  spec: CommandSpec;
-  run: (c: Command) => Promise<Record<string, unknown> | null>;
+  schema: S;
+  run: (c: z.infer<S>) => Promise<E | null>;
   onEnd: () => void;
 }): void {
   const rl = readline.createInterface({ input: o.input, crlfDelay: Infinity });
   let tail: Promise<void> = Promise.resolve();
   const runOne = async (line: string): Promise<void> => {
-    const p = parseCommand(line, o.spec);
+    const p = parseCommand(line, o.schema);
     if (!p.ok) {
-      emit({ event: 'error', code: 'bad-command', message: p.message, ...(p.id !== undefined ? { id: p.id } : {}) });
+      emit<ErrorEvent>({ event: 'error', code: 'bad-command', message: p.message, ...(p.id !== undefined ? { id: p.id } : {}) });
       return;
     }
     const c = p.cmd;
     try {
       const r = await o.run(c);
-      if (r) emit({ ...r, ...(c.id !== undefined ? { id: c.id } : {}) });
+      if (r) emit<E>({ ...r, ...(c.id !== undefined ? { id: c.id } : {}) });
     } catch (err) {
       emit(errorEvent(err, c));
     }

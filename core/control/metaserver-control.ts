@@ -5,11 +5,13 @@
  * reserved for the echoed command id). `stop`, SIGINT/SIGTERM and the end
  * of stdin stop the metaserver, emit `stopped` and exit 0.
  */
+import { isErrorCode } from '../errors.ts';
 import type { Metaserver } from '../metaserver/metaserver.ts';
-import { serveCommands, type Command, type CommandId, type CommandSpec } from './commands.ts';
-import { emit, onSignals } from './process.ts';
+import { serveCommands } from './commands.ts';
+import { emit as emitAny, onSignals } from './process.ts';
+import { MetaserverCommand, type CommandId, type MetaserverEvent } from './schema.ts';
 
-export const METASERVER_COMMANDS: CommandSpec = { status: {}, stop: {} };
+const emit = (e: MetaserverEvent) => emitAny(e);
 
 export function runMetaserverControl(meta: Metaserver): void {
   const a = meta.address;
@@ -18,7 +20,7 @@ export function runMetaserverControl(meta: Metaserver): void {
   meta.on('announce', (r) => emit({ event: 'announce', peer: r.id, parent: r.parent, depth: r.depth, isNew: r.isNew }));
   meta.on('leave', (r) => emit({ event: 'leave', peer: r.id }));
   meta.on('drop', (r) => emit({ event: 'drop', peer: r.id, reason: r.reason }));
-  meta.on('protocol-error', (e) => emit({ event: 'protocol-error', remote: e.remote, code: e.code, message: e.message }));
+  meta.on('protocol-error', (e) => emit({ event: 'protocol-error', remote: e.remote, code: isErrorCode(e.code) ? e.code : 'internal', message: e.message }));
 
   let stopping: Promise<never> | undefined;
   const stop = (id?: CommandId): Promise<never> =>
@@ -29,9 +31,13 @@ export function runMetaserverControl(meta: Metaserver): void {
     })());
   onSignals(() => void stop());
 
-  const run = async (c: Command): Promise<Record<string, unknown> | null> => {
-    if (c.cmd === 'status') return { event: 'status', peers: meta.registryList() };
-    return stop(c.id);
+  const run = async (c: MetaserverCommand): Promise<MetaserverEvent> => {
+    switch (c.cmd) {
+      case 'status':
+        return { event: 'status', peers: meta.registryList() };
+      case 'stop':
+        return stop(c.id);
+    }
   };
-  serveCommands({ input: process.stdin, spec: METASERVER_COMMANDS, run, onEnd: () => void stop() });
+  serveCommands({ input: process.stdin, schema: MetaserverCommand, run, onEnd: () => void stop() });
 }

@@ -8,43 +8,39 @@
  * repaired, uploaded, log. `leave`, SIGINT/SIGTERM and the end of stdin all
  * leave gracefully, emit `left` and exit 0.
  */
-import { errorCode, MetaserverUnreachableError, TreeshareError } from '../errors.ts';
+import { errorCode, MetaserverUnreachableError, TreeshareError, UnreachableError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import type { Peer } from '../peer/peer.ts';
 import { renderTree } from '../peer/render.ts';
 import type { JoinTimeline } from '../peer/types.ts';
-import { errorEvent, serveCommands, type Command, type CommandId, type CommandSpec } from './commands.ts';
+import { errorEvent, serveCommands } from './commands.ts';
 import type { PeerConfig } from './peer-args.ts';
-import { die, emit, onSignals, within } from './process.ts';
+import { die, emit as emitAny, onSignals, within } from './process.ts';
+import { PeerCommand, type CommandId, type EventOf, type PeerEvent } from './schema.ts';
 
-export const PEER_COMMANDS: CommandSpec = {
-  join: {},
-  search: { name: true },
-  download: { name: true },
-  topo: {},
-  status: {},
-  files: {},
-  leave: {},
-};
+/** Every line the peer prints is one of these (core/control/schema.ts). */
+const emit = (e: PeerEvent) => emitAny(e);
 
 /** Least time between two `progress` events of one download, ms. */
 export const PROGRESS_EVERY_MS = 100;
 /** A graceful leave that takes longer than this is cut short, ms. */
 export const LEAVE_TIMEOUT_MS = 5000;
 
-/** A failed join as one line that says which step failed (the metaserver, or the overlay). */
+/** A failed join as one line that says which step failed (the metaserver, or the overlay); decided by error class, never by message text. */
 export function joinFailure(peer: Peer, err: unknown): TreeshareError {
   const meta = addrKey(peer.opts.meta);
-  const viaMeta = err instanceof MetaserverUnreachableError;
-  let msg = viaMeta ? err.detail : err instanceof Error ? err.message : String(err);
-  const prefix = `cannot connect to ${meta}: `;
-  const refused = msg.startsWith(prefix);
-  if (refused) msg = msg.slice(prefix.length);
-  const line = viaMeta || refused ? `the metaserver at ${meta} is unreachable: ${msg}` : `cannot join the overlay: ${msg}`;
+  let line: string;
+  if (err instanceof MetaserverUnreachableError) {
+    line = `the metaserver at ${meta} is unreachable: ${err.cause instanceof UnreachableError ? err.cause.reason : err.detail}`;
+  } else if (err instanceof UnreachableError && err.where === meta) {
+    line = `the metaserver at ${meta} is unreachable: ${err.reason}`;
+  } else {
+    line = `cannot join the overlay: ${err instanceof Error ? err.message : String(err)}`;
+  }
   return new TreeshareError(errorCode(err), line, { cause: err });
 }
 
-export function joinedEvent(t: JoinTimeline): Record<string, unknown> {
+export function joinedEvent(t: JoinTimeline): EventOf<PeerEvent, 'joined'> {
   return { event: 'joined', timeline: t, parent: t.parent, depth: t.depth };
 }
 
@@ -69,14 +65,14 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
 
   onSignals(() => void leaveAndExit());
 
-  const run = async (c: Command): Promise<Record<string, unknown> | null> => {
+  const run = async (c: PeerCommand): Promise<PeerEvent> => {
     switch (c.cmd) {
       case 'join':
         return joinedEvent(await peer.join());
       case 'search':
-        return { event: 'searched', result: await peer.search(c.name!) };
+        return { event: 'searched', result: await peer.search(c.name) };
       case 'download':
-        return { event: 'downloaded', result: await peer.download(c.name!) };
+        return { event: 'downloaded', result: await peer.download(c.name) };
       case 'topo': {
         const result = await peer.topo();
         return { event: 'topo', result, text: renderTree(result.nodes) };
@@ -87,8 +83,6 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
         return { event: 'files', files: await peer.files() };
       case 'leave':
         return leaveAndExit(c.id);
-      default:
-        throw new Error(`unhandled command ${c.cmd}`);
     }
   };
   // --auto-join completes before the first command is read (stdin waits in its pipe meanwhile).
@@ -100,7 +94,7 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
       die(joinFailure(peer, err));
     }
   }
-  serveCommands({ input: process.stdin, spec: PEER_COMMANDS, run, onEnd: () => void leaveAndExit() });
+  serveCommands({ input: process.stdin, schema: PeerCommand, run, onEnd: () => void leaveAndExit() });
 }
 
 function forwardEvents(peer: Peer): void {

@@ -7,6 +7,7 @@
  */
 import { describeError, errorCode } from '../errors.ts';
 import { UsageError } from './args.ts';
+import type { ControlEvent } from './schema.ts';
 
 let jsonEvents = false;
 let commandName = 'treeshare';
@@ -16,8 +17,8 @@ export function setJsonMode(on: boolean): void {
   jsonEvents = on;
 }
 
-/** Writes one JSON line on stdout. */
-export function emit(o: Record<string, unknown>): void {
+/** Writes one event of the control protocol (core/control/schema.ts) as a JSON line on stdout. */
+export function emit<E extends ControlEvent>(o: E): void {
   try {
     process.stdout.write(JSON.stringify(o) + '\n');
   } catch {
@@ -29,7 +30,7 @@ export function emit(o: Record<string, unknown>): void {
 export function die(err: unknown): never {
   const usage = err instanceof UsageError;
   const line = usage ? `${err.message} (see --help)` : describeError(err);
-  if (jsonEvents) emit({ event: 'error', code: errorCode(err), message: line, fatal: true });
+  if (jsonEvents) emit<ControlEvent>({ event: 'error', code: errorCode(err), message: line, fatal: true });
   process.stderr.write(`${commandName}: ${line}\n`);
   if (process.env.TREESHARE_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   process.exit(usage ? 2 : 1);

@@ -17,7 +17,7 @@ export interface ChildInfo {
 export type JoinDecision =
   | { kind: 'accept' }
   | { kind: 'redirect'; to: PeerRef }
-  | { kind: 'refuse'; code: string; message: string };
+  | { kind: 'refuse'; code: 'self-join' | 'cycle' | 'full'; message: string };
 
 export interface JoinRequest {
   id: string;

@@ -20,7 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
-import { LocalError, TreeshareError } from '../errors.ts';
+import { LocalError, UnreachableError } from '../errors.ts';
 import { encode } from '../protocol/codec.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { abortError, Connection, type ByteLink } from './connection.ts';
@@ -381,7 +381,7 @@ export class MemoryNetwork {
     if (!bound) {
       // ...and the refusal travels back.
       if (latency > 0) await this.wait(latency, signal, what);
-      throw new TreeshareError('unreachable', `cannot connect to ${key}: connection refused (is it running?)`);
+      throw new UnreachableError(key, 'connection refused (is it running?)');
     }
     const [a, b] = memoryPair({ clock: this.clock, shape, windowBytes: this.window });
     const local = `${from}:${this.nextLocal++}`;

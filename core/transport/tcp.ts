@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import type tls from 'node:tls';
-import { LocalError, TreeshareError } from '../errors.ts';
+import { LocalError, TreeshareError, UnreachableError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { encode } from '../protocol/codec.ts';
 import { connectSecure, secureAcceptor, secureContext } from './auth.ts';
@@ -168,18 +168,18 @@ function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) 
 function connectError(err: NodeJS.ErrnoException, where: string): TreeshareError {
   switch (err.code) {
     case 'ECONNREFUSED':
-      return new TreeshareError('unreachable', `cannot connect to ${where}: connection refused (is it running?)`);
+      return new UnreachableError(where, `connection refused (is it running?)`);
     case 'ETIMEDOUT':
-      return new TreeshareError('unreachable', `cannot connect to ${where}: timed out`);
+      return new UnreachableError(where, `timed out`);
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return new TreeshareError('unreachable', `cannot connect to ${where}: host unreachable`);
+      return new UnreachableError(where, `host unreachable`);
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new TreeshareError('unreachable', `cannot connect to ${where}: unknown host`);
+      return new UnreachableError(where, `unknown host`);
     case 'EADDRNOTAVAIL':
-      return new TreeshareError('unreachable', `cannot connect to ${where}: address not available`);
+      return new UnreachableError(where, `address not available`);
     default:
-      return new TreeshareError('unreachable', `cannot connect to ${where}: ${err.message}`);
+      return new UnreachableError(where, `${err.message}`);
   }
 }

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseOptions, helpText, UsageError, type CommonOptions } from './args.ts';
-import { cleanupAll, installSignalHandlers } from './cleanup.ts';
+import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
 import { printTables, standardTables, writeResults } from './output.ts';
 import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
 

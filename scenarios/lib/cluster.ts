@@ -15,7 +15,7 @@ import { createRunner } from './runners.ts';
 import type { Scenario } from './scenario.ts';
 import { pool, waitEvent } from './async.ts';
 import { leftoverParts, sha256File, Workspace } from './shares.ts';
-import { checkTree, type TreeCheck } from './tree.ts';
+import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
 
 export interface ClusterOptions {
   /** Label of this overlay in records and tables (several per scenario). */

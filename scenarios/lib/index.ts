@@ -7,8 +7,8 @@ export { UsageError, intOption, numberList, parseRate, parseOptions, sizesOption
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
 export { ms, int, mib } from './output.ts';
 export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
-export { checkTree, canonicalTree } from './tree.ts';
+export { checkTree, canonicalTree } from '../../testnet/tree.ts';
 export { createRunner } from './runners.ts';
 export { RUNNERS, OpError, type Runner, type RunnerKind, type PeerHandle, type MetaHandle, type MemorySample } from './runner.ts';
-export { cleanupAll, pidExists } from './cleanup.ts';
+export { cleanupAll, pidExists } from '../../testnet/cleanup.ts';
 export { sha256File, leftoverParts, REPO } from './shares.ts';

@@ -11,7 +11,7 @@ import { renderTree, type TopoNode } from '../../core/index.ts';
 import { groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
 import type { Records, ScenarioDef, ScenarioResult, TableSpec } from './scenario.ts';
-import { checkTree } from './tree.ts';
+import { checkTree } from '../../testnet/tree.ts';
 
 export function ms(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '—';

@@ -9,7 +9,7 @@
 import { groupBy } from './metrics.ts';
 import { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 import type { ScenarioResult } from './scenario.ts';
-import { checkTree } from './tree.ts';
+import { checkTree } from '../../testnet/tree.ts';
 
 export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);

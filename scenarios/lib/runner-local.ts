@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
-import { onCleanup } from './cleanup.ts';
+import { onCleanup } from '../../testnet/cleanup.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 let gcFn: (() => void) | null | undefined;

@@ -8,32 +8,25 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DownloadResult, HostPort, JoinTimeline, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
-import { onCleanup } from './cleanup.ts';
-import { ControlProcess, type Line } from './control-client.ts';
+import type { HostPort, Policy } from '../../core/index.ts';
+import type { PeerEvent } from '../../core/control/schema.ts';
+import { onCleanup } from '../../testnet/cleanup.ts';
+import { ControlError, ControlProcess, META_MAIN, PEER_MAIN } from '../../testnet/control.ts';
+import { DriverError, REPO } from '../../testnet/driver.ts';
 import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerOptions } from './runner.ts';
-import { REPO } from './shares.ts';
 
-export const PEER_MAIN = path.join(REPO, 'core/control/peer-main.ts');
-export const META_MAIN = path.join(REPO, 'core/control/metaserver-main.ts');
+export { META_MAIN, PEER_MAIN };
 /** Spawning a node+tsx process on a busy 2-core machine can take seconds. */
 const READY_TIMEOUT_MS = 30_000;
 
-function field<T>(l: Line, key: string, what: string): T {
-  if (!(key in l)) throw new OpError('bad-reply', `${what}: reply has no "${key}": ${JSON.stringify(l).slice(0, 200)}`);
-  return l[key] as T;
-}
-
-function idOf(v: unknown): string {
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    for (const k of ['id', 'child', 'parent', 'peer']) {
-      const x = o[k];
-      if (typeof x === 'string') return x;
-      if (x && typeof x === 'object' && typeof (x as { id?: unknown }).id === 'string') return (x as { id: string }).id;
-    }
+/** Re-throws a driver or control error as an OpError with its code. */
+async function coded<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof ControlError || err instanceof DriverError) throw new OpError(err.code, err.message);
+    throw err;
   }
-  return '?';
 }
 
 /** Shaping flags shared by both entry points. */
@@ -45,7 +38,7 @@ function shapeArgs(o: RunnerOptions): string[] {
 }
 
 class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
-  constructor(readonly proc: ControlProcess, readonly id: string, readonly share: string, readonly address: HostPort) {
+  constructor(readonly proc: ControlProcess<'peer'>, readonly id: string, readonly share: string, readonly address: HostPort) {
     super();
     proc.on('event', (l) => this.onEvent(l));
     proc.on('exit', (e) => this.emit('exit', e));
@@ -58,46 +51,46 @@ class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
     return this.proc.alive;
   }
 
-  private onEvent(l: Line): void {
-    switch (l.event) {
+  private onEvent(e: PeerEvent): void {
+    switch (e.event) {
       case 'repaired':
-        this.emit('repaired', (l.record ?? l) as RepairRecord);
+        this.emit('repaired', e.record);
         return;
       case 'parent-lost':
-        this.emit('parent-lost', { id: idOf(l), reason: String(l.reason ?? '') });
+        this.emit('parent-lost', { id: e.parent, reason: e.reason });
         return;
       case 'child-left':
-        this.emit('child-left', { id: idOf(l), reason: String(l.reason ?? '') });
+        this.emit('child-left', { id: e.child, reason: e.reason });
         return;
       case 'child-joined':
-        this.emit('child-joined', { id: idOf(l) });
+        this.emit('child-joined', { id: e.child.id });
         return;
       case 'progress':
-        if (typeof l.name === 'string' && typeof l.bytes === 'number' && typeof l.size === 'number') this.emit('progress', { name: l.name, bytes: l.bytes, size: l.size });
+        this.emit('progress', { name: e.name, bytes: e.bytes, size: e.size });
         return;
     }
   }
 
   async join(o?: Op) {
-    return { timeline: field<JoinTimeline>(await this.proc.command({ cmd: 'join' }, ['joined'], o), 'timeline', 'join') };
+    return { timeline: (await coded(this.proc.command({ cmd: 'join' }, o))).timeline };
   }
   async search(name: string, o?: Op) {
-    return field<SearchResult>(await this.proc.command({ cmd: 'search', name }, ['searched'], o), 'result', 'search');
+    return (await coded(this.proc.command({ cmd: 'search', name }, o))).result;
   }
   async download(name: string, o?: Op) {
-    return field<DownloadResult>(await this.proc.command({ cmd: 'download', name }, ['downloaded'], o), 'result', 'download');
+    return (await coded(this.proc.command({ cmd: 'download', name }, o))).result;
   }
   async topo(o?: Op) {
-    return field<TopoResult>(await this.proc.command({ cmd: 'topo' }, ['topo'], o), 'result', 'topo');
+    return (await coded(this.proc.command({ cmd: 'topo' }, o))).result;
   }
   async status(o?: Op) {
-    return field<PeerState>(await this.proc.command({ cmd: 'status' }, ['status'], o), 'state', 'status');
+    return (await coded(this.proc.command({ cmd: 'status' }, o))).state;
   }
   async files(o?: Op) {
-    return field<{ name: string; size: number }[]>(await this.proc.command({ cmd: 'files' }, ['files'], o), 'files', 'files');
+    return (await coded(this.proc.command({ cmd: 'files' }, o))).files;
   }
   async leave(o?: Op) {
-    await this.proc.command({ cmd: 'leave' }, ['left'], o);
+    await coded(this.proc.command({ cmd: 'leave' }, o));
     await this.proc.exited(o?.timeoutMs ?? 10_000).catch(() => this.proc.kill());
   }
   async crash() {
@@ -109,12 +102,12 @@ class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
 }
 
 class ProcMeta implements MetaHandle {
-  constructor(readonly proc: ControlProcess, readonly address: HostPort, readonly policy: Policy) {}
+  constructor(readonly proc: ControlProcess<'metaserver'>, readonly address: HostPort, readonly policy: Policy) {}
   get pid() {
     return this.proc.pid;
   }
   async status(o?: Op) {
-    return field<RegistryEntry[]>(await this.proc.command({ cmd: 'status' }, ['status'], o), 'peers', 'metaserver status');
+    return (await coded(this.proc.command({ cmd: 'status' }, o))).peers;
   }
   async dispose() {
     await this.proc.kill('SIGKILL');
@@ -123,7 +116,7 @@ class ProcMeta implements MetaHandle {
 
 export class ProcessRunner implements Runner {
   readonly kind = 'process' as const;
-  private readonly procs = new Set<ControlProcess>();
+  private readonly procs = new Set<ControlProcess<'peer'> | ControlProcess<'metaserver'>>();
   private readonly unregister: () => void;
 
   constructor(private readonly o: RunnerOptions = {}) {
@@ -133,13 +126,12 @@ export class ProcessRunner implements Runner {
     this.unregister = onCleanup(() => this.close());
   }
 
-  private async spawnReady(script: string, args: string[], what: string): Promise<{ proc: ControlProcess; ready: Line }> {
-    const proc = new ControlProcess(script, args, what);
+  /** Tracks a started process and waits for `ready` (killing it when that fails). */
+  private async ready<R>(proc: ControlProcess<'peer'> | ControlProcess<'metaserver'>, ready: () => Promise<R>): Promise<R> {
     this.procs.add(proc);
     proc.once('exit', () => this.procs.delete(proc));
     try {
-      const ready = await proc.waitEvent('ready', READY_TIMEOUT_MS);
-      return { proc, ready };
+      return await coded(ready());
     } catch (err) {
       await proc.kill();
       throw err;
@@ -151,9 +143,10 @@ export class ProcessRunner implements Runner {
     // links are shaped on the peers' side only (as the in-process runner does).
     const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy];
     if (this.o.metaSeed !== undefined) args.push('--seed', String(this.o.metaSeed));
-    const { proc, ready } = await this.spawnReady(META_MAIN, args, 'metaserver');
-    const host = typeof ready.host === 'string' && ready.host !== '0.0.0.0' && ready.host !== '::' ? ready.host : '127.0.0.1';
-    return new ProcMeta(proc, { host, port: Number(ready.port) }, o.policy);
+    const proc = new ControlProcess('metaserver', args, { what: 'metaserver' });
+    const ready = await this.ready(proc, () => proc.waitReady(READY_TIMEOUT_MS));
+    const host = ready.host !== '0.0.0.0' && ready.host !== '::' ? ready.host : '127.0.0.1';
+    return new ProcMeta(proc, { host, port: ready.port }, o.policy);
   }
 
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
@@ -161,9 +154,9 @@ export class ProcessRunner implements Runner {
       '--json', '--id', spec.id, '--host', '127.0.0.1', '--port', '0', '--share', spec.share,
       '--meta', `${meta.host}:${meta.port}`, '--max-children', String(spec.maxChildren), ...shapeArgs(this.o),
     ];
-    const { proc, ready } = await this.spawnReady(PEER_MAIN, args, `peer ${spec.id}`);
-    const host = typeof ready.host === 'string' ? ready.host : '127.0.0.1';
-    return new ProcPeer(proc, spec.id, spec.share, { host, port: Number(ready.port) });
+    const proc = new ControlProcess('peer', args, { what: `peer ${spec.id}` });
+    const ready = await this.ready(proc, () => proc.waitReady(READY_TIMEOUT_MS));
+    return new ProcPeer(proc, spec.id, spec.share, { host: ready.host, port: ready.port });
   }
 
   async memory(peers: readonly PeerHandle[]): Promise<MemorySample> {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { seededBytes } from './rng.ts';
-import { tempDir, untrackDir } from './cleanup.ts';
+import { tempDir, untrackDir } from '../../testnet/cleanup.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
 export const REPO_SHARES = path.join(REPO, 'shares');

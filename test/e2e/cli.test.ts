@@ -9,6 +9,7 @@ import path from 'node:path';
 import { networkKey, UsageError } from '../../core/control/args.ts';
 import { parseMetaserverArgs } from '../../core/control/metaserver-args.ts';
 import { parsePeerArgs } from '../../core/control/peer-args.ts';
+import { MetaserverEvent, PeerEvent } from '../../core/control/schema.ts';
 import { busyPort, freePort, Procs, REPO, type Proc } from './proc.ts';
 
 function procs(t: ExecutionContext): Procs {
@@ -248,9 +249,12 @@ test('--json end to end: metaserver and peers, ids echoed, malformed lines answe
   t.like(await meta.waitEvent((e) => e.id === 'm4'), { event: 'stopped' });
   t.is((await meta.exit).code, 0);
 
-  // Nothing but JSON lines on stdout, nothing on stderr.
-  for (const p of [meta, s1, s3]) {
-    for (const line of p.stdout.trimEnd().split('\n')) t.notThrows(() => JSON.parse(line), line);
+  // Nothing but JSON lines on stdout, each one an event of the control protocol's schema; nothing on stderr.
+  for (const [p, schema] of [[meta, MetaserverEvent], [s1, PeerEvent], [s3, PeerEvent]] as const) {
+    for (const line of p.stdout.trimEnd().split('\n')) {
+      const r = schema.safeParse(JSON.parse(line));
+      t.true(r.success, `${line}\n${r.error?.message ?? ''}`);
+    }
     t.is(p.stderr, '');
   }
 });

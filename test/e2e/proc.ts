@@ -1,16 +1,23 @@
 /**
  * End-to-end test helper: runs the real entry points (core/control/*-main.ts)
- * as child processes, collects their output, and waits on what they print
+ * as child processes through the one driver (testnet/driver.ts), collects
+ * their output, and waits on what they print
  * (text matching a pattern, or JSON events), never on fixed sleeps. Every
  * process started through a Procs is killed by `Procs.close()`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { LineProcess, REPO } from '../../testnet/driver.ts';
 
-export const REPO = path.resolve(import.meta.dirname, '../..');
+export { REPO };
+/**
+ * How long a process may take to print its first line. Starting node + tsx costs seconds of CPU;
+ * with several tests starting processes at once on a loaded 2-core machine it took over 30 s.
+ */
+export const START_TIMEOUT_MS = 90_000;
 const MAIN = { peer: 'core/control/peer-main.ts', metaserver: 'core/control/metaserver-main.ts' } as const;
 
 export type Json = Record<string, any>;
@@ -31,7 +38,7 @@ export interface Proc {
 }
 
 export class Procs {
-  private readonly all: Proc[] = [];
+  private readonly procs: LineProcess[] = [];
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'treeshare-e2e-'));
 
   /** Copies the repository's shares/<id> to a temporary share folder and returns its path. */
@@ -43,101 +50,49 @@ export class Procs {
   }
 
   start(kind: keyof typeof MAIN, args: string[]): Proc {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN[kind], ...args], {
-      cwd: REPO,
-      stdio: ['pipe', 'pipe', 'pipe'],
+    const lp = new LineProcess(path.join(REPO, MAIN[kind]), args, {
+      what: kind,
+      keepOutput: true,
       env: { ...process.env, TREESHARE_DEBUG: '', TREESHARE_KEY: undefined, NO_COLOR: '1' },
     });
-    const listeners = new Set<() => void>();
-    const poke = () => {
-      for (const l of [...listeners]) l();
-    };
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.on('exit', (code, signal) => {
-        resolve({ code, signal });
-        setImmediate(poke);
-      }),
-    );
-    let exited = false;
-    void exit.then(() => (exited = true));
-    let partial = '';
+    const events: Json[] = [];
+    lp.on('json', (o) => events.push(o));
+    const wait = <T>(check: () => T | null | undefined, what: string, timeoutMs: number): Promise<NonNullable<T>> =>
+      lp.until(() => check() ?? undefined, what, { timeoutMs }).catch((err: Error) => {
+        throw new Error(`${err.message}\nstdout: ${lp.stdout}\nstderr: ${lp.stderr}`);
+      });
     const p: Proc = {
-      child,
-      stdout: '',
-      stderr: '',
-      events: [],
-      exit,
-      waitOut: (re, timeoutMs = 30_000) => wait(() => p.stdout.match(re), `stdout matching ${re}`, timeoutMs),
-      waitEvent: (match, timeoutMs = 30_000) => wait(() => p.events.find(match), 'a matching JSON event', timeoutMs),
-      send(line) {
-        child.stdin!.write((typeof line === 'string' ? line : JSON.stringify(line)) + '\n');
+      child: lp.cp,
+      get stdout() {
+        return lp.stdout;
+      },
+      get stderr() {
+        return lp.stderr;
+      },
+      events,
+      exit: lp.exit.then((e) => ({ code: e.code, signal: e.signal as NodeJS.Signals | null })),
+      waitOut: (re, timeoutMs = 30_000) => wait(() => lp.stdout.match(re), `stdout matching ${re}`, timeoutMs),
+      waitEvent: (match, timeoutMs = 30_000) => wait(() => events.find(match), 'a matching JSON event', timeoutMs),
+      // Like a write to a closed pipe: a line sent after the process ended goes nowhere (tests then see its exit).
+      send: (line) => {
+        if (lp.alive) lp.send(line);
       },
     };
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      p.stdout += s;
-      partial += s;
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      for (const l of lines) {
-        try {
-          const o = JSON.parse(l);
-          if (o && typeof o === 'object') p.events.push(o);
-        } catch {
-          /* a text line */
-        }
-      }
-      poke();
-    });
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => {
-      p.stderr += s;
-      poke();
-    });
-    child.stdin!.on('error', () => undefined);
-    const wait = <T>(check: () => T | null | undefined, what: string, timeoutMs: number): Promise<NonNullable<T>> =>
-      new Promise((resolve, reject) => {
-        const done = () => {
-          listeners.delete(test);
-          clearTimeout(timer);
-        };
-        const test = () => {
-          const v = check();
-          if (v) {
-            done();
-            resolve(v as NonNullable<T>);
-          } else if (exited) {
-            done();
-            reject(new Error(`${kind} exited before printing ${what}\nstdout: ${p.stdout}\nstderr: ${p.stderr}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(test);
-          reject(new Error(`timed out waiting for ${what}\nstdout: ${p.stdout}\nstderr: ${p.stderr}`));
-        }, timeoutMs);
-        listeners.add(test);
-        test();
-      });
-    this.all.push(p);
+    this.procs.push(lp);
     return p;
   }
 
   /** A metaserver on 127.0.0.1:0; resolves with it and its port once it is listening. */
   async metaserver(json: boolean, args: string[] = []): Promise<{ proc: Proc; port: number }> {
     const proc = this.start('metaserver', ['--host', '127.0.0.1', '--port', '0', ...(json ? ['--json'] : []), ...args]);
-    if (json) return { proc, port: (await proc.waitEvent((e) => e.event === 'ready')).port };
-    const m = await proc.waitOut(/listening on 127\.0\.0\.1:(\d+)/);
+    if (json) return { proc, port: (await proc.waitEvent((e) => e.event === 'ready', START_TIMEOUT_MS)).port };
+    const m = await proc.waitOut(/listening on 127\.0\.0\.1:(\d+)/, START_TIMEOUT_MS);
     return { proc, port: Number(m[1]) };
   }
 
-  /** Kills every process still running and removes the temporary folder. */
+  /** Kills every process still running (by pid) and removes the temporary folder. */
   async close(): Promise<void> {
-    await Promise.all(
-      this.all.map(async (p) => {
-        if (p.child.exitCode === null && p.child.signalCode === null) {
-          p.child.kill('SIGKILL');
-          await p.exit;
-        }
-      }),
-    );
+    await Promise.all(this.procs.map((p) => p.kill()));
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -10,7 +10,8 @@ import net from 'node:net';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { Metaserver, metaStatus, Peer, PROTOCOL_VERSION, request, tcpTransport, type Policy } from '../../core/index.ts';
-import { cluster, isOneTree, REPO, tmpDir, until, type Cluster } from '../helpers.ts';
+import { cluster, REPO, tmpDir, until, type Cluster } from '../helpers.ts';
+import { checkTree } from '../../testnet/tree.ts';
 
 async function open(t: ExecutionContext, o: Parameters<typeof cluster>[0] = {}): Promise<Cluster> {
   const c = await cluster(o);
@@ -27,10 +28,10 @@ function settled(c: Cluster, n = c.peers.length): Promise<unknown> {
 }
 
 /** Checks the live tree from the peers' own state: one tree, links agree both ways, degree bound, depths. */
-function checkTree(t: ExecutionContext, peers: Peer[], maxChildren: number): void {
+function checkLiveTree(t: ExecutionContext, peers: Peer[], maxChildren: number): void {
   const byId = new Map(peers.map((p) => [p.id, p.state()]));
   const nodes = [...byId.values()].map((s) => ({ id: s.id, parent: s.parent?.id ?? null }));
-  const one = isOneTree(nodes);
+  const one = checkTree(nodes);
   t.true(one.ok, one.why);
   for (const s of byId.values()) {
     t.true(s.children.length <= maxChildren, `${s.id} has ${s.children.length} children`);
@@ -84,7 +85,7 @@ for (const policy of ['root', 'random', 'least-loaded'] as Policy[]) {
       // rng 0.999 picks the last attached peer in registry order: the previous newcomer.
       for (let i = 1; i < ids.length; i++) t.is(referrals.get(ids[i]!), ids[i - 1], `${ids[i]} referred to ${ids[i - 1]}`);
     }
-    checkTree(t, c.peers, 2);
+    checkLiveTree(t, c.peers, 2);
   });
 }
 
@@ -113,7 +114,7 @@ test('a full peer redirects the newcomer to its smallest child: accepted one lev
   const s5 = await c.add('S5');
   t.is(s5.timeline?.redirects[0]?.to.id, 'S3');
   t.is(s5.state().parent?.id, 'S3');
-  checkTree(t, c.peers, 2);
+  checkLiveTree(t, c.peers, 2);
 });
 
 test('past the redirect bound a join fails with a clear error', async (t) => {
@@ -150,10 +151,10 @@ for (const [n, maxChildren] of [[5, 2], [50, 2], [50, 3]] as const) {
   test(`${n} peers (max ${maxChildren} children) form one connected tree with no node over max-children`, async (t) => {
     const c = await open(t, { peer: { maxChildren } });
     for (let i = 0; i < n; i++) await c.add(`N${i}`);
-    checkTree(t, c.peers, maxChildren);
+    checkLiveTree(t, c.peers, maxChildren);
     await settled(c);
     const reg = c.meta.registryList();
-    t.true(isOneTree(reg).ok, 'the metaserver sees the same one tree');
+    t.true(checkTree(reg).ok, 'the metaserver sees the same one tree');
     for (const e of reg) t.is(e.parent, c.peer(e.id).state().parent?.id ?? null);
     // Bounded degree keeps it shallow: within one level of a complete tree.
     const height = Math.max(...c.peers.map((p) => p.depth));
@@ -169,9 +170,9 @@ for (const policy of ['least-loaded', 'root'] as Policy[]) {
     const joined = await Promise.all(Array.from({ length: 20 }, (_, i) => c.add(`C${i}`)));
     t.is(joined.length, 20);
     t.true(joined.every((p) => p.joined));
-    checkTree(t, c.peers, 2);
+    checkLiveTree(t, c.peers, 2);
     await settled(c, 21);
-    t.true(isOneTree(c.meta.registryList()).ok);
+    t.true(checkTree(c.meta.registryList()).ok);
   });
 }
 
@@ -228,12 +229,12 @@ test('five peers on 127.0.0.2..127.0.0.6 with the same port number and a metaser
     await p.join();
   }
   t.deepEqual(remotes, [2, 3, 4, 5, 6].map((i) => `127.0.0.${i}:${port}`));
-  checkTree(t, peers, 2);
+  checkLiveTree(t, peers, 2);
   // Parents are known by host:port, never by port alone.
   for (const p of peers.slice(1)) t.regex(`${p.state().parent!.host}`, /^127\.0\.0\.[2-6]$/);
   await until(() => meta.registryList().every((e) => e.state === 'joined') && meta.registryList().length === 5, { what: 'announces' });
   t.deepEqual(new Set(meta.registryList().map((e) => `${e.host}:${e.port}`)).size, 5);
-  t.true(isOneTree(meta.registryList()).ok);
+  t.true(checkTree(meta.registryList()).ok);
   // The tree works across the addresses: topo sees all five, S1 downloads pwd1.txt from S3 at 127.0.0.4.
   const topo = await peers[0]!.topo();
   t.true(topo.complete);

@@ -8,7 +8,8 @@ import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Metaserver, Peer, RegistryEntry, RepairRecord, TopoNode } from '../../core/index.ts';
-import { cluster, isOneTree, type Cluster, type ClusterOptions } from '../helpers.ts';
+import { cluster, type Cluster, type ClusterOptions } from '../helpers.ts';
+import { checkTree } from '../../testnet/tree.ts';
 
 export const MAX_CHILDREN = 2;
 export const IDS = Array.from({ length: 15 }, (_, i) => `P${String(i + 1).padStart(2, '0')}`);
@@ -52,15 +53,12 @@ export async function settle<T>(get: () => Promise<T> | T, ok: (v: T) => boolean
 const sorted = (xs: Iterable<string>) => [...xs].sort();
 
 function topoOk(nodes: readonly TopoNode[], expected: readonly string[]): boolean {
-  return isOneTree([...nodes]).ok && nodes.length === expected.length && sorted(nodes.map((n) => n.id)).join() === sorted(expected).join();
+  return checkTree(nodes, expected).ok;
 }
 
 function registryOk(entries: readonly RegistryEntry[], expected: readonly string[]): boolean {
   return (
-    entries.length === expected.length &&
-    entries.every((e) => e.state === 'joined') &&
-    sorted(entries.map((e) => e.id)).join() === sorted(expected).join() &&
-    isOneTree([...entries]).ok
+    entries.every((e) => e.state === 'joined') && checkTree(entries, expected).ok
   );
 }
 
@@ -76,7 +74,7 @@ export async function assertOneTree(t: ExecutionContext, from: Peer, expected: r
   const topo = await settle(() => from.topo(), (r) => r.complete && topoOk(r.nodes, expected));
   t.true(topo.complete, `topology from ${from.id} incomplete; missing ${topo.missing.join(',')}`);
   t.deepEqual(sorted(topo.nodes.map((n) => n.id)), sorted(expected), `topology from ${from.id} holds exactly the expected peers`);
-  const tree = isOneTree(topo.nodes);
+  const tree = checkTree(topo.nodes, expected);
   t.true(tree.ok, `topology is one tree: ${tree.why ?? ''}`);
   const byId = new Map(topo.nodes.map((n) => [n.id, n]));
   for (const n of topo.nodes) {
@@ -90,7 +88,8 @@ export async function assertOneTree(t: ExecutionContext, from: Peer, expected: r
   );
   t.deepEqual(sorted(reg.map((e) => e.id)), sorted(expected), 'registry holds exactly the expected peers');
   t.true(reg.every((e) => e.state === 'joined'), 'every registry entry is joined');
-  t.true(isOneTree(reg).ok, `registry is one tree: ${isOneTree(reg).why ?? ''}`);
+  const regTree = checkTree(reg, expected);
+  t.true(regTree.ok, `registry is one tree: ${regTree.why ?? ''}`);
   for (const e of reg) t.is(e.parent, byId.has(e.id) ? byId.get(e.id)!.parent : 'absent', `registry parent of ${e.id} matches the overlay`);
   const holder = probeHolder ?? expected.find((id) => id !== from.id)!;
   const s = await from.search(`${holder}.txt`);

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { NotFoundError, PROTOCOL_VERSION, renderTree, treeFromNodes, type Peer, type TopoNode } from '../../core/index.ts';
-import { cluster, demoCluster, isOneTree, REPO, until, type Cluster } from '../helpers.ts';
+import { cluster, demoCluster, REPO, until, type Cluster } from '../helpers.ts';
+import { checkTree } from '../../testnet/tree.ts';
 import { countingTransport, RawClient } from './wire.ts';
 
 const ORIGINAL = fs.readFileSync(path.join(REPO, 'shares', 'S3', 'pwd1.txt'));
@@ -34,7 +35,7 @@ function sameAsRealTree(t: ExecutionContext, nodes: TopoNode[], peers: Peer[]): 
     t.deepEqual([...n.children].sort(), s.children.map((c) => c.id).sort(), `${p.id} children`);
     t.is(n.depth, s.depth, `${p.id} depth`);
   }
-  t.true(isOneTree(nodes).ok);
+  t.true(checkTree(nodes).ok);
 }
 
 test('topo of the five demo peers equals the real tree, from every peer; renders as an indented tree', async (t) => {

@@ -7,7 +7,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { decideJoin, DEFAULT_MAX_REDIRECTS, RedirectTracker, smallestChild, type ChildInfo } from '../../core/protocol/placement.ts';
-import { isOneTree } from '../helpers.ts';
+import { checkTree } from '../../testnet/tree.ts';
 
 const ref = (id: string, port = 5000) => ({ id, host: '127.0.0.1', port });
 const child = (id: string, subtree: number): ChildInfo => ({ ref: ref(id), subtree });
@@ -103,7 +103,7 @@ function simulate(n: number, maxChildren: number, entry: (ids: string[]) => stri
 test('joining always at the root builds a balanced tree of bounded degree', (t) => {
   const { nodes } = simulate(63, 2, () => 'N0');
   const list = [...nodes.values()];
-  t.true(isOneTree(list).ok);
+  t.true(checkTree(list).ok);
   t.true(list.every((n) => n.children.length <= 2));
   // Redirecting to the smallest subtree fills level by level: 63 = a complete binary tree of depth 5.
   const depth = (id: string): number => (nodes.get(id)!.parent ? 1 + depth(nodes.get(id)!.parent!) : 0);
@@ -117,7 +117,7 @@ test('any join order and degree gives one tree with no node over max-children (p
       const { nodes, redirects } = simulate(n, maxChildren, (ids) => ids[picks[i++]! % ids.length]!);
       const list = [...nodes.values()];
       t.is(list.length, n);
-      t.true(isOneTree(list).ok);
+      t.true(checkTree(list).ok);
       t.true(list.every((x) => x.children.length <= maxChildren));
       // Each redirect goes one level down, so it is bounded by the tree's height.
       t.true(redirects.every((r) => r < n));

@@ -1,9 +1,12 @@
 /**
- * Checks and shapes of a topology answer (core's TopoNode list): is it one
- * tree holding exactly the expected peers, how deep, how wide; and a
- * canonical form (id → parent id) to compare two runs.
+ * The one "is this one tree" check of tests, scenarios and benchmarks, for
+ * anything with an id and a parent id (a topology answer's TopoNodes, the
+ * metaserver's registry, peers' own parent links): one root, every parent
+ * known, no cycle, no duplicate, and (if given) exactly the expected peers;
+ * also how deep and how wide, and a canonical form (id → parent id) to
+ * compare two runs.
  */
-import type { TopoNode } from '../../core/index.ts';
+import type { TopoNode } from '../core/index.ts';
 
 export interface TreeCheck {
   ok: boolean;

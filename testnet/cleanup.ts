@@ -1,5 +1,5 @@
 /**
- * Cleanup of everything a scenario or the benchmark (bench/) started: child
+ * Cleanup of everything a test, scenario or benchmark started: child
  * processes (by the pid we spawned, never by name), temporary folders, and
  * in-process resources (peers, metaservers, servers) registered as async
  * closers.
@@ -79,7 +79,12 @@ export function registerCloser(fn: () => Promise<void>): () => Promise<void> {
   };
 }
 
-/** Kills one child we spawned, by its pid, and waits for its exit. */
+/**
+ * Kills one child we spawned, by its pid, and waits for its exit. No process
+ * groups: every program we start is a single node process that starts no
+ * children of its own, so its pid is the whole of it. (zx's kill would fork
+ * `ps` to walk a process tree on every call, for nothing; see testnet/driver.ts.)
+ */
 export async function killChild(cp: ChildProcess, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 5000): Promise<void> {
   if (!isAlive(cp)) return;
   const exited = new Promise<void>((resolve) => {
