@@ -314,8 +314,26 @@ export class Peer extends EventEmitter<PeerEvents> {
         this.repairer.merge(describeError(err));
         return;
       }
+      if (errorCode(err) === 'bad-token') {
+        // Our id was taken over while we did not answer probes (frozen): register it again, in place.
+        this.lastAnnounceFailed = false;
+        await this.reclaim();
+        return;
+      }
       if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
       this.lastAnnounceFailed = true;
+    }
+  }
+
+  /** Registers our id again (our entry now holds another token) and announces where we are. */
+  private async reclaim(): Promise<void> {
+    try {
+      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000 });
+      this.token = r.token;
+      this.log('warn', `our id ${this.id} was registered by another token while we were unresponsive; registered it again`);
+      this.scheduleAnnounce(0);
+    } catch (err) {
+      this.log('warn', `cannot register our id again: ${describeError(err)}`);
     }
   }
 
