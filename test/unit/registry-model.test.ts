@@ -435,6 +435,8 @@ const forged: fc.Arbitrary<Action> = fc.oneof(
 const action = fc.oneof({ arbitrary: honest, weight: 3 }, { arbitrary: forged, weight: 1 });
 
 test('model: any interleaving keeps parents a forest; once forging stops, one tree', async (t) => {
+  // About 10-20 ms per interleaving on a quiet machine: the long fuzz run needs more than ava's 120 s.
+  t.timeout(Math.max(120_000, FUZZ_MODEL_RUNS * 100));
   let runs = 0;
   let steps = 0;
   let rounds = 0;
