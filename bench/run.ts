@@ -26,6 +26,7 @@ import { loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR
 import { microBench } from './micro.ts';
 import { joinBench } from './macro/join.ts';
 import { registrationsBench } from './macro/registrations.ts';
+import { registryScaleBench } from './macro/registry-scale.ts';
 import { searchBench } from './macro/search.ts';
 import { concurrentBench, transferBench } from './macro/transfer.ts';
 
@@ -97,7 +98,10 @@ const runners: Record<Section, () => Promise<void>> = {
   concurrent: () => concurrentBench(ctx),
   join: () => joinBench(ctx),
   search: () => searchBench(ctx),
-  registrations: () => registrationsBench(ctx),
+  registrations: async () => {
+    await registrationsBench(ctx);
+    await registryScaleBench(ctx);
+  },
 };
 
 try {
