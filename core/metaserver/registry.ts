@@ -422,6 +422,7 @@ export class Registry {
   /** Marks `id` and everything below it (by the children index) detached. */
   private setDetached(id: string): void {
     const stack = [id];
+    let first = true;
     while (stack.length) {
       const cur = stack.pop()!;
       const n = this.nodes.get(cur);
@@ -433,9 +434,10 @@ export class Registry {
         else this.treeSize.delete(r);
         n.root = null;
         this.touch(n, true);
-      } else if (cur !== id) {
-        continue; // already detached: so is its subtree
+      } else if (!first) {
+        continue; // already detached: so is its subtree (this also ends a walk round a loop)
       }
+      first = false;
       const ks = this.kids.get(cur);
       if (ks) for (const k of ks) stack.push(k);
     }
