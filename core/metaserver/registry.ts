@@ -47,8 +47,10 @@ interface Node {
   slot: number;
   /** Bumped whenever the heap key or membership changes: older `all` heap items are stale. */
   stampAll: number;
-  /** Bumped as stampAll, and whenever the load changes: older `free` heap items are stale. */
+  /** Bumped as stampAll, and when it stops having a free slot: older `free` heap items are stale. */
   stamp: number;
+  /** It has a valid item in the `free` heap. */
+  inFree: boolean;
 }
 
 interface HeapItem {
@@ -118,13 +120,17 @@ export class Registry {
   private treeSize = new Map<string, number>();
   private freeHeap = new LazyHeap();
   private allHeap = new LazyHeap();
+  /** The `all` heap is kept only once the root policy has been used. */
+  private allOn = false;
   private seq = 0;
-  /** referred peer id → newcomer ids with the time of referral */
-  private pending = new Map<string, Map<string, number>>();
-  /** newcomer id → the peer it was referred to */
-  private pendingOf = new Map<string, string>();
-  /** Referrals in the order given (expiry); items no longer in `pending` are skipped. */
-  private fifo: { newcomer: string; to: string; at: number }[] = [];
+  /** Source of heap stamps, unique across entries (a removed and re-added id never revalidates old items). */
+  private tick = 0;
+  /** referred peer id → number of newcomers referred to it and not confirmed yet */
+  private pending = new Map<string, number>();
+  /** newcomer id → its pending referral (the same object sits in the FIFO) */
+  private pendingOf = new Map<string, Referral>();
+  /** Referrals in the order given (expiry); ones no longer current in `pendingOf` are skipped. */
+  private fifo: Referral[] = [];
   private fifoHead = 0;
 
   constructor(private readonly pendingTtlMs = 5000) {}
@@ -149,11 +155,8 @@ export class Registry {
   remove(id: string): boolean {
     const n = this.nodes.get(id);
     this.clearPendingOf(id);
-    const p = this.pending.get(id);
-    if (p) {
-      for (const c of p.keys()) this.pendingOf.delete(c);
-      this.pending.delete(id);
-    }
+    // Referrals to it lapse: their newcomers' entries in pendingOf are dropped when met (clearPendingOf, expiry).
+    this.pending.delete(id);
     if (!n) return false;
     this.unlinkParent(n.e);
     this.setDetached(id);
@@ -179,12 +182,12 @@ export class Registry {
     this.put(e);
     if (!chosen) return { referral: null };
     this.clearPendingOf(p.id);
-    let m = this.pending.get(chosen.e.id);
-    if (!m) this.pending.set(chosen.e.id, (m = new Map()));
-    m.set(p.id, now);
-    this.pendingOf.set(p.id, chosen.e.id);
-    this.fifo.push({ newcomer: p.id, to: chosen.e.id, at: now });
-    this.touch(chosen);
+    const to = chosen.e.id;
+    this.pending.set(to, (this.pending.get(to) ?? 0) + 1);
+    const ref: Referral = { newcomer: p.id, to, at: now, gen: chosen.seq };
+    this.pendingOf.set(p.id, ref);
+    this.fifo.push(ref);
+    this.loadChanged(chosen);
     return { referral: chosen.e };
   }
 
@@ -272,6 +275,13 @@ export class Registry {
     if (this.pool.length === 0) return null;
     switch (policy) {
       case 'root':
+        if (!this.allOn) {
+          this.allOn = true;
+          for (const id of this.pool) {
+            const n = this.nodes.get(id)!;
+            this.allHeap.push(item(n, n.stampAll));
+          }
+        }
         return this.minOf(this.allHeap, (n) => n.slot >= 0, exclude);
       case 'random': {
         // Rejection sampling keeps the choice uniform over the eligible peers.
@@ -328,7 +338,7 @@ export class Registry {
   }
 
   private pendingCount(id: string): number {
-    return this.pending.get(id)?.size ?? 0;
+    return this.pending.get(id) ?? 0;
   }
 
   private isFree(n: Node): boolean {
@@ -344,11 +354,31 @@ export class Registry {
    * joined-at or attachment changed too).
    */
   private touch(n: Node, key = false): void {
-    n.stamp++;
-    if (key) n.stampAll++;
+    if (!key) return this.loadChanged(n);
+    n.stamp = ++this.tick;
+    n.stampAll = ++this.tick;
+    n.inFree = false;
     if (n.slot < 0) return;
-    if (key) this.allHeap.push(item(n, n.stampAll));
-    if (this.isFree(n)) this.freeHeap.push(item(n, n.stamp));
+    if (this.allOn) this.allHeap.push(item(n, n.stampAll));
+    if (this.isFree(n)) {
+      this.freeHeap.push(item(n, n.stamp));
+      n.inFree = true;
+    }
+    this.compactHeaps();
+  }
+
+  /** Its children or pending referrals changed: the `free` heap changes only if it gained or lost its free slot. */
+  private loadChanged(n: Node): void {
+    if (n.slot < 0) return;
+    const free = this.isFree(n);
+    if (free === n.inFree) return;
+    n.inFree = free;
+    if (free) this.freeHeap.push(item(n, n.stamp));
+    else n.stamp = ++this.tick;
+    this.compactHeaps();
+  }
+
+  private compactHeaps(): void {
     const cap = 2 * this.nodes.size + 64;
     if (this.freeHeap.size > cap) this.freeHeap.compact((x) => this.nodes.get(x.id)?.stamp === x.stamp);
     if (this.allHeap.size > cap) this.allHeap.compact((x) => this.nodes.get(x.id)?.stampAll === x.stamp);
@@ -360,7 +390,7 @@ export class Registry {
   private put(e: Entry): void {
     const n = this.nodes.get(e.id);
     if (!n) {
-      const node: Node = { e, seq: this.seq++, root: null, slot: -1, stamp: 0, stampAll: 0 };
+      const node: Node = { e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false };
       this.nodes.set(e.id, node);
       this.byAddr.set(addr(e.host, e.port), e.id);
       this.link(e);
@@ -472,15 +502,16 @@ export class Registry {
   // ---- pending referrals ----
 
   private clearPendingOf(newcomer: string): void {
-    const to = this.pendingOf.get(newcomer);
-    if (to === undefined) return;
+    const ref = this.pendingOf.get(newcomer);
+    if (ref === undefined) return;
     this.pendingOf.delete(newcomer);
-    const m = this.pending.get(to);
-    if (!m) return;
-    m.delete(newcomer);
-    if (m.size === 0) this.pending.delete(to);
-    const n = this.nodes.get(to);
-    if (n) this.touch(n);
+    const n = this.nodes.get(ref.to);
+    // A referral to an entry removed since (and perhaps registered again) no longer counts.
+    if (!n || n.seq !== ref.gen) return;
+    const left = (this.pending.get(ref.to) ?? 1) - 1;
+    if (left > 0) this.pending.set(ref.to, left);
+    else this.pending.delete(ref.to);
+    this.loadChanged(n);
   }
 
   private expirePending(now: number): void {
@@ -489,13 +520,21 @@ export class Registry {
       if (now - f.at <= this.pendingTtlMs) break;
       this.fifoHead++;
       // Only if this very referral is still the newcomer's pending one.
-      if (this.pendingOf.get(f.newcomer) === f.to && this.pending.get(f.to)?.get(f.newcomer) === f.at) this.clearPendingOf(f.newcomer);
+      if (this.pendingOf.get(f.newcomer) === f) this.clearPendingOf(f.newcomer);
     }
     if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifo.length) {
       this.fifo = this.fifo.slice(this.fifoHead);
       this.fifoHead = 0;
     }
   }
+}
+
+interface Referral {
+  newcomer: string;
+  to: string;
+  at: number;
+  /** The referred entry's `seq`: a referral outlives no removal of its target. */
+  gen: number;
 }
 
 function addr(host: string, port: number): string {
