@@ -165,3 +165,22 @@ test('a frozen referral target is reported, probed, dropped and no longer referr
     t.not(r.referral?.id, 'F');
   }
 });
+
+test('a peer refuses a JOIN from any peer on its root path, not only its parent', async (t) => {
+  const c = await cluster({ peer: { maxChildren: 1 } });
+  t.teardown(() => c.close());
+  const R = await c.add('R');
+  await c.add('A');
+  const B = await c.add('B');
+  await c.add('C');
+  t.is(c.peer('C').state().parent?.id, 'B');
+  // A JOIN at B or C from an ancestor above its parent is refused (before, only the parent was checked).
+  for (const [at, from] of [[B, 'R'], [c.peer('C'), 'R'], [c.peer('C'), 'A']] as const) {
+    const ans = await rawExchange(at.address.port, { t: 'join', v: PROTOCOL_VERSION, id: from, host: '127.0.0.1', port: c.peer(from).address.port, subtree: 3 });
+    t.is(ans?.t, 'error', `${from} → ${at.id}`);
+    t.is(ans?.code, 'cycle', `${from} → ${at.id}`);
+  }
+  t.is(R.state().parent, null);
+  t.deepEqual(B.state().children.map((x) => x.id), ['C']);
+  t.is(c.peer('C').state().children.length, 0);
+});
