@@ -17,14 +17,21 @@ import { MetaService } from '../../core/metaserver/service.ts';
 import type { Policy } from '../../core/protocol/referral.ts';
 import type { Ctx } from '../lib/context.ts';
 
+/** The simulated peers' own state, by number (what each real peer keeps about itself). */
+interface Sim {
+  id: string;
+  host: string;
+  port: number;
+  token: string;
+  depth: number;
+  parent: number;
+  kids: number;
+}
+
 interface Overlay {
   svc: MetaService;
-  n: number;
-  depth: Map<string, number>;
-  kids: Map<string, number>;
-  tokens: Map<string, string>;
-  parentOf: Map<string, string>;
-  addr: Map<string, { host: string; port: number }>;
+  peers: Sim[];
+  index: Map<string, number>;
 }
 
 function overlay(policy: Policy): Overlay {
@@ -33,44 +40,43 @@ function overlay(policy: Policy): Overlay {
   const rng = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   // Probes never happen on this path (fresh ids and addresses, announces with the issued token).
   const svc = new MetaService(reg, { policy, rng, now: () => performance.now(), wallNow: () => Date.now(), probe: async () => 'dead' });
-  return { svc, n: 0, depth: new Map(), kids: new Map(), tokens: new Map(), parentOf: new Map(), addr: new Map() };
+  return { svc, peers: [], index: new Map() };
 }
 
 /**
  * One newcomer, as a real peer does it: register, announce under the
- * referral, the parent announces its new child count. Returns the id.
+ * referral, the parent announces its new child count. Returns its number.
  */
-async function newcomer(o: Overlay): Promise<string> {
-  const i = o.n++;
+async function newcomer(o: Overlay): Promise<number> {
+  const i = o.peers.length;
   const id = `p${i}`;
   const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const port = 1 + (i % 60000);
-  o.addr.set(id, { host, port });
   const r = await o.svc.register({ t: 'register', v: 1, id, host, port, maxChildren: 2 });
-  o.tokens.set(id, r.token);
-  const parent = r.referral;
-  const depth = parent ? o.depth.get(parent.id)! + 1 : 0;
-  o.depth.set(id, depth);
-  await o.svc.announce({ t: 'announce', v: 1, id, host, port, parent: parent?.id ?? null, depth, children: 0, maxChildren: 2, token: r.token });
-  if (!parent) return id;
-  o.parentOf.set(id, parent.id);
-  o.kids.set(parent.id, (o.kids.get(parent.id) ?? 0) + 1);
-  await announceOf(o, parent.id);
-  return id;
+  const pi = r.referral ? o.index.get(r.referral.id)! : -1;
+  const parent = pi >= 0 ? o.peers[pi]! : undefined;
+  const me: Sim = { id, host, port, token: r.token, depth: parent ? parent.depth + 1 : 0, parent: pi, kids: 0 };
+  o.peers.push(me);
+  o.index.set(id, i);
+  await announceOf(o, me);
+  if (!parent) return i;
+  parent.kids++;
+  await announceOf(o, parent);
+  return i;
 }
 
-async function announceOf(o: Overlay, id: string): Promise<void> {
-  const a = o.addr.get(id)!;
-  await o.svc.announce({ t: 'announce', v: 1, id, host: a.host, port: a.port, parent: o.parentOf.get(id) ?? null, depth: o.depth.get(id)!, children: o.kids.get(id) ?? 0, maxChildren: 2, token: o.tokens.get(id)! });
+function announceOf(o: Overlay, p: Sim): Promise<void> {
+  return o.svc.announce({ t: 'announce', v: 1, id: p.id, host: p.host, port: p.port, parent: p.parent >= 0 ? o.peers[p.parent]!.id : null, depth: p.depth, children: p.kids, maxChildren: 2, token: p.token });
 }
 
 /** A leaf leaves as a real peer does: its own leave (with its token), then its parent announces one child less. */
-async function leaveLeaf(o: Overlay, id: string): Promise<void> {
-  await o.svc.leave({ t: 'leave', v: 1, id, token: o.tokens.get(id)! });
-  const parent = o.parentOf.get(id);
-  for (const m of [o.tokens, o.depth, o.parentOf, o.addr] as Map<string, unknown>[]) m.delete(id);
-  if (parent === undefined) return;
-  o.kids.set(parent, (o.kids.get(parent) ?? 1) - 1);
+async function leaveLeaf(o: Overlay, i: number): Promise<void> {
+  const p = o.peers[i]!;
+  await o.svc.leave({ t: 'leave', v: 1, id: p.id, token: p.token });
+  o.index.delete(p.id);
+  if (p.parent < 0) return;
+  const parent = o.peers[p.parent]!;
+  parent.kids--;
   await announceOf(o, parent);
 }
 
@@ -93,15 +99,15 @@ export async function measureScale(small: number, big: number, groups: number, p
   const buildMs = performance.now() - t0;
   const little = await build(small, policy);
   const out = { small: [] as number[], big: [] as number[], buildMs };
-  const prev = new Map<Overlay, string>();
+  const prev = new Map<Overlay, number>();
   const steps = async (o: Overlay, n: number) => {
     const t = cpuMs();
     for (let j = 0; j < n; j++) {
       const last = prev.get(o);
-      if (last !== undefined && !o.kids.get(last)) await leaveLeaf(o, last);
+      if (last !== undefined && o.peers[last]!.kids === 0) await leaveLeaf(o, last);
       prev.set(o, await newcomer(o));
     }
-    return 1000 * n / (cpuMs() - t);
+    return (1000 * n) / (cpuMs() - t);
   };
   // One warm-up group each (JIT), not counted.
   for (let g = -1; g < groups; g++) {
