@@ -2,7 +2,8 @@
  * Joining the overlay (flows A–D), newcomer side: register with the
  * metaserver, then JOIN the referred peer, following REDIRECTs (bounded, no
  * loops) until one accepts. The accepted connection is returned open: it is
- * the link to the parent. Every step is timestamped for the join timeline.
+ * the link to the parent. A target that fails us is reported and we register
+ * again (bounded, with backoff). Every step is timestamped for the join timeline.
  */
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
@@ -44,58 +45,86 @@ export interface JoinParams {
   onReferral?: (ref: PeerRef | null) => void;
   /** Skip the metaserver and JOIN here directly (repair). */
   via?: PeerRef;
+  /** The token this peer was issued before (re-registering keeps its identity). */
+  token?: () => string | undefined;
+  /** Registrations tried when referrals fail (target dead, frozen, leaving, refusing). Default 5. */
+  maxAttempts?: number;
 }
 
 export interface JoinOutcome {
   timeline: JoinTimeline;
   /** Open link to the parent (null for the root). */
   conn: Connection | null;
+  /** The token the metaserver issued (absent when joining `via` a peer without registering). */
+  token?: string;
+  /** The parent's root path, its own tag last (see messages.ts). */
+  path?: string[];
 }
 
-/** The referred (or redirected-to) peer does not accept connections. */
-class DeadTarget extends TreeshareError {
+/** The referred (or redirected-to) peer failed us: unreachable, frozen (no answer in time), leaving, or refusing. */
+class BadTarget extends TreeshareError {
   constructor(readonly target: PeerRef, cause: TreeshareError) {
     super(cause.code, cause.message, { cause });
   }
 }
 
 /**
- * Joins, and when the metaserver referred us to a peer that is gone, reports
- * it (so it is never referred again) and registers again, up to 3 times.
+ * Joins; when the peer we were referred (or redirected) to fails us, reports
+ * it to the metaserver (which probes it and, if it is dead, frozen or
+ * leaving, stops referring to it) and registers again, with backoff (50 ms,
+ * 100 ms, ... at most 1 s), up to `maxAttempts` registrations.
  */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
   const startedAt = performance.now();
+  const max = p.maxAttempts ?? 5;
   for (let attempt = 1; ; attempt++) {
     try {
       return await joinOnce(p, startedAt);
     } catch (err) {
-      if (!(err instanceof DeadTarget) || p.via || attempt >= 3) throw err;
-      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
+      if (!(err instanceof BadTarget) || p.via || attempt >= max || p.signal?.aborted) throw err;
+      // The metaserver probes the reported peer (up to 1.5 s) before answering.
+      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost }).catch(() => undefined);
+      await sleep(Math.min(1000, 50 * 2 ** (attempt - 1)), p.signal);
     }
   }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
   const step = p.stepTimeoutMs ?? 5000;
   let referral: PeerRef | null;
   let referralAt: number;
+  let token: string | undefined;
   const metaSentAt = performance.now();
   if (p.via) {
     referral = p.via;
     referralAt = registerSentAt;
   } else {
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
+    const old = p.token?.();
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
       throw metaUnreachable(err);
     });
     referralAt = performance.now();
     referral = reg.referral;
+    token = reg.token;
   }
   p.onReferral?.(referral);
   const timeline: JoinTimeline = {
     registerSentAt, referralAt, referral, redirects: [], acceptedAt: referralAt, parent: null, depth: 0,
     metaRttMs: referralAt - metaSentAt, finalConnectMs: 0, totalMs: referralAt - registerSentAt,
   };
-  if (!referral) return { timeline, conn: null };
+  if (!referral) return { timeline, conn: null, token };
 
   const tracker = new RedirectTracker(p.maxRedirects);
   let target: PeerRef = referral;
@@ -104,12 +133,13 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
     const sentAt = performance.now();
     const signal = withTimeout(p.signal, step);
+    // Any failure at the target, but our own abort, is the target's: reported, and we ask again.
+    const bad = (err: unknown) => (err instanceof TreeshareError && !p.signal?.aborted ? new BadTarget(target, err) : err);
     let conn: Connection;
     try {
       conn = await p.transport.connect(target, { signal, localHost: p.localHost });
     } catch (err) {
-      if (err instanceof TreeshareError && err.code === 'unreachable') throw new DeadTarget(target, err);
-      throw err;
+      throw bad(err);
     }
     let reply;
     try {
@@ -118,7 +148,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       reply = await wait;
     } catch (err) {
       conn.destroy();
-      throw err;
+      throw bad(err);
     }
     if (reply.t === 'accept') {
       const now = performance.now();
@@ -127,7 +157,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       timeline.depth = reply.depth + 1;
       timeline.finalConnectMs = now - sentAt;
       timeline.totalMs = now - registerSentAt;
-      return { timeline, conn };
+      return { timeline, conn, token, path: reply.path };
     }
     conn.end();
     timeline.redirects.push({ from: target, to: reply.to, at: performance.now() });

@@ -17,7 +17,8 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
-import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { proofOf, tagOf } from '../protocol/proof.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
 import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
@@ -61,6 +62,11 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** False while an orphaned subtree is reattaching: it must not announce itself as a root. */
   inTree = false;
   private lastAnnounceFailed = false;
+  /** Secret issued by the metaserver at register: shown on announce and leave, and proves us to its probes. */
+  token: string | undefined;
+  /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
+  private rootPath: string[] = [];
+  private rootPathSet = new Set<string>();
 
   constructor(options: PeerOptions) {
     super();
@@ -162,6 +168,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       signal: o.signal,
       onReferral: (r: PeerRef | null) => this.emit('referral', r),
       onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
+      token: () => this.token,
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
     let out: Awaited<ReturnType<typeof joinOverlay>>;
@@ -175,15 +182,16 @@ export class Peer extends EventEmitter<PeerEvents> {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    this.attach(out.conn, out.timeline);
+    if (out.token) this.token = out.token;
+    this.attach(out.conn, out.timeline, out.path);
     this.timeline = out.timeline;
     this.joined = true;
     this.emit('joined', out.timeline);
     return out.timeline;
   }
 
-  /** Installs `conn` as the parent link (null: this peer is the root). */
-  attach(conn: Connection | null, t: JoinTimeline): void {
+  /** Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path, its own tag last. */
+  attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     if (conn && t.parent) {
       const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: performance.now(), leaving: false };
       this.links.parent = link;
@@ -192,7 +200,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     } else {
       this.links.parent = null;
     }
-    this.setDepth(t.parent ? t.depth : 0);
+    this.setDepth(t.parent ? t.depth : 0, conn && t.parent ? (path ?? [tagOf(t.parent.id)]) : []);
     this.inTree = true;
     this.lastReportedSubtree = this.links.subtree();
     this.scheduleAnnounce(0);
@@ -269,9 +277,20 @@ export class Peer extends EventEmitter<PeerEvents> {
     return `${this.id}:${randomBytes(6).toString('hex')}`;
   }
 
-  setDepth(depth: number): void {
+  /** Sets our depth and root path and passes both down (children refuse JOINs from their ancestors). */
+  setDepth(depth: number, path: string[] = this.rootPath): void {
     this.depth = depth;
-    for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth });
+    if (path !== this.rootPath) {
+      this.rootPath = path;
+      this.rootPathSet = new Set(path);
+    }
+    const down = this.childPath();
+    for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth, path: down });
+  }
+
+  /** The root path our children get: ours and our own tag (the top part when deeper than PATH_MAX). */
+  private childPath(): string[] {
+    return [...this.rootPath, tagOf(this.id)].slice(0, PATH_MAX);
   }
 
   /** Tells the parent our subtree size when it changed. */
@@ -290,11 +309,11 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async announce(): Promise<void> {
-    if (this.stopping || !this.inTree) return;
+    if (this.stopping || !this.inTree || !this.token) return;
     try {
       await request(this.transport, this.opts.meta, {
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
-        children: this.links.children.size, maxChildren: this.opts.maxChildren,
+        children: this.links.children.size, maxChildren: this.opts.maxChildren, token: this.token,
       }, ['ok'], { localHost: this.localHost, timeoutMs: 3000 });
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
@@ -303,6 +322,12 @@ export class Peer extends EventEmitter<PeerEvents> {
         // Reachable, but this root's tree is the smaller of two: merge into the other (repair.ts).
         this.lastAnnounceFailed = false;
         this.repairer.merge(describeError(err));
+        return;
+      }
+      if (errorCode(err) === 'bad-token') {
+        // Our id was taken over while we did not answer probes (frozen): register it again, in place.
+        this.lastAnnounceFailed = false;
+        await this.reclaim();
         return;
       }
       if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
@@ -322,6 +347,18 @@ export class Peer extends EventEmitter<PeerEvents> {
     const out = { sent: { ...this.closedFrames.sent }, received: { ...this.closedFrames.received } };
     for (const c of this.conns) addFrames(out, c.frames);
     return out;
+  }
+
+  /** Registers our id again (our entry now holds another token) and announces where we are. */
+  private async reclaim(): Promise<void> {
+    try {
+      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000 });
+      this.token = r.token;
+      this.log('warn', `our id ${this.id} was registered by another token while we were unresponsive; registered it again`);
+      this.scheduleAnnounce(0);
+    } catch (err) {
+      this.log('warn', `cannot register our id again: ${describeError(err)}`);
+    }
   }
 
   track(conn: Connection): void {
@@ -363,7 +400,10 @@ export class Peer extends EventEmitter<PeerEvents> {
         return;
       case 'depth':
         if (link.role !== 'parent') throw new RemoteProtocolError('unexpected-message', 'only a parent reports its depth');
-        if (m.depth + 1 !== this.depth) {
+        if (m.path && !samePath(m.path, this.rootPath)) {
+          this.setDepth(m.depth + 1, m.path);
+          this.scheduleAnnounce();
+        } else if (m.depth + 1 !== this.depth) {
           this.setDepth(m.depth + 1);
           this.scheduleAnnounce();
         }
@@ -466,7 +506,10 @@ export class Peer extends EventEmitter<PeerEvents> {
         this.transfers.onPreparing(conn, m);
         return;
       case 'ping':
-        conn.send({ t: 'pong', n: m.n });
+        // A probe: a leaving peer says so (the metaserver stops referring to it); otherwise we answer
+        // with our id and, when challenged, proof that we hold our token.
+        if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        conn.send({ t: 'pong', n: m.n, id: this.id, ...(m.nonce && this.token ? { proof: proofOf(this.token, m.nonce, this.id) } : {}) });
         conn.end();
         return;
       default:
@@ -477,7 +520,9 @@ export class Peer extends EventEmitter<PeerEvents> {
   private onJoinRequest(conn: Connection, m: Msg<'join'>): void {
     if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
     const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree }));
-    const ancestors = new Set<string>(this.links.parent ? [this.links.parent.ref.id] : []);
+    // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
+    const parentId = this.links.parent?.ref.id;
+    const ancestors = { has: (id: string) => id === parentId || this.rootPathSet.has(tagOf(id)) };
     const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
@@ -497,7 +542,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: performance.now(), leaving: false };
     this.links.children.set(m.id, link);
     this.serveLink(link);
-    conn.send({ t: 'accept', ...this.ref, depth: this.depth });
+    conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });
     this.emit('child-joined', link.ref);
     this.reportSubtree();
     this.scheduleAnnounce();
@@ -509,4 +554,8 @@ function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { s
   for (const dir of ['sent', 'received'] as const) {
     for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
   }
+}
+
+function samePath(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -55,7 +55,7 @@ export class Repairer {
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
     if (p.joined) {
       try {
-        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal });
+        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal, token: p.token });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
@@ -167,13 +167,14 @@ export class Repairer {
             transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
             subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
             via: attempt === 0 ? via : undefined, signal: ac.signal,
-            onReferral: avoid, onRedirect: (_from, to) => avoid(to),
+            onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => p.token,
           });
           if (p.stopping) {
             out.conn?.destroy();
             return;
           }
-          p.attach(out.conn, out.timeline);
+          if (out.token) p.token = out.token;
+          p.attach(out.conn, out.timeline, out.path);
           this.done(rec, out.timeline.parent);
           return;
         } catch (err) {
