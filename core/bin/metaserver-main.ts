@@ -5,9 +5,9 @@
  */
 import { runMetaserverCli } from '../cli/metaserver-cli.ts';
 import { Metaserver } from '../metaserver/metaserver.ts';
-import { METASERVER_HELP, parseMetaserverArgs } from './metaserver-args.ts';
-import { runMetaserverControl } from './metaserver-control.ts';
-import { runMain, setJsonMode } from './process.ts';
+import { METASERVER_HELP, parseMetaserverArgs } from '../control/metaserver-args.ts';
+import { runMetaserverControl } from '../control/metaserver-control.ts';
+import { runMain, setJsonMode } from '../control/process.ts';
 
 runMain('metaserver', async () => {
   const argv = process.argv.slice(2);

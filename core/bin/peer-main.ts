@@ -5,9 +5,9 @@
  */
 import { runPeerMenu } from '../cli/peer-menu.ts';
 import { Peer } from '../peer/peer.ts';
-import { parsePeerArgs, PEER_HELP } from './peer-args.ts';
-import { runPeerControl } from './peer-control.ts';
-import { runMain, setJsonMode } from './process.ts';
+import { parsePeerArgs, PEER_HELP } from '../control/peer-args.ts';
+import { runPeerControl } from '../control/peer-control.ts';
+import { runMain, setJsonMode } from '../control/process.ts';
 
 runMain('peer', async () => {
   const argv = process.argv.slice(2);
