@@ -4,6 +4,7 @@
  * loops) until one accepts. The accepted connection is returned open: it is
  * the link to the parent. Every step is timestamped for the join timeline.
  */
+import { retry } from '../backoff.ts';
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
@@ -65,14 +66,13 @@ class DeadTarget extends TreeshareError {
  */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
   const startedAt = performance.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await joinOnce(p, startedAt);
-    } catch (err) {
-      if (!(err instanceof DeadTarget) || p.via || attempt >= 3) throw err;
-      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
-    }
-  }
+  return retry(() => joinOnce(p, startedAt), {
+    delays: [0, 0],
+    retryIf: (err) => err instanceof DeadTarget && !p.via,
+    onRetry: async (err) => {
+      await metaLeave(p.transport, p.meta, (err as DeadTarget).target.id, { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
+    },
+  });
 }
 
 async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
