@@ -1,7 +1,6 @@
 /**
- * Client side of the `--json` control protocol (README, "Control protocol
- * (`--json`)"), on the one process driver: starts core/bin/peer-main.ts
- * or metaserver-main.ts, parses every stdout line with the protocol's schema
+ * Client side of the `--json` control protocol (docs/CONTROL.md), on the
+ * one process driver: starts core/bin/peer-main.ts or metaserver-main.ts, parses every stdout line with the protocol's schema
  * (core/control/schema.ts; a line that does not validate is kept for error
  * messages and never reaches a caller), sends commands with a fresh `id` and
  * resolves each with the typed result event that echoes it, or rejects with

@@ -1,7 +1,7 @@
 /**
  * Entry point: `npm run metaserver -- [options]` (see --help). Without
  * --json a person sees its address and one line per register/leave/drop;
- * with --json it speaks the control protocol of README.
+ * with --json it speaks the control protocol of docs/CONTROL.md.
  */
 import { runMetaserverCli } from '../cli/metaserver-cli.ts';
 import { Metaserver } from '../metaserver/metaserver.ts';

@@ -1,7 +1,7 @@
 /**
  * Entry point: `npm run peer -- -i S1 [options]` (see --help). Without
  * --json it runs the interactive menu (core/cli/peer-menu.ts); with --json
- * the control protocol of README (core/control/peer-control.ts).
+ * the control protocol of docs/CONTROL.md (core/control/peer-control.ts).
  */
 import { runPeerMenu } from '../cli/peer-menu.ts';
 import { Peer } from '../peer/peer.ts';

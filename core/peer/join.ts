@@ -1,5 +1,5 @@
 /**
- * Joining the overlay (flows A–D), newcomer side: register with the
+ * Joining the overlay (docs/PROTOCOL.md, flows A–D), newcomer side: register with the
  * metaserver, then JOIN the referred peer, following REDIRECTs (bounded, no
  * loops) until one accepts. The accepted connection is returned open: it is
  * the link to the parent. Every step is timestamped for the join timeline.
