@@ -6,7 +6,7 @@ import { tcpTransport } from '../transport/tcp.ts';
 import { LIMIT_FLAGS, limitHelp, limitOptions, parseAmount, parseSize, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
-       npx tsx core/control/peer-main.ts -i ID [options]
+       npx tsx core/bin/peer-main.ts -i ID [options]
 
 Runs one treeshare peer: it listens, registers with the metaserver, joins the
 overlay tree and shares one folder. Without --json it shows a menu:
@@ -39,7 +39,7 @@ ${limitHelp(PEER_MAX_CONNECTIONS)}
 Examples:
   npm run peer -- -p5001 -i S1
   printf '1\\n2\\npwd1.txt\\n3\\n4\\n' | npm run peer -- -p5001 -i S1
-  npx tsx core/control/peer-main.ts --json --port 0 -i S2 --auto-join
+  npx tsx core/bin/peer-main.ts --json --port 0 -i S2 --auto-join
 `;
 
 const FLAGS = {

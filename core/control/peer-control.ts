@@ -1,5 +1,5 @@
 /**
- * The peer's JSON-lines control mode (README, "Control protocol"): commands
+ * The peer's JSON-lines control mode (docs/CONTROL.md): commands
  * on stdin, one JSON event per line on stdout and nothing else there.
  *
  * First line: `ready`. Each command's result carries the command's `id`.

@@ -1,7 +1,7 @@
 /**
- * The `--json` control protocol, once, as zod schemas (README, "Control
- * protocol (`--json`)"): every command each process reads on stdin and every
- * event it writes on stdout. Both ends use these: the processes build their
+ * The `--json` control protocol, once, as zod schemas (docs/CONTROL.md):
+ * every command each process reads on stdin and every event it writes on
+ * stdout. Both ends use these: the processes build their
  * events through the inferred types (and tests validate every line they
  * print), and the drivers (testnet/driver.ts, the scenario process runner)
  * parse each line they read with `PeerEvent` / `MetaserverEvent`.

@@ -1,5 +1,5 @@
 /**
- * Metaserver: the bootstrap point (flows A/B). Each connection carries one
+ * Metaserver: the bootstrap point (docs/PROTOCOL.md, flows A/B). Each connection carries one
  * request (register, announce, leave, status, ping) and one answer, then
  * closes. It never carries searches or files.
  *

@@ -1,5 +1,5 @@
 /**
- * The peer's side of floods (flows E–H): runs topology requests and file
+ * The peer's side of floods (docs/PROTOCOL.md, flows E–H): runs topology requests and file
  * queries through the pure Convergecast state machine, forwards to every
  * neighbour but the sender, answers the sender with its subtree's aggregate,
  * and resolves the requester's promise with a definite result.

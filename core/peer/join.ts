@@ -1,10 +1,11 @@
 /**
- * Joining the overlay (flows A–D), newcomer side: register with the
+ * Joining the overlay (docs/PROTOCOL.md, flows A–D), newcomer side: register with the
  * metaserver, then JOIN the referred peer, following REDIRECTs (bounded, no
  * loops) until one accepts. The accepted connection is returned open: it is
  * the link to the parent. A target that fails us is reported and we register
  * again (bounded, with backoff). Every step is timestamped for the join timeline.
  */
+import { backoffDelays, retry } from '../backoff.ts';
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
@@ -77,27 +78,14 @@ class BadTarget extends TreeshareError {
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
   const startedAt = performance.now();
   const max = p.maxAttempts ?? 5;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await joinOnce(p, startedAt);
-    } catch (err) {
-      if (!(err instanceof BadTarget) || p.via || attempt >= max || p.signal?.aborted) throw err;
+  return retry(() => joinOnce(p, startedAt), {
+    delays: backoffDelays({ first: 50, max: 1000, count: max - 1 }),
+    retryIf: (err) => err instanceof BadTarget && !p.via,
+    onRetry: async (err) => {
       // The metaserver probes the reported peer (up to 1.5 s) before answering.
-      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost }).catch(() => undefined);
-      await sleep(Math.min(1000, 50 * 2 ** (attempt - 1)), p.signal);
-    }
-  }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
+      await metaLeave(p.transport, p.meta, (err as BadTarget).target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost }).catch(() => undefined);
+    },
+    signal: p.signal,
   });
 }
 

@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import { backoffDelays, retry } from '../backoff.ts';
 import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
 import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
@@ -171,17 +172,12 @@ export class Peer extends EventEmitter<PeerEvents> {
       token: () => this.token,
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
-    let out: Awaited<ReturnType<typeof joinOverlay>>;
-    for (let attempt = 0, delay = 250; ; attempt++, delay *= 2) {
-      try {
-        out = await joinOverlay(params);
-        break;
-      } catch (err) {
-        if (attempt >= this.opts.joinRetries || !(err instanceof MetaserverUnreachableError) || o.signal?.aborted) throw err;
-        this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 2} of ${this.opts.joinRetries + 1})`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    const out = await retry(() => joinOverlay(params), {
+      delays: backoffDelays({ first: 250, count: this.opts.joinRetries }),
+      retryIf: (err) => err instanceof MetaserverUnreachableError,
+      onRetry: (err, attempt, delay) => this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 1} of ${this.opts.joinRetries + 1})`),
+      signal: o.signal,
+    });
     if (out.token) this.token = out.token;
     this.attach(out.conn, out.timeline, out.path);
     this.timeline = out.timeline;

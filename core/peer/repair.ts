@@ -25,6 +25,7 @@
  * metaserver answers the smaller root's announce with `second-root`, and
  * that root rejoins through the metaserver with its whole subtree (merge).
  */
+import { backoffDelays, retry } from '../backoff.ts';
 import { describeError, TreeshareError } from '../errors.ts';
 import { metaLeave, probe } from '../metaserver/client.ts';
 import type { Msg, PeerRef } from '../protocol/messages.ts';
@@ -151,43 +152,46 @@ export class Repairer {
     const p = this.peer;
     if (this.rejoining) return;
     this.rejoining = true;
-    let delay = 100;
+    // The first try goes through `via` (when given); if it fails, the next goes at once
+    // through the metaserver; later ones wait 100 ms, 200 ms, ... at most 5 s, until it works.
+    const delays = function* () {
+      if (via) yield 0;
+      yield* backoffDelays({ first: 100, max: 5000 });
+    };
     try {
-      for (let attempt = 0; !p.stopping; attempt++) {
-        try {
-          // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
-          // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
-          // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
-          const ac = new AbortController();
-          const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
-          const avoid = (to: PeerRef | null) => {
-            if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
-          };
-          const out = await joinOverlay({
-            transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
-            subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
-            via: attempt === 0 ? via : undefined, signal: ac.signal,
-            onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => p.token,
-          });
-          if (p.stopping) {
-            out.conn?.destroy();
-            return;
-          }
-          if (out.token) p.token = out.token;
-          p.attach(out.conn, out.timeline, out.path);
-          this.done(rec, out.timeline.parent);
+      await retry(async (n) => {
+        const attempt = n - 1;
+        if (p.stopping) return;
+        // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
+        // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
+        // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
+        const ac = new AbortController();
+        const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
+        const avoid = (to: PeerRef | null) => {
+          if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
+        };
+        const out = await joinOverlay({
+          transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
+          subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
+          via: attempt === 0 ? via : undefined, signal: ac.signal,
+          onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => p.token,
+        });
+        if (p.stopping) {
+          out.conn?.destroy();
           return;
-        } catch (err) {
-          const msg = describeError(err);
-          if (attempt === 0 && via) {
-            p.log('warn', `reattach attempt 1 (through ${via.id}) failed: ${msg}; trying through the metaserver`);
-            continue;
-          }
-          p.log('warn', `reattach attempt ${attempt + 1} failed: ${msg}; retrying in ${delay} ms`);
-          await new Promise((r) => setTimeout(r, delay).unref?.());
-          delay = Math.min(delay * 2, 5000);
         }
-      }
+        if (out.token) p.token = out.token;
+        p.attach(out.conn, out.timeline, out.path);
+        this.done(rec, out.timeline.parent);
+      }, {
+        delays: delays(),
+        unref: true,
+        onRetry: (err, n, delay) => {
+          const msg = describeError(err);
+          if (n === 1 && via) p.log('warn', `reattach attempt 1 (through ${via.id}) failed: ${msg}; trying through the metaserver`);
+          else p.log('warn', `reattach attempt ${n} failed: ${msg}; retrying in ${delay} ms`);
+        },
+      });
     } finally {
       this.rejoining = false;
     }

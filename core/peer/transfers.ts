@@ -1,5 +1,5 @@
 /**
- * A peer's transfers (flow I): downloads it asked for and the offers that
+ * A peer's transfers (docs/PROTOCOL.md, flow I): downloads it asked for and the offers that
  * arrive for them, uploads it starts on a local hit, and the share lookups
  * floods use.
  *

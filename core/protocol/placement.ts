@@ -1,5 +1,5 @@
 /**
- * Tree placement (flow D), pure.
+ * Tree placement (docs/PROTOCOL.md, flow D), pure.
  *
  * A peer receiving JOIN accepts when it has a free child slot; otherwise it
  * redirects the newcomer to the child with the fewest descendants (ties: the

@@ -1,5 +1,5 @@
 /**
- * Requester side of flow I, after an offer has been accepted: ack, then take
+ * Requester side of flow I (docs/PROTOCOL.md), after an offer has been accepted: ack, then take
  * exactly `size` raw bytes into a temporary hidden file inside the share
  * folder while hashing them, until the holder closes; rename into place only when the size and
  * SHA-256 match. Any failure (too few or too many bytes, hash mismatch,

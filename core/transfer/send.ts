@@ -1,5 +1,5 @@
 /**
- * Holder side of flow I: open a temporary connection to the requester's own
+ * Holder side of flow I (docs/PROTOCOL.md): open a temporary connection to the requester's own
  * listening address, offer the file (id, name, size, SHA-256), wait for ack or
  * decline, then stream exactly `size` bytes with backpressure and close.
  * Memory stays flat: two reused chunk buffers per upload (see streamFile).

@@ -12,10 +12,28 @@ import { errorCode, type Policy, type TopoNode } from '../../core/index.ts';
 import { floodRow, groupBy, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
 import { messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
 import { createRunner } from './runners.ts';
-import type { Scenario } from './scenario.ts';
+import type { CommonOptions } from './args.ts';
+import type { Progress } from './progress.ts';
+import type { Records } from './records.ts';
+import type { Rng } from './rng.ts';
 import { pool, waitEvent } from './async.ts';
 import { leftoverParts, sha256File, Workspace } from './shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
+
+/**
+ * What a Cluster needs from the scenario that owns it (a Scenario is one).
+ * Declared here rather than importing Scenario, so cluster.ts and scenario.ts
+ * do not import each other.
+ */
+export interface ClusterHost {
+  readonly opts: CommonOptions;
+  readonly rng: Rng;
+  readonly records: Records;
+  now(): number;
+  progress(label: string, total: number): Progress;
+  step<T>(name: string, fn: () => Promise<T>, o?: { soft?: boolean }): Promise<T>;
+  check(ok: boolean, what: string, detail?: string): boolean;
+}
 
 export interface ClusterOptions {
   /** Label of this overlay in records and tables (several per scenario). */
@@ -67,7 +85,7 @@ export class Cluster {
   /** SHA-256 of holders' files by absolute path, valid while size and mtime are unchanged (see sourceHash). */
   private readonly sourceHashes = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
 
-  constructor(private readonly s: Scenario, o: ClusterOptions = {}) {
+  constructor(private readonly s: ClusterHost, o: ClusterOptions = {}) {
     const so = s.opts;
     this.round = o.round ?? '';
     this.policy = o.policy ?? so.policy;

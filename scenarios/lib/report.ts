@@ -8,7 +8,7 @@
  */
 import { groupBy } from './metrics.ts';
 import { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
-import type { ScenarioResult } from './scenario.ts';
+import type { ScenarioResult } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
 
 export function esc(s: string): string {

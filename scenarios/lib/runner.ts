@@ -3,7 +3,7 @@
  * runners, one interface:
  *
  * - process: each node is a real OS process in `--json` control mode
- *   (core/control/*-main.ts), driven over stdin/stdout (runner-process.ts).
+ *   (core/bin/*-main.ts), driven over stdin/stdout (runner-process.ts).
  * - inproc: many core Peers in this Node process over real loopback TCP.
  * - memory: the same Peers over core's MemoryNetwork (10,000+ peers).
  *

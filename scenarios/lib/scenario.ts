@@ -9,11 +9,12 @@ import type { TopoNode } from '../../core/index.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
-import type { FloodRow, JoinRow, RepairRow, StepRow, TransferRow } from './metrics.ts';
 import { progress, type Progress } from './progress.ts';
 import { createRng, type Rng } from './rng.ts';
-import type { MemorySample } from './runner.ts';
 import { renderTreeText } from './output.ts';
+import type { Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
+
+export type { CheckRow, PhaseRow, Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
 
 export interface ScenarioDef {
   name: string;
@@ -24,72 +25,10 @@ export interface ScenarioDef {
   /** Help text replacing a common option's (with its default), where this scenario reads it differently. */
   commonHelp?: Partial<Record<string, string>>;
   /** Which standard tables to print (default: all that have rows; 'summary' = one row per round). */
-  standard?: Partial<Record<'joins' | 'floods' | 'transfers' | 'repairs' | 'tree', 'auto' | 'rows' | 'summary' | 'off'>>;
+  standard?: StandardTables;
   /** Checks the scenario's own options before anything starts; throw UsageError for a bad one. */
   validate?(opts: CommonOptions): void;
   run(s: Scenario): Promise<void>;
-}
-
-export interface CheckRow {
-  what: string;
-  ok: boolean;
-  detail?: string;
-}
-
-export interface PhaseRow {
-  round: string;
-  phase: string;
-  peers: number;
-  ms: number;
-}
-
-export interface Records {
-  joins: JoinRow[];
-  floods: FloodRow[];
-  transfers: TransferRow[];
-  repairs: RepairRow[];
-  steps: (StepRow & { soft?: boolean })[];
-  checks: CheckRow[];
-  memory: (MemorySample & { round: string })[];
-  phases: PhaseRow[];
-}
-
-export interface TableSpec {
-  title: string;
-  head: string[];
-  rows: string[][];
-  note?: string;
-}
-
-export interface TreeSnapshot {
-  round: string;
-  label: string;
-  /** Harness clock, ms since the scenario started. */
-  at: number;
-  nodes: TopoNode[];
-}
-
-export interface ScenarioResult {
-  scenario: string;
-  ok: boolean;
-  failures: string[];
-  seed: number;
-  options: Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'> & { extra: CommonOptions['extra'] };
-  command: string;
-  startedAt: string;
-  durationMs: number;
-  records: Records;
-  /** The final topology (last whole tree seen), if any. */
-  tree: { round: string; nodes: TopoNode[]; text: string } | null;
-  /** Scenario-specific figures (also shown in its tables). */
-  summary: Record<string, unknown>;
-  /** Every table printed, exactly as printed. */
-  tables: TableSpec[];
-  /** Trees kept along the way (e.g. before and after each repair), in order. */
-  trees: TreeSnapshot[];
-  /** The scenario's own charts (specs; the HTML report renders them). */
-  charts: ChartSpec[];
-  files: { json?: string; html?: string };
 }
 
 export class Scenario {

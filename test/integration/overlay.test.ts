@@ -1,5 +1,5 @@
 /**
- * The overlay over real TCP (flows A–D): registration and referral under each
+ * The overlay over real TCP (docs/PROTOCOL.md, flows A–D): registration and referral under each
  * policy, a full peer redirecting the newcomer one level deeper, 5 and 50
  * peers forming one tree with no node over max-children, 20 concurrent joins,
  * a duplicate id refused, the join timeline, and five peers on 127.0.0.2..6

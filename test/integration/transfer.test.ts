@@ -1,5 +1,5 @@
 /**
- * Verified direct transfer over real TCP (flow I): a file held by two peers
+ * Verified direct transfer over real TCP (docs/PROTOCOL.md, flow I): a file held by two peers
  * is transferred once; a 256 MiB generated file arrives with a matching
  * SHA-256 while the receiving process (its own OS process) stays small; a
  * fake holder speaking the wire protocol that sends wrong, truncated or too
