@@ -21,6 +21,7 @@ import type { Connection } from '../transport/connection.ts';
 import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
 import { freeBytes, receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
+import type { TimerHandle } from '../clock.ts';
 import type { Peer } from './peer.ts';
 import type { DownloadResult } from './types.ts';
 
@@ -31,7 +32,7 @@ interface Download {
   /** An offer was accepted, or refused for its size (either way `settle` will be called). */
   offered: boolean;
   /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
-  noOffer?: NodeJS.Timeout;
+  noOffer?: TimerHandle;
   /** (Re-)arms `noOffer`; set once the search ended without an offer. */
   armNoOffer?: () => void;
   /** Connections of holders still hashing the file (`preparing`), declined when the download ends. */
@@ -59,9 +60,10 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    const root = await shareRoot(this.peer.opts.share);
+    const clock = this.peer.clock;
+    const root = await clock.hold(shareRoot(this.peer.opts.share));
     try {
-      await fsp.lstat(path.join(root, name));
+      await clock.hold(fsp.lstat(path.join(root, name)));
       throw new TransferError('exists', `${name} already exists in ${this.peer.opts.share}; not overwritten`);
     } catch (err) {
       if (err instanceof TransferError) throw err;
@@ -82,8 +84,8 @@ export class Transfers {
         const ms = this.peer.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
-          clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          this.peer.clock.clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
@@ -93,7 +95,7 @@ export class Transfers {
       this.peer.emit('downloaded', result);
       return result;
     } finally {
-      clearTimeout(d.noOffer);
+      this.peer.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
@@ -115,7 +117,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
+    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs, clock: this.peer.clock })
       .then((r) => {
         if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
@@ -129,16 +131,17 @@ export class Transfers {
    * are answered without touching the disk; present ones go through the jail.
    */
   async localHas(name: string): Promise<{ size: number } | null> {
-    const now = performance.now();
+    const clock = this.peer.clock;
+    const now = clock.now();
     if (!this.shareCache || now - this.shareCache.at > 1000) {
       this.shareCache = {
         at: now,
-        names: fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null),
+        names: clock.hold(fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null)),
       };
     }
     const names = await this.shareCache.names;
     if (names && !names.has(name)) return null;
-    return hasShared(this.peer.opts.share, name);
+    return clock.hold(hasShared(this.peer.opts.share, name));
   }
 
   /**
@@ -210,15 +213,15 @@ export class Transfers {
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
       d.offered = true;
-      clearTimeout(d.noOffer);
+      this.peer.clock.clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
     if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await freeBytes(this.peer.opts.share);
+    const free = await this.peer.clock.hold(freeBytes(this.peer.opts.share));
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
-    clearTimeout(d.noOffer);
+    this.peer.clock.clearTimeout(d.noOffer);
     this.peer.flood.noteHit(offer.qid);
     this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
@@ -226,6 +229,7 @@ export class Transfers {
         shareDir: this.peer.opts.share,
         signal: d.signal,
         idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
+        clock: this.peer.clock,
         tmpTag: this.peer.id,
         fsync: this.peer.opts.fsync,
         onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),

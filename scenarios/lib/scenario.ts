@@ -6,6 +6,7 @@
  * The command-line wrapper is cli.ts.
  */
 import type { TopoNode } from '../../core/index.ts';
+import { SimClock } from '../../core/clock.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
@@ -40,7 +41,10 @@ export interface PhaseRow {
   round: string;
   phase: string;
   peers: number;
+  /** On the scenario's clock (`ScenarioResult.clock`): simulated ms under the memory runner, wall ms otherwise. */
   ms: number;
+  /** Wall-clock ms of the same phase (equal to `ms` when the clock is the wall clock). */
+  wallMs?: number;
 }
 
 export interface Records {
@@ -77,7 +81,17 @@ export interface ScenarioResult {
   options: Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'> & { extra: CommonOptions['extra'] };
   command: string;
   startedAt: string;
+  /**
+   * What every `ms`/`at` figure in this result is measured on: `simulated`
+   * (the memory runner's SimClock: simulated ms) or `wall` (real ms).
+   */
+  clock?: 'simulated' | 'wall';
+  /** Length of the run on that clock, ms. */
   durationMs: number;
+  /** Length of the run in simulated ms (memory runner), null on the wall clock. */
+  simMs?: number | null;
+  /** Length of the run in wall-clock ms, whatever the clock. (clock, simMs, wallMs: absent from results written before they existed.) */
+  wallMs?: number;
   records: Records;
   /** The final topology (last whole tree seen), if any. */
   tree: { round: string; nodes: TopoNode[]; text: string } | null;
@@ -102,21 +116,46 @@ export class Scenario {
   tree: ScenarioResult['tree'] = null;
   private readonly t0 = performance.now();
   readonly startedAt = new Date();
+  /**
+   * The simulated clock of memory-runner clusters (one for the whole
+   * scenario, driven in the background from the first such cluster to
+   * closeAll()); undefined for the other runners. When set, now() and every
+   * step, phase and row time are simulated ms.
+   */
+  readonly sim: SimClock | undefined;
+  private simT0 = 0;
+  private simDriving = false;
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
 
   constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
     this.rng = createRng(opts.seed);
+    this.sim = opts.runner === 'memory' ? new SimClock() : undefined;
+    if (this.sim) this.simT0 = this.sim.now();
+  }
+
+  /** The scenario's SimClock, its background driver started (memory runner only). */
+  simClock(): SimClock | undefined {
+    if (this.sim && !this.simDriving) {
+      this.simDriving = true;
+      this.sim.start();
+    }
+    return this.sim;
+  }
+
+  /** Wall-clock ms since the scenario started (whatever the scenario's clock). */
+  wallNow(): number {
+    return performance.now() - this.t0;
   }
 
   get chatty(): boolean {
     return !this.opts.quiet && !this.opts.json;
   }
 
-  /** ms since the scenario started (harness clock). */
+  /** ms since the scenario started, on the scenario's clock: simulated under the memory runner, wall otherwise. */
   now(): number {
-    return performance.now() - this.t0;
+    return this.sim ? this.sim.now() - this.simT0 : performance.now() - this.t0;
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -221,6 +260,10 @@ export class Scenario {
 
   async closeAll(): Promise<void> {
     await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
+    if (this.simDriving) {
+      this.simDriving = false;
+      this.sim!.stop();
+    }
   }
 
   result(): ScenarioResult {
@@ -234,7 +277,10 @@ export class Scenario {
       options: { peers: o.peers, runner: o.runner, maxChildren: o.maxChildren, policy: o.policy, latency: o.latency, bandwidth: o.bandwidth, extra: o.extra },
       command: ['npx tsx', `scenarios/${this.def.name}.ts`, ...this.argv, ...(o.given.has('seed') ? [] : ['--seed', String(o.seed)])].join(' '),
       startedAt: this.startedAt.toISOString(),
+      clock: this.sim ? 'simulated' : 'wall',
       durationMs: this.now(),
+      simMs: this.sim ? this.now() : null,
+      wallMs: this.wallNow(),
       records: this.records,
       tree: this.tree,
       summary: this.summary,
