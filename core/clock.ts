@@ -86,6 +86,8 @@ export function timeoutReason(): Error {
   return new DOMException('The operation was aborted due to timeout', 'TimeoutError');
 }
 
+const noop = (): void => undefined;
+
 class SimTimer implements TimerHandle {
   /** Position in the firing order among timers due at the same time. */
   seq = 0;
@@ -95,8 +97,8 @@ class SimTimer implements TimerHandle {
   constructor(
     readonly clock: SimClock,
     public at: number,
-    readonly fn: (arg: unknown) => void,
-    readonly arg: unknown,
+    public fn: (arg: unknown) => void,
+    public arg: unknown,
     /** > 0 for intervals. */
     readonly every: number,
   ) {}
@@ -208,6 +210,9 @@ export class SimClock implements Clock {
     if (!(h instanceof SimTimer) || !h.live || h.clock !== this) return;
     h.live = false;
     if (h.refed) this.refs--;
+    // A cancelled entry stays in the heap until it reaches the top: let go of what it holds.
+    h.fn = noop;
+    h.arg = undefined;
     this.dead++;
     if (this.dead > 1024 && this.dead * 2 > this.heap.length) this.compact();
   }

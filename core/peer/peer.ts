@@ -143,9 +143,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Listens on host:port. Checks the share folder exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    const root = await shareRoot(this.opts.share);
+    // Disk work is held: under a SimClock it takes no simulated time (see Clock.hold).
+    const root = await this.clock.hold(shareRoot(this.opts.share));
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
-    const swept = await sweepTemps(root, this.id);
+    const swept = await this.clock.hold(sweepTemps(root, this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
@@ -229,7 +230,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return listShared(this.opts.share);
+    return this.clock.hold(listShared(this.opts.share));
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
