@@ -5,16 +5,17 @@
  * the link to the parent. A target that fails us is reported and we register
  * again (bounded, with backoff). Every step is timestamped for the join timeline.
  */
-import { backoffDelays, retry } from '../backoff.ts';
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
 import { metaLeave, request } from '../metaserver/client.ts';
-import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import { backoffDelays, retry } from '../backoff.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {
-  /** performance.now() when the (first) register request left. */
+  /** clock.now() (the peer's clock) when the (first) register request left. */
   registerSentAt: number;
   referralAt: number;
   referral: PeerRef | null;
@@ -50,6 +51,8 @@ export interface JoinParams {
   token?: () => string | undefined;
   /** Registrations tried when referrals fail (target dead, frozen, leaving, refusing). Default 5. */
   maxAttempts?: number;
+  /** Time source for timestamps, step timeouts and backoff. Default realClock. */
+  clock?: Clock;
 }
 
 export interface JoinOutcome {
@@ -76,34 +79,37 @@ class BadTarget extends TreeshareError {
  * 100 ms, ... at most 1 s), up to `maxAttempts` registrations.
  */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
-  const startedAt = performance.now();
+  const clock = p.clock ?? realClock;
+  const startedAt = clock.now();
   const max = p.maxAttempts ?? 5;
   return retry(() => joinOnce(p, startedAt), {
     delays: backoffDelays({ first: 50, max: 1000, count: max - 1 }),
     retryIf: (err) => err instanceof BadTarget && !p.via,
     onRetry: async (err) => {
       // The metaserver probes the reported peer (up to 1.5 s) before answering.
-      await metaLeave(p.transport, p.meta, (err as BadTarget).target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost }).catch(() => undefined);
+      await metaLeave(p.transport, p.meta, (err as BadTarget).target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost, clock }).catch(() => undefined);
     },
     signal: p.signal,
+    clock,
   });
 }
 
 async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
   const step = p.stepTimeoutMs ?? 5000;
+  const clock = p.clock ?? realClock;
   let referral: PeerRef | null;
   let referralAt: number;
   let token: string | undefined;
-  const metaSentAt = performance.now();
+  const metaSentAt = clock.now();
   if (p.via) {
     referral = p.via;
     referralAt = registerSentAt;
   } else {
     const old = p.token?.();
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock }).catch((err: unknown) => {
       throw metaUnreachable(err);
     });
-    referralAt = performance.now();
+    referralAt = clock.now();
     referral = reg.referral;
     token = reg.token;
   }
@@ -119,8 +125,8 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
   for (;;) {
     const v = tracker.visit(addrKey(target));
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
-    const sentAt = performance.now();
-    const signal = withTimeout(p.signal, step);
+    const sentAt = clock.now();
+    const signal = deadline(clock, step, p.signal);
     // Any failure at the target, but our own abort, is the target's: reported, and we ask again.
     const bad = (err: unknown) => (err instanceof TreeshareError && !p.signal?.aborted ? new BadTarget(target, err) : err);
     let conn: Connection;
@@ -139,7 +145,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       throw bad(err);
     }
     if (reply.t === 'accept') {
-      const now = performance.now();
+      const now = clock.now();
       timeline.acceptedAt = now;
       timeline.parent = { id: reply.id, host: reply.host, port: reply.port };
       timeline.depth = reply.depth + 1;
@@ -148,7 +154,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       return { timeline, conn, token, path: reply.path };
     }
     conn.end();
-    timeline.redirects.push({ from: target, to: reply.to, at: performance.now() });
+    timeline.redirects.push({ from: target, to: reply.to, at: clock.now() });
     p.onRedirect?.(target, reply.to);
     const r = tracker.redirect();
     if (!r.ok) throw new TreeshareError('too-many-redirects', `join failed: ${r.reason}`);

@@ -21,7 +21,9 @@ import type { Connection } from '../transport/connection.ts';
 import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
 import { freeBytes, receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
-import type { Peer } from './peer.ts';
+import type { TimerHandle } from '../clock.ts';
+import type { PeerContext } from './context.ts';
+import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
 
 interface Download {
@@ -31,7 +33,7 @@ interface Download {
   /** An offer was accepted, or refused for its size (either way `settle` will be called). */
   offered: boolean;
   /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
-  noOffer?: NodeJS.Timeout;
+  noOffer?: TimerHandle;
   /** (Re-)arms `noOffer`; set once the search ended without an offer. */
   armNoOffer?: () => void;
   /** Connections of holders still hashing the file (`preparing`), declined when the download ends. */
@@ -40,17 +42,28 @@ interface Download {
   signal?: AbortSignal;
 }
 
+/** What transfers need from the flood handler (wired by peer.ts). */
+export interface TransferDeps {
+  /** Floods a search for `name` under query id `qid` (a download's search asks holders to offer). */
+  search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal }): Promise<SearchResult>;
+  /** An offer for query `qid` arrived: the query's first hit is known. */
+  noteHit(qid: string): void;
+}
+
 export class Transfers {
   private downloads = new Map<string, Download>();
   private uploads = new Set<AbortController>();
   private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
 
-  constructor(private readonly peer: Peer) {}
+  constructor(
+    private readonly ctx: PeerContext,
+    private readonly deps: TransferDeps,
+  ) {}
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
     for (const u of this.uploads) u.abort();
-    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.peer.id} stopped`) });
+    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
   }
 
   /**
@@ -59,14 +72,15 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    const root = await shareRoot(this.peer.opts.share);
+    const clock = this.ctx.clock;
+    const root = await clock.hold(shareRoot(this.ctx.opts.share));
     try {
-      await fsp.lstat(path.join(root, name));
-      throw new TransferError('exists', `${name} already exists in ${this.peer.opts.share}; not overwritten`);
+      await clock.hold(fsp.lstat(path.join(root, name)));
+      throw new TransferError('exists', `${name} already exists in ${this.ctx.opts.share}; not overwritten`);
     } catch (err) {
       if (err instanceof TransferError) throw err;
     }
-    const qid = this.peer.newQid();
+    const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
     const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
@@ -75,25 +89,25 @@ export class Transfers {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
-      const search = await this.peer.flood.search(name, 'download', qid, o);
+      const search = await this.deps.search(name, 'download', qid, o);
       if (!d.offered) {
-        if (this.peer.stopping) throw new TransferError('aborted', `peer ${this.peer.id} stopped`);
+        if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const ms = this.peer.opts.offerTimeoutMs;
+        const ms = this.ctx.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
-          clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          this.ctx.clock.clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
       const r = await transfer;
       if (!r.ok) throw r.err;
       const result: DownloadResult = { ...r.value, search };
-      this.peer.emit('downloaded', result);
+      this.ctx.emit('downloaded', result);
       return result;
     } finally {
-      clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
@@ -108,18 +122,18 @@ export class Transfers {
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {
-    if (this.peer.stopping) return; // leaving: start no upload that stop() would cut at once
-    if (this.uploads.size >= this.peer.opts.maxUploads) {
-      this.peer.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+    if (this.ctx.life.stopping) return; // leaving: start no upload that stop() would cut at once
+    if (this.uploads.size >= this.ctx.opts.maxUploads) {
+      this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
       return;
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
       .then((r) => {
-        if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
+        if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
-      .catch((err) => this.peer.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
+      .catch((err) => this.ctx.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
       .finally(() => this.uploads.delete(ac));
   }
 
@@ -129,16 +143,17 @@ export class Transfers {
    * are answered without touching the disk; present ones go through the jail.
    */
   async localHas(name: string): Promise<{ size: number } | null> {
-    const now = performance.now();
+    const clock = this.ctx.clock;
+    const now = clock.now();
     if (!this.shareCache || now - this.shareCache.at > 1000) {
       this.shareCache = {
         at: now,
-        names: fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null),
+        names: clock.hold(fsp.readdir(this.ctx.opts.share).then((n) => new Set(n), () => null)),
       };
     }
     const names = await this.shareCache.names;
     if (names && !names.has(name)) return null;
-    return hasShared(this.peer.opts.share, name);
+    return clock.hold(hasShared(this.ctx.opts.share, name));
   }
 
   /**
@@ -189,7 +204,7 @@ export class Transfers {
       done();
       if (m.t === 'offer') return void this.onOffer(conn, m);
       if (m.t === 'error') {
-        this.peer.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
+        this.ctx.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
         return conn.end();
       }
       conn.fail(new RemoteProtocolError('unexpected-message', `expected preparing or offer, got "${m.t}"`));
@@ -210,25 +225,26 @@ export class Transfers {
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
       d.offered = true;
-      clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
-    if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
+    if (offer.size > this.ctx.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.ctx.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await freeBytes(this.peer.opts.share);
+    const free = await this.ctx.clock.hold(freeBytes(this.ctx.opts.share));
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
-    clearTimeout(d.noOffer);
-    this.peer.flood.noteHit(offer.qid);
-    this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
+    this.ctx.clock.clearTimeout(d.noOffer);
+    this.deps.noteHit(offer.qid);
+    this.ctx.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
       const m = await receiveFile(conn, offer, {
-        shareDir: this.peer.opts.share,
+        shareDir: this.ctx.opts.share,
         signal: d.signal,
-        idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
-        tmpTag: this.peer.id,
-        fsync: this.peer.opts.fsync,
-        onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
+        idleTimeoutMs: this.ctx.opts.transferIdleTimeoutMs,
+        clock: this.ctx.clock,
+        tmpTag: this.ctx.id,
+        fsync: this.ctx.opts.fsync,
+        onProgress: (bytes, size) => this.ctx.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
       this.shareCache = undefined;
       d.settle({ ok: true, value: { ...m, holder: offer.from } });

@@ -1,6 +1,7 @@
 /** Options, results and events of a Peer. */
 import type { FloodCounters } from '../protocol/flood.ts';
 import type { Hit, PeerRef, TopoNode } from '../protocol/messages.ts';
+import type { Clock } from '../clock.ts';
 import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
@@ -63,6 +64,14 @@ export interface PeerOptions {
   deadAfterMs?: number;
   /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
   announceMs?: number;
+  /**
+   * Time source for every now(), timer, interval and timeout of this peer and
+   * what it opens (joins, floods, transfers, repair). Default realClock; the
+   * memory runner passes its SimClock (simulated time).
+   */
+  clock?: Clock;
+  /** Generator in [0, 1) for query ids (seeded runs); default: crypto random bytes. */
+  rng?: () => number;
 }
 
 export interface FloodResult extends FloodCounters {

@@ -24,7 +24,10 @@ export interface PhaseRow {
   round: string;
   phase: string;
   peers: number;
+  /** On the scenario's clock (`ScenarioResult.clock`): simulated ms under the memory runner, wall ms otherwise. */
   ms: number;
+  /** Wall-clock ms of the same phase (equal to `ms` when the clock is the wall clock). */
+  wallMs?: number;
 }
 
 export interface Records {
@@ -61,7 +64,17 @@ export interface ScenarioResult {
   options: Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'> & { extra: CommonOptions['extra'] };
   command: string;
   startedAt: string;
+  /**
+   * What every `ms`/`at` figure in this result is measured on: `simulated`
+   * (the memory runner's SimClock: simulated ms) or `wall` (real ms).
+   */
+  clock?: 'simulated' | 'wall';
+  /** Length of the run on that clock, ms. */
   durationMs: number;
+  /** Length of the run in simulated ms (memory runner), null on the wall clock. */
+  simMs?: number | null;
+  /** Length of the run in wall-clock ms, whatever the clock. (clock, simMs, wallMs: absent from results written before they existed.) */
+  wallMs?: number;
   records: Records;
   /** The final topology (last whole tree seen), if any. */
   tree: { round: string; nodes: TopoNode[]; text: string } | null;

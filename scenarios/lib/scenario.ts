@@ -6,6 +6,7 @@
  * The command-line wrapper is cli.ts.
  */
 import type { TopoNode } from '../../core/index.ts';
+import { SimClock } from '../../core/clock.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
@@ -41,21 +42,46 @@ export class Scenario {
   tree: ScenarioResult['tree'] = null;
   private readonly t0 = performance.now();
   readonly startedAt = new Date();
+  /**
+   * The simulated clock of memory-runner clusters (one for the whole
+   * scenario, driven in the background from the first such cluster to
+   * closeAll()); undefined for the other runners. When set, now() and every
+   * step, phase and row time are simulated ms.
+   */
+  readonly sim: SimClock | undefined;
+  private simT0 = 0;
+  private simDriving = false;
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
 
   constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
     this.rng = createRng(opts.seed);
+    this.sim = opts.runner === 'memory' ? new SimClock() : undefined;
+    if (this.sim) this.simT0 = this.sim.now();
+  }
+
+  /** The scenario's SimClock, its background driver started (memory runner only). */
+  simClock(): SimClock | undefined {
+    if (this.sim && !this.simDriving) {
+      this.simDriving = true;
+      this.sim.start();
+    }
+    return this.sim;
+  }
+
+  /** Wall-clock ms since the scenario started (whatever the scenario's clock). */
+  wallNow(): number {
+    return performance.now() - this.t0;
   }
 
   get chatty(): boolean {
     return !this.opts.quiet && !this.opts.json;
   }
 
-  /** ms since the scenario started (harness clock). */
+  /** ms since the scenario started, on the scenario's clock: simulated under the memory runner, wall otherwise. */
   now(): number {
-    return performance.now() - this.t0;
+    return this.sim ? this.sim.now() - this.simT0 : performance.now() - this.t0;
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -159,6 +185,11 @@ export class Scenario {
   }
 
   async closeAll(): Promise<void> {
+    // Simulated time stops with the scenario: closing needs no timer (peers and metaservers stop at once).
+    if (this.simDriving) {
+      this.simDriving = false;
+      this.sim!.stop();
+    }
     await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
   }
 
@@ -173,7 +204,10 @@ export class Scenario {
       options: { peers: o.peers, runner: o.runner, maxChildren: o.maxChildren, policy: o.policy, latency: o.latency, bandwidth: o.bandwidth, extra: o.extra },
       command: ['npx tsx', `scenarios/${this.def.name}.ts`, ...this.argv, ...(o.given.has('seed') ? [] : ['--seed', String(o.seed)])].join(' '),
       startedAt: this.startedAt.toISOString(),
+      clock: this.sim ? 'simulated' : 'wall',
       durationMs: this.now(),
+      simMs: this.sim ? this.now() : null,
+      wallMs: this.wallNow(),
       records: this.records,
       tree: this.tree,
       summary: this.summary,

@@ -22,11 +22,7 @@ const ROOTS = ['core', 'scenarios', 'testnet', 'bench'];
  * the handlers and the handlers take `Peer` as a type. Empty this list after
  * merging that refactor.
  */
-const ALLOWED: readonly (readonly string[])[] = [
-  ['core/peer/flood-handler.ts', 'core/peer/peer.ts'],
-  ['core/peer/peer.ts', 'core/peer/repair.ts'],
-  ['core/peer/peer.ts', 'core/peer/transfers.ts'],
-];
+const ALLOWED: readonly (readonly string[])[] = [];
 
 type Graph = Map<string, string[]>;
 
