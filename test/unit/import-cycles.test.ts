@@ -16,11 +16,8 @@ const ROOTS = ['core', 'scenarios', 'testnet', 'bench'];
 /**
  * Known cycles, each written as its files in order (the first file repeated at
  * the end is implied). Every entry must still exist: when a cycle goes, delete
- * its entry, so the list only ever shrinks.
- *
- * Removed by the peer-context refactor (issue 12.1): core/peer/peer.ts owns
- * the handlers and the handlers take `Peer` as a type. Empty this list after
- * merging that refactor.
+ * its entry, so the list only ever shrinks. Empty since the peer-context
+ * refactor (issue 12.1): no import circle is allowed.
  */
 const ALLOWED: readonly (readonly string[])[] = [];
 
