@@ -8,7 +8,7 @@
  * the usual first, first·factor, ... capped sequence. A delay of 0 retries at
  * once (no timer).
  */
-import { realClock, type Clock } from './clock.ts';
+import { realClock, sleepOn, type Clock } from './clock.ts';
 
 export interface BackoffOptions {
   /** First wait, ms. */
@@ -63,23 +63,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, o: RetryOpti
       const next = it.next();
       if (next.done || (o.retryIf && !o.retryIf(err, attempt))) throw err;
       await o.onRetry?.(err, attempt, next.value);
-      if (next.value > 0) await wait(o.clock ?? realClock, next.value, o.signal, o.unref ?? false);
+      if (next.value > 0) await sleepOn(o.clock ?? realClock, next.value, o.signal, o.unref ?? false);
     }
   }
-}
-
-function wait(clock: Clock, ms: number, signal: AbortSignal | undefined, unref: boolean): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clock.clearTimeout(h);
-      reject(signal!.reason);
-    };
-    const h = clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    if (unref) h.unref();
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

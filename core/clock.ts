@@ -46,7 +46,8 @@ export interface Clock {
   hold<T>(p: Promise<T>): Promise<T>;
 }
 
-function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms` on `clock`; rejects with the signal's reason when it aborts. `unref`: the wait does not keep the process alive. */
+export function sleepOn(clock: Clock, ms: number, signal?: AbortSignal, unref = false): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
@@ -57,6 +58,7 @@ function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> 
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
+    if (unref) h.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
