@@ -24,8 +24,8 @@ import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
-import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
-import { sweepTemps } from '../transfer/receive.ts';
+import { assertName } from '../transfer/jail.ts';
+import { FsStore, type ShareStore } from '../transfer/store.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
@@ -33,7 +33,7 @@ import { Repairer } from './repair.ts';
 import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey'>> & {
+type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'store' | 'rng'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;
@@ -106,12 +106,18 @@ export class Peer extends EventEmitter<PeerEvents> {
     const base = options.transport ?? tcpTransport();
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
+    this.store = options.store ?? new FsStore(this.opts.share);
+    this.rng = options.rng;
     this.flood = new FloodHandler(this);
     this.repairer = new Repairer(this);
     this.transfers = new Transfers(this);
   }
 
   private readonly connectionOptions: PeerOptions['connection'];
+  /** What this peer shares and where downloads land (the share folder unless PeerOptions.store). */
+  readonly store: ShareStore;
+  /** Seeded source of query ids (simulation); undefined: crypto randomness. */
+  private readonly rng: (() => number) | undefined;
 
   get id(): string {
     return this.opts.id;
@@ -133,12 +139,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     return h === '0.0.0.0' || h === '::' ? undefined : h;
   }
 
-  /** Listens on host:port. Checks the share folder exists. */
+  /** Listens on host:port. Checks the share (folder) exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    const root = await shareRoot(this.opts.share);
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
-    const swept = await sweepTemps(root, this.id);
+    const swept = await this.store.prepare(this.id);
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
@@ -221,7 +226,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return listShared(this.opts.share);
+    return this.store.list();
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
@@ -274,6 +279,12 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   newQid(): string {
+    if (this.rng) {
+      // 48 bits from the seeded generator, as 12 hex digits like the random ones.
+      const hi = Math.floor(this.rng() * 0x1000000);
+      const lo = Math.floor(this.rng() * 0x1000000);
+      return `${this.id}:${hi.toString(16).padStart(6, '0')}${lo.toString(16).padStart(6, '0')}`;
+    }
     return `${this.id}:${randomBytes(6).toString('hex')}`;
   }
 

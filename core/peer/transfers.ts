@@ -13,13 +13,11 @@
  * (`preparing`), so a very large file is waited for as long as its holder
  * makes progress.
  */
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { describeError, NotFoundError, RemoteProtocolError, TransferError } from '../errors.ts';
 import type { Message, Msg, PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
-import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
-import { freeBytes, receiveFile } from '../transfer/receive.ts';
+import { assertName } from '../transfer/jail.ts';
+import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { Peer } from './peer.ts';
 import type { DownloadResult } from './types.ts';
@@ -43,7 +41,6 @@ interface Download {
 export class Transfers {
   private downloads = new Map<string, Download>();
   private uploads = new Set<AbortController>();
-  private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
 
   constructor(private readonly peer: Peer) {}
 
@@ -59,13 +56,7 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    const root = await shareRoot(this.peer.opts.share);
-    try {
-      await fsp.lstat(path.join(root, name));
-      throw new TransferError('exists', `${name} already exists in ${this.peer.opts.share}; not overwritten`);
-    } catch (err) {
-      if (err instanceof TransferError) throw err;
-    }
+    if (await this.peer.store.exists(name)) throw new TransferError('exists', `${name} already exists in ${this.peer.store.label}; not overwritten`);
     const qid = this.peer.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
@@ -115,7 +106,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
+    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, store: this.peer.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
       .then((r) => {
         if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
@@ -123,22 +114,9 @@ export class Transfers {
       .finally(() => this.uploads.delete(ac));
   }
 
-  /**
-   * Does this peer share `name`? Names absent from a cached listing of the
-   * share folder (at most 1 s old, refreshed after each download)
-   * are answered without touching the disk; present ones go through the jail.
-   */
-  async localHas(name: string): Promise<{ size: number } | null> {
-    const now = performance.now();
-    if (!this.shareCache || now - this.shareCache.at > 1000) {
-      this.shareCache = {
-        at: now,
-        names: fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null),
-      };
-    }
-    const names = await this.shareCache.names;
-    if (names && !names.has(name)) return null;
-    return hasShared(this.peer.opts.share, name);
+  /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
+  localHas(name: string): Promise<{ size: number } | null> {
+    return this.peer.store.stat(name);
   }
 
   /**
@@ -215,7 +193,7 @@ export class Transfers {
     };
     if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await freeBytes(this.peer.opts.share);
+    const free = await this.peer.store.freeBytes();
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
     clearTimeout(d.noOffer);
@@ -224,13 +202,13 @@ export class Transfers {
     try {
       const m = await receiveFile(conn, offer, {
         shareDir: this.peer.opts.share,
+        store: this.peer.store,
         signal: d.signal,
         idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
         tmpTag: this.peer.id,
         fsync: this.peer.opts.fsync,
         onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
-      this.shareCache = undefined;
       d.settle({ ok: true, value: { ...m, holder: offer.from } });
     } catch (err) {
       d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });

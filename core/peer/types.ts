@@ -4,6 +4,7 @@ import type { Hit, PeerRef, TopoNode } from '../protocol/messages.ts';
 import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
+import type { ShareStore } from '../transfer/store.ts';
 import type { JoinTimeline } from './join.ts';
 
 export type { JoinTimeline, TransferMetrics };
@@ -63,6 +64,16 @@ export interface PeerOptions {
   deadAfterMs?: number;
   /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
   announceMs?: number;
+  /**
+   * What the peer shares and where downloads land. Default: the file-system
+   * store of `share` (the jail). The memory runner passes a MemoryStore.
+   */
+  store?: ShareStore;
+  /**
+   * Random source for query ids, [0,1). Default: crypto randomness. The
+   * memory runner passes a seeded generator so a run repeats exactly.
+   */
+  rng?: () => number;
 }
 
 export interface FloodResult extends FloodCounters {
