@@ -230,11 +230,13 @@ async function syncPath(p: string, name: string): Promise<number> {
 export class MemoryContent {
   sha?: string;
   private hashing?: Promise<string>;
-  constructor(readonly size: number, readonly seed: number) {}
+  /** `data`: fixed bytes (a copy of a real file) instead of generated ones. */
+  constructor(readonly size: number, readonly seed: number, private readonly data?: Buffer) {}
 
   /** Fills `buf[offset, offset+length)` with this content's bytes from `position`; returns the count. */
   fill(buf: Buffer, offset: number, length: number, position: number): number {
     const n = Math.max(0, Math.min(length, this.size - position));
+    if (this.data) return this.data.copy(buf, offset, position, position + n);
     const seed = this.seed;
     let w = 0;
     for (let k = 0; k < n; k++) {
@@ -295,6 +297,11 @@ export class MemoryShares {
   content(size: number, seed: number): MemoryContent {
     if (!Number.isInteger(size) || size < 0) throw new LocalError('bad-option', `content size must be a non-negative integer, not ${size}`);
     return new MemoryContent(size, seed >>> 0);
+  }
+
+  /** Content with fixed bytes (e.g. a copy of one of the repository's demo files). */
+  bytes(data: Buffer): MemoryContent {
+    return new MemoryContent(data.length, 0, data);
   }
 
   /** A store holding `files` (empty: no allocation beyond the store itself). */

@@ -14,7 +14,7 @@ import { messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Ru
 import { createRunner } from './runners.ts';
 import type { Scenario } from './scenario.ts';
 import { pool, waitEvent } from './async.ts';
-import { leftoverParts, sha256File, Workspace } from './shares.ts';
+import { leftoverParts, REPO_SHARES, sha256File, Workspace } from './shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
 
 export interface ClusterOptions {
@@ -81,6 +81,8 @@ export class Cluster {
       heartbeatMs: o.heartbeatMs,
       announceMs: o.announceMs,
       floodTimeoutMs: o.floodTimeoutMs,
+      // Query ids and metaserver tokens of the memory runner (simulation only).
+      simSeed: s.rng.fork(`sim:${this.round}`).int(0, 2 ** 32 - 1),
     });
     this.ws = new Workspace();
   }
@@ -121,9 +123,19 @@ export class Cluster {
     const handles = await this.s.step(this.tag(`${n} peer${n === 1 ? '' : 's'} start (${this.runner.kind})`), async () => {
       try {
         return await pool(list, o.startConcurrency ?? (this.runner.kind === 'process' ? 4 : 64), async (d) => {
-          const share = d.folder === 'common' && !d.files?.length ? this.commonFolder() : this.ws.share(this.round ? `${this.round}-${d.id}` : d.id, d.from);
-          for (const f of d.files ?? []) await this.ws.generate(share, f.name, f.bytes, this.s.rng.fork(`file:${d.id}:${f.name}`).next);
-          const h = await this.runner.startPeer({ id: d.id, share, maxChildren: d.maxChildren ?? this.maxChildren }, this.meta.address);
+          let h: PeerHandle;
+          if (this.runner.kind === 'memory') {
+            // No folders: the peer's files live in a memory store (generated from the seed, or copies of shares/<from>).
+            const memFiles = [
+              ...(d.from ? repoFiles(d.from) : []),
+              ...(d.files ?? []).map((f) => ({ name: f.name, bytes: f.bytes, seed: this.s.rng.fork(`file:${d.id}:${f.name}`).int(0, 2 ** 32 - 1) })),
+            ];
+            h = await this.runner.startPeer({ id: d.id, share: `memory:${d.id}`, maxChildren: d.maxChildren ?? this.maxChildren, memFiles }, this.meta.address);
+          } else {
+            const share = d.folder === 'common' && !d.files?.length ? this.commonFolder() : this.ws.share(this.round ? `${this.round}-${d.id}` : d.id, d.from);
+            for (const f of d.files ?? []) await this.ws.generate(share, f.name, f.bytes, this.s.rng.fork(`file:${d.id}:${f.name}`).next);
+            h = await this.runner.startPeer({ id: d.id, share, maxChildren: d.maxChildren ?? this.maxChildren }, this.meta.address);
+          }
           this.track(h);
           bar.tick();
           return h;
@@ -221,9 +233,17 @@ export class Cluster {
       const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail }).finally(() => h.off('progress', onProgress));
       const doneAt = this.s.now();
       this.s.records.floods.push(floodRow(this.round, 'download', by, label, at, treeSize, d.search));
-      const disk = await sha256File(path.join(h.share, name)).catch(() => null);
       const holder = this.peers.get(d.holder.id);
-      const src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
+      let disk: string | null;
+      let src: string | null;
+      if (h.storedSha256) {
+        // Memory stores: the requester's stored content and the holder's, by their own hashes.
+        disk = await h.storedSha256(name).catch(() => null);
+        src = holder?.storedSha256 ? await holder.storedSha256(name).catch(() => null) : null;
+      } else {
+        disk = await sha256File(path.join(h.share, name)).catch(() => null);
+        src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
+      }
       const diskOk = disk === null ? false : disk === d.sha256 && (src === null || src === disk);
       const row = transferRow(this.round, by, label, at, doneAt, d, diskOk);
       if (samples.length >= 2) row.samples = samples;
@@ -232,7 +252,7 @@ export class Cluster {
       if (o.expectFrom) this.s.check(d.holder.id === o.expectFrom, `${what} from ${o.expectFrom}`, `came from ${d.holder.id}`);
       return row;
     } catch (err) {
-      const parts = leftoverParts(h.share);
+      const parts = h.openTemps ? Array.from({ length: h.openTemps() }, (_, i) => `temporary #${i + 1}`) : leftoverParts(h.share);
       const row: TransferRow = {
         round: this.round, file: name, from: '', to: by, label, at, doneAt: this.s.now(), bytes: 0, ttfbMs: null, durationMs: this.s.now() - at, mbps: null,
         sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: errorCode(err), error: messageOf(err),
@@ -357,6 +377,22 @@ export class Cluster {
     await this.runner.close();
     await this.ws.remove();
   }
+}
+
+/** The files of the repository's shares/<from>, read once (memory stores copy them). */
+const repoCache = new Map<string, { name: string; bytes: number; seed: number; data: Buffer }[]>();
+function repoFiles(from: string): { name: string; bytes: number; seed: number; data: Buffer }[] {
+  let files = repoCache.get(from);
+  if (!files) {
+    const dir = path.join(REPO_SHARES, from);
+    if (!fs.existsSync(dir)) throw new Error(`no share folder shares/${from} in the repository`);
+    files = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() && !e.name.startsWith('.')).map((e) => {
+      const data = fs.readFileSync(path.join(dir, e.name));
+      return { name: e.name, bytes: data.length, seed: 0, data };
+    });
+    repoCache.set(from, files);
+  }
+  return files;
 }
 
 /** Sockets an in-process TCP peer holds: its listener and both ends of its tree links, plus short-lived ones. */

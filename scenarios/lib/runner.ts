@@ -22,6 +22,12 @@ export interface PeerSpec {
   /** Absolute path of the peer's share folder (made by the Workspace). */
   share: string;
   maxChildren: number;
+  /**
+   * Memory runner only: the peer's files, held in a memory store instead of
+   * the folder `share` (which is then only a label): generated from `seed`,
+   * or fixed `data` (a copy of a repository file).
+   */
+  memFiles?: { name: string; bytes: number; seed: number; data?: Buffer }[];
 }
 
 export interface JoinOutcome {
@@ -59,6 +65,10 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   crash(): Promise<void>;
   /** Cleanup: stop without ceremony; never throws. */
   dispose(): Promise<void>;
+  /** Memory runner: SHA-256 of a file the peer holds (its store has no folder to re-hash), or null. */
+  storedSha256?(name: string): Promise<string | null>;
+  /** Memory runner: downloads being written and not yet committed or discarded. */
+  openTemps?(): number;
 }
 
 export interface Op {
@@ -89,6 +99,11 @@ export interface RunnerOptions {
   announceMs?: number;
   /** Per-flood wait, ms (core default 10,000). */
   floodTimeoutMs?: number;
+  /**
+   * Memory runner: seed of the peers' query ids and the metaserver's tokens
+   * (simulation only), so a run is a function of its seed. Unset: crypto randomness.
+   */
+  simSeed?: number;
 }
 
 export interface MemorySample {
