@@ -69,7 +69,7 @@ export const churn: ScenarioDef = {
         const names = by ? [...catalog.entries()].filter(([, h]) => !h.has(by) && (anyFile || h.size > 0)).map(([n]) => n) : [];
         if (!by || names.length === 0) {
           // Nothing to ask right now (every live peer busy or holding everything): let the others move.
-          await new Promise((res) => setTimeout(res, 20));
+          await s.sleep(20);
           continue;
         }
         const name = r.pick(names);
@@ -140,7 +140,7 @@ export const churn: ScenarioDef = {
     for (let tries = 0; tries < 40; tries++) {
       registry = (await c.meta.status()).map((e) => e.id);
       if (registry.length === alive.size && registry.every((id) => alive.has(id))) break;
-      await new Promise((r) => setTimeout(r, 250));
+      await s.sleep(250);
     }
     s.check(registry.length === alive.size && registry.every((id) => alive.has(id)), 'the metaserver lists exactly the live peers', `registry: ${registry.sort().join(' ')}; live: ${[...alive].sort().join(' ')}`);
 

@@ -160,7 +160,8 @@ export class Cluster {
 
   private async joinAll(handles: PeerHandle[], concurrency: number, settle: boolean): Promise<void> {
     const bar = this.s.progress(this.tag(`joining ${handles.length} peers`), handles.length);
-    const t0 = performance.now();
+    const t0 = this.s.now();
+    const w0 = this.s.wallNow();
     await this.s.step(this.tag(`${handles.length} peer${handles.length === 1 ? '' : 's'} join${concurrency > 1 ? ` (${concurrency} at a time)` : ''}`), async () => {
       try {
         await pool(handles, concurrency, async (h) => {
@@ -175,15 +176,15 @@ export class Cluster {
         bar.done();
       }
     });
-    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: performance.now() - t0 });
+    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: this.s.now() - t0, wallMs: this.s.wallNow() - w0 });
   }
 
   /** Resolves once the metaserver lists `id` as joined (polls its status). */
   private async settled(id: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
+    const deadline = this.s.now() + timeoutMs;
     while ((await this.meta.status()).find((e) => e.id === id)?.state !== 'joined') {
-      if (performance.now() > deadline) throw new Error(`the metaserver did not list ${id} as joined within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 5));
+      if (this.s.now() > deadline) throw new Error(`the metaserver did not list ${id} as joined within ${timeoutMs} ms`);
+      await this.s.sleep(5);
     }
   }
 
@@ -309,10 +310,10 @@ export class Cluster {
       const orphans = st.children.map((c) => c.id).filter((c) => this.peers.get(c)?.alive);
       const waits = orphans.map((c) => waitEvent(this.peer(c), 'repaired', (r) => r.lost === id, timeoutMs, `${c} to reattach after ${id} ${verb.replace(/s$/, '')}`));
       waits.forEach((w) => w.catch(() => undefined));
-      const t0 = performance.now();
+      const t0 = this.s.now();
       await go(h);
       await Promise.all(waits);
-      return { orphans, ms: performance.now() - t0 };
+      return { orphans, ms: this.s.now() - t0 };
     });
   }
 
@@ -323,7 +324,7 @@ export class Cluster {
    */
   async waitWhole(o: { by?: string; timeoutMs?: number; label?: string } = {}): Promise<TopoNode[]> {
     return this.s.step(this.tag('tree is whole'), async () => {
-      const deadline = performance.now() + (o.timeoutMs ?? 30_000);
+      const deadline = this.s.now() + (o.timeoutMs ?? 30_000);
       let last = '';
       for (;;) {
         const alive = this.alive();
@@ -337,7 +338,7 @@ export class Cluster {
           return r.nodes;
         }
         last = check.why ?? `incomplete (missing ${r.missing.join(', ')})`;
-        if (performance.now() > deadline) throw new Error(`the tree is not whole: ${last}`);
+        if (this.s.now() > deadline) throw new Error(`the tree is not whole: ${last}`);
         await this.nextChange(250);
       }
     });
@@ -348,12 +349,14 @@ export class Cluster {
     return new Promise((resolve) => {
       const hs = [...this.peers.values()].filter((p) => p.alive);
       const evs = ['repaired', 'child-joined', 'child-left'] as const;
+      let fired = false;
       const done = () => {
-        clearTimeout(t);
+        if (fired) return;
+        fired = true;
         for (const p of hs) for (const e of evs) p.off(e, done);
         resolve();
       };
-      const t = setTimeout(done, ms);
+      void this.s.sleep(ms).then(done);
       for (const p of hs) for (const e of evs) p.on(e, done);
     });
   }

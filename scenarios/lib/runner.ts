@@ -12,7 +12,7 @@
  * the control protocol, the in-process runners get them from Peer directly.
  */
 import type { EventEmitter } from 'node:events';
-import type { DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
+import type { Clock, DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 
 export const RUNNERS = ['process', 'inproc', 'memory'] as const;
 export type RunnerKind = (typeof RUNNERS)[number];
@@ -120,6 +120,8 @@ export interface MemorySample {
 
 export interface Runner {
   readonly kind: RunnerKind;
+  /** The clock its nodes run on when not real time (the memory runner's SimClock). */
+  readonly clock?: Clock;
   startMetaserver(o: { policy: Policy }): Promise<MetaHandle>;
   startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle>;
   /** Memory attributable to the live peers. */

@@ -5,7 +5,8 @@
  * started, whatever happens; the result is plain JSON (see ScenarioResult).
  * The command-line wrapper is cli.ts.
  */
-import type { TopoNode } from '../../core/index.ts';
+import { createHash } from 'node:crypto';
+import type { Clock, TopoNode } from '../../core/index.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
@@ -40,7 +41,24 @@ export interface PhaseRow {
   round: string;
   phase: string;
   peers: number;
+  /** Scenario clock: simulated ms under the memory runner, wall ms otherwise. */
   ms: number;
+  /** Wall-clock ms (left out of simDigest). */
+  wallMs?: number;
+}
+
+/**
+ * Fields of the records that carry wall-clock (or machine) figures and are
+ * left out of `simDigest`, wherever they appear: `memory` (heap and RSS
+ * samples) and every `wallMs` (wall time of a step or phase). Everything
+ * else in the records is simulated under the memory runner.
+ */
+export const WALL_FIELDS: readonly string[] = ['memory', 'wallMs'];
+
+/** SHA-256 (hex) of the records without WALL_FIELDS: equal for two runs of the same command under the memory runner. */
+export function recordsDigest(records: Records): string {
+  const drop = new Set(WALL_FIELDS);
+  return createHash('sha256').update(JSON.stringify(records, (k, v) => (drop.has(k) ? undefined : v))).digest('hex');
 }
 
 export interface Records {
@@ -78,6 +96,13 @@ export interface ScenarioResult {
   command: string;
   startedAt: string;
   durationMs: number;
+  /**
+   * Under the memory runner (every overlay of the run simulated): SHA-256 of
+   * the records without their wall-clock fields (WALL_FIELDS). Two runs of
+   * the same command print the same digest. null when any overlay ran on
+   * real time (inproc or process runner).
+   */
+  simDigest?: string | null;
   records: Records;
   /** The final topology (last whole tree seen), if any. */
   tree: { round: string; nodes: TopoNode[]; text: string } | null;
@@ -105,6 +130,13 @@ export class Scenario {
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
+  /** The simulated clock of the overlay running now (memory runner), if any. */
+  private sim: Clock | undefined;
+  /** Simulated ms of earlier simulated overlays (each clock starts at 0). */
+  private simBase = 0;
+  /** Overlays started: every one simulated so far? */
+  private simOnly = true;
+  private simSeen = false;
 
   constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
     this.rng = createRng(opts.seed);
@@ -114,9 +146,46 @@ export class Scenario {
     return !this.opts.quiet && !this.opts.json;
   }
 
-  /** ms since the scenario started (harness clock). */
+  /**
+   * ms since the scenario started on the scenario clock: simulated time
+   * while a memory-runner overlay runs (and frozen between simulated
+   * overlays), wall time otherwise.
+   */
   now(): number {
+    if (this.sim) return this.simBase + this.sim.now();
+    return this.simSeen && this.simOnly ? this.simBase : this.wallNow();
+  }
+
+  /** Wall-clock ms since the scenario started (always real). */
+  wallNow(): number {
     return performance.now() - this.t0;
+  }
+
+  /** True while the scenario clock is simulated. */
+  get simulated(): boolean {
+    return this.sim !== undefined;
+  }
+
+  /** Waits `ms` on the scenario clock (simulated under the memory runner). */
+  sleep(ms: number): Promise<void> {
+    if (this.sim) return this.sim.sleep(ms);
+    return new Promise((r) => setTimeout(r, ms));
+  }
+
+  /** An overlay starts on `clock` (the memory runner's SimClock, or undefined for real time). */
+  attachClock(clock: Clock | undefined): void {
+    if (clock?.kind === 'sim') {
+      this.simSeen = true;
+      this.sim = clock;
+    } else this.simOnly = false;
+  }
+
+  /** The overlay on `clock` is closed: its simulated time is added to the base. */
+  detachClock(clock: Clock | undefined): void {
+    if (clock && clock === this.sim) {
+      this.simBase += clock.now();
+      this.sim = undefined;
+    }
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -132,10 +201,11 @@ export class Scenario {
   /** Runs and records a step; a failure is logged and re-thrown (soft: recorded as expected). */
   async step<T>(name: string, fn: () => Promise<T>, o: { soft?: boolean } = {}): Promise<T> {
     const at = this.now();
+    const w0 = this.wallNow();
     try {
       const v = await fn();
       const ms = this.now() - at;
-      this.records.steps.push({ name, ok: true, at, ms });
+      this.records.steps.push({ name, ok: true, at, ms, ...(this.sim ? { wallMs: this.wallNow() - w0 } : {}) });
       if (this.logSteps) this.log(`  ✓ ${name} (${ms.toFixed(0)} ms)`);
       return v;
     } catch (err) {
@@ -158,6 +228,7 @@ export class Scenario {
   async cluster(o: ClusterOptions = {}): Promise<Cluster> {
     const c = new Cluster(this, o);
     this.clusters.add(c);
+    this.attachClock(c.runner.clock);
     try {
       return await c.start();
     } catch (err) {
@@ -168,7 +239,11 @@ export class Scenario {
 
   async closeCluster(c: Cluster): Promise<void> {
     this.clusters.delete(c);
-    await c.close();
+    try {
+      await c.close();
+    } finally {
+      this.detachClock(c.runner.clock);
+    }
   }
 
   /**
@@ -232,9 +307,10 @@ export class Scenario {
       failures,
       seed: o.seed,
       options: { peers: o.peers, runner: o.runner, maxChildren: o.maxChildren, policy: o.policy, latency: o.latency, bandwidth: o.bandwidth, extra: o.extra },
+      simDigest: this.simSeen && this.simOnly ? recordsDigest(this.records) : null,
       command: ['npx tsx', `scenarios/${this.def.name}.ts`, ...this.argv, ...(o.given.has('seed') ? [] : ['--seed', String(o.seed)])].join(' '),
       startedAt: this.startedAt.toISOString(),
-      durationMs: this.now(),
+      durationMs: this.wallNow(),
       records: this.records,
       tree: this.tree,
       summary: this.summary,
