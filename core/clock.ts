@@ -38,6 +38,12 @@ export interface Clock {
   timeoutSignal(ms: number): AbortSignal;
   /** Resolves after `ms`; rejects with the signal's reason if it aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Real work (file I/O) that simulated time must wait for: on a SimClock,
+   * time does not jump until `p` settles, so disk work takes no simulated
+   * time; on the real clock, `p` itself. Returns `p`.
+   */
+  hold<T>(p: Promise<T>): Promise<T>;
 }
 
 function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
@@ -66,6 +72,7 @@ export const realClock: Clock = {
   defer: (fn, arg) => void setImmediate(fn as (a: unknown) => void, arg as unknown),
   timeoutSignal: (ms) => AbortSignal.timeout(ms),
   sleep: (ms, signal) => sleepOn(realClock, ms, signal),
+  hold: (p) => p,
 };
 
 /** `signal`, or a deadline of `ms` on `clock`, whichever fires first. */

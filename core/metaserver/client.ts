@@ -6,7 +6,8 @@
 import { TreeshareError } from '../errors.ts';
 import { newNonce, proofOf, sameSecret } from '../protocol/proof.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
-import { nextMessage, withTimeout } from '../transport/connection.ts';
+import { nextMessage } from '../transport/connection.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface RequestOptions {
@@ -15,11 +16,14 @@ export interface RequestOptions {
   timeoutMs?: number;
   localHost?: string;
   maxFrameBytes?: number;
+  /** Clock of the timeout (and of the connection's timers). Default realClock. */
+  clock?: Clock;
 }
 
 export async function request<T extends MessageType>(transport: Transport, to: HostPortLike, msg: Message, expect: readonly T[], opts: RequestOptions = {}): Promise<Msg<T>> {
-  const signal = withTimeout(opts.signal, opts.timeoutMs ?? 5000);
-  const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes } });
+  const clock = opts.clock ?? realClock;
+  const signal = deadline(clock, opts.timeoutMs ?? 5000, opts.signal);
+  const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes, ...(opts.clock ? { clock } : {}) } });
   try {
     const reply = nextMessage(conn, expect, { signal });
     conn.send(msg);

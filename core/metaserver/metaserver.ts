@@ -23,6 +23,7 @@ import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { probePeer } from './client.ts';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { Registry } from './registry.ts';
 import { MetaService } from './service.ts';
 import { LocalError } from '../errors.ts';
@@ -52,6 +53,8 @@ export interface MetaserverOptions {
   /** Most simultaneous connections. Default 10,000. */
   maxConnections?: number;
   connection?: ConnectionOptions;
+  /** Time source of registry times, the stale-entry sweep and probe timeouts. Default realClock (the memory runner passes its SimClock). */
+  clock?: Clock;
 }
 
 export interface MetaserverEvents {
@@ -73,9 +76,11 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   private readonly service: MetaService;
   private listener: Listener | undefined;
   private conns = new Set<Connection>();
-  private sweep: NodeJS.Timeout | undefined;
+  private sweep: TimerHandle | undefined;
+  private readonly clock: Clock;
   private readonly rng: () => number;
-  private readonly t0 = Date.now() - performance.now();
+  /** Date.now() at clock.now() = 0: wall-clock timestamps shown to users (under a SimClock: simulated, counted from the real start). */
+  private readonly t0: number;
 
   constructor(private readonly opts: MetaserverOptions = {}) {
     super();
@@ -86,9 +91,11 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     this.transport = opts.networkKey ? keyedTransport(base, opts.networkKey) : base;
     this.registry = new Registry(opts.pendingTtlMs ?? 5000);
     this.rng = opts.rng ?? Math.random;
+    this.clock = opts.clock ?? realClock;
+    this.t0 = Date.now() - this.clock.now();
     this.service = new MetaService(this.registry, {
-      policy, rng: this.rng, now: () => performance.now(), wallNow: () => this.wallNow(),
-      probe: (a, expect) => probePeer(this.transport, a, expect, { timeoutMs: 1500 }),
+      policy, rng: this.rng, now: () => this.clock.now(), wallNow: () => this.wallNow(),
+      probe: (a, expect) => probePeer(this.transport, a, expect, { timeoutMs: 1500, ...(opts.clock ? { clock: this.clock } : {}) }),
       events: {
         register: (e) => this.emit('register', e),
         announce: (e) => this.emit('announce', e),
@@ -115,17 +122,17 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     });
     const timeout = this.opts.peerTimeoutMs ?? 30_000;
     if (timeout > 0) {
-      this.sweep = setInterval(() => {
-        for (const e of this.registry.stale(performance.now(), timeout)) this.drop(e.id, `not heard from in ${Math.round(timeout / 1000)} s`);
+      this.sweep = this.clock.setInterval(() => {
+        for (const e of this.registry.stale(this.clock.now(), timeout)) this.drop(e.id, `not heard from in ${Math.round(timeout / 1000)} s`);
       }, Math.max(100, Math.floor(timeout / 4)));
-      this.sweep.unref?.();
+      this.sweep.unref();
     }
     this.emit('listening', this.listener.address);
     return this.listener.address;
   }
 
   async stop(): Promise<void> {
-    if (this.sweep) clearInterval(this.sweep);
+    if (this.sweep) this.clock.clearInterval(this.sweep);
     const closing = this.listener?.close();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
@@ -177,7 +184,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   }
 
   private wallNow(): number {
-    return Math.round(this.t0 + performance.now());
+    return Math.round(this.t0 + this.clock.now());
   }
 }
 

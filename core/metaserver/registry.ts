@@ -31,7 +31,7 @@ import type { RegistryEntry } from '../protocol/messages.ts';
 import type { Policy } from '../protocol/referral.ts';
 
 export interface Entry extends RegistryEntry {
-  /** performance.now() of the last register/announce. */
+  /** clock.now() (the metaserver's clock) of the last register/announce. */
   seenAt: number;
   /** The secret issued at register (never listed). */
   token: string;

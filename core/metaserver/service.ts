@@ -33,7 +33,7 @@ export interface ServiceOptions {
   policy: Policy;
   rng: () => number;
   probe: Prober;
-  /** Monotonic ms (performance.now()). */
+  /** Monotonic ms (the metaserver's clock.now()). */
   now: () => number;
   /** Wall-clock ms for joinedAt. */
   wallNow: () => number;

@@ -9,6 +9,7 @@
  * Each hop waits at most the budget the request carries, and forwards a
  * smaller one, so answers get home before the requester's deadline.
  */
+import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
 import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
@@ -50,7 +51,7 @@ export class FloodHandler {
     for (const n of p.nodes) a.nodes.push(n);
   });
   private readonly local = new Map<string, Local>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, TimerHandle>();
   private readonly buckets = new Map<string, TokenBucket>();
   /** Floods refused by the per-neighbour rate limit since start. */
   throttledCount = 0;
@@ -64,7 +65,7 @@ export class FloodHandler {
     const q: Msg<'query'> = { t: 'query', qid, name, origin: this.peer.ref, ttl: this.peer.opts.ttl, hops: 0, budget: this.peer.opts.floodTimeoutMs, want };
     return this.run(qid, name, o.signal, `search for ${name}`, () => void this.onQuery(null, q), (c, l) => {
       const acc = c.acc as QueryAgg;
-      const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
+      const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: this.peer.clock.now() - l.t0 };
       this.peer.emit('search-done', r);
       return r;
     });
@@ -75,7 +76,7 @@ export class FloodHandler {
     const m: Msg<'topo'> = { t: 'topo', qid, origin: this.peer.ref, hops: 0, ttl: this.peer.opts.ttl, budget: this.peer.opts.floodTimeoutMs };
     return this.run(qid, '', o.signal, 'topology', () => void this.onTopo(null, m), (c, l) => {
       const acc = c.acc as TopoAgg;
-      const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
+      const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: this.peer.clock.now() - l.t0 };
       this.peer.emit('topo-done', r);
       return r;
     });
@@ -84,7 +85,7 @@ export class FloodHandler {
   /** A download's first offer counts as its first hit. */
   noteHit(qid: string): void {
     const l = this.local.get(qid);
-    if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+    if (l && l.firstHitAt === null) l.firstHitAt = this.peer.clock.now();
   }
 
   private run<R>(qid: string, name: string, signal: AbortSignal | undefined, what: string, start: () => void, finish: (c: Completion<QueryAgg> | Completion<TopoAgg>, l: Local) => R): Promise<R> {
@@ -97,7 +98,7 @@ export class FloodHandler {
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       const l: Local = {
-        t0: performance.now(),
+        t0: this.peer.clock.now(),
         name,
         firstHitAt: null,
         done: (c) => {
@@ -124,7 +125,7 @@ export class FloodHandler {
       case 'query-reply': {
         const l = this.local.get(m.qid);
         if (l && m.hits.length) {
-          if (l.firstHitAt === null) l.firstHitAt = performance.now();
+          if (l.firstHitAt === null) l.firstHitAt = this.peer.clock.now();
           for (const h of m.hits) this.peer.emit('hit', { qid: m.qid, name: l.name, holder: h });
         }
         this.complete(this.queries.reply(m.qid, link.ref.id, { counters: countersOf(m), hits: m.hits }), 'query');
@@ -132,7 +133,7 @@ export class FloodHandler {
       }
       case 'topo-reply': {
         const l = this.local.get(m.qid);
-        if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+        if (l && l.firstHitAt === null) l.firstHitAt = this.peer.clock.now();
         if (!m.final) this.topos.partial(m.qid, link.ref.id, { counters: emptyCounters(), nodes: m.nodes });
         else this.complete(this.topos.reply(m.qid, link.ref.id, { counters: countersOf(m), nodes: m.nodes }), 'topo');
         return;
@@ -146,7 +147,7 @@ export class FloodHandler {
    * so the requester still gets a definite answer and others are not starved.
    */
   private throttled(link: Link, m: Msg<'topo' | 'query'>): boolean {
-    const now = performance.now();
+    const now = this.peer.clock.now();
     let b = this.buckets.get(link.ref.id);
     if (!b) this.buckets.set(link.ref.id, (b = new TokenBucket(this.peer.opts.queryRatePerSec, this.peer.opts.queryBurst, now)));
     if (b.take(now)) return false;
@@ -173,7 +174,7 @@ export class FloodHandler {
   }
 
   private async onQuery(from: Link | null, q: Msg<'query'>): Promise<void> {
-    const now = performance.now();
+    const now = this.peer.clock.now();
     if (this.seen.checkAndAdd(q.qid, now)) {
       from?.conn.send({ t: 'query-reply', qid: q.qid, hits: [], missing: [], reached: 0, messages: 1, duplicates: 1, maxHops: q.hops });
       return;
@@ -190,7 +191,7 @@ export class FloodHandler {
   }
 
   private async onTopo(from: Link | null, m: Msg<'topo'>): Promise<void> {
-    const now = performance.now();
+    const now = this.peer.clock.now();
     if (this.seen.checkAndAdd(m.qid, now)) {
       from?.conn.send({ t: 'topo-reply', qid: m.qid, nodes: [], missing: [], final: true, reached: 0, messages: 1, duplicates: 1, maxHops: m.hops });
       return;
@@ -236,12 +237,12 @@ export class FloodHandler {
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
     const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
     if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    const t = setTimeout(() => {
+    const t = this.peer.clock.setTimeout(() => {
       this.timers.delete(qid);
       const done = cc.timeout(qid);
       if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, kind);
     }, Math.max(1, budget));
-    t.unref?.();
+    t.unref();
     this.timers.set(qid, t);
   }
 
@@ -249,7 +250,7 @@ export class FloodHandler {
     if (!c) return;
     const t = this.timers.get(c.qid);
     if (t) {
-      clearTimeout(t);
+      this.peer.clock.clearTimeout(t);
       this.timers.delete(c.qid);
     }
     if (c.to === null) {

@@ -9,11 +9,12 @@ import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
 import { metaLeave, request } from '../metaserver/client.ts';
-import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {
-  /** performance.now() when the (first) register request left. */
+  /** clock.now() (the peer's clock) when the (first) register request left. */
   registerSentAt: number;
   referralAt: number;
   referral: PeerRef | null;
@@ -49,6 +50,8 @@ export interface JoinParams {
   token?: () => string | undefined;
   /** Registrations tried when referrals fail (target dead, frozen, leaving, refusing). Default 5. */
   maxAttempts?: number;
+  /** Time source for timestamps, step timeouts and backoff. Default realClock. */
+  clock?: Clock;
 }
 
 export interface JoinOutcome {
@@ -75,7 +78,8 @@ class BadTarget extends TreeshareError {
  * 100 ms, ... at most 1 s), up to `maxAttempts` registrations.
  */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
-  const startedAt = performance.now();
+  const clock = p.clock ?? realClock;
+  const startedAt = clock.now();
   const max = p.maxAttempts ?? 5;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -83,17 +87,18 @@ export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
     } catch (err) {
       if (!(err instanceof BadTarget) || p.via || attempt >= max || p.signal?.aborted) throw err;
       // The metaserver probes the reported peer (up to 1.5 s) before answering.
-      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost }).catch(() => undefined);
-      await sleep(Math.min(1000, 50 * 2 ** (attempt - 1)), p.signal);
+      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost, clock }).catch(() => undefined);
+      await sleep(clock, Math.min(1000, 50 * 2 ** (attempt - 1)), p.signal);
     }
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms` on `clock`; resolves early (does not reject) when `signal` aborts. */
+function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
+    const t = clock.setTimeout(done, ms);
     function done() {
-      clearTimeout(t);
+      clock.clearTimeout(t);
       signal?.removeEventListener('abort', done);
       resolve();
     }
@@ -103,19 +108,20 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
   const step = p.stepTimeoutMs ?? 5000;
+  const clock = p.clock ?? realClock;
   let referral: PeerRef | null;
   let referralAt: number;
   let token: string | undefined;
-  const metaSentAt = performance.now();
+  const metaSentAt = clock.now();
   if (p.via) {
     referral = p.via;
     referralAt = registerSentAt;
   } else {
     const old = p.token?.();
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock }).catch((err: unknown) => {
       throw metaUnreachable(err);
     });
-    referralAt = performance.now();
+    referralAt = clock.now();
     referral = reg.referral;
     token = reg.token;
   }
@@ -131,8 +137,8 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
   for (;;) {
     const v = tracker.visit(addrKey(target));
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
-    const sentAt = performance.now();
-    const signal = withTimeout(p.signal, step);
+    const sentAt = clock.now();
+    const signal = deadline(clock, step, p.signal);
     // Any failure at the target, but our own abort, is the target's: reported, and we ask again.
     const bad = (err: unknown) => (err instanceof TreeshareError && !p.signal?.aborted ? new BadTarget(target, err) : err);
     let conn: Connection;
@@ -151,7 +157,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       throw bad(err);
     }
     if (reply.t === 'accept') {
-      const now = performance.now();
+      const now = clock.now();
       timeline.acceptedAt = now;
       timeline.parent = { id: reply.id, host: reply.host, port: reply.port };
       timeline.depth = reply.depth + 1;
@@ -160,7 +166,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       return { timeline, conn, token, path: reply.path };
     }
     conn.end();
-    timeline.redirects.push({ from: target, to: reply.to, at: performance.now() });
+    timeline.redirects.push({ from: target, to: reply.to, at: clock.now() });
     p.onRedirect?.(target, reply.to);
     const r = tracker.redirect();
     if (!r.ok) throw new TreeshareError('too-many-redirects', `join failed: ${r.reason}`);

@@ -13,6 +13,7 @@
  * repair.ts, floods in flood-handler.ts, downloads and uploads in transfers.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
@@ -33,7 +34,7 @@ import { Repairer } from './repair.ts';
 import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'store' | 'rng'>> & {
+type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'store' | 'rng'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;
@@ -55,8 +56,11 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly flood: FloodHandler;
   private readonly repairer: Repairer;
   readonly transfers: Transfers;
-  private timers: NodeJS.Timeout[] = [];
-  private announceTimer: NodeJS.Timeout | undefined;
+  /** Every now(), timer and timeout of this peer (realClock unless a simulation passes its SimClock). */
+  readonly clock: Clock;
+  private readonly rng: (() => number) | undefined;
+  private timers: TimerHandle[] = [];
+  private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
   stopping = false;
   /** False while an orphaned subtree is reattaching: it must not announce itself as a root. */
@@ -103,11 +107,13 @@ export class Peer extends EventEmitter<PeerEvents> {
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
     };
+    this.clock = options.clock ?? realClock;
+    this.rng = options.rng;
+    this.lastBeat = this.clock.now();
     const base = options.transport ?? tcpTransport();
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
     this.store = options.store ?? new FsStore(this.opts.share);
-    this.rng = options.rng;
     this.flood = new FloodHandler(this);
     this.repairer = new Repairer(this);
     this.transfers = new Transfers(this);
@@ -116,8 +122,6 @@ export class Peer extends EventEmitter<PeerEvents> {
   private readonly connectionOptions: PeerOptions['connection'];
   /** What this peer shares and where downloads land (the share folder unless PeerOptions.store). */
   readonly store: ShareStore;
-  /** Seeded source of query ids (simulation); undefined: crypto randomness. */
-  private readonly rng: (() => number) | undefined;
 
   get id(): string {
     return this.opts.id;
@@ -143,7 +147,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
-    const swept = await this.store.prepare(this.id);
+    const swept = await this.clock.hold(this.store.prepare(this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
@@ -174,6 +178,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       onReferral: (r: PeerRef | null) => this.emit('referral', r),
       onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
       token: () => this.token,
+      clock: this.clock,
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
     let out: Awaited<ReturnType<typeof joinOverlay>>;
@@ -184,7 +189,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       } catch (err) {
         if (attempt >= this.opts.joinRetries || !(err instanceof MetaserverUnreachableError) || o.signal?.aborted) throw err;
         this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 2} of ${this.opts.joinRetries + 1})`);
-        await new Promise((r) => setTimeout(r, delay));
+        await this.clock.sleep(delay, o.signal);
       }
     }
     if (out.token) this.token = out.token;
@@ -198,7 +203,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path, its own tag last. */
   attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     if (conn && t.parent) {
-      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: performance.now(), leaving: false };
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), leaving: false };
       this.links.parent = link;
       this.track(conn);
       this.serveLink(link);
@@ -226,7 +231,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return this.store.list();
+    return this.clock.hold(this.store.list());
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
@@ -252,12 +257,30 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.repairer.leave(o.signal);
   }
 
+  /**
+   * Simulation hook: behaves like a process stopped with SIGSTOP, for
+   * in-process runs (the memory runner): timers stop, nothing more is read
+   * from any connection (new ones included) and nothing is answered, but no
+   * connection closes, so neighbours notice only by silence. No thaw: stop() ends it.
+   */
+  freeze(): void {
+    if (this.frozen) return;
+    this.frozen = true;
+    for (const t of this.timers) this.clock.clearInterval(t);
+    this.timers = [];
+    if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+    for (const c of this.conns) c.pause();
+  }
+
+  private frozen = false;
+
   /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */
   async stop(o: { graceful?: boolean } = {}): Promise<void> {
     this.stopping = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
-    if (this.announceTimer) clearTimeout(this.announceTimer);
+    if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
     this.transfers.abortAll();
     this.flood.clear();
     const closing = this.listener?.close();
@@ -279,13 +302,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   newQid(): string {
-    if (this.rng) {
-      // 48 bits from the seeded generator, as 12 hex digits like the random ones.
-      const hi = Math.floor(this.rng() * 0x1000000);
-      const lo = Math.floor(this.rng() * 0x1000000);
-      return `${this.id}:${hi.toString(16).padStart(6, '0')}${lo.toString(16).padStart(6, '0')}`;
-    }
-    return `${this.id}:${randomBytes(6).toString('hex')}`;
+    if (!this.rng) return `${this.id}:${randomBytes(6).toString('hex')}`;
+    // Seeded runs: 48 bits from the given generator, so the same seed gives the same query ids.
+    const hi = Math.floor(this.rng() * 0x1000000), lo = Math.floor(this.rng() * 0x1000000);
+    return `${this.id}:${hi.toString(16).padStart(6, '0')}${lo.toString(16).padStart(6, '0')}`;
   }
 
   /** Sets our depth and root path and passes both down (children refuse JOINs from their ancestors). */
@@ -312,8 +332,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   scheduleAnnounce(delayMs = 20): void {
-    if (this.stopping || this.announceTimer) return;
-    this.announceTimer = setTimeout(() => {
+    if (this.stopping || this.frozen || this.announceTimer) return;
+    this.announceTimer = this.clock.setTimeout(() => {
       this.announceTimer = undefined;
       void this.announce();
     }, delayMs);
@@ -325,7 +345,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       await request(this.transport, this.opts.meta, {
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
         children: this.links.children.size, maxChildren: this.opts.maxChildren, token: this.token,
-      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000 });
+      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
     } catch (err) {
@@ -363,7 +383,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Registers our id again (our entry now holds another token) and announces where we are. */
   private async reclaim(): Promise<void> {
     try {
-      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000 });
+      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
       this.token = r.token;
       this.log('warn', `our id ${this.id} was registered by another token while we were unresponsive; registered it again`);
       this.scheduleAnnounce(0);
@@ -387,7 +407,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   serveLink(link: Link): void {
     const { conn } = link;
     conn.on('message', (m) => {
-      link.lastHeard = performance.now();
+      if (this.frozen) return;
+      link.lastHeard = this.clock.now();
       try {
         this.onLinkMessage(link, m);
       } catch (err) {
@@ -439,6 +460,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onLinkClosed(link: Link): void {
+    if (this.frozen) return; // a stopped process notices nothing
     if (this.detachParent(link)) {
       if (!this.stopping) this.repairer.onParentLost(link);
     } else if (this.removeChild(link) && !this.stopping) {
@@ -470,10 +492,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /** When heartbeat() last ran (first: construction; a late first tick only skips one judgement). */
-  private lastBeat = performance.now();
+  private lastBeat: number;
 
   private heartbeat(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     // After a stall of our own (GC, overload, SIGSTOP), frames from live neighbours may still sit
     // unread in the sockets: ping only, and judge silence on the next tick.
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
@@ -490,14 +512,16 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private every(ms: number, fn: () => void): void {
-    const t = setInterval(fn, ms);
-    t.unref?.();
+    const t = this.clock.setInterval(fn, ms);
+    t.unref();
     this.timers.push(t);
   }
 
   private onInbound(conn: Connection): void {
     this.track(conn);
+    if (this.frozen) return conn.pause();
     conn.once('message', (m) => {
+      if (this.frozen) return;
       try {
         this.onOpener(conn, m);
       } catch (err) {
@@ -538,7 +562,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
       // Prefer a child heard from lately: one silent for two heartbeats may be frozen or gone.
-      const now = performance.now();
+      const now = this.clock.now();
       const fresh = this.opts.heartbeatMs > 0 ? children.filter((c) => now - (this.links.children.get(c.ref.id)?.lastHeard ?? 0) <= 2 * this.opts.heartbeatMs) : children;
       const to = fresh.some((c) => c.ref.id === d.to.id) || fresh.length === 0 ? d.to : smallestChild(fresh)!.ref;
       conn.send({ t: 'redirect', to });
@@ -550,7 +574,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.links.children.delete(m.id);
       old.conn.destroy();
     }
-    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: performance.now(), leaving: false };
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), leaving: false };
     this.links.children.set(m.id, link);
     this.serveLink(link);
     conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });

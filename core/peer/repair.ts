@@ -55,7 +55,7 @@ export class Repairer {
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
     if (p.joined) {
       try {
-        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal, token: p.token });
+        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal, token: p.token, clock: p.clock });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
@@ -90,10 +90,10 @@ export class Repairer {
       this.handoff = m.successor?.id === p.id ? null : (m.parent ?? m.successor);
       return;
     }
-    const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'left' });
     if (m.successor?.id === p.id) {
-      p.attach(null, { ...(p.timeline ?? blankTimeline()), parent: null, depth: 0 });
+      p.attach(null, { ...(p.timeline ?? blankTimeline(p.clock.now())), parent: null, depth: 0 });
       this.done(rec, null);
       return;
     }
@@ -104,15 +104,15 @@ export class Repairer {
   onParentLost(link: Link): void {
     const p = this.peer;
     if (link.leaving) return;
-    const rec: RepairRecord = { cause: 'parent-crashed', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'parent-crashed', lost: link.ref.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'connection lost' });
     p.log('warn', `lost parent ${link.ref.id}; reattaching`);
     void (async () => {
       // A link closed by the heartbeat detector was silent for deadAfterMs: no second wait on a probe.
-      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => false));
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000, clock: p.clock }).catch(() => false));
       if (!alive) {
         try {
-          await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
+          await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost, clock: p.clock });
         } catch {
           /* metaserver down: the rejoin loop below reports it */
         }
@@ -126,10 +126,10 @@ export class Repairer {
     const p = this.peer;
     if (link.leaving || p.stopping) return;
     void (async () => {
-      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => true));
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000, clock: p.clock }).catch(() => true));
       if (alive || p.stopping) return;
       try {
-        await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
+        await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost, clock: p.clock });
         p.log('info', `reported child ${link.ref.id} dead to the metaserver`);
       } catch (err) {
         p.log('warn', `could not report child ${link.ref.id} dead to the metaserver: ${describeError(err)}`);
@@ -143,7 +143,7 @@ export class Repairer {
     if (p.stopping || this.rejoining || p.links.parent || !p.inTree) return;
     p.inTree = false;
     p.log('warn', `this peer roots a second tree (${reason}); rejoining with its subtree of ${p.links.subtree()}`);
-    const rec: RepairRecord = { cause: 'merged', lost: p.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'merged', lost: p.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     void this.rejoin(rec, undefined);
   }
 
@@ -167,7 +167,7 @@ export class Repairer {
             transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
             subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
             via: attempt === 0 ? via : undefined, signal: ac.signal,
-            onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => p.token,
+            onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => p.token, clock: p.clock,
           });
           if (p.stopping) {
             out.conn?.destroy();
@@ -184,7 +184,7 @@ export class Repairer {
             continue;
           }
           p.log('warn', `reattach attempt ${attempt + 1} failed: ${msg}; retrying in ${delay} ms`);
-          await new Promise((r) => setTimeout(r, delay).unref?.());
+          await new Promise((r) => p.clock.setTimeout(r, delay).unref());
           delay = Math.min(delay * 2, 5000);
         }
       }
@@ -194,7 +194,7 @@ export class Repairer {
   }
 
   private done(rec: RepairRecord, parent: PeerRef | null): void {
-    rec.reattachedAt = performance.now();
+    rec.reattachedAt = this.peer.clock.now();
     rec.ms = rec.reattachedAt - rec.detectedAt;
     rec.newParent = parent;
     this.peer.repairs.push(rec);
@@ -203,7 +203,6 @@ export class Repairer {
   }
 }
 
-function blankTimeline() {
-  const now = performance.now();
+function blankTimeline(now: number) {
   return { registerSentAt: now, referralAt: now, referral: null, redirects: [], acceptedAt: now, parent: null, depth: 0, metaRttMs: 0, finalConnectMs: 0, totalMs: 0 };
 }

@@ -19,6 +19,7 @@ import type { Connection } from '../transport/connection.ts';
 import { assertName } from '../transfer/jail.ts';
 import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
+import type { TimerHandle } from '../clock.ts';
 import type { Peer } from './peer.ts';
 import type { DownloadResult } from './types.ts';
 
@@ -29,7 +30,7 @@ interface Download {
   /** An offer was accepted, or refused for its size (either way `settle` will be called). */
   offered: boolean;
   /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
-  noOffer?: NodeJS.Timeout;
+  noOffer?: TimerHandle;
   /** (Re-)arms `noOffer`; set once the search ended without an offer. */
   armNoOffer?: () => void;
   /** Connections of holders still hashing the file (`preparing`), declined when the download ends. */
@@ -56,7 +57,7 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    if (await this.peer.store.exists(name)) throw new TransferError('exists', `${name} already exists in ${this.peer.store.label}; not overwritten`);
+    if (await this.peer.clock.hold(this.peer.store.exists(name))) throw new TransferError('exists', `${name} already exists in ${this.peer.store.label}; not overwritten`);
     const qid = this.peer.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
@@ -73,8 +74,8 @@ export class Transfers {
         const ms = this.peer.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
-          clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          this.peer.clock.clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = this.peer.clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
@@ -84,7 +85,7 @@ export class Transfers {
       this.peer.emit('downloaded', result);
       return result;
     } finally {
-      clearTimeout(d.noOffer);
+      this.peer.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
@@ -106,7 +107,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, store: this.peer.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
+    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, store: this.peer.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs, clock: this.peer.clock })
       .then((r) => {
         if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
@@ -116,7 +117,7 @@ export class Transfers {
 
   /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
   localHas(name: string): Promise<{ size: number } | null> {
-    return this.peer.store.stat(name);
+    return this.peer.clock.hold(this.peer.store.stat(name));
   }
 
   /**
@@ -188,15 +189,15 @@ export class Transfers {
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
       d.offered = true;
-      clearTimeout(d.noOffer);
+      this.peer.clock.clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
     if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await this.peer.store.freeBytes();
+    const free = await this.peer.clock.hold(this.peer.store.freeBytes());
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
-    clearTimeout(d.noOffer);
+    this.peer.clock.clearTimeout(d.noOffer);
     this.peer.flood.noteHit(offer.qid);
     this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
@@ -205,6 +206,7 @@ export class Transfers {
         store: this.peer.store,
         signal: d.signal,
         idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
+        clock: this.peer.clock,
         tmpTag: this.peer.id,
         fsync: this.peer.opts.fsync,
         onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),

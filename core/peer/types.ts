@@ -1,6 +1,7 @@
 /** Options, results and events of a Peer. */
 import type { FloodCounters } from '../protocol/flood.ts';
 import type { Hit, PeerRef, TopoNode } from '../protocol/messages.ts';
+import type { Clock } from '../clock.ts';
 import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
@@ -74,6 +75,12 @@ export interface PeerOptions {
    * memory runner passes a seeded generator so a run repeats exactly.
    */
   rng?: () => number;
+  /**
+   * Time source for every now(), timer, interval and timeout of this peer and
+   * what it opens (joins, floods, transfers, repair). Default realClock; the
+   * memory runner passes its SimClock (simulated time).
+   */
+  clock?: Clock;
 }
 
 export interface FloodResult extends FloodCounters {

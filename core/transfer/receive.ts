@@ -30,6 +30,7 @@ import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import { assertName } from './jail.ts';
 import { FsStore, type ShareStore } from './store.ts';
+import { realClock, type Clock } from '../clock.ts';
 
 export interface ReceiveOptions {
   /** The share folder (the file-system store's), used when `store` is not given. */
@@ -44,6 +45,12 @@ export interface ReceiveOptions {
   tmpTag?: string;
   /** fsync the file before linking it into place and the folder after. Default true. */
   fsync?: boolean;
+  /**
+   * Clock of the idle timeout and of every duration. Default realClock. Under
+   * a SimClock the opening and closing disk work (open, fsync, link) is held,
+   * so it takes no simulated time; the writes while bytes arrive are not held.
+   */
+  clock?: Clock;
 }
 
 export interface TransferMetrics {
@@ -82,30 +89,31 @@ export async function freeBytes(dir: string): Promise<number> {
 
 export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: ReceiveOptions): Promise<TransferMetrics> {
   assertName(offer.name);
+  const clock = o.clock ?? realClock;
   const store = o.store ?? new FsStore(o.shareDir);
-  const tmp = await store.createTemp({ tag: o.tmpTag, fsync: o.fsync ?? true });
+  const tmp = await clock.hold(store.createTemp({ tag: o.tmpTag, fsync: o.fsync ?? true }));
   // Hashing stays on this thread: a worker thread was measured (2 cores) to add CPU and
   // ~75 MB of RSS without raising throughput, as the holder's process uses the other core.
   const hash = createHash('sha256');
   const from = `${offer.from.id}@${offer.from.host}:${offer.from.port}`;
   let bytes = 0;
   let readPath: TransferMetrics['readPath'] = 'stream';
-  const t0 = performance.now();
+  const t0 = clock.now();
   let tFirst = 0;
 
   const body = new Promise<void>((resolve, reject) => {
     let settled = false;
     // Idle check: one timer ticking at a quarter of the timeout, not one re-armed per chunk.
     const idleMs = o.idleTimeoutMs ?? 15_000;
-    let lastData = performance.now();
-    const idle = setInterval(() => {
-      if (performance.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
+    let lastData = clock.now();
+    const idle = clock.setInterval(() => {
+      if (clock.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
     }, Math.max(10, Math.floor(idleMs / 4)));
     let reported = 0;
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
-      clearInterval(idle);
+      clock.clearInterval(idle);
       conn.off('data', take);
       conn.off('close', onClose);
       o.signal?.removeEventListener('abort', onAbort);
@@ -118,7 +126,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     /** One chunk of the body (a fresh 'data' Buffer, or a view of the reused buffer). */
     const take = (b: Buffer) => {
       if (settled) return;
-      if (tFirst === 0) tFirst = performance.now();
+      if (tFirst === 0) tFirst = clock.now();
       if (bytes + b.length > offer.size) return fail(new TransferError('too-long', `${from} sent more than the ${offer.size} bytes it offered`));
       hash.update(b);
       try {
@@ -127,7 +135,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
         return fail(new TransferError('io', `cannot write ${offer.name}: ${(e as Error).message}`));
       }
       bytes += b.length;
-      lastData = performance.now();
+      lastData = clock.now();
       if (bytes - reported >= 1024 * 1024 || bytes === offer.size) {
         reported = bytes;
         o.onProgress?.(bytes, offer.size);
@@ -148,6 +156,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     // 32 MiB hashed and written without a break (tens of ms). After YIELD_AFTER_MS of
     // reading, pause and resume on the next loop turn, so other sockets (searches, joins)
     // get in between.
+    // Real time on purpose: this shares the CPU between sockets; it decides nothing in the protocol.
     let turn = performance.now();
     let rest = conn.rawInto(buf, (n) => {
       take(buf.subarray(0, n));
@@ -173,18 +182,18 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     await body;
     let fsyncMs = 0;
     try {
-      fsyncMs += await tmp.seal();
+      fsyncMs += await clock.hold(tmp.seal());
     } catch (err) {
       throw new TransferError('io', `cannot write ${offer.name}: ${(err as Error).message}`);
     }
     const sha256 = hash.digest('hex');
     if (sha256 !== offer.sha256) throw new TransferError('hash-mismatch', `SHA-256 of ${offer.name} from ${from} does not match its offer (got ${sha256.slice(0, 12)}…, offered ${offer.sha256.slice(0, 12)}…)`);
-    fsyncMs += await tmp.commit(offer.name, sha256);
+    fsyncMs += await clock.hold(tmp.commit(offer.name, sha256));
     conn.end();
-    const durationMs = performance.now() - t0;
+    const durationMs = clock.now() - t0;
     return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true, readPath, fsyncMs };
   } finally {
-    await tmp.discard();
+    await clock.hold(tmp.discard());
   }
 }
 

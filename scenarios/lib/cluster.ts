@@ -83,6 +83,8 @@ export class Cluster {
       floodTimeoutMs: o.floodTimeoutMs,
       // Query ids and metaserver tokens of the memory runner (simulation only).
       simSeed: s.rng.fork(`sim:${this.round}`).int(0, 2 ** 32 - 1),
+      // Memory rounds share the scenario's SimClock (driven by the scenario).
+      clock: (o.runner ?? so.runner) === 'memory' ? s.simClock() : undefined,
     });
     this.ws = new Workspace();
   }

@@ -1,10 +1,15 @@
 /**
  * The in-process runners: `inproc` (core Peers over real loopback TCP, one
  * Node process) and `memory` (the same Peers over core's MemoryNetwork).
- * They differ only in the transport and in timer defaults: the memory runner
- * turns heartbeats and periodic announces off (announces on change still
- * happen) and the metaserver's stale-entry sweep with them, so ten thousand
- * peers cost no timers.
+ * They differ in the transport and in the clock: the memory runner runs on a
+ * SimClock (simulated time: when nothing is runnable, time jumps to the next
+ * timer), shared by the MemoryNetwork, the metaserver and every peer, and
+ * driven in the background (`clock.start()`) from creation to close, so
+ * heartbeats, periodic announces, the metaserver's stale-entry sweep and
+ * every timeout run there too, at their defaults, and a crash is detected by
+ * silence as over TCP. Operation timeouts (Op.timeoutMs) are simulated ms
+ * there. Real disk work of the peers is held (see Clock.hold): it takes no
+ * simulated time.
  *
  * Open files (inproc): each peer holds a listening socket and one socket per
  * tree link end, about 3 per peer, so one process holds roughly 6,000 peers
@@ -14,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
+import { deadline, realClock, SimClock, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
@@ -35,9 +41,8 @@ export function forceGc(): boolean {
   return true;
 }
 
-function opSignal(o: Op | undefined): AbortSignal {
-  const t = AbortSignal.timeout(o?.timeoutMs ?? 30_000);
-  return o?.signal ? AbortSignal.any([o.signal, t]) : t;
+function opSignal(clock: Clock, o: Op | undefined): AbortSignal {
+  return deadline(clock, o?.timeoutMs ?? 30_000, o?.signal);
 }
 
 /** Re-throws a core error as an OpError with its stable code. */
@@ -53,7 +58,7 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   readonly pid = null;
   alive = true;
 
-  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort) {
+  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort, private readonly clock: Clock) {
     super();
     peer.on('repaired', (r) => this.emit('repaired', r));
     peer.on('parent-lost', (e) => this.emit('parent-lost', e));
@@ -67,16 +72,16 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   }
 
   async join(o?: Op) {
-    return { timeline: await coded(this.peer.join({ signal: opSignal(o) })) };
+    return { timeline: await coded(this.peer.join({ signal: opSignal(this.clock, o) })) };
   }
   search(name: string, o?: Op) {
-    return coded(this.peer.search(name, { signal: opSignal(o) }));
+    return coded(this.peer.search(name, { signal: opSignal(this.clock, o) }));
   }
   download(name: string, o?: Op) {
-    return coded(this.peer.download(name, { signal: opSignal(o) }));
+    return coded(this.peer.download(name, { signal: opSignal(this.clock, o) }));
   }
   topo(o?: Op) {
-    return coded(this.peer.topo({ signal: opSignal(o) }));
+    return coded(this.peer.topo({ signal: opSignal(this.clock, o) }));
   }
   async status() {
     return this.peer.state();
@@ -98,6 +103,10 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   openTemps(): number {
     return this.peer.store.kind === 'memory' ? (this.peer.store as MemoryStore).temps : 0;
   }
+  /** Stops answering without closing anything (a SIGSTOP): neighbours notice by silence only. */
+  async freeze() {
+    this.peer.freeze();
+  }
   async dispose() {
     if (!this.alive) return;
     await this.peer.stop().catch(() => undefined);
@@ -112,9 +121,9 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
 
 class LocalMeta implements MetaHandle {
   readonly pid = null;
-  constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport) {}
+  constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport, private readonly clock: Clock) {}
   status(o?: Op) {
-    return coded(metaStatus(this.transport, this.address, { signal: opSignal(o) }));
+    return coded(metaStatus(this.transport, this.address, { signal: opSignal(this.clock, o), clock: this.clock }));
   }
   async dispose() {
     await this.ms.stop().catch(() => undefined);
@@ -134,9 +143,23 @@ export class LocalRunner implements Runner {
   private readonly world = new MemoryShares();
   /** Memory runner with simSeed: one seeded source for every peer's query ids (one closure, not one per peer). */
   private readonly qidRng: (() => number) | undefined;
+  /** The time of this runner's nodes: a SimClock (memory) or realClock (inproc). */
+  readonly clock: Clock;
+  /** True when this runner started the SimClock's driver (and stops it at close). */
+  private readonly drives: boolean;
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
-    this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}).transport() : tcpTransport({ shape: o.shape });
+    if (kind === 'memory') {
+      const sim = o.clock ?? new SimClock();
+      this.clock = sim;
+      // A clock handed in is driven by its owner (the Scenario); our own we drive here.
+      this.drives = !o.clock;
+      if (this.drives) sim.start();
+    } else {
+      this.clock = realClock;
+      this.drives = false;
+    }
+    this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
     this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
     forceGc();
     const m0 = process.memoryUsage();
@@ -169,17 +192,18 @@ export class LocalRunner implements Runner {
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
+      clock: this.clock,
       maxConnections: 100_000,
       tokenSource: this.tokenSource(),
     });
     const address = await ms.start();
-    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport);
+    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport, this.clock);
     this.metas.add(h);
     return h;
   }
 
   private announceMs(): number {
-    return this.o.announceMs ?? (this.kind === 'memory' ? 0 : 5000);
+    return this.o.announceMs ?? 5000;
   }
 
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
@@ -193,8 +217,9 @@ export class LocalRunner implements Runner {
       transport: this.transport,
       store: this.storeFor(spec),
       rng: this.qidRng,
-      heartbeatMs: this.o.heartbeatMs ?? (this.kind === 'memory' ? 0 : 1000),
+      heartbeatMs: this.o.heartbeatMs ?? 1000,
       announceMs: this.announceMs(),
+      clock: this.clock,
       ...(this.o.floodTimeoutMs ? { floodTimeoutMs: this.o.floodTimeoutMs } : {}),
     });
     let address: HostPort;
@@ -204,7 +229,7 @@ export class LocalRunner implements Runner {
       await peer.stop().catch(() => undefined);
       throw new OpError(errorCode(err), messageOf(err));
     }
-    const h = new LocalPeer(peer, spec.share, address);
+    const h = new LocalPeer(peer, spec.share, address, this.clock);
     this.peers.add(h);
     h.once('exit', () => this.peers.delete(h));
     return h;
@@ -224,5 +249,6 @@ export class LocalRunner implements Runner {
     this.peers.clear();
     await Promise.allSettled([...this.metas].map((m) => m.dispose()));
     this.metas.clear();
+    if (this.drives) (this.clock as SimClock).stop();
   }
 }

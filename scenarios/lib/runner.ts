@@ -12,6 +12,7 @@
  * the control protocol, the in-process runners get them from Peer directly.
  */
 import type { EventEmitter } from 'node:events';
+import type { SimClock } from '../../core/clock.ts';
 import type { Clock, DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 
 export const RUNNERS = ['process', 'inproc', 'memory'] as const;
@@ -69,6 +70,11 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   storedSha256?(name: string): Promise<string | null>;
   /** Memory runner: downloads being written and not yet committed or discarded. */
   openTemps?(): number;
+  /**
+   * Freeze (SIGSTOP): the node stops reading and answering but closes
+   * nothing, so neighbours notice only by silence. In-process runners only.
+   */
+  freeze?(): Promise<void>;
 }
 
 export interface Op {
@@ -94,7 +100,7 @@ export interface RunnerOptions {
    * it, so every runner makes the same choices. Unset: unseeded.
    */
   metaSeed?: number;
-  /** Peer timers (heartbeat/announce), ms; memory defaults to 0 (off) for large runs. */
+  /** Peer timers (heartbeat/announce), ms; core defaults (1,000 / 5,000) on every runner; 0 turns one off. */
   heartbeatMs?: number;
   announceMs?: number;
   /** Per-flood wait, ms (core default 10,000). */
@@ -104,6 +110,12 @@ export interface RunnerOptions {
    * (simulation only), so a run is a function of its seed. Unset: crypto randomness.
    */
   simSeed?: number;
+  /**
+   * Memory runner: the SimClock to run on, driven by the caller (a Scenario
+   * shares one across its rounds). Unset: the runner makes one and drives it
+   * itself from creation to close(). Ignored by the other runners.
+   */
+  clock?: SimClock;
 }
 
 export interface MemorySample {

@@ -6,7 +6,8 @@
  * The command-line wrapper is cli.ts.
  */
 import { createHash } from 'node:crypto';
-import type { Clock, TopoNode } from '../../core/index.ts';
+import type { TopoNode } from '../../core/index.ts';
+import { SimClock } from '../../core/clock.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
@@ -41,9 +42,9 @@ export interface PhaseRow {
   round: string;
   phase: string;
   peers: number;
-  /** Scenario clock: simulated ms under the memory runner, wall ms otherwise. */
+  /** On the scenario's clock (`ScenarioResult.clock`): simulated ms under the memory runner, wall ms otherwise. */
   ms: number;
-  /** Wall-clock ms (left out of simDigest). */
+  /** Wall-clock ms of the same phase (equal to `ms` when the clock is the wall clock). */
   wallMs?: number;
 }
 
@@ -95,14 +96,23 @@ export interface ScenarioResult {
   options: Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'> & { extra: CommonOptions['extra'] };
   command: string;
   startedAt: string;
-  durationMs: number;
   /**
-   * Under the memory runner (every overlay of the run simulated): SHA-256 of
-   * the records without their wall-clock fields (WALL_FIELDS). Two runs of
-   * the same command print the same digest. null when any overlay ran on
-   * real time (inproc or process runner).
+   * What every `ms`/`at` figure in this result is measured on: `simulated`
+   * (the memory runner's SimClock: simulated ms) or `wall` (real ms).
+   */
+  clock?: 'simulated' | 'wall';
+  /** Length of the run on that clock, ms. */
+  durationMs: number;
+  /** Length of the run in simulated ms (memory runner), null on the wall clock. */
+  simMs?: number | null;
+  /**
+   * Under the memory runner (simulated clock): SHA-256 of the records
+   * without their wall-clock fields (WALL_FIELDS). Two runs of the same
+   * command print the same digest. null on the wall clock.
    */
   simDigest?: string | null;
+  /** Length of the run in wall-clock ms, whatever the clock. (clock, simMs, wallMs: absent from results written before they existed.) */
+  wallMs?: number;
   records: Records;
   /** The final topology (last whole tree seen), if any. */
   tree: { round: string; nodes: TopoNode[]; text: string } | null;
@@ -127,41 +137,49 @@ export class Scenario {
   tree: ScenarioResult['tree'] = null;
   private readonly t0 = performance.now();
   readonly startedAt = new Date();
+  /**
+   * The simulated clock of memory-runner clusters (one for the whole
+   * scenario, driven in the background from the first such cluster to
+   * closeAll()); undefined for the other runners. When set, now() and every
+   * step, phase and row time are simulated ms.
+   */
+  readonly sim: SimClock | undefined;
+  private simT0 = 0;
+  private simDriving = false;
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
-  /** The simulated clock of the overlay running now (memory runner), if any. */
-  private sim: Clock | undefined;
-  /** Simulated ms of earlier simulated overlays (each clock starts at 0). */
-  private simBase = 0;
-  /** Overlays started: every one simulated so far? */
-  private simOnly = true;
-  private simSeen = false;
 
   constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
     this.rng = createRng(opts.seed);
+    this.sim = opts.runner === 'memory' ? new SimClock() : undefined;
+    if (this.sim) this.simT0 = this.sim.now();
+  }
+
+  /** The scenario's SimClock, its background driver started (memory runner only). */
+  simClock(): SimClock | undefined {
+    if (this.sim && !this.simDriving) {
+      this.simDriving = true;
+      this.sim.start();
+    }
+    return this.sim;
+  }
+
+  /** Wall-clock ms since the scenario started (whatever the scenario's clock). */
+  wallNow(): number {
+    return performance.now() - this.t0;
   }
 
   get chatty(): boolean {
     return !this.opts.quiet && !this.opts.json;
   }
 
-  /**
-   * ms since the scenario started on the scenario clock: simulated time
-   * while a memory-runner overlay runs (and frozen between simulated
-   * overlays), wall time otherwise.
-   */
+  /** ms since the scenario started, on the scenario's clock: simulated under the memory runner, wall otherwise. */
   now(): number {
-    if (this.sim) return this.simBase + this.sim.now();
-    return this.simSeen && this.simOnly ? this.simBase : this.wallNow();
+    return this.sim ? this.sim.now() - this.simT0 : performance.now() - this.t0;
   }
 
-  /** Wall-clock ms since the scenario started (always real). */
-  wallNow(): number {
-    return performance.now() - this.t0;
-  }
-
-  /** True while the scenario clock is simulated. */
+  /** True when the scenario clock is simulated (memory runner). */
   get simulated(): boolean {
     return this.sim !== undefined;
   }
@@ -170,22 +188,6 @@ export class Scenario {
   sleep(ms: number): Promise<void> {
     if (this.sim) return this.sim.sleep(ms);
     return new Promise((r) => setTimeout(r, ms));
-  }
-
-  /** An overlay starts on `clock` (the memory runner's SimClock, or undefined for real time). */
-  attachClock(clock: Clock | undefined): void {
-    if (clock?.kind === 'sim') {
-      this.simSeen = true;
-      this.sim = clock;
-    } else this.simOnly = false;
-  }
-
-  /** The overlay on `clock` is closed: its simulated time is added to the base. */
-  detachClock(clock: Clock | undefined): void {
-    if (clock && clock === this.sim) {
-      this.simBase += clock.now();
-      this.sim = undefined;
-    }
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -201,11 +203,10 @@ export class Scenario {
   /** Runs and records a step; a failure is logged and re-thrown (soft: recorded as expected). */
   async step<T>(name: string, fn: () => Promise<T>, o: { soft?: boolean } = {}): Promise<T> {
     const at = this.now();
-    const w0 = this.wallNow();
     try {
       const v = await fn();
       const ms = this.now() - at;
-      this.records.steps.push({ name, ok: true, at, ms, ...(this.sim ? { wallMs: this.wallNow() - w0 } : {}) });
+      this.records.steps.push({ name, ok: true, at, ms });
       if (this.logSteps) this.log(`  ✓ ${name} (${ms.toFixed(0)} ms)`);
       return v;
     } catch (err) {
@@ -228,7 +229,6 @@ export class Scenario {
   async cluster(o: ClusterOptions = {}): Promise<Cluster> {
     const c = new Cluster(this, o);
     this.clusters.add(c);
-    this.attachClock(c.runner.clock);
     try {
       return await c.start();
     } catch (err) {
@@ -239,11 +239,7 @@ export class Scenario {
 
   async closeCluster(c: Cluster): Promise<void> {
     this.clusters.delete(c);
-    try {
-      await c.close();
-    } finally {
-      this.detachClock(c.runner.clock);
-    }
+    await c.close();
   }
 
   /**
@@ -296,6 +292,10 @@ export class Scenario {
 
   async closeAll(): Promise<void> {
     await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
+    if (this.simDriving) {
+      this.simDriving = false;
+      this.sim!.stop();
+    }
   }
 
   result(): ScenarioResult {
@@ -307,10 +307,13 @@ export class Scenario {
       failures,
       seed: o.seed,
       options: { peers: o.peers, runner: o.runner, maxChildren: o.maxChildren, policy: o.policy, latency: o.latency, bandwidth: o.bandwidth, extra: o.extra },
-      simDigest: this.simSeen && this.simOnly ? recordsDigest(this.records) : null,
       command: ['npx tsx', `scenarios/${this.def.name}.ts`, ...this.argv, ...(o.given.has('seed') ? [] : ['--seed', String(o.seed)])].join(' '),
       startedAt: this.startedAt.toISOString(),
-      durationMs: this.wallNow(),
+      clock: this.sim ? 'simulated' : 'wall',
+      durationMs: this.now(),
+      simMs: this.sim ? this.now() : null,
+      wallMs: this.wallNow(),
+      simDigest: this.sim ? recordsDigest(this.records) : null,
       records: this.records,
       tree: this.tree,
       summary: this.summary,
