@@ -3,7 +3,7 @@ export { main, run, isMain } from './cli.ts';
 export { Scenario, runScenario, type ScenarioDef, type ScenarioResult, type TableSpec, type Records, type TreeSnapshot } from './scenario.ts';
 export { Cluster, type ClusterOptions, type PeerDef } from './cluster.ts';
 export { pool, waitEvent } from './async.ts';
-export { UsageError, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
+export { UsageError, durationOption, numberOption, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
 export { ms, int, mib } from './output.ts';
 export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
