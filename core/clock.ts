@@ -86,6 +86,8 @@ export function timeoutReason(): Error {
   return new DOMException('The operation was aborted due to timeout', 'TimeoutError');
 }
 
+const noop = (): void => undefined;
+
 /** One TimeoutError shared by every simulated timeout signal (its stack says nothing useful anyway). */
 let simTimeout: Error | undefined;
 function abortTimedOut(ac: AbortController): void {
@@ -101,8 +103,8 @@ class SimTimer implements TimerHandle {
   constructor(
     readonly clock: SimClock,
     public at: number,
-    readonly fn: (arg: unknown) => void,
-    readonly arg: unknown,
+    public fn: (arg: unknown) => void,
+    public arg: unknown,
     /** > 0 for intervals. */
     readonly every: number,
   ) {}
@@ -214,6 +216,9 @@ export class SimClock implements Clock {
     if (!(h instanceof SimTimer) || !h.live || h.clock !== this) return;
     h.live = false;
     if (h.refed) this.refs--;
+    // A cancelled entry stays in the heap until it reaches the top: let go of what it holds.
+    h.fn = noop;
+    h.arg = undefined;
     this.dead++;
     if (this.dead > 1024 && this.dead * 2 > this.heap.length) this.compact();
   }

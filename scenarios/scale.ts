@@ -33,7 +33,7 @@ export const scale: ScenarioDef = {
   defaults: { runner: 'inproc', peers: 1000, maxChildren: 2, policy: 'least-loaded' },
   options: {
     sizes: { type: 'string', placeholder: 'LIST', description: 'overlay sizes, comma-separated (default 100,1000,10000)' },
-    'join-concurrency': { type: 'string', placeholder: 'N', description: 'joins in flight at once (default 32; memory runner: N/50, at least 32)' },
+    'join-concurrency': { type: 'string', placeholder: 'N', description: 'joins in flight at once (default 32)' },
     searches: { type: 'string', placeholder: 'N', description: 'searches for the one held file, from random peers (default 10)' },
   },
   commonHelp: { peers: 'run one overlay of N peers instead of the --sizes list', runner: 'process, inproc or memory, for every size (default: inproc up to 2,000 peers, memory beyond)' },
@@ -51,7 +51,7 @@ export const scale: ScenarioDef = {
     const figures: Record<string, unknown>[] = [];
     for (const N of Ns) {
       const runner: RunnerKind = s.opts.given.has('runner') ? s.opts.runner : N <= INPROC_MAX ? 'inproc' : 'memory';
-      const conc = s.opts.extra['join-concurrency'] !== undefined ? concurrency(s.opts) : runner === 'memory' ? Math.max(32, Math.round(N / 50)) : 32;
+      const conc = concurrency(s.opts);
       const round = `N=${N} ${runner}`;
       const c = await s.cluster({ round, runner });
       const phases: { phase: string; simMs: number | null; wallMs: number }[] = [];
@@ -126,7 +126,7 @@ export const scale: ScenarioDef = {
       const ratio = lat > 0 && depth > 0 ? sd.median / (2 * depth * lat) : null;
       const rssPeak = process.resourceUsage().maxRSS * 1024;
       rows.push([
-        int(N), runner, ms(joinAll), int(N / (joinAll / 1000)), ms(jt.median), ms(jt.p95), depth,
+        int(N), runner, ms(joinAll), int(N / (phases[0]!.wallMs / 1000)), ms(jt.median), ms(jt.p95), depth,
         ms(t.row.completionMs), int(t.row.messages), int(t.row.reached), ms(sd.median), ms(sd.max), ratio === null ? '—' : ratio.toFixed(2), int(searches[0]!.messages), ms(none.completionMs),
         mem.kind === 'heap' ? kib(mem.perPeerBytes) : '—', kib(mem.rssPerPeerBytes), (rssPeak / 1024 ** 3).toFixed(2),
       ]);
@@ -149,7 +149,7 @@ export const scale: ScenarioDef = {
       ['RSS / peer', (f) => { const m = f.memory as { kind: string; perPeerBytes?: number | null; rssPerPeerBytes?: number | null }; const b = m.kind === 'rss' ? m.perPeerBytes : m.rssPerPeerBytes; return b ? b / 1024 : null; }],
     ]) }));
     s.table('Scale', [
-      'N', 'runner', 'join all ms', 'joins/s', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
+      'N', 'runner', 'join all ms', 'joins/s (wall)', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
       'search median ms', 'search max ms', 'search ÷ (2·depth·latency)', 'search msgs', 'not-found ms', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB',
     ], rows, `max-children ${s.opts.maxChildren}, policy ${s.opts.policy}; times are simulated under the memory runner, wall clock otherwise; heap/peer: JS heap growth after GC ÷ N (in-process runners); RSS/peer: process RSS growth ÷ N in-process, each peer process's RSS under the process runner; peak RSS: this process's maximum so far.`);
     s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase.');

@@ -27,18 +27,16 @@ import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName } from '../transfer/jail.ts';
 import { FsStore, type ShareStore } from '../transfer/store.ts';
+import type { PeerContext, ResolvedPeerOptions } from './context.ts';
 import { FloodHandler } from './flood-handler.ts';
+import { Lifecycle } from './lifecycle.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
 import { Repairer } from './repair.ts';
 import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'store' | 'rng'>> & {
-  share: string;
-  meta: HostPort;
-  advertiseHost: string;
-};
+type Resolved = ResolvedPeerOptions;
 
 /** Inbound connections a peer accepts at once unless told otherwise (--max-connections). */
 export const PEER_MAX_CONNECTIONS = 1024;
@@ -48,7 +46,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly transport: Transport;
   readonly links = new Links();
   depth = 0;
-  joined = false;
+  /** Where this peer is (joined, in the tree, stopping, reattaching): changed only through its transitions (lifecycle.ts). */
+  readonly life = new Lifecycle();
   timeline: JoinTimeline | null = null;
   readonly repairs: RepairRecord[] = [];
   private listener: Listener | undefined;
@@ -56,15 +55,14 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly flood: FloodHandler;
   private readonly repairer: Repairer;
   readonly transfers: Transfers;
+  /** What the helpers see of this peer (context.ts). */
+  private readonly ctx: PeerContext;
   /** Every now(), timer and timeout of this peer (realClock unless a simulation passes its SimClock). */
   readonly clock: Clock;
   private readonly rng: (() => number) | undefined;
   private timers: TimerHandle[] = [];
   private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
-  stopping = false;
-  /** False while an orphaned subtree is reattaching: it must not announce itself as a root. */
-  inTree = false;
   private lastAnnounceFailed = false;
   /** Secret issued by the metaserver at register: shown on announce and leave, and proves us to its probes. */
   token: string | undefined;
@@ -114,9 +112,44 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
     this.store = options.store ?? new FsStore(this.opts.share);
-    this.flood = new FloodHandler(this);
-    this.repairer = new Repairer(this);
-    this.transfers = new Transfers(this);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.ctx = {
+      id: this.opts.id,
+      opts: this.opts,
+      links: this.links,
+      transport: this.transport,
+      clock: this.clock,
+      store: this.store,
+      life: this.life,
+      ref: () => self.ref,
+      localHost: () => self.localHost,
+      log: (level, message) => self.log(level, message),
+      emit: (event, ...args) => void (self.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
+      newQid: () => self.newQid(),
+    };
+    this.flood = new FloodHandler(this.ctx, {
+      localHas: (name) => this.transfers.localHas(name),
+      serveHit: (q) => this.transfers.serveHit(q),
+      files: () => this.files(),
+      depth: () => this.depth,
+    });
+    this.transfers = new Transfers(this.ctx, {
+      search: (name, want, qid, o) => this.flood.search(name, want, qid, o),
+      noteHit: (qid) => this.flood.noteHit(qid),
+    });
+    this.repairer = new Repairer(this.ctx, {
+      attach: (conn, t, path) => this.attach(conn, t, path),
+      detachParent: (link) => this.detachParent(link),
+      removeChild: (link) => this.removeChild(link),
+      stop: (o) => this.stop(o),
+      timeline: () => this.timeline,
+      token: () => this.token,
+      setToken: (token) => {
+        this.token = token;
+      },
+      record: (rec) => this.repairs.push(rec),
+    });
   }
 
   private readonly connectionOptions: PeerOptions['connection'];
@@ -157,7 +190,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       onConnection: (c) => this.onInbound(c),
     });
     if (this.opts.heartbeatMs > 0) this.every(this.opts.heartbeatMs, () => this.heartbeat());
-    if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.joined && void this.announce());
+    if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.life.joined && void this.announce());
     this.emit('listening', this.address);
     return this.address;
   }
@@ -165,7 +198,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Registers and joins the tree; resolves with the join timeline. */
   async join(o: { signal?: AbortSignal } = {}): Promise<JoinTimeline> {
     if (!this.listener) await this.start(o);
-    if (this.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
+    if (this.life.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
+    if (this.life.stopping) throw new TreeshareError('aborted', `peer ${this.id} is stopped`);
     const params = {
       transport: this.transport,
       meta: this.opts.meta,
@@ -192,16 +226,24 @@ export class Peer extends EventEmitter<PeerEvents> {
         await this.clock.sleep(delay, o.signal);
       }
     }
+    if (this.life.state !== 'idle') {
+      // Stopped (or left) while the join ran.
+      out.conn?.destroy();
+      throw new TreeshareError('aborted', `peer ${this.id} stopped while joining`);
+    }
     if (out.token) this.token = out.token;
-    this.attach(out.conn, out.timeline, out.path);
     this.timeline = out.timeline;
-    this.joined = true;
+    this.attach(out.conn, out.timeline, out.path);
     this.emit('joined', out.timeline);
     return out.timeline;
   }
 
-  /** Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path, its own tag last. */
-  attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
+  /**
+   * Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path,
+   * its own tag last. The lifecycle moves to attached: joined (first join) or reattached (repair).
+   */
+  private attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
+    this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
       const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), leaving: false };
       this.links.parent = link;
@@ -211,7 +253,6 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.links.parent = null;
     }
     this.setDepth(t.parent ? t.depth : 0, conn && t.parent ? (path ?? [tagOf(t.parent.id)]) : []);
-    this.inTree = true;
     this.lastReportedSubtree = this.links.subtree();
     this.scheduleAnnounce(0);
   }
@@ -220,7 +261,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     return {
       id: this.id,
       address: this.address,
-      joined: this.joined,
+      joined: this.life.joined,
       parent: this.links.parent?.ref ?? null,
       children: [...this.links.children.values()].map((c) => ({ ...c.ref, subtree: c.subtree })),
       depth: this.depth,
@@ -277,7 +318,7 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */
   async stop(o: { graceful?: boolean } = {}): Promise<void> {
-    this.stopping = true;
+    this.life.to('stop');
     for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
     if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
@@ -295,7 +336,22 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.links.children.clear();
   }
 
-  // ---- internals shared with flood-handler.ts and repair.ts ----
+  /** Joined the overlay (also while reattaching or leaving; false once left). See lifecycle.ts. */
+  get joined(): boolean {
+    return this.life.joined;
+  }
+
+  /** leave() or stop() has begun. */
+  get stopping(): boolean {
+    return this.life.stopping;
+  }
+
+  /** In the tree: attached under a parent, or the root (false while orphaned or reattaching). */
+  get inTree(): boolean {
+    return this.life.inTree;
+  }
+
+  // ---- internals (the helpers reach them through the context and callbacks wired in the constructor) ----
 
   log(level: 'info' | 'warn', message: string): void {
     this.emit('log', { level, message });
@@ -332,7 +388,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   scheduleAnnounce(delayMs = 20): void {
-    if (this.stopping || this.frozen || this.announceTimer) return;
+    if (this.life.stopping || this.frozen || this.announceTimer) return;
     this.announceTimer = this.clock.setTimeout(() => {
       this.announceTimer = undefined;
       void this.announce();
@@ -340,7 +396,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async announce(): Promise<void> {
-    if (this.stopping || !this.inTree || !this.token) return;
+    if (!this.life.inTree || !this.token) return;
     try {
       await request(this.transport, this.opts.meta, {
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
@@ -361,7 +417,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         await this.reclaim();
         return;
       }
-      if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
+      if (!this.lastAnnounceFailed && !this.life.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
       this.lastAnnounceFailed = true;
     }
   }
@@ -462,8 +518,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   private onLinkClosed(link: Link): void {
     if (this.frozen) return; // a stopped process notices nothing
     if (this.detachParent(link)) {
-      if (!this.stopping) this.repairer.onParentLost(link);
-    } else if (this.removeChild(link) && !this.stopping) {
+      if (!this.life.stopping) this.repairer.onParentLost(link);
+    } else if (this.removeChild(link) && !this.life.stopping) {
       this.repairer.onChildLost(link);
     }
   }
@@ -472,7 +528,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   detachParent(link: Link): boolean {
     if (this.links.parent !== link) return false;
     this.links.parent = null;
-    this.inTree = false;
+    if (this.life.state === 'attached') this.life.to('parent-lost');
     this.flood.neighbourGone(link.ref.id);
     return true;
   }
@@ -482,7 +538,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.links.children.get(link.ref.id) !== link) return false;
     this.links.children.delete(link.ref.id);
     this.flood.neighbourGone(link.ref.id);
-    if (this.stopping) return true;
+    if (this.life.stopping) return true;
     const reason = link.leaving ? 'left' : 'connection lost';
     this.emit('child-left', { id: link.ref.id, reason });
     this.log('info', `child ${link.ref.id} ${reason}`);
@@ -543,7 +599,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       case 'ping':
         // A probe: a leaving peer says so (the metaserver stops referring to it); otherwise we answer
         // with our id and, when challenged, proof that we hold our token.
-        if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
         conn.send({ t: 'pong', n: m.n, id: this.id, ...(m.nonce && this.token ? { proof: proofOf(this.token, m.nonce, this.id) } : {}) });
         conn.end();
         return;
@@ -553,7 +609,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onJoinRequest(conn: Connection, m: Msg<'join'>): void {
-    if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+    if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
     const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree }));
     // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
     const parentId = this.links.parent?.ref.id;

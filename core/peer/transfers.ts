@@ -20,7 +20,8 @@ import { assertName } from '../transfer/jail.ts';
 import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { TimerHandle } from '../clock.ts';
-import type { Peer } from './peer.ts';
+import type { PeerContext } from './context.ts';
+import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
 
 interface Download {
@@ -39,16 +40,27 @@ interface Download {
   signal?: AbortSignal;
 }
 
+/** What transfers need from the flood handler (wired by peer.ts). */
+export interface TransferDeps {
+  /** Floods a search for `name` under query id `qid` (a download's search asks holders to offer). */
+  search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal }): Promise<SearchResult>;
+  /** An offer for query `qid` arrived: the query's first hit is known. */
+  noteHit(qid: string): void;
+}
+
 export class Transfers {
   private downloads = new Map<string, Download>();
   private uploads = new Set<AbortController>();
 
-  constructor(private readonly peer: Peer) {}
+  constructor(
+    private readonly ctx: PeerContext,
+    private readonly deps: TransferDeps,
+  ) {}
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
     for (const u of this.uploads) u.abort();
-    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.peer.id} stopped`) });
+    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
   }
 
   /**
@@ -57,8 +69,8 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    if (await this.peer.clock.hold(this.peer.store.exists(name))) throw new TransferError('exists', `${name} already exists in ${this.peer.store.label}; not overwritten`);
-    const qid = this.peer.newQid();
+    if (await this.ctx.clock.hold(this.ctx.store.exists(name))) throw new TransferError('exists', `${name} already exists in ${this.ctx.store.label}; not overwritten`);
+    const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
     const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
@@ -67,25 +79,25 @@ export class Transfers {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
-      const search = await this.peer.flood.search(name, 'download', qid, o);
+      const search = await this.deps.search(name, 'download', qid, o);
       if (!d.offered) {
-        if (this.peer.stopping) throw new TransferError('aborted', `peer ${this.peer.id} stopped`);
+        if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const ms = this.peer.opts.offerTimeoutMs;
+        const ms = this.ctx.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
-          this.peer.clock.clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = this.peer.clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          this.ctx.clock.clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = this.ctx.clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
       const r = await transfer;
       if (!r.ok) throw r.err;
       const result: DownloadResult = { ...r.value, search };
-      this.peer.emit('downloaded', result);
+      this.ctx.emit('downloaded', result);
       return result;
     } finally {
-      this.peer.clock.clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
@@ -100,24 +112,24 @@ export class Transfers {
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {
-    if (this.peer.stopping) return; // leaving: start no upload that stop() would cut at once
-    if (this.uploads.size >= this.peer.opts.maxUploads) {
-      this.peer.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+    if (this.ctx.life.stopping) return; // leaving: start no upload that stop() would cut at once
+    if (this.uploads.size >= this.ctx.opts.maxUploads) {
+      this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
       return;
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, store: this.peer.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs, clock: this.peer.clock })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
       .then((r) => {
-        if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
+        if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
-      .catch((err) => this.peer.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
+      .catch((err) => this.ctx.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
       .finally(() => this.uploads.delete(ac));
   }
 
   /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
   localHas(name: string): Promise<{ size: number } | null> {
-    return this.peer.clock.hold(this.peer.store.stat(name));
+    return this.ctx.clock.hold(this.ctx.store.stat(name));
   }
 
   /**
@@ -168,7 +180,7 @@ export class Transfers {
       done();
       if (m.t === 'offer') return void this.onOffer(conn, m);
       if (m.t === 'error') {
-        this.peer.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
+        this.ctx.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
         return conn.end();
       }
       conn.fail(new RemoteProtocolError('unexpected-message', `expected preparing or offer, got "${m.t}"`));
@@ -189,27 +201,27 @@ export class Transfers {
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
       d.offered = true;
-      this.peer.clock.clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
-    if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
+    if (offer.size > this.ctx.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.ctx.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await this.peer.clock.hold(this.peer.store.freeBytes());
+    const free = await this.ctx.clock.hold(this.ctx.store.freeBytes());
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
-    this.peer.clock.clearTimeout(d.noOffer);
-    this.peer.flood.noteHit(offer.qid);
-    this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
+    this.ctx.clock.clearTimeout(d.noOffer);
+    this.deps.noteHit(offer.qid);
+    this.ctx.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
       const m = await receiveFile(conn, offer, {
-        shareDir: this.peer.opts.share,
-        store: this.peer.store,
+        shareDir: this.ctx.opts.share,
+        store: this.ctx.store,
         signal: d.signal,
-        idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
-        clock: this.peer.clock,
-        tmpTag: this.peer.id,
-        fsync: this.peer.opts.fsync,
-        onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
+        idleTimeoutMs: this.ctx.opts.transferIdleTimeoutMs,
+        clock: this.ctx.clock,
+        tmpTag: this.ctx.id,
+        fsync: this.ctx.opts.fsync,
+        onProgress: (bytes, size) => this.ctx.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
       d.settle({ ok: true, value: { ...m, holder: offer.from } });
     } catch (err) {

@@ -85,6 +85,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private closeErr: Error | undefined;
   private readonly maxBuffered: number;
   private handshakeTimer: TimerHandle | undefined;
+  /** end()'s forced close, cancelled once the link closes. */
+  private endTimer: TimerHandle | undefined;
   private readonly clock: Clock;
   /**
    * Frames that arrived while nobody listened for 'message' (e.g. a query
@@ -194,7 +196,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   end(): void {
     if (this.link.destroyed) return;
     this.link.end();
-    this.clock.setTimeout(Connection.forceClose, 2000, this.link).unref();
+    this.endTimer ??= this.clock.setTimeout(Connection.forceClose, 2000, this.link).unref();
   }
 
   destroy(err?: Error): void {
@@ -296,6 +298,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     if (this.handshakeTimer) this.clock.clearTimeout(this.handshakeTimer);
+    if (this.endTimer) this.clock.clearTimeout(this.endTimer);
     this.emit('close', this.closeErr);
   }
 }

@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
-import { deadline, realClock, SimClock, type Clock } from '../../core/clock.ts';
+import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
@@ -41,8 +41,21 @@ export function forceGc(): boolean {
   return true;
 }
 
-function opSignal(clock: Clock, o: Op | undefined): AbortSignal {
-  return deadline(clock, o?.timeoutMs ?? 30_000, o?.signal);
+/**
+ * Runs `fn` with the operation's signal: `o.signal` or its timeout on
+ * `clock`, whichever fires first. The timeout's timer is cancelled when the
+ * operation ends, so a finished run leaves no timer that would carry a
+ * simulated clock up to it.
+ */
+async function withOp<T>(clock: Clock, o: Op | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const ms = o?.timeoutMs ?? 30_000;
+  const h = clock.setTimeout(() => ac.abort(timeoutReason()), ms).unref();
+  try {
+    return await fn(o?.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal);
+  } finally {
+    clock.clearTimeout(h);
+  }
 }
 
 /** Re-throws a core error as an OpError with its stable code. */
@@ -72,16 +85,16 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   }
 
   async join(o?: Op) {
-    return { timeline: await coded(this.peer.join({ signal: opSignal(this.clock, o) })) };
+    return { timeline: await coded(withOp(this.clock, o, (signal) => this.peer.join({ signal }))) };
   }
   search(name: string, o?: Op) {
-    return coded(this.peer.search(name, { signal: opSignal(this.clock, o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.search(name, { signal })));
   }
   download(name: string, o?: Op) {
-    return coded(this.peer.download(name, { signal: opSignal(this.clock, o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.download(name, { signal })));
   }
   topo(o?: Op) {
-    return coded(this.peer.topo({ signal: opSignal(this.clock, o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.topo({ signal })));
   }
   async status() {
     return this.peer.state();
@@ -123,7 +136,7 @@ class LocalMeta implements MetaHandle {
   readonly pid = null;
   constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport, private readonly clock: Clock) {}
   status(o?: Op) {
-    return coded(metaStatus(this.transport, this.address, { signal: opSignal(this.clock, o), clock: this.clock }));
+    return coded(withOp(this.clock, o, (signal) => metaStatus(this.transport, this.address, { signal, clock: this.clock })));
   }
   async dispose() {
     await this.ms.stop().catch(() => undefined);
@@ -139,6 +152,8 @@ export class LocalRunner implements Runner {
   private readonly baselineHeap: number;
   private readonly baselineRss: number;
   private readonly unregister: () => void;
+  /** Peers started so far (memory runner: their simulated host). */
+  private started = 0;
   /** Memory runner: the simulated contents every peer's memory store shares. */
   private readonly world = new MemoryShares();
   /** Memory runner with simSeed: one seeded source for every peer's query ids (one closure, not one per peer). */
@@ -209,7 +224,8 @@ export class LocalRunner implements Runner {
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
     const peer = new Peer({
       id: spec.id,
-      host: '127.0.0.1',
+      // Memory peers: 40,000 per simulated host (127.0.0.1, 127.0.1.1, ...), as a host has 65,535 ports.
+      host: this.kind === 'memory' ? `127.0.${Math.floor(this.started++ / 40_000)}.1` : '127.0.0.1',
       port: 0,
       share: spec.share,
       meta,

@@ -291,11 +291,12 @@ export class Scenario {
   }
 
   async closeAll(): Promise<void> {
-    await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
+    // Simulated time stops with the scenario: closing needs no timer (peers and metaservers stop at once).
     if (this.simDriving) {
       this.simDriving = false;
       this.sim!.stop();
     }
+    await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
   }
 
   result(): ScenarioResult {
