@@ -18,7 +18,7 @@
  *
  *   npx tsx scenarios/scale.ts [--sizes 100,1000,10000] [--peers N] [--join-concurrency N] [--searches 10] [--runner …]
  */
-import { intOption, isMain, lineChart, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
+import { UsageError, intOption, isMain, lineChart, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
 
 const INPROC_MAX = 2000;
 
@@ -35,6 +35,8 @@ export const scale: ScenarioDef = {
     sizes: { type: 'string', placeholder: 'LIST', description: 'overlay sizes, comma-separated (default 100,1000,10000)' },
     'join-concurrency': { type: 'string', placeholder: 'N', description: 'joins in flight at once (default 32)' },
     searches: { type: 'string', placeholder: 'N', description: 'searches for the one held file, from random peers (default 10)' },
+    'heartbeat-ms': { type: 'string', placeholder: 'MS', description: 'heartbeat interval on links, 0 = off (default: the core default, 1000)' },
+    'announce-ms': { type: 'string', placeholder: 'MS', description: 'periodic re-announce to the metaserver, 0 = off (and its stale-entry sweep) (default: the core default, 5000)' },
   },
   commonHelp: { peers: 'run one overlay of N peers instead of the --sizes list', runner: 'process, inproc or memory, for every size (default: inproc up to 2,000 peers, memory beyond)' },
   standard: { joins: 'summary', floods: 'summary', tree: 'auto', repairs: 'off' },
@@ -42,6 +44,10 @@ export const scale: ScenarioDef = {
     sizes(o);
     concurrency(o);
     intOption(o, 'searches', 10, 1000);
+    for (const k of ['heartbeat-ms', 'announce-ms']) {
+      const v = o.extra[k];
+      if (v !== undefined && !(typeof v === 'string' && /^\d+$/.test(v) && Number(v) <= 3_600_000)) throw new UsageError(`--${k} must be a whole number of ms from 0 to 3600000, not ${JSON.stringify(v)}`);
+    }
   },
   async run(s) {
     const Ns = sizes(s.opts);
@@ -53,7 +59,8 @@ export const scale: ScenarioDef = {
       const runner: RunnerKind = s.opts.given.has('runner') ? s.opts.runner : N <= INPROC_MAX ? 'inproc' : 'memory';
       const conc = concurrency(s.opts);
       const round = `N=${N} ${runner}`;
-      const c = await s.cluster({ round, runner });
+      const timer = (name: string) => (s.opts.extra[name] === undefined ? undefined : Number(s.opts.extra[name]));
+      const c = await s.cluster({ round, runner, heartbeatMs: timer('heartbeat-ms'), announceMs: timer('announce-ms') });
       const phases: { phase: string; simMs: number | null; wallMs: number }[] = [];
       /** Runs one phase, recording its time on the scenario clock (simulated under the memory runner) and on the wall. */
       const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
