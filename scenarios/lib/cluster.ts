@@ -239,7 +239,7 @@ export class Cluster {
       const holder = this.peers.get(d.holder.id);
       let disk: string | null;
       let src: string | null;
-      if (h.storedSha256) {
+      if (this.runner.kind === 'memory' && h.storedSha256) {
         // Memory stores: the requester's stored content and the holder's, by their own hashes.
         disk = await h.storedSha256(name).catch(() => null);
         src = holder?.storedSha256 ? await holder.storedSha256(name).catch(() => null) : null;
@@ -255,7 +255,7 @@ export class Cluster {
       if (o.expectFrom) this.s.check(d.holder.id === o.expectFrom, `${what} from ${o.expectFrom}`, `came from ${d.holder.id}`);
       return row;
     } catch (err) {
-      const parts = h.openTemps ? Array.from({ length: h.openTemps() }, (_, i) => `temporary #${i + 1}`) : leftoverParts(h.share);
+      const parts = this.runner.kind === 'memory' && h.openTemps ? Array.from({ length: h.openTemps() }, (_, i) => `temporary #${i + 1}`) : leftoverParts(h.share);
       const row: TransferRow = {
         round: this.round, file: name, from: '', to: by, label, at, doneAt: this.s.now(), bytes: 0, ttfbMs: null, durationMs: this.s.now() - at, mbps: null,
         sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: errorCode(err), error: messageOf(err),
