@@ -37,7 +37,7 @@ test.serial('2,000 simulated peers: one whole tree, repair after 1% crash and 1%
 });
 
 test.serial('churn with 1,000 simulated peers repeats exactly: same seed, same simDigest', async (t) => {
-  const args = ['--runner', 'memory', '--peers', '1000', '--duration', '10s', '--rate', '60', '--think', '500', '--seed', '17', '--quiet', '--no-html'];
+  const args = ['--runner', 'memory', '--peers', '1000', '--duration', '6s', '--rate', '100', '--think', '500', '--seed', '17', '--quiet', '--no-html'];
   const a = await run(churn, args, { write: false });
   const b = await run(churn, args, { write: false });
   t.true(a.ok, a.failures.join('\n'));
