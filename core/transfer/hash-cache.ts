@@ -21,7 +21,16 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { TransferError } from '../errors.ts';
-import type { SharedFile } from './jail.ts';
+
+/** An open file to hash: jail.ts's SharedFile (declared here by shape, so this module does not import jail.ts, which imports it). */
+export interface SharedFile {
+  name: string;
+  path: string;
+  size: number;
+  handle: fsp.FileHandle;
+  mtimeMs: number;
+  ino: number;
+}
 
 export const HASH_CACHE_FILE = '.treeshare.hashes.json';
 /** A cache file larger than this is ignored. */
