@@ -22,9 +22,7 @@
  * with missing data). Temporary files are named `.treeshare-<peer id>-<12 hex>.part`,
  * so a peer can sweep its own leftovers of a crash at start (sweepTemps).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { TransferError } from '../errors.ts';
 import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
@@ -76,16 +74,6 @@ export const RECEIVE_BUFFER_BYTES = 1024 * 1024;
 
 /** Longest stretch of back-to-back reads (hash + write) before other I/O gets a turn, ms. */
 const YIELD_AFTER_MS = 4;
-
-/** Free bytes on the file system holding `dir`, or Infinity when unknown. */
-export async function freeBytes(dir: string): Promise<number> {
-  try {
-    const s = await fsp.statfs(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return Infinity;
-  }
-}
 
 export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: ReceiveOptions): Promise<TransferMetrics> {
   assertName(offer.name);
@@ -197,38 +185,5 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
   }
 }
 
-/** `.treeshare-<tag>-<12 hex>.part` (tag: the peer id), or `.treeshare-<12 hex>.part` without one. */
-export function tempName(tag: string | undefined): string {
-  const hex = randomBytes(6).toString('hex');
-  return tag ? `.treeshare-${tag}-${hex}.part` : `.treeshare-${hex}.part`;
-}
-
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/**
- * Removes leftovers of downloads that a crash cut short: this peer's own
- * temporary files (`.treeshare-<id>-<hex>.part`, any age: the peer is starting,
- * so none of them is being written), and untagged ones of older versions
- * (`.treeshare-<hex>.part`) not modified for `untaggedAfterMs`. Temporary files
- * of other peers sharing the folder are left alone. Returns the names removed.
- */
-export async function sweepTemps(dir: string, id: string, o: { untaggedAfterMs?: number } = {}): Promise<string[]> {
-  const own = new RegExp(`^\\.treeshare-${escapeRe(id)}-[0-9a-f]{12}\\.part$`);
-  const untagged = /^\.treeshare-[0-9a-f]{12}\.part$/;
-  const minAge = o.untaggedAfterMs ?? 60 * 60 * 1000;
-  const removed: string[] = [];
-  for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
-    if (!ent.isFile()) continue;
-    const mine = own.test(ent.name);
-    if (!mine && !untagged.test(ent.name)) continue;
-    const p = path.join(dir, ent.name);
-    try {
-      if (!mine && Date.now() - (await fsp.lstat(p)).mtimeMs < minAge) continue;
-      await fsp.rm(p);
-      removed.push(ent.name);
-    } catch {
-      /* gone already, or not ours to remove */
-    }
-  }
-  return removed;
-}
+// freeBytes, tempName and sweepTemps live in store.ts (the file-system store's); re-exported here.
+export { freeBytes, sweepTemps, tempName } from './store.ts';

@@ -17,7 +17,7 @@
  *   store records the content with that hash (looked up in the shared
  *   MemoryShares), so it holds no bytes either.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -25,7 +25,6 @@ import { LocalError, TransferError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
 import type { HashOptions } from './hash-cache.ts';
 import { assertName, cachedSha256, hasShared, listShared, openShared, sha256Of, shareRoot } from './jail.ts';
-import { freeBytes, sweepTemps, tempName } from './receive.ts';
 
 export type { HashOptions };
 
@@ -75,6 +74,53 @@ export interface ShareStore {
 }
 
 // ---------------------------------------------------------------- file system
+
+/** Free bytes on the file system holding `dir`, or Infinity when unknown. */
+export async function freeBytes(dir: string): Promise<number> {
+  try {
+    const s = await fsp.statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return Infinity;
+  }
+}
+
+/** `.treeshare-<tag>-<12 hex>.part` (tag: the peer id), or `.treeshare-<12 hex>.part` without one. */
+export function tempName(tag: string | undefined): string {
+  const hex = randomBytes(6).toString('hex');
+  return tag ? `.treeshare-${tag}-${hex}.part` : `.treeshare-${hex}.part`;
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Removes leftovers of downloads that a crash cut short: this peer's own
+ * temporary files (`.treeshare-<id>-<hex>.part`, any age: the peer is starting,
+ * so none of them is being written), and untagged ones of older versions
+ * (`.treeshare-<hex>.part`) not modified for `untaggedAfterMs`. Temporary files
+ * of other peers sharing the folder are left alone. Returns the names removed.
+ */
+export async function sweepTemps(dir: string, id: string, o: { untaggedAfterMs?: number } = {}): Promise<string[]> {
+  const own = new RegExp(`^\\.treeshare-${escapeRe(id)}-[0-9a-f]{12}\\.part$`);
+  const untagged = /^\.treeshare-[0-9a-f]{12}\.part$/;
+  const minAge = o.untaggedAfterMs ?? 60 * 60 * 1000;
+  const removed: string[] = [];
+  for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (!ent.isFile()) continue;
+    const mine = own.test(ent.name);
+    if (!mine && !untagged.test(ent.name)) continue;
+    const p = path.join(dir, ent.name);
+    try {
+      if (!mine && Date.now() - (await fsp.lstat(p)).mtimeMs < minAge) continue;
+      await fsp.rm(p);
+      removed.push(ent.name);
+    } catch {
+      /* gone already, or not ours to remove */
+    }
+  }
+  return removed;
+}
+
 
 /** Written bytes between background flushes of a durable download. */
 const FLUSH_BYTES = 8 * 1024 * 1024;
