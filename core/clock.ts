@@ -90,6 +90,12 @@ export function timeoutReason(): Error {
 
 const noop = (): void => undefined;
 
+/** One TimeoutError shared by every simulated timeout signal (its stack says nothing useful anyway). */
+let simTimeout: Error | undefined;
+function abortTimedOut(ac: AbortController): void {
+  ac.abort((simTimeout ??= timeoutReason()));
+}
+
 class SimTimer implements TimerHandle {
   /** Position in the firing order among timers due at the same time. */
   seq = 0;
@@ -229,8 +235,10 @@ export class SimClock implements Clock {
 
   timeoutSignal(ms: number): AbortSignal {
     const ac = new AbortController();
-    // Like AbortSignal.timeout: does not keep run() going by itself.
-    this.add(() => ac.abort(timeoutReason()), undefined, ms, 0).unref();
+    // Like AbortSignal.timeout: does not keep run() going by itself. Most of these fire long
+    // after their operation finished (nobody listens), so the abort takes no closure and one
+    // shared TimeoutError (building a DOMException per abort cost ~3% of a long simulation).
+    this.add(abortTimedOut as (a: unknown) => void, ac, ms, 0).unref();
     return ac.signal;
   }
 

@@ -15,3 +15,4 @@ export { checkFileName } from './protocol/names.ts';
 export { mulberry32 } from './protocol/rng.ts';
 export { renderTree, treeFromNodes, type TreeView } from './peer/render.ts';
 export { keyedTransport, parseKey, generateKey, AuthError, MIN_KEY_BYTES } from './transport/auth.ts';
+export { FsStore, MemoryShares, MemoryStore, MemoryContent, type ShareStore, type StoreFile, type TempFile } from './transfer/store.ts';

@@ -40,6 +40,12 @@ export interface MetaserverOptions {
   networkKey?: string | Buffer;
   /** Random source for the `random` policy, returns [0,1). Default Math.random. */
   rng?: () => number;
+  /**
+   * Issues register tokens. SIMULATION ONLY (the memory runner, so a run is a
+   * function of its seed): tokens from a seeded source are guessable. Default:
+   * 128 bits of crypto randomness.
+   */
+  tokenSource?: () => string;
   /** Entries not announced for this long are dropped, ms. Default 30,000; 0 disables. */
   peerTimeoutMs?: number;
   /** How long a referral counts against a peer's free slots until confirmed, ms. Default 5,000. */
@@ -97,6 +103,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
         drop: (e) => this.emit('drop', e),
         secondRoot: (e) => this.emit('second-root', e),
       },
+      ...(opts.tokenSource ? { newToken: opts.tokenSource } : {}),
     });
   }
 

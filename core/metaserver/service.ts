@@ -38,6 +38,8 @@ export interface ServiceOptions {
   /** Wall-clock ms for joinedAt. */
   wallNow: () => number;
   events?: Partial<ServiceEvents>;
+  /** Issues register tokens. Default: crypto randomness (newToken); a seeded source only in simulation. */
+  newToken?: () => string;
 }
 
 export class MetaService {
@@ -70,7 +72,7 @@ export class MetaService {
     }
     // The probes above may have let other requests in: the entry is whatever is there now.
     existing = reg.get(m.id);
-    const token = existing && sameSecret(m.token, existing.token) ? existing.token : newToken();
+    const token = existing && sameSecret(m.token, existing.token) ? existing.token : (this.o.newToken ?? newToken)();
     const { referral } = reg.register({ id: m.id, host: m.host, port: m.port, maxChildren: m.maxChildren, token }, this.o.policy, this.o.now(), this.o.wallNow(), this.o.rng);
     const ref = referral ? { id: referral.id, host: referral.host, port: referral.port } : null;
     this.o.events?.register?.({ id: m.id, host: m.host, port: m.port, referral: ref });

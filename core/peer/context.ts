@@ -9,6 +9,7 @@
  * transitions (lifecycle.ts lists them).
  */
 import type { Clock } from '../clock.ts';
+import type { ShareStore } from '../transfer/store.ts';
 import type { PeerRef } from '../protocol/messages.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { Lifecycle } from './lifecycle.ts';
@@ -16,7 +17,7 @@ import type { Links } from './links.ts';
 import type { PeerEvents, PeerOptions } from './types.ts';
 
 /** PeerOptions with every default filled in (the Peer's `opts`). */
-export type ResolvedPeerOptions = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'rng'>> & {
+export type ResolvedPeerOptions = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'store' | 'rng'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;
@@ -28,6 +29,8 @@ export interface PeerContext {
   readonly links: Links;
   readonly transport: Transport;
   readonly clock: Clock;
+  /** What the peer shares and where downloads land. */
+  readonly store: ShareStore;
   readonly life: Lifecycle;
   /** This peer as others see it (throws before start()). */
   ref(): PeerRef;

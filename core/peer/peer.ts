@@ -26,8 +26,8 @@ import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
-import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
-import { sweepTemps } from '../transfer/receive.ts';
+import { assertName } from '../transfer/jail.ts';
+import { FsStore, type ShareStore } from '../transfer/store.ts';
 import type { PeerContext, ResolvedPeerOptions } from './context.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -112,6 +112,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const base = options.transport ?? tcpTransport();
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
+    this.store = options.store ?? new FsStore(this.opts.share);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.ctx = {
@@ -120,6 +121,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       links: this.links,
       transport: this.transport,
       clock: this.clock,
+      store: this.store,
       life: this.life,
       ref: () => self.ref,
       localHost: () => self.localHost,
@@ -152,6 +154,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private readonly connectionOptions: PeerOptions['connection'];
+  /** What this peer shares and where downloads land (the share folder unless PeerOptions.store). */
+  readonly store: ShareStore;
 
   get id(): string {
     return this.opts.id;
@@ -173,13 +177,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     return h === '0.0.0.0' || h === '::' ? undefined : h;
   }
 
-  /** Listens on host:port. Checks the share folder exists. */
+  /** Listens on host:port. Checks the share (folder) exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    // Disk work is held: under a SimClock it takes no simulated time (see Clock.hold).
-    const root = await this.clock.hold(shareRoot(this.opts.share));
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
-    const swept = await this.clock.hold(sweepTemps(root, this.id));
+    const swept = await this.clock.hold(this.store.prepare(this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
@@ -267,7 +269,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return this.clock.hold(listShared(this.opts.share));
+    return this.clock.hold(this.store.list());
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {

@@ -13,13 +13,11 @@
  * (`preparing`), so a very large file is waited for as long as its holder
  * makes progress.
  */
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { describeError, NotFoundError, RemoteProtocolError, TransferError } from '../errors.ts';
 import type { Message, Msg, PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
-import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
-import { freeBytes, receiveFile } from '../transfer/receive.ts';
+import { assertName } from '../transfer/jail.ts';
+import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { TimerHandle } from '../clock.ts';
 import type { PeerContext } from './context.ts';
@@ -53,7 +51,6 @@ export interface TransferDeps {
 export class Transfers {
   private downloads = new Map<string, Download>();
   private uploads = new Set<AbortController>();
-  private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
 
   constructor(
     private readonly ctx: PeerContext,
@@ -72,14 +69,7 @@ export class Transfers {
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
-    const clock = this.ctx.clock;
-    const root = await clock.hold(shareRoot(this.ctx.opts.share));
-    try {
-      await clock.hold(fsp.lstat(path.join(root, name)));
-      throw new TransferError('exists', `${name} already exists in ${this.ctx.opts.share}; not overwritten`);
-    } catch (err) {
-      if (err instanceof TransferError) throw err;
-    }
+    if (await this.ctx.clock.hold(this.ctx.store.exists(name))) throw new TransferError('exists', `${name} already exists in ${this.ctx.store.label}; not overwritten`);
     const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
@@ -97,7 +87,7 @@ export class Transfers {
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
           this.ctx.clock.clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          if (!d.offered) d.noOffer = this.ctx.clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
@@ -129,7 +119,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
       .then((r) => {
         if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
@@ -137,23 +127,9 @@ export class Transfers {
       .finally(() => this.uploads.delete(ac));
   }
 
-  /**
-   * Does this peer share `name`? Names absent from a cached listing of the
-   * share folder (at most 1 s old, refreshed after each download)
-   * are answered without touching the disk; present ones go through the jail.
-   */
-  async localHas(name: string): Promise<{ size: number } | null> {
-    const clock = this.ctx.clock;
-    const now = clock.now();
-    if (!this.shareCache || now - this.shareCache.at > 1000) {
-      this.shareCache = {
-        at: now,
-        names: clock.hold(fsp.readdir(this.ctx.opts.share).then((n) => new Set(n), () => null)),
-      };
-    }
-    const names = await this.shareCache.names;
-    if (names && !names.has(name)) return null;
-    return clock.hold(hasShared(this.ctx.opts.share, name));
+  /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
+  localHas(name: string): Promise<{ size: number } | null> {
+    return this.ctx.clock.hold(this.ctx.store.stat(name));
   }
 
   /**
@@ -230,7 +206,7 @@ export class Transfers {
     };
     if (offer.size > this.ctx.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.ctx.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await this.ctx.clock.hold(freeBytes(this.ctx.opts.share));
+    const free = await this.ctx.clock.hold(this.ctx.store.freeBytes());
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
     this.ctx.clock.clearTimeout(d.noOffer);
@@ -239,6 +215,7 @@ export class Transfers {
     try {
       const m = await receiveFile(conn, offer, {
         shareDir: this.ctx.opts.share,
+        store: this.ctx.store,
         signal: d.signal,
         idleTimeoutMs: this.ctx.opts.transferIdleTimeoutMs,
         clock: this.ctx.clock,
@@ -246,7 +223,6 @@ export class Transfers {
         fsync: this.ctx.opts.fsync,
         onProgress: (bytes, size) => this.ctx.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
-      this.shareCache = undefined;
       d.settle({ ok: true, value: { ...m, holder: offer.from } });
     } catch (err) {
       d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });

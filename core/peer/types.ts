@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
+import type { ShareStore } from '../transfer/store.ts';
 import type { JoinTimeline } from './join.ts';
 
 export type { JoinTimeline, TransferMetrics };
@@ -65,13 +66,21 @@ export interface PeerOptions {
   /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
   announceMs?: number;
   /**
+   * What the peer shares and where downloads land. Default: the file-system
+   * store of `share` (the jail). The memory runner passes a MemoryStore.
+   */
+  store?: ShareStore;
+  /**
+   * Random source for query ids, [0,1). Default: crypto randomness. The
+   * memory runner passes a seeded generator so a run repeats exactly.
+   */
+  rng?: () => number;
+  /**
    * Time source for every now(), timer, interval and timeout of this peer and
    * what it opens (joins, floods, transfers, repair). Default realClock; the
    * memory runner passes its SimClock (simulated time).
    */
   clock?: Clock;
-  /** Generator in [0, 1) for query ids (seeded runs); default: crypto random bytes. */
-  rng?: () => number;
 }
 
 export interface FloodResult extends FloodCounters {

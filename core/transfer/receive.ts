@@ -22,18 +22,19 @@
  * with missing data). Temporary files are named `.treeshare-<peer id>-<12 hex>.part`,
  * so a peer can sweep its own leftovers of a crash at start (sweepTemps).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { TransferError } from '../errors.ts';
 import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
-import { assertName, shareRoot } from './jail.ts';
+import { assertName } from './jail.ts';
+import { FsStore, type ShareStore } from './store.ts';
 import { realClock, type Clock } from '../clock.ts';
 
 export interface ReceiveOptions {
+  /** The share folder (the file-system store's), used when `store` is not given. */
   shareDir: string;
+  /** Where the file lands. Default: the share folder `shareDir` (FsStore). */
+  store?: ShareStore;
   signal?: AbortSignal;
   /** No byte for this long fails the transfer, ms. Default 15,000. */
   idleTimeoutMs?: number;
@@ -74,43 +75,11 @@ export const RECEIVE_BUFFER_BYTES = 1024 * 1024;
 /** Longest stretch of back-to-back reads (hash + write) before other I/O gets a turn, ms. */
 const YIELD_AFTER_MS = 4;
 
-/** Writes all of `b` at the file's current position. */
-function writeAll(fd: number, b: Buffer): void {
-  let off = 0;
-  while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
-}
-
-/** Free bytes on the file system holding `dir`, or Infinity when unknown. */
-export async function freeBytes(dir: string): Promise<number> {
-  try {
-    const s = await fsp.statfs(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return Infinity;
-  }
-}
-
 export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: ReceiveOptions): Promise<TransferMetrics> {
   assertName(offer.name);
   const clock = o.clock ?? realClock;
-  const root = await clock.hold(shareRoot(o.shareDir));
-  const final = path.join(root, offer.name);
-  const tmp = path.join(root, tempName(o.tmpTag));
-  let fh: fsp.FileHandle | undefined = await clock.hold(fsp.open(tmp, 'wx'));
-  const fd = fh.fd;
-  const durable = o.fsync ?? true;
-  // Durable downloads: flush written data to disk in the background every FLUSH_BYTES while
-  // receiving, so the final fsync only has the tail to wait for (errors here are ignored:
-  // the final fsync is the one that counts). The file is closed only once no flush is in flight.
-  let flushedAt = 0;
-  let flushing: Promise<void> | undefined;
-  const flush = () => {
-    if (!durable || flushing || bytes - flushedAt < FLUSH_BYTES) return;
-    flushedAt = bytes;
-    flushing = new Promise<void>((r) => fs.fdatasync(fd, () => r())).then(() => {
-      flushing = undefined;
-    });
-  };
+  const store = o.store ?? new FsStore(o.shareDir);
+  const tmp = await clock.hold(store.createTemp({ tag: o.tmpTag, fsync: o.fsync ?? true }));
   // Hashing stays on this thread: a worker thread was measured (2 cores) to add CPU and
   // ~75 MB of RSS without raising throughput, as the holder's process uses the other core.
   const hash = createHash('sha256');
@@ -149,7 +118,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
       if (bytes + b.length > offer.size) return fail(new TransferError('too-long', `${from} sent more than the ${offer.size} bytes it offered`));
       hash.update(b);
       try {
-        writeAll(fd, b);
+        tmp.write(b);
       } catch (e) {
         return fail(new TransferError('io', `cannot write ${offer.name}: ${(e as Error).message}`));
       }
@@ -159,7 +128,6 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
         reported = bytes;
         o.onProgress?.(bytes, offer.size);
       }
-      flush();
       // At `size` bytes, wait for the holder to close: bytes beyond the offer are caught
       // even when they arrive in a later read.
     };
@@ -202,88 +170,20 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     await body;
     let fsyncMs = 0;
     try {
-      await clock.hold(flushing ?? Promise.resolve());
-      if (durable) {
-        const ts = clock.now();
-        await clock.hold(fh.sync());
-        fsyncMs += clock.now() - ts;
-      }
-      await clock.hold(fh.close());
+      fsyncMs += await clock.hold(tmp.seal());
     } catch (err) {
       throw new TransferError('io', `cannot write ${offer.name}: ${(err as Error).message}`);
-    } finally {
-      fh = undefined;
     }
     const sha256 = hash.digest('hex');
     if (sha256 !== offer.sha256) throw new TransferError('hash-mismatch', `SHA-256 of ${offer.name} from ${from} does not match its offer (got ${sha256.slice(0, 12)}…, offered ${offer.sha256.slice(0, 12)}…)`);
-    try {
-      await clock.hold(fsp.link(tmp, final));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${offer.name} already exists in ${o.shareDir}; not overwritten`);
-      throw new TransferError('io', `cannot move ${offer.name} into place: ${(err as Error).message}`);
-    }
-    // The new name reaches the disk (a temporary name surviving a crash is swept at the next start).
-    if (durable) fsyncMs += await syncPath(root, offer.name, clock);
+    fsyncMs += await clock.hold(tmp.commit(offer.name, sha256));
     conn.end();
     const durationMs = clock.now() - t0;
     return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true, readPath, fsyncMs };
   } finally {
-    await flushing;
-    await fh?.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
+    await clock.hold(tmp.discard());
   }
 }
 
-/** `.treeshare-<tag>-<12 hex>.part` (tag: the peer id), or `.treeshare-<12 hex>.part` without one. */
-function tempName(tag: string | undefined): string {
-  const hex = randomBytes(6).toString('hex');
-  return tag ? `.treeshare-${tag}-${hex}.part` : `.treeshare-${hex}.part`;
-}
-
-/** Written bytes between background flushes of a durable download. */
-const FLUSH_BYTES = 8 * 1024 * 1024;
-
-/** fsync of a file or folder by path; returns the time it took, ms. */
-async function syncPath(p: string, name: string, clock: Clock): Promise<number> {
-  const t = clock.now();
-  let h: fsp.FileHandle | undefined;
-  try {
-    h = await clock.hold(fsp.open(p, 'r'));
-    await clock.hold(h.sync());
-  } catch (err) {
-    throw new TransferError('io', `cannot make ${name} durable (fsync ${path.basename(p)}): ${(err as Error).message}`);
-  } finally {
-    if (h) await clock.hold(h.close());
-  }
-  return clock.now() - t;
-}
-
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/**
- * Removes leftovers of downloads that a crash cut short: this peer's own
- * temporary files (`.treeshare-<id>-<hex>.part`, any age: the peer is starting,
- * so none of them is being written), and untagged ones of older versions
- * (`.treeshare-<hex>.part`) not modified for `untaggedAfterMs`. Temporary files
- * of other peers sharing the folder are left alone. Returns the names removed.
- */
-export async function sweepTemps(dir: string, id: string, o: { untaggedAfterMs?: number } = {}): Promise<string[]> {
-  const own = new RegExp(`^\\.treeshare-${escapeRe(id)}-[0-9a-f]{12}\\.part$`);
-  const untagged = /^\.treeshare-[0-9a-f]{12}\.part$/;
-  const minAge = o.untaggedAfterMs ?? 60 * 60 * 1000;
-  const removed: string[] = [];
-  for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
-    if (!ent.isFile()) continue;
-    const mine = own.test(ent.name);
-    if (!mine && !untagged.test(ent.name)) continue;
-    const p = path.join(dir, ent.name);
-    try {
-      if (!mine && Date.now() - (await fsp.lstat(p)).mtimeMs < minAge) continue;
-      await fsp.rm(p);
-      removed.push(ent.name);
-    } catch {
-      /* gone already, or not ours to remove */
-    }
-  }
-  return removed;
-}
+// freeBytes, tempName and sweepTemps live in store.ts (the file-system store's); re-exported here.
+export { freeBytes, sweepTemps, tempName } from './store.ts';

@@ -16,7 +16,7 @@ import { addrKey, PROTOCOL_VERSION, type HostPortLike, type Message, type PeerRe
 import { nextMessage, type Connection } from '../transport/connection.ts';
 import { deadline, realClock, type Clock } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
-import { cachedSha256, openShared, sha256Of, type SharedFile } from './jail.ts';
+import { FsStore, type ShareStore, type StoreFile } from './store.ts';
 
 /** Default chunk size read from disk and written to the socket: 2 MiB (two such buffers per upload). */
 export const DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024;
@@ -27,7 +27,10 @@ export interface OfferOptions {
   localHost?: string;
   qid: string;
   self: PeerRef;
+  /** The share folder (the file-system store's), used when `store` is not given. */
   shareDir: string;
+  /** Where the file is read from. Default: the share folder `shareDir` (FsStore). */
+  store?: ShareStore;
   name: string;
   signal?: AbortSignal;
   /** How long the requester may take to ack, ms. Default 10,000. */
@@ -45,12 +48,12 @@ export type OfferOutcome =
 
 export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
   const clock = o.clock ?? realClock;
-  const f = await clock.hold(openShared(o.shareDir, o.name));
+  const f = await clock.hold((o.store ?? new FsStore(o.shareDir)).open(o.name));
   let conn: Connection | undefined;
   let hashing: Hashing | undefined;
   try {
     const interval = Math.max(1, o.preparingIntervalMs ?? 1000);
-    let sha256 = await clock.hold(cachedSha256(f));
+    let sha256 = await clock.hold(f.knownSha256());
     if (sha256 === undefined) {
       hashing = startHashing(f, o.signal);
       let timer: ReturnType<Clock['setTimeout']> | undefined;
@@ -79,7 +82,7 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
     }
     conn.raw();
     const t0 = clock.now();
-    await streamFile(conn, f.handle, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, o.signal);
+    await streamFile(conn, f, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, o.signal);
     conn.end();
     const durationMs = clock.now() - t0;
     return { kind: 'sent', name: o.name, to: addrKey(o.to), bytes: f.size, durationMs, mbps: f.size / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256 };
@@ -90,7 +93,7 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
     // Hashing still running (connect failed): stop it before the handle closes.
     hashing?.stop.abort();
     await hashing?.done.catch(() => undefined);
-    await f.handle.close();
+    await f.close();
   }
 }
 
@@ -100,10 +103,10 @@ interface Hashing {
   hashed: number;
 }
 
-function startHashing(f: SharedFile, signal: AbortSignal | undefined): Hashing {
+function startHashing(f: StoreFile, signal: AbortSignal | undefined): Hashing {
   const stop = new AbortController();
   const h: Hashing = { stop, hashed: 0, done: Promise.resolve('') };
-  h.done = sha256Of(f, { signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal, onProgress: (n) => (h.hashed = n) });
+  h.done = f.sha256({ signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal, onProgress: (n) => (h.hashed = n) });
   h.done.catch(() => undefined); // observed by the caller; never an unhandled rejection
   return h;
 }
@@ -112,7 +115,7 @@ function startHashing(f: SharedFile, signal: AbortSignal | undefined): Hashing {
  * Waits for `hashing` while telling the requester on `conn` how far it got
  * (`preparing`), until done, declined, refused, closed or aborted.
  */
-async function tellWhileHashing(conn: Connection, hashing: Hashing, f: SharedFile, o: OfferOptions, interval: number): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
+async function tellWhileHashing(conn: Connection, hashing: Hashing, f: StoreFile, o: OfferOptions, interval: number): Promise<{ kind: 'hashed'; sha256: string } | { kind: 'declined'; reason: string }> {
   const stop = hashing.stop;
   let outcome: { kind: 'declined'; reason: string } | { kind: 'failed'; err: Error } | undefined;
   const onMsg = (m: Message) => {
@@ -155,7 +158,7 @@ async function tellWhileHashing(conn: Connection, hashing: Hashing, f: SharedFil
  * link holds no unsent bytes (a net.Socket emits 'drain' only then); on links that
  * keep references past 'drain' (shaped links), a fresh buffer is taken instead.
  */
-async function streamFile(conn: Connection, fh: import('node:fs/promises').FileHandle, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {
+async function streamFile(conn: Connection, fh: Pick<StoreFile, 'read'>, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {
   const len = Math.max(1, Math.min(chunkBytes, size));
   const free: Buffer[] = [];
   const take = () => free.pop() ?? Buffer.allocUnsafe(len);

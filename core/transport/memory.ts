@@ -301,7 +301,8 @@ interface Bound {
 
 export class MemoryNetwork {
   private listeners = new Map<string, Bound>();
-  private nextPort = 20000;
+  /** Next port to try for `listen(port 0)`, per host (a simulation of 100,000 peers spreads them over several hosts). */
+  private nextPort = new Map<string, number>();
   /** Labels of connecting ends ("mem:N"): counted apart so they never use up listening ports. */
   private nextLocal = 1;
   readonly shape: LinkShape;
@@ -327,8 +328,10 @@ export class MemoryNetwork {
   private async listen(opts: ListenOptions): Promise<Listener> {
     let port = opts.port;
     if (port === 0) {
-      do port = this.nextPort++;
+      let next = this.nextPort.get(opts.host) ?? 20000;
+      do port = next++;
       while (this.listeners.has(addrKey({ host: opts.host, port })) && port <= 65535);
+      this.nextPort.set(opts.host, next);
       if (port > 65535) throw new LocalError('port-in-use', `cannot listen on ${opts.host}: no free port left in the memory network`);
     }
     const key = addrKey({ host: opts.host, port });

@@ -174,3 +174,26 @@ export function sizesOption(o: Pick<CommonOptions, 'extra' | 'given' | 'peers'>,
   if (o.given.has('peers')) return [o.peers];
   return numberList('sizes', o.extra.sizes, dflt).map((n) => Math.max(2, Math.round(n)));
 }
+
+/**
+ * A duration option (`--duration 10m`): a number with unit ms, s, m or h
+ * (no unit: seconds), in ms; undefined when not given.
+ */
+export function durationOption(o: Pick<CommonOptions, 'extra'>, name: string, maxMs = 7 * 24 * 3600 * 1000): number | undefined {
+  const v = o.extra[name];
+  if (v === undefined) return undefined;
+  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim()) : null;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = m ? Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit] : NaN;
+  if (!Number.isFinite(ms) || ms <= 0 || ms > maxMs) throw new UsageError(`--${name} must be a positive duration like 90s, 10m or 1h (at most ${maxMs / 3_600_000} h), not ${JSON.stringify(v)}`);
+  return ms;
+}
+
+/** A positive number option (`--rate 6`), `dflt` when not given. */
+export function numberOption(o: Pick<CommonOptions, 'extra'>, name: string, dflt: number, max: number): number {
+  const v = o.extra[name];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > max) throw new UsageError(`--${name} must be a number above 0 and at most ${max}, not ${JSON.stringify(v)}`);
+  return n;
+}

@@ -17,7 +17,7 @@ import type { Progress } from './progress.ts';
 import type { Records } from './records.ts';
 import type { Rng } from './rng.ts';
 import { pool, waitEvent } from './async.ts';
-import { leftoverParts, sha256File, Workspace } from './shares.ts';
+import { leftoverParts, REPO_SHARES, sha256File, Workspace } from './shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
 
 /**
@@ -30,6 +30,10 @@ export interface ClusterHost {
   readonly rng: Rng;
   readonly records: Records;
   now(): number;
+  /** Wall-clock ms since the scenario started (whatever the scenario's clock). */
+  wallNow(): number;
+  /** Waits `ms` on the scenario clock (simulated under the memory runner). */
+  sleep(ms: number): Promise<void>;
   /** The simulated clock shared by memory clusters (created on first use), or undefined. */
   simClock(): SimClock | undefined;
   progress(label: string, total: number): Progress;
@@ -101,6 +105,8 @@ export class Cluster {
       heartbeatMs: o.heartbeatMs,
       announceMs: o.announceMs,
       floodTimeoutMs: o.floodTimeoutMs,
+      // Query ids and metaserver tokens of the memory runner (simulation only).
+      simSeed: s.rng.fork(`sim:${this.round}`).int(0, 2 ** 32 - 1),
       // Memory rounds share the scenario's SimClock (driven by the scenario).
       clock: (o.runner ?? so.runner) === 'memory' ? s.simClock() : undefined,
     });
@@ -143,9 +149,19 @@ export class Cluster {
     const handles = await this.s.step(this.tag(`${n} peer${n === 1 ? '' : 's'} start (${this.runner.kind})`), async () => {
       try {
         return await pool(list, o.startConcurrency ?? (this.runner.kind === 'process' ? 4 : 64), async (d) => {
-          const share = d.folder === 'common' && !d.files?.length ? this.commonFolder() : this.ws.share(this.round ? `${this.round}-${d.id}` : d.id, d.from);
-          for (const f of d.files ?? []) await this.ws.generate(share, f.name, f.bytes, this.s.rng.fork(`file:${d.id}:${f.name}`).next);
-          const h = await this.runner.startPeer({ id: d.id, share, maxChildren: d.maxChildren ?? this.maxChildren }, this.meta.address);
+          let h: PeerHandle;
+          if (this.runner.kind === 'memory') {
+            // No folders: the peer's files live in a memory store (generated from the seed, or copies of shares/<from>).
+            const memFiles = [
+              ...(d.from ? repoFiles(d.from) : []),
+              ...(d.files ?? []).map((f) => ({ name: f.name, bytes: f.bytes, seed: this.s.rng.fork(`file:${d.id}:${f.name}`).int(0, 2 ** 32 - 1) })),
+            ];
+            h = await this.runner.startPeer({ id: d.id, share: `memory:${d.id}`, maxChildren: d.maxChildren ?? this.maxChildren, memFiles }, this.meta.address);
+          } else {
+            const share = d.folder === 'common' && !d.files?.length ? this.commonFolder() : this.ws.share(this.round ? `${this.round}-${d.id}` : d.id, d.from);
+            for (const f of d.files ?? []) await this.ws.generate(share, f.name, f.bytes, this.s.rng.fork(`file:${d.id}:${f.name}`).next);
+            h = await this.runner.startPeer({ id: d.id, share, maxChildren: d.maxChildren ?? this.maxChildren }, this.meta.address);
+          }
           this.track(h);
           bar.tick();
           return h;
@@ -171,7 +187,7 @@ export class Cluster {
   private async joinAll(handles: PeerHandle[], concurrency: number, settle: boolean): Promise<void> {
     const bar = this.s.progress(this.tag(`joining ${handles.length} peers`), handles.length);
     const t0 = this.s.now();
-    const w0 = performance.now();
+    const w0 = this.s.wallNow();
     await this.s.step(this.tag(`${handles.length} peer${handles.length === 1 ? '' : 's'} join${concurrency > 1 ? ` (${concurrency} at a time)` : ''}`), async () => {
       try {
         await pool(handles, concurrency, async (h) => {
@@ -186,15 +202,15 @@ export class Cluster {
         bar.done();
       }
     });
-    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: this.s.now() - t0, wallMs: performance.now() - w0 });
+    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: this.s.now() - t0, wallMs: this.s.wallNow() - w0 });
   }
 
   /** Resolves once the metaserver lists `id` as joined (polls its status). */
   private async settled(id: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
+    const deadline = this.s.now() + timeoutMs;
     while ((await this.meta.status()).find((e) => e.id === id)?.state !== 'joined') {
-      if (performance.now() > deadline) throw new Error(`the metaserver did not list ${id} as joined within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 5));
+      if (this.s.now() > deadline) throw new Error(`the metaserver did not list ${id} as joined within ${timeoutMs} ms`);
+      await this.s.sleep(5);
     }
   }
 
@@ -244,9 +260,17 @@ export class Cluster {
       const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail }).finally(() => h.off('progress', onProgress));
       const doneAt = this.s.now();
       this.s.records.floods.push(floodRow(this.round, 'download', by, label, at, treeSize, d.search));
-      const disk = await sha256File(path.join(h.share, name)).catch(() => null);
       const holder = this.peers.get(d.holder.id);
-      const src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
+      let disk: string | null;
+      let src: string | null;
+      if (this.runner.kind === 'memory' && h.storedSha256) {
+        // Memory stores: the requester's stored content and the holder's, by their own hashes.
+        disk = await h.storedSha256(name).catch(() => null);
+        src = holder?.storedSha256 ? await holder.storedSha256(name).catch(() => null) : null;
+      } else {
+        disk = await sha256File(path.join(h.share, name)).catch(() => null);
+        src = holder ? await this.sourceHash(path.join(holder.share, name)).catch(() => null) : null;
+      }
       const diskOk = disk === null ? false : disk === d.sha256 && (src === null || src === disk);
       const row = transferRow(this.round, by, label, at, doneAt, d, diskOk);
       if (samples.length >= 2) row.samples = samples;
@@ -255,7 +279,7 @@ export class Cluster {
       if (o.expectFrom) this.s.check(d.holder.id === o.expectFrom, `${what} from ${o.expectFrom}`, `came from ${d.holder.id}`);
       return row;
     } catch (err) {
-      const parts = leftoverParts(h.share);
+      const parts = this.runner.kind === 'memory' && h.openTemps ? Array.from({ length: h.openTemps() }, (_, i) => `temporary #${i + 1}`) : leftoverParts(h.share);
       const row: TransferRow = {
         round: this.round, file: name, from: '', to: by, label, at, doneAt: this.s.now(), bytes: 0, ttfbMs: null, durationMs: this.s.now() - at, mbps: null,
         sha256: null, verified: false, diskSha256Ok: null, ok: false, errorCode: errorCode(err), error: messageOf(err),
@@ -326,7 +350,7 @@ export class Cluster {
    */
   async waitWhole(o: { by?: string; timeoutMs?: number; label?: string } = {}): Promise<TopoNode[]> {
     return this.s.step(this.tag('tree is whole'), async () => {
-      const deadline = performance.now() + (o.timeoutMs ?? 30_000);
+      const deadline = this.s.now() + (o.timeoutMs ?? 30_000);
       let last = '';
       for (;;) {
         const alive = this.alive();
@@ -340,7 +364,7 @@ export class Cluster {
           return r.nodes;
         }
         last = check.why ?? `incomplete (missing ${r.missing.join(', ')})`;
-        if (performance.now() > deadline) throw new Error(`the tree is not whole: ${last}`);
+        if (this.s.now() > deadline) throw new Error(`the tree is not whole: ${last}`);
         await this.nextChange(250);
       }
     });
@@ -351,12 +375,14 @@ export class Cluster {
     return new Promise((resolve) => {
       const hs = [...this.peers.values()].filter((p) => p.alive);
       const evs = ['repaired', 'child-joined', 'child-left'] as const;
+      let fired = false;
       const done = () => {
-        clearTimeout(t);
+        if (fired) return;
+        fired = true;
         for (const p of hs) for (const e of evs) p.off(e, done);
         resolve();
       };
-      const t = setTimeout(done, ms);
+      void this.s.sleep(ms).then(done);
       for (const p of hs) for (const e of evs) p.on(e, done);
     });
   }
@@ -380,6 +406,22 @@ export class Cluster {
     await this.runner.close();
     await this.ws.remove();
   }
+}
+
+/** The files of the repository's shares/<from>, read once (memory stores copy them). */
+const repoCache = new Map<string, { name: string; bytes: number; seed: number; data: Buffer }[]>();
+function repoFiles(from: string): { name: string; bytes: number; seed: number; data: Buffer }[] {
+  let files = repoCache.get(from);
+  if (!files) {
+    const dir = path.join(REPO_SHARES, from);
+    if (!fs.existsSync(dir)) throw new Error(`no share folder shares/${from} in the repository`);
+    files = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() && !e.name.startsWith('.')).map((e) => {
+      const data = fs.readFileSync(path.join(dir, e.name));
+      return { name: e.name, bytes: data.length, seed: 0, data };
+    });
+    repoCache.set(from, files);
+  }
+  return files;
 }
 
 /** Sockets an in-process TCP peer holds: its listener and both ends of its tree links, plus short-lived ones. */

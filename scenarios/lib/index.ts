@@ -4,7 +4,7 @@ export { Scenario, runScenario, type ScenarioDef } from './scenario.ts';
 export type { CheckRow, PhaseRow, Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
 export { Cluster, type ClusterHost, type ClusterOptions, type PeerDef } from './cluster.ts';
 export { pool, waitEvent } from './async.ts';
-export { UsageError, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
+export { UsageError, durationOption, numberOption, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
 export { ms, int, mib } from './output.ts';
 export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';

@@ -90,6 +90,8 @@ export interface StepRow {
   ok: boolean;
   at: number;
   ms: number;
+  /** Wall-clock ms of the step when the scenario clock is simulated (left out of simDigest). */
+  wallMs?: number;
   error?: string;
 }
 

@@ -5,6 +5,7 @@
  * modules do not import each other for types (no import circle; checked by
  * test/unit/import-cycles.test.ts). What each field holds: docs/SCENARIOS.md.
  */
+import { createHash } from 'node:crypto';
 import type { TopoNode } from '../../core/index.ts';
 import type { CommonOptions } from './args.ts';
 import type { ChartSpec } from './charts.ts';
@@ -28,6 +29,20 @@ export interface PhaseRow {
   ms: number;
   /** Wall-clock ms of the same phase (equal to `ms` when the clock is the wall clock). */
   wallMs?: number;
+}
+
+/**
+ * Fields of the records that carry wall-clock (or machine) figures and are
+ * left out of `simDigest`, wherever they appear: `memory` (heap and RSS
+ * samples) and every `wallMs` (wall time of a step or phase). Everything
+ * else in the records is simulated under the memory runner.
+ */
+export const WALL_FIELDS: readonly string[] = ['memory', 'wallMs'];
+
+/** SHA-256 (hex) of the records without WALL_FIELDS: equal for two runs of the same command under the memory runner. */
+export function recordsDigest(records: Records): string {
+  const drop = new Set(WALL_FIELDS);
+  return createHash('sha256').update(JSON.stringify(records, (k, v) => (drop.has(k) ? undefined : v))).digest('hex');
 }
 
 export interface Records {
@@ -73,6 +88,12 @@ export interface ScenarioResult {
   durationMs: number;
   /** Length of the run in simulated ms (memory runner), null on the wall clock. */
   simMs?: number | null;
+  /**
+   * Under the memory runner (simulated clock): SHA-256 of the records
+   * without their wall-clock fields (WALL_FIELDS). Two runs of the same
+   * command print the same digest. null on the wall clock.
+   */
+  simDigest?: string | null;
   /** Length of the run in wall-clock ms, whatever the clock. (clock, simMs, wallMs: absent from results written before they existed.) */
   wallMs?: number;
   records: Records;

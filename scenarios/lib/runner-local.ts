@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { errorCode, Metaserver, MemoryNetwork, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
+import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
 import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
@@ -110,6 +110,12 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
     await this.peer.stop();
     this.gone();
   }
+  async storedSha256(name: string): Promise<string | null> {
+    return this.peer.store.kind === 'memory' ? (this.peer.store as MemoryStore).sha256(name) : null;
+  }
+  openTemps(): number {
+    return this.peer.store.kind === 'memory' ? (this.peer.store as MemoryStore).temps : 0;
+  }
   /** Stops answering without closing anything (a SIGSTOP): neighbours notice by silence only. */
   async freeze() {
     this.peer.freeze();
@@ -146,6 +152,12 @@ export class LocalRunner implements Runner {
   private readonly baselineHeap: number;
   private readonly baselineRss: number;
   private readonly unregister: () => void;
+  /** Peers started so far (memory runner: their simulated host). */
+  private started = 0;
+  /** Memory runner: the simulated contents every peer's memory store shares. */
+  private readonly world = new MemoryShares();
+  /** Memory runner with simSeed: one seeded source for every peer's query ids (one closure, not one per peer). */
+  private readonly qidRng: (() => number) | undefined;
   /** The time of this runner's nodes: a SimClock (memory) or realClock (inproc). */
   readonly clock: Clock;
   /** True when this runner started the SimClock's driver (and stops it at close). */
@@ -169,6 +181,21 @@ export class LocalRunner implements Runner {
     this.baselineHeap = m0.heapUsed;
     this.baselineRss = m0.rss;
     this.unregister = onCleanup(() => this.close());
+    this.qidRng = kind === 'memory' && o.simSeed !== undefined ? mulberry32(o.simSeed) : undefined;
+  }
+
+  /** Seeded register tokens (32 hex) for the simulated metaserver; undefined outside the memory runner. */
+  private tokenSource(): (() => string) | undefined {
+    if (this.kind !== 'memory' || this.o.simSeed === undefined) return undefined;
+    const r = mulberry32(this.o.simSeed ^ 0x5bd1e995);
+    const w = () => Math.floor(r() * 0x100000000).toString(16).padStart(8, '0');
+    return () => w() + w() + w() + w();
+  }
+
+  private storeFor(spec: PeerSpec): ShareStore | undefined {
+    if (this.kind !== 'memory') return undefined;
+    const files = (spec.memFiles ?? []).map((f) => ({ name: f.name, content: f.data ? this.world.bytes(f.data) : this.world.content(f.bytes, f.seed) }));
+    return this.world.store(spec.id, files);
   }
 
   async startMetaserver(o: { policy: Policy }): Promise<MetaHandle> {
@@ -182,6 +209,7 @@ export class LocalRunner implements Runner {
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
       clock: this.clock,
       maxConnections: 100_000,
+      tokenSource: this.tokenSource(),
     });
     const address = await ms.start();
     const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport, this.clock);
@@ -196,12 +224,15 @@ export class LocalRunner implements Runner {
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
     const peer = new Peer({
       id: spec.id,
-      host: '127.0.0.1',
+      // Memory peers: 40,000 per simulated host (127.0.0.1, 127.0.1.1, ...), as a host has 65,535 ports.
+      host: this.kind === 'memory' ? `127.0.${Math.floor(this.started++ / 40_000)}.1` : '127.0.0.1',
       port: 0,
       share: spec.share,
       meta,
       maxChildren: spec.maxChildren,
       transport: this.transport,
+      store: this.storeFor(spec),
+      rng: this.qidRng,
       heartbeatMs: this.o.heartbeatMs ?? 1000,
       announceMs: this.announceMs(),
       clock: this.clock,

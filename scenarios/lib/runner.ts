@@ -13,7 +13,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { SimClock } from '../../core/clock.ts';
-import type { DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
+import type { Clock, DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 
 export const RUNNERS = ['process', 'inproc', 'memory'] as const;
 export type RunnerKind = (typeof RUNNERS)[number];
@@ -23,6 +23,12 @@ export interface PeerSpec {
   /** Absolute path of the peer's share folder (made by the Workspace). */
   share: string;
   maxChildren: number;
+  /**
+   * Memory runner only: the peer's files, held in a memory store instead of
+   * the folder `share` (which is then only a label): generated from `seed`,
+   * or fixed `data` (a copy of a repository file).
+   */
+  memFiles?: { name: string; bytes: number; seed: number; data?: Buffer }[];
 }
 
 export interface JoinOutcome {
@@ -60,6 +66,10 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   crash(): Promise<void>;
   /** Cleanup: stop without ceremony; never throws. */
   dispose(): Promise<void>;
+  /** Memory runner: SHA-256 of a file the peer holds (its store has no folder to re-hash), or null. */
+  storedSha256?(name: string): Promise<string | null>;
+  /** Memory runner: downloads being written and not yet committed or discarded. */
+  openTemps?(): number;
   /**
    * Freeze (SIGSTOP): the node stops reading and answering but closes
    * nothing, so neighbours notice only by silence. In-process runners only.
@@ -96,6 +106,11 @@ export interface RunnerOptions {
   /** Per-flood wait, ms (core default 10,000). */
   floodTimeoutMs?: number;
   /**
+   * Memory runner: seed of the peers' query ids and the metaserver's tokens
+   * (simulation only), so a run is a function of its seed. Unset: crypto randomness.
+   */
+  simSeed?: number;
+  /**
    * Memory runner: the SimClock to run on, driven by the caller (a Scenario
    * shares one across its rounds). Unset: the runner makes one and drives it
    * itself from creation to close(). Ignored by the other runners.
@@ -117,6 +132,8 @@ export interface MemorySample {
 
 export interface Runner {
   readonly kind: RunnerKind;
+  /** The clock its nodes run on when not real time (the memory runner's SimClock). */
+  readonly clock?: Clock;
   startMetaserver(o: { policy: Policy }): Promise<MetaHandle>;
   startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle>;
   /** Memory attributable to the live peers. */

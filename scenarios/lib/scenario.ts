@@ -13,9 +13,10 @@ import { Cluster, type ClusterOptions } from './cluster.ts';
 import { progress, type Progress } from './progress.ts';
 import { createRng, type Rng } from './rng.ts';
 import { renderTreeText } from './output.ts';
-import type { Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
+import { recordsDigest, type Records, type ScenarioResult, type StandardTables, type TableSpec, type TreeSnapshot } from './records.ts';
 
 export type { CheckRow, PhaseRow, Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
+export { recordsDigest, WALL_FIELDS } from './records.ts';
 
 export interface ScenarioDef {
   name: string;
@@ -82,6 +83,17 @@ export class Scenario {
   /** ms since the scenario started, on the scenario's clock: simulated under the memory runner, wall otherwise. */
   now(): number {
     return this.sim ? this.sim.now() - this.simT0 : performance.now() - this.t0;
+  }
+
+  /** True when the scenario clock is simulated (memory runner). */
+  get simulated(): boolean {
+    return this.sim !== undefined;
+  }
+
+  /** Waits `ms` on the scenario clock (simulated under the memory runner). */
+  sleep(ms: number): Promise<void> {
+    if (this.sim) return this.sim.sleep(ms);
+    return new Promise((r) => setTimeout(r, ms));
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -208,6 +220,7 @@ export class Scenario {
       durationMs: this.now(),
       simMs: this.sim ? this.now() : null,
       wallMs: this.wallNow(),
+      simDigest: this.sim ? recordsDigest(this.records) : null,
       records: this.records,
       tree: this.tree,
       summary: this.summary,
