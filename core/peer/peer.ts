@@ -25,6 +25,10 @@ import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
 import { sweepTemps } from '../transfer/receive.ts';
+import { DEFAULT_PIECE_BYTES } from '../transfer/manifest.ts';
+import { sweepPartials } from '../transfer/swarm.ts';
+import { realClock } from '../clock.ts';
+import { SwarmUploads } from './swarm-download.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
@@ -32,7 +36,7 @@ import { Repairer } from './repair.ts';
 import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey'>> & {
+type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'swarmTamper'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;
@@ -96,6 +100,12 @@ export class Peer extends EventEmitter<PeerEvents> {
       heartbeatMs: options.heartbeatMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
+      swarm: options.swarm ?? true,
+      maxSources: options.maxSources ?? 8,
+      swarmDepth: options.swarmDepth ?? 4,
+      uploadRate: options.uploadRate ?? 0,
+      minPieceBytes: options.minPieceBytes ?? DEFAULT_PIECE_BYTES,
+      partialMaxAgeMs: options.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,
     };
     const base = options.transport ?? tcpTransport();
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
@@ -103,7 +113,14 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.flood = new FloodHandler(this);
     this.repairer = new Repairer(this);
     this.transfers = new Transfers(this);
+    this.swarmUploads = new SwarmUploads({
+      share: this.opts.share, clock: realClock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      hashingIntervalMs: this.opts.preparingIntervalMs, tamper: options.swarmTamper,
+      log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
+    });
   }
+
+  readonly swarmUploads: SwarmUploads;
 
   private readonly connectionOptions: PeerOptions['connection'];
 
@@ -134,6 +151,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
     const swept = await sweepTemps(root, this.id);
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
+    // Resumable swarm partials stay unless not advanced for partialMaxAgeMs.
+    const stale = await sweepPartials(root, this.id, this.opts.partialMaxAgeMs);
+    if (stale.length) this.log('info', `removed ${stale.length} stale partial download file(s): ${stale.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
       port: this.opts.port,
@@ -246,6 +266,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.timers = [];
     if (this.announceTimer) clearTimeout(this.announceTimer);
     this.transfers.abortAll();
+    this.swarmUploads.abortAll();
     this.flood.clear();
     const closing = this.listener?.close();
     for (const c of this.conns) {
@@ -464,6 +485,10 @@ export class Peer extends EventEmitter<PeerEvents> {
         return;
       case 'preparing':
         this.transfers.onPreparing(conn, m);
+        return;
+      case 'swarm-open':
+        if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        this.swarmUploads.serve(conn, m);
         return;
       case 'ping':
         conn.send({ t: 'pong', n: m.n });

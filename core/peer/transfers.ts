@@ -23,6 +23,8 @@ import { freeBytes, receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { Peer } from './peer.ts';
 import type { DownloadResult } from './types.ts';
+import { downloadSwarm } from './swarm-download.ts';
+import { realClock } from '../clock.ts';
 
 interface Download {
   qid: string;
@@ -50,6 +52,7 @@ export class Transfers {
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
     for (const u of this.uploads) u.abort();
+    for (const s of this.swarms) s.abort();
     for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.peer.id} stopped`) });
   }
 
@@ -58,6 +61,7 @@ export class Transfers {
    * verified by size and SHA-256, into the share folder.
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
+    if (this.peer.opts.swarm) return this.swarmDownload(name, o);
     assertName(name);
     const root = await shareRoot(this.peer.opts.share);
     try {
@@ -105,6 +109,30 @@ export class Transfers {
       d.preparing.clear();
     }
   }
+
+  /** Swarm download (docs/SWARM.md): every holder the search finds, piece by piece. */
+  private async swarmDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
+    const p = this.peer;
+    const ac = new AbortController();
+    this.swarms.add(ac);
+    const signal = o.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal;
+    try {
+      const result = await downloadSwarm({
+        id: p.id, ref: p.ref, transport: p.transport, clock: realClock, localHost: p.localHost, share: p.opts.share,
+        maxSources: p.opts.maxSources, swarmDepth: p.opts.swarmDepth, idleTimeoutMs: p.opts.transferIdleTimeoutMs,
+        manifestTimeoutMs: p.opts.offerTimeoutMs, maxFileBytes: p.opts.maxFileBytes, fsync: p.opts.fsync,
+        search: (n, signal) => p.flood.search(n, 'search', p.newQid(), { signal }),
+        emit: { progress: (x) => p.emit('progress', x), resume: (x) => p.emit('resume', x), log: (l, m) => p.log(l, m) },
+      }, name, { signal });
+      this.shareCache = undefined;
+      p.emit('downloaded', result);
+      return result;
+    } finally {
+      this.swarms.delete(ac);
+    }
+  }
+
+  private swarms = new Set<AbortController>();
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {

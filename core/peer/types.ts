@@ -63,6 +63,33 @@ export interface PeerOptions {
   deadAfterMs?: number;
   /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
   announceMs?: number;
+  /** Download from every holder at once, piece by piece (docs/SWARM.md); false: one holder's offer, as protocol 1 did. Default true. */
+  swarm?: boolean;
+  /** Most holders a swarm download uses at once (--max-sources). Default 8. */
+  maxSources?: number;
+  /** Pieces a swarm download asks ahead on each link. Default 4. */
+  swarmDepth?: number;
+  /** Upload cap of the whole peer (all its swarm uploads together), bytes/s (--upload-rate); 0: none. Default 0. */
+  uploadRate?: number;
+  /** Smallest piece size of this peer's manifests, bytes (doubled for large files). Default 1 MiB. */
+  minPieceBytes?: number;
+  /** Resumable partials not advanced for this long are removed at start, ms (--partial-max-age). Default 7 days. */
+  partialMaxAgeMs?: number;
+  /** Fault injection (tests, scenarios): alters piece bytes this peer uploads. */
+  swarmTamper?: (name: string, piece: number, data: Buffer) => void;
+}
+
+/** Swarm figures of a download (docs/SWARM.md). */
+export interface SwarmStats {
+  sources: { id: string; pieces: number; bytes: number; dropped?: string }[];
+  pieceSize: number;
+  pieces: number;
+  resumedPieces: number;
+  resumedBytes: number;
+  bytesReceived: number;
+  bytesWasted: number;
+  badPieces: number;
+  bytesOutstandingLost: number;
 }
 
 export interface FloodResult extends FloodCounters {
@@ -87,6 +114,8 @@ export interface TopoResult extends FloodResult {
 export interface DownloadResult extends TransferMetrics {
   holder: PeerRef;
   search: SearchResult;
+  /** Present for swarm downloads. */
+  swarm?: SwarmStats;
 }
 
 export interface PeerState {
@@ -123,6 +152,8 @@ export interface PeerEvents {
   hit: [{ qid: string; name: string; holder: Hit }];
   offer: [{ qid: string; name: string; from: PeerRef; size: number; accepted: boolean }];
   progress: [{ qid: string; name: string; bytes: number; size: number }];
+  /** A swarm download found verified pieces of an earlier attempt on disk. */
+  resume: [{ name: string; pieces: number; of: number; bytes: number; percent: number }];
   downloaded: [DownloadResult];
   uploaded: [{ name: string; to: string; bytes: number; durationMs: number; mbps: number }];
   'search-done': [SearchResult];
