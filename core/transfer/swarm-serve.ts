@@ -118,6 +118,7 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
       conn.off('message', onMsg);
       conn.off('close', onClose);
     }
+    if (o.signal?.aborted) throw new TransferError('aborted', `upload of ${open.name} aborted after ${served} piece(s)`);
     conn.end();
     return { name: open.name, to: conn.remote, bytes, pieces: served, durationMs: o.clock.now() - t0 };
   } catch (err) {

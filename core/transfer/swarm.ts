@@ -541,6 +541,12 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       throw new TransferError('io', `cannot move ${o.name} into place: ${(err as Error).message}`);
     }
     await discard();
+    // Partials of other versions of this name: no holder offered them here; the name is taken now.
+    for (const other of candidates.keys()) {
+      if (other === m.sha256 || active.has(path.join(root, partName(o.tmpTag, other)))) continue;
+      await fsp.rm(path.join(root, partName(o.tmpTag, other)), { force: true });
+      await fsp.rm(path.join(root, stateName(o.tmpTag, other)), { force: true });
+    }
     if (durable) {
       const ts = clock.now();
       const dh = await fsp.open(root, 'r');
