@@ -72,8 +72,8 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
     onResume: (x) => ctx.emit.resume(x),
     log: ctx.emit.log,
   });
-  const { holder, sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, ...metrics } = r;
-  return { ...metrics, holder, search, swarm: { sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost } };
+  const { holder, sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate, ...metrics } = r;
+  return { ...metrics, holder, search, swarm: { sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate } };
 }
 
 export interface SwarmUploadsOptions {

@@ -90,6 +90,7 @@ export interface SwarmStats {
   bytesWasted: number;
   badPieces: number;
   bytesOutstandingLost: number;
+  bytesDuplicate: number;
 }
 
 export interface FloodResult extends FloodCounters {

@@ -131,7 +131,8 @@ export function forgetManifests(): void {
 export class UploadBucket {
   private next = 0;
   constructor(
-    readonly bytesPerSec: number,
+    /** May be changed while uploads run (0: no cap). */
+    public bytesPerSec: number,
     private readonly clock: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> },
     private readonly burstMs = 20,
   ) {}

@@ -94,6 +94,8 @@ export interface SwarmMetrics {
   badPieces: number;
   /** Bytes of pieces that were outstanding at holders when they were dropped. */
   bytesOutstandingLost: number;
+  /** Whole pieces received twice (end-game copies that lost the race). Part of bytesWasted. */
+  bytesDuplicate: number;
 }
 
 /** Resume file: untrusted on load (zod, size limit); pieces listed are re-verified on disk. */
@@ -224,6 +226,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let keptBytes = 0;
   let badPieces = 0;
   let bytesOutstandingLost = 0;
+  let bytesDuplicate = 0;
   let tFirst = 0;
   let settled = false;
   let saving: Promise<void> | undefined;
@@ -274,8 +277,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     if (!settled) for (const x of live()) fill(x);
   };
 
+  let completed = false;
   const saveState = () => {
-    if (!manifest || settled) return;
+    if (!manifest || completed) return;
     if (saving) {
       saveAgain = true;
       return;
@@ -294,7 +298,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
         } catch (err) {
           log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
         }
-      } while (saveAgain && !settled);
+      } while (saveAgain && !completed);
     })().finally(() => (saving = undefined));
   };
 
@@ -324,7 +328,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
 
   const landed = (s: Source, i: number, buf: Buffer) => {
     const m = manifest!;
-    if (have[i]) return; // the other copy won (end-game): this one is dropped
+    if (have[i]) {
+      bytesDuplicate += buf.length; // the other copy won (end-game): this one is dropped
+      return;
+    }
     const h = createHash('sha256').update(buf).digest('hex');
     if (h !== m.pieces[i]) {
       badPieces++;
@@ -345,7 +352,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     s.pieces++;
     if (!tFirst) tFirst = clock.now();
     o.onProgress?.(haveBytes, m.size);
-    if (haveCount === n) return settle();
+    if (haveCount === n) {
+      completed = true;
+      return settle();
+    }
     saveState();
   };
 
@@ -416,7 +426,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
         resumedPieces = haveCount;
         resumedBytes = haveBytes;
         const percent = m.size ? Math.floor((100 * haveBytes) / m.size) : 100;
-        log('info', `resuming ${o.name} at ${percent}% (${haveCount} of ${n} pieces verified on disk)`);
         o.onResume?.({ name: o.name, pieces: haveCount, of: n, bytes: haveBytes, percent });
       } catch {
         await fh?.close().catch(() => undefined);
@@ -432,7 +441,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
     manifest = m;
     saveState();
-    if (haveCount === n) settle();
+    if (haveCount === n) {
+      completed = true;
+      settle();
+    }
   };
   let fdHandle: fsp.FileHandle | undefined;
 
@@ -576,6 +588,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       bytesWasted: bytesReceived - keptBytes,
       badPieces,
       bytesOutstandingLost,
+      bytesDuplicate,
     };
   } catch (err) {
     if (err instanceof TreeshareError) throw err;
@@ -585,6 +598,11 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     clock.clearInterval(idle);
     o.signal?.removeEventListener('abort', onAbort);
     await ready?.catch(() => undefined);
+    // Failed or aborted: the resume file lists every piece verified so far.
+    if (!completed && manifest) {
+      await saving;
+      saveState();
+    }
     await saving;
     await fdHandle?.close().catch(() => undefined);
     if (tmp) active.delete(tmp);
