@@ -278,6 +278,29 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
 
   let completed = false;
+  // Whole-file SHA-256 of the bytes written, fed in file order: a piece landing at the front
+  // is hashed from memory, pieces that landed ahead of it are read back from the partial.
+  const whole = createHash('sha256');
+  let wholeNext = 0;
+  const advanceWhole = (landedAt: number, buf: Buffer | undefined) => {
+    const m = manifest!;
+    let scratch: Buffer | undefined;
+    while (wholeNext < n && have[wholeNext]) {
+      const len = pieceLength(m, wholeNext);
+      if (wholeNext === landedAt && buf) whole.update(buf);
+      else {
+        scratch ??= Buffer.allocUnsafe(m.pieceSize);
+        let off = 0;
+        while (off < len) {
+          const r = fs.readSync(fd, scratch, off, len - off, wholeNext * m.pieceSize + off);
+          if (r === 0) throw new TransferError('truncated', `partial of ${o.name} is shorter than its verified pieces`);
+          off += r;
+        }
+        whole.update(scratch.subarray(0, len));
+      }
+      wholeNext++;
+    }
+  };
   const saveState = () => {
     if (!manifest || completed) return;
     if (saving) {
@@ -349,6 +372,12 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     haveCount++;
     haveBytes += buf.length;
     keptBytes += buf.length;
+    try {
+      advanceWhole(i, buf);
+    } catch (err) {
+      settle(err instanceof TreeshareError ? err : new TransferError('io', `cannot read back ${o.name}: ${describeError(err)}`));
+      return;
+    }
     s.pieces++;
     if (!tFirst) tFirst = clock.now();
     o.onProgress?.(haveBytes, m.size);
@@ -440,6 +469,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const free = await freeBytes(root);
     if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
     manifest = m;
+    advanceWhole(-1, undefined);
     saveState();
     if (haveCount === n) {
       completed = true;
@@ -530,15 +560,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       await fdHandle!.sync();
       fsyncMs += clock.now() - ts;
     }
-    // The whole file again, from disk, before it becomes visible.
-    const whole = createHash('sha256');
-    const b = Buffer.allocUnsafe(1024 * 1024);
-    for (let pos = 0; pos < m.size; ) {
-      const { bytesRead } = await fdHandle!.read(b, 0, Math.min(b.length, m.size - pos), pos);
-      if (bytesRead === 0) throw new TransferError('truncated', `partial of ${o.name} shorter than ${m.size} bytes`);
-      whole.update(b.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
+    // The whole file, hashed in file order from the bytes written, before it becomes visible.
+    if (wholeNext !== n) throw new TransferError('io', `internal: ${wholeNext} of ${n} pieces hashed at the end of ${o.name}`);
     const sha256 = whole.digest('hex');
     if (sha256 !== m.sha256) {
       await discard();
