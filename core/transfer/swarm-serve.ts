@@ -18,6 +18,8 @@ import { openShared, type SharedFile } from './jail.ts';
 import { cachedManifest, manifestOf, pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
 
 const CHUNK = 64 * 1024;
+/** Most bytes read from disk at once for one piece. */
+const READ_BYTES = 4 * 1024 * 1024;
 /** Most piece requests queued on one connection. */
 const MAX_QUEUED = 256;
 
@@ -88,7 +90,6 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     const onClose = () => wake?.();
     conn.on('message', onMsg);
     conn.on('close', onClose);
-    const buf = Buffer.allocUnsafe(CHUNK);
     try {
       for (;;) {
         while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
@@ -96,20 +97,24 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
         if (conn.closed || failure || o.signal?.aborted) break;
         const i = queue.shift()!;
         const len = pieceLength(manifest, i);
+        // Read up to READ_BYTES at once (one fresh buffer: links may keep it past write()),
+        // then send it in CHUNK slices, each taken from the uplink cap when there is one.
         let off = 0;
-        while (off < len) {
-          const want = Math.min(CHUNK, len - off);
-          await o.bucket.take(want, o.signal);
+        while (off < len && !conn.closed) {
+          const n = Math.min(READ_BYTES, len - off);
+          const data = Buffer.allocUnsafe(n);
           const at = i * manifest.pieceSize + off;
-          const { bytesRead } = await f.handle.read(buf, 0, want, at);
-          if (bytesRead !== want) throw new TransferError('truncated', `${open.name} shrank while being sent`);
-          // A fresh copy: links may keep the buffer past write() (shaped, memory).
-          const chunk = Buffer.from(buf.subarray(0, want));
-          if (o.tamper) o.tamper(open.name, i, chunk);
-          off += want;
-          bytes += want;
-          if (conn.closed) break;
-          if (!conn.write(chunk)) await drained(conn);
+          const { bytesRead } = await f.handle.read(data, 0, n, at);
+          if (bytesRead !== n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
+          if (o.tamper) o.tamper(open.name, i, data);
+          const step = o.bucket.bytesPerSec > 0 ? CHUNK : n;
+          for (let p = 0; p < n && !conn.closed; p += step) {
+            const slice = data.subarray(p, Math.min(n, p + step));
+            await o.bucket.take(slice.length, o.signal);
+            bytes += slice.length;
+            if (!conn.write(slice)) await drained(conn);
+          }
+          off += n;
         }
         if (conn.closed) break;
         served++;
