@@ -9,6 +9,8 @@
  * frame) whatever the file size: 512 MiB → 1 MiB pieces, 64 GiB → 128 MiB.
  */
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import fsp from 'node:fs/promises';
 import { MAX_PIECES } from '../protocol/messages.ts';
 import { TransferError } from '../errors.ts';
 import type { SharedFile } from './jail.ts';
@@ -87,7 +89,19 @@ export function manifestOf(f: SharedFile, o: { minPieceBytes?: number; onProgres
   return p.then((m) => ({ ...m, name: f.name }));
 }
 
-async function compute(f: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
+async function compute(shared: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
+  // A handle of its own: the pass is shared by callers whose handles may close before it ends.
+  const handle = await fsp.open(shared.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const st = await handle.stat();
+    if (st.size !== shared.size || st.mtimeMs !== shared.mtimeMs || st.ino !== shared.ino) throw new TransferError('changed', `${shared.name} changed while it was opened for hashing`);
+    return await hashPieces({ ...shared, handle }, minPieceBytes, onProgress, signal);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function hashPieces(f: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
   const pieceSize = pieceSizeFor(f.size, minPieceBytes);
   const whole = createHash('sha256');
   const pieces: string[] = [];

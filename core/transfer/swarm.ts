@@ -244,6 +244,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const settle = (err?: Error) => {
     if (settled) return;
     settled = true;
+    // Complete: what links were still receiving are copies of pieces already verified (end-game).
+    if (!err) for (const s of sources) if (!s.gone) bytesDuplicate += s.got;
     for (const s of sources) if (!s.gone) {
       s.gone = true;
       s.conn?.destroy();
