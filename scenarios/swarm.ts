@@ -9,7 +9,7 @@
  *   be no slower);
  * - a holder killed (stopped at once, no goodbyes) at ~30%: rate, bytes
  *   fetched twice against the pieces it had outstanding, time to finish;
- * - a corrupting holder (flips a byte in every third piece): it is dropped at
+ * - a corrupting holder (flips a byte in every piece it sends): it is dropped at
  *   its first bad piece, only that piece and what it had in flight are fetched again;
  * - the requester stopped at ~50% and restarted on the same share: resume
  *   point and bytes fetched again.
@@ -112,21 +112,29 @@ export const swarm: ScenarioDef = {
       const multiK = Math.min(4, nh);
       const bench: (string | number)[][] = [];
       const benchRates: Record<string, number> = {};
+      // Alternating runs, median of three each: the machine is shared, single runs are noisy.
+      const samples: Record<number, number[]> = { 1: [], [multiK]: [] };
+      for (let round = 0; round < 3; round++) {
+        for (const k of [1, multiK]) {
+          const r = await net.add(`U${k}x${round}`, { maxSources: k });
+          const res = await r.download(FILE);
+          verify(r, res, `unshaped k=${k}`);
+          samples[k]!.push(rate(res));
+          await r.leave();
+        }
+      }
       for (const k of [1, multiK]) {
-        const r = await net.add(`U${k}`, { maxSources: k });
-        const res = await r.download(FILE);
-        verify(r, res, `unshaped k=${k}`);
-        benchRates[k] = rate(res);
-        bench.push([k, benchRates[k]!.toFixed(1), ms(res.durationMs)]);
-        await r.leave();
+        const v = [...samples[k]!].sort((a, b) => a - b);
+        benchRates[k] = v[1]!;
+        bench.push([k, benchRates[k]!.toFixed(1), v.map((x) => x.toFixed(1)).join(' / ')]);
       }
       for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
-      s.table('Bench: unshaped loopback', ['holders k', 'MB/s', 'duration'], bench, 'no cap; all peers in one process on a shared 2-core machine, so this is CPU-bound.');
+      s.table('Bench: unshaped loopback', ['holders k', 'MB/s (median of 3)', 'runs MB/s'], bench, 'no cap; all peers in one process on a shared 2-core machine, so this is CPU-bound.');
       s.summary.unshaped = Object.fromEntries(Object.entries(benchRates).map(([k, v]) => [k, Number(v.toFixed(1))]));
       s.check(benchRates[multiK]! >= 0.9 * benchRates[1]!, `unshaped: ${multiK} sources no slower than one (10% noise allowed)`, `${benchRates[multiK]!.toFixed(1)} vs ${benchRates[1]!.toFixed(1)} MB/s`);
 
       // ---- a corrupting holder ----
-      const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, i, d) => void (i % 3 === 0 && (d[d.length - 1] ^= 0x01)) });
+      const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, _i, d) => void (d[d.length - 1] ^= 0x01) });
       fs.writeFileSync(path.join(bad.opts.share, FILE), body);
       const rc = await net.add('RC', { maxSources: 64 });
       const resC = await rc.download(FILE);

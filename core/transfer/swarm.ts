@@ -284,13 +284,29 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   // is hashed from memory, pieces that landed ahead of it are read back from the partial.
   const whole = createHash('sha256');
   let wholeNext = 0;
-  const advanceWhole = (landedAt: number, buf: Buffer | undefined) => {
+  // Verified pieces that landed ahead of the hash front, kept in memory (bounded) so they need
+  // not be read back; beyond the bound they are read back from the partial.
+  const ahead = new Map<number, Buffer>();
+  let aheadBytes = 0;
+  const AHEAD_MAX = 64 * 1024 * 1024;
+  const advanceWhole = (landedAt: number, buf: Buffer | undefined): boolean => {
     const m = manifest!;
     let scratch: Buffer | undefined;
+    let kept = false;
+    if (buf && landedAt > wholeNext && aheadBytes + buf.length <= AHEAD_MAX) {
+      ahead.set(landedAt, buf);
+      aheadBytes += buf.length;
+      kept = true;
+    }
     while (wholeNext < n && have[wholeNext]) {
       const len = pieceLength(m, wholeNext);
+      const early = ahead.get(wholeNext);
       if (wholeNext === landedAt && buf) whole.update(buf);
-      else {
+      else if (early) {
+        whole.update(early);
+        ahead.delete(wholeNext);
+        aheadBytes -= early.length;
+      } else {
         scratch ??= Buffer.allocUnsafe(m.pieceSize);
         let off = 0;
         while (off < len) {
@@ -302,6 +318,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       }
       wholeNext++;
     }
+    return kept;
   };
   const saveState = () => {
     if (!manifest || completed) return;
@@ -375,7 +392,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     haveBytes += buf.length;
     keptBytes += buf.length;
     try {
-      advanceWhole(i, buf);
+      // A buffer kept for the hash front belongs to it now: the link takes a fresh one.
+      if (advanceWhole(i, buf)) s.buf = undefined;
     } catch (err) {
       settle(err instanceof TreeshareError ? err : new TransferError('io', `cannot read back ${o.name}: ${describeError(err)}`));
       return;
