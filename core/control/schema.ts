@@ -162,7 +162,6 @@ export const PeerEvent = z.discriminatedUnion('event', [
   ev('left', {}),
   ev('hit', { qid: z.string(), name: FileName, holder: Hit }),
   ev('progress', { qid: z.string(), name: FileName, bytes: Count, size: Count }),
-  ev('resume', { name: FileName, pieces: Count, of: Count, bytes: Count, percent: z.number().min(0).max(100) }),
   ev('child-joined', { child: PeerRef }),
   ev('child-left', { child: Id, reason: LeftReason }),
   ev('parent-lost', { parent: Id, reason: LeftReason }),

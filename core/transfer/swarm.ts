@@ -441,7 +441,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   /** First manifest: the file. Opens (or resumes) the partial. */
   const setup = async (m: Manifest) => {
     if (o.maxFileBytes !== undefined && m.size > o.maxFileBytes) {
-      throw new TransferError('too-large', `${o.name} has ${m.size} bytes, more than the ${o.maxFileBytes} accepted (--max-file-bytes)`);
+      throw new TransferError('too-large', `${o.name} has ${m.size} bytes, larger than the ${o.maxFileBytes} bytes accepted (--max-file-bytes)`);
     }
     n = pieceCount(m);
     have = new Uint8Array(n);
