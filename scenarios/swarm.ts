@@ -24,7 +24,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DownloadResult, Peer } from '../core/index.ts';
 import { createTestnet } from '../testnet/testnet.ts';
-import { pieceSizeFor as pieceSizeOf } from '../core/transfer/manifest.ts';
+import { manifestOf, pieceSizeFor as pieceSizeOf } from '../core/transfer/manifest.ts';
+import { openShared } from '../core/transfer/jail.ts';
 import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } from './lib/index.ts';
 
 const MiB = 1024 * 1024;
@@ -136,6 +137,9 @@ export const swarm: ScenarioDef = {
       // ---- a corrupting holder ----
       const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, _i, d) => void (d[d.length - 1] ^= 0x01) });
       fs.writeFileSync(path.join(bad.opts.share, FILE), body);
+      // Its manifest computed beforehand, as the others' were: it takes part from the first piece.
+      const bf = await openShared(bad.opts.share, FILE);
+      await manifestOf(bf, { minPieceBytes: piece }).finally(() => bf.handle.close());
       const rc = await net.add('RC', { maxSources: 64 });
       const resC = await rc.download(FILE);
       verify(rc, resC, 'corrupting holder');

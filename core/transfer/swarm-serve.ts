@@ -134,8 +134,10 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
   }
 }
 
+/** Resolves on 'drain' or close; at once if already closed (write() returns false on a closed connection). */
 function drained(conn: Connection): Promise<void> {
   return new Promise((resolve) => {
+    if (conn.closed) return resolve();
     const done = () => {
       conn.off('drain', done);
       conn.off('close', done);

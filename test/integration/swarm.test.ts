@@ -9,8 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { errorCode, tcpTransport } from '../../core/index.ts';
-import { cluster, nextEvent } from '../helpers.ts';
+import { errorCode, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
+import { cluster, nextEvent, until } from '../helpers.ts';
 
 const PIECE = 64 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -102,6 +102,27 @@ test('a holder that leaves mid-download loses its pieces to the other; every hol
   // Only pieces not verified before (and the corrupted one) were fetched.
   t.true(res2.swarm!.bytesReceived <= body.length - res2.swarm!.resumedBytes + 4 * PIECE, JSON.stringify(res2.swarm));
   t.deepEqual(partials(r2.opts.share), []);
+});
+
+test('a requester that closes mid-piece frees the holder\'s upload slot (the serve loop does not wait for a drain that never comes)', async (t) => {
+  const body = randomBytes(1024 * 1024);
+  // Capped: the holder sleeps between 64 KiB slices, so the close lands while it waits to write.
+  const { holders } = await swarmNet(t, 1, body, { uploadRate: 1e6 });
+  const h = holders[0]!;
+  const conn = await tcpTransport().connect({ host: '127.0.0.1', port: h.address.port });
+  t.teardown(() => conn.destroy());
+  const manifest = new Promise<Message>((res) => conn.once('message', res));
+  conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: { id: 'X', host: '127.0.0.1', port: 1 }, name: 'f.bin', sha256: null });
+  t.is((await manifest).t, 'manifest');
+  conn.raw();
+  let got = 0;
+  const some = new Promise<void>((res) => conn.on('data', (b: Buffer) => (got += b.length) >= 64 * 1024 && res()));
+  conn.send({ t: 'want', pieces: [0, 1, 2, 3] });
+  await some;
+  t.is(h.swarmUploads.count, 1);
+  conn.destroy();
+  await until(() => h.swarmUploads.count === 0, { what: 'the upload slot to be freed', timeoutMs: 5000 });
+  t.pass();
 });
 
 test('a protocol-1 requester gets version-mismatch from a swarm holder, not a hang', async (t) => {
