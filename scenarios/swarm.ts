@@ -24,6 +24,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DownloadResult, Peer } from '../core/index.ts';
 import { createTestnet } from '../testnet/testnet.ts';
+import { LineProcess } from '../testnet/driver.ts';
+import { REPO } from './lib/index.ts';
 import { manifestOf, pieceSizeFor as pieceSizeOf } from '../core/transfer/manifest.ts';
 import { openShared } from '../core/transfer/jail.ts';
 import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } from './lib/index.ts';
@@ -48,6 +50,7 @@ export const swarm: ScenarioDef = {
   options: {
     size: { type: 'string', placeholder: 'MIB', description: 'file size in MiB (default 64)' },
     holders: { type: 'string', placeholder: 'N', description: 'holders (default 8); k runs over 1, 2, 4, … up to it' },
+    procs: { type: 'boolean', description: 'speedup table with each holder in its own OS process (test/fixtures/peer-proc.ts)' },
     'piece-kib': { type: 'string', placeholder: 'KIB', description: 'smallest piece size of the holders\' manifests, KiB (default 1024)' },
   },
   commonHelp: { bandwidth: 'upload cap of each holder over all its connections, bytes/s (default 20M)' },
@@ -90,6 +93,26 @@ export const swarm: ScenarioDef = {
       const rows: (string | number)[][] = [];
       const speedup: Record<string, number> = {};
       const rates: Record<string, number> = {};
+      // --procs: the speedup table's holders in their own processes (8 holders' reads and sends
+      // then do not share the requester's one thread); the fault phases use the in-process ones.
+      const procs: LineProcess[] = [];
+      if (s.opts.extra.procs === true) {
+        for (const h of holders) await h.leave();
+        for (let i = 1; i <= nh; i++) {
+          const share = path.join(net.dir, `P${i}`);
+          fs.mkdirSync(share, { recursive: true });
+          fs.writeFileSync(path.join(share, FILE), body);
+          const lp = new LineProcess(path.join(REPO, 'test/fixtures/peer-proc.ts'), [JSON.stringify({ id: `P${i}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, uploadRate: cap, minPieceBytes: piece, maxChildren: s.opts.maxChildren })], { what: `holder P${i}` });
+          procs.push(lp);
+          let joined = false;
+          lp.on('json', (o: { event?: string }) => void (o.event === 'joined' && (joined = true)));
+          await lp.until(() => joined || undefined, 'joined', { timeoutMs: 30_000 });
+        }
+        // Each holder process computes its manifest once, outside the timed runs.
+        const w = await net.add('WP', { maxSources: nh });
+        await w.download(FILE);
+        await w.leave();
+      }
       for (const k of ks) {
         const r = await net.add(`R${k}`, { maxSources: k });
         const res = await r.download(FILE);
@@ -104,6 +127,27 @@ export const swarm: ScenarioDef = {
       s.table('Swarm speedup (capped uplinks)', ['holders k', 'holders used', 'MB/s', 'speedup over k=1', 'duration', 'pieces per holder', 'end-game duplicates MiB'], rows,
         `${(size / MiB).toFixed(0)} MiB file in pieces of ${(pieceSizeOf(size, piece) / 1024).toFixed(0)} KiB; fsync off (the disk flush is the same for every k); each holder's uploads capped at ${cap.toLocaleString('en-US')} B/s in total; 1 MB = 10^6 bytes; duration = first connection → verified and renamed (search excluded).`);
       s.summary.speedup = speedup;
+      s.summary.holderProcesses = procs.length > 0;
+      if (procs.length) {
+        // Graceful leaves, so the metaserver does not refer newcomers to them.
+        await Promise.all(procs.map((lp) => new Promise<void>((resolve) => {
+          if (lp.cp.exitCode !== null) return resolve();
+          const t = setTimeout(() => lp.cp.kill('SIGKILL'), 10_000);
+          lp.cp.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          lp.send({ cmd: 'leave' });
+        })));
+        // The in-process holders again, for the phases below.
+        for (let i = 0; i < holders.length; i++) {
+          const share = holders[i]!.opts.share;
+          holders[i] = await net.add(`H${i + 1}b`, { uploadRate: cap, share });
+        }
+        const w2 = await net.add('W2', { maxSources: nh });
+        await w2.download(FILE);
+        await w2.leave();
+      }
       s.summary.rateMBps = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, Number(v.toFixed(1))]));
       if (speedup[4] !== undefined) s.check(speedup[4] >= 3.2, `speedup at k=4 ≥ 3.2`, String(speedup[4]));
       if (speedup[8] !== undefined) s.check(speedup[8] >= 6.0, `speedup at k=8 ≥ 6.0`, String(speedup[8]));
