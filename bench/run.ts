@@ -26,6 +26,7 @@ import { loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR
 import { microBench } from './micro.ts';
 import { joinBench } from './macro/join.ts';
 import { registrationsBench } from './macro/registrations.ts';
+import { registryScaleBench } from './macro/registry-scale.ts';
 import { searchBench } from './macro/search.ts';
 import { busyBench } from './macro/busy.ts';
 import { concurrentBench, transferBench } from './macro/transfer.ts';
@@ -99,7 +100,10 @@ const runners: Record<Section, () => Promise<void>> = {
   busy: () => busyBench(ctx),
   join: () => joinBench(ctx),
   search: () => searchBench(ctx),
-  registrations: () => registrationsBench(ctx),
+  registrations: async () => {
+    await registrationsBench(ctx);
+    await registryScaleBench(ctx);
+  },
 };
 
 try {

@@ -38,9 +38,16 @@ export interface Clock {
   timeoutSignal(ms: number): AbortSignal;
   /** Resolves after `ms`; rejects with the signal's reason if it aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Real work (file I/O) that simulated time must wait for: on a SimClock,
+   * time does not jump until `p` settles, so disk work takes no simulated
+   * time; on the real clock, `p` itself. Returns `p`.
+   */
+  hold<T>(p: Promise<T>): Promise<T>;
 }
 
-function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms` on `clock`; rejects with the signal's reason when it aborts. `unref`: the wait does not keep the process alive. */
+export function sleepOn(clock: Clock, ms: number, signal?: AbortSignal, unref = false): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
@@ -51,6 +58,7 @@ function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> 
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
+    if (unref) h.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -66,6 +74,7 @@ export const realClock: Clock = {
   defer: (fn, arg) => void setImmediate(fn as (a: unknown) => void, arg as unknown),
   timeoutSignal: (ms) => AbortSignal.timeout(ms),
   sleep: (ms, signal) => sleepOn(realClock, ms, signal),
+  hold: (p) => p,
 };
 
 /** `signal`, or a deadline of `ms` on `clock`, whichever fires first. */
@@ -79,6 +88,8 @@ export function timeoutReason(): Error {
   return new DOMException('The operation was aborted due to timeout', 'TimeoutError');
 }
 
+const noop = (): void => undefined;
+
 class SimTimer implements TimerHandle {
   /** Position in the firing order among timers due at the same time. */
   seq = 0;
@@ -88,8 +99,8 @@ class SimTimer implements TimerHandle {
   constructor(
     readonly clock: SimClock,
     public at: number,
-    readonly fn: (arg: unknown) => void,
-    readonly arg: unknown,
+    public fn: (arg: unknown) => void,
+    public arg: unknown,
     /** > 0 for intervals. */
     readonly every: number,
   ) {}
@@ -201,6 +212,9 @@ export class SimClock implements Clock {
     if (!(h instanceof SimTimer) || !h.live || h.clock !== this) return;
     h.live = false;
     if (h.refed) this.refs--;
+    // A cancelled entry stays in the heap until it reaches the top: let go of what it holds.
+    h.fn = noop;
+    h.arg = undefined;
     this.dead++;
     if (this.dead > 1024 && this.dead * 2 > this.heap.length) this.compact();
   }

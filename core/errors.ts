@@ -27,7 +27,7 @@ export const ERROR_CODES = [
   'unreachable', 'timeout', 'connection-closed', 'heartbeat-timeout', 'too-many-connections', 'aborted',
   // joining and the tree
   'not-started', 'not-joined', 'already-joined', 'leaving', 'duplicate-id', 'self-join', 'cycle', 'full',
-  'redirect-loop', 'too-many-redirects', 'second-root', 'lost-peer',
+  'redirect-loop', 'too-many-redirects', 'second-root', 'lost-peer', 'address-in-use', 'unverified', 'bad-token',
   // searching and transfers (TransferError, NotFoundError)
   'not-found', 'hash-mismatch', 'truncated', 'too-long', 'holder-gone', 'exists', 'declined', 'no-offer',
   'io', 'too-large', 'no-space',

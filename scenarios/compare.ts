@@ -17,7 +17,7 @@ import { fmt, microFigure, type RunFile } from '../bench/lib/report.ts';
 import { barChart, renderChart, type ChartSpec } from './lib/charts.ts';
 import { groupBy } from './lib/metrics.ts';
 import { esc } from './lib/report.ts';
-import type { ScenarioResult } from './lib/scenario.ts';
+import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
 
 export class CompareError extends Error {}

@@ -59,7 +59,7 @@ export const swarm: ScenarioDef = {
   },
   async run(s) {
     const { size, holders: nh, cap, piece } = plan(s.opts);
-    const net = await createTestnet({ prefix: 'treeshare-swarm-', peer: { maxChildren: s.opts.maxChildren, fsync: false, minPieceBytes: piece } });
+    const net = await createTestnet({ prefix: 'treeshare-swarm-', peer: { maxChildren: s.opts.maxChildren, fsync: false, minPieceBytes: piece, swarm: 'always' } });
     try {
       const body = randomBytes(size);
       const sha = createHash('sha256').update(body).digest('hex');

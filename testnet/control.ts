@@ -1,7 +1,6 @@
 /**
- * Client side of the `--json` control protocol (README, "Control protocol
- * (`--json`)"), on the one process driver: starts core/control/peer-main.ts
- * or metaserver-main.ts, parses every stdout line with the protocol's schema
+ * Client side of the `--json` control protocol (docs/CONTROL.md), on the
+ * one process driver: starts core/bin/peer-main.ts or metaserver-main.ts, parses every stdout line with the protocol's schema
  * (core/control/schema.ts; a line that does not validate is kept for error
  * messages and never reaches a caller), sends commands with a fresh `id` and
  * resolves each with the typed result event that echoes it, or rejects with
@@ -22,8 +21,8 @@ import {
 } from '../core/control/schema.ts';
 import { DriverError, LineProcess, REPO, type ExitInfo, type StartOptions } from './driver.ts';
 
-export const PEER_MAIN = path.join(REPO, 'core/control/peer-main.ts');
-export const META_MAIN = path.join(REPO, 'core/control/metaserver-main.ts');
+export const PEER_MAIN = path.join(REPO, 'core/bin/peer-main.ts');
+export const META_MAIN = path.join(REPO, 'core/bin/metaserver-main.ts');
 
 /** A command the process answered with an `error` event. */
 export class ControlError extends Error {

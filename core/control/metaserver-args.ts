@@ -6,7 +6,7 @@ import { DEFAULT_MAX_CONNECTIONS } from '../transport/tcp.ts';
 import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
-       npx tsx core/control/metaserver-main.ts [options]
+       npx tsx core/bin/metaserver-main.ts [options]
 
 Runs the treeshare metaserver: peers register with it and are referred to a
 peer already in the overlay. It prints its address, then one line per
@@ -25,7 +25,7 @@ ${limitHelp(DEFAULT_MAX_CONNECTIONS)}
 
 Examples:
   npm run metaserver
-  npx tsx core/control/metaserver-main.ts --host 127.0.0.1 --port 0 --json
+  npx tsx core/bin/metaserver-main.ts --host 127.0.0.1 --port 0 --json
 `;
 
 const FLAGS = {

@@ -6,7 +6,7 @@ import { tcpTransport } from '../transport/tcp.ts';
 import { LIMIT_FLAGS, limitHelp, limitOptions, parseAmount, parseSize, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
-       npx tsx core/control/peer-main.ts -i ID [options]
+       npx tsx core/bin/peer-main.ts -i ID [options]
 
 Runs one treeshare peer: it listens, registers with the metaserver, joins the
 overlay tree and shares one folder. Without --json it shows a menu:
@@ -31,6 +31,9 @@ ${limitHelp(PEER_MAX_CONNECTIONS)}
                             all its connections (its uplink); units as for --bandwidth
       --partial-max-age MS  resumable partial downloads not advanced for MS ms are
                             removed at start (default 604800000 = 7 days)
+      --swarm MODE          auto (default): swarm when the search finds 2+ holders or a
+                            resumable partial of the file is here, else the one holder's
+                            offer; always: swarm even from one holder; never: = --no-swarm
       --no-swarm            download from the first holder's offer only (protocol-1 style)
       --max-file-bytes SIZE largest file accepted for download, bytes; units as for
                             --bandwidth (default 64GiB = 68719476736)
@@ -45,7 +48,7 @@ ${limitHelp(PEER_MAX_CONNECTIONS)}
 Examples:
   npm run peer -- -p5001 -i S1
   printf '1\\n2\\npwd1.txt\\n3\\n4\\n' | npm run peer -- -p5001 -i S1
-  npx tsx core/control/peer-main.ts --json --port 0 -i S2 --auto-join
+  npx tsx core/bin/peer-main.ts --json --port 0 -i S2 --auto-join
 `;
 
 const FLAGS = {
@@ -64,6 +67,7 @@ const FLAGS = {
   'max-sources': { type: 'string' },
   'upload-rate': { type: 'string' },
   'partial-max-age': { type: 'string' },
+  swarm: { type: 'string' },
   'no-swarm': { type: 'boolean' },
   'max-file-bytes': { type: 'string' },
   'query-rate': { type: 'string' },
@@ -102,6 +106,12 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
     if (options.uploadRate <= 0) throw new UsageError('--upload-rate must be more than 0 bytes per second (leave it out for no cap)');
   }
   if (v['partial-max-age'] !== undefined) options.partialMaxAgeMs = parseIntIn('--partial-max-age', str(v['partial-max-age'])!, 0, 2 ** 31 * 1000);
+  if (v.swarm !== undefined) {
+    const mode = str(v.swarm)!;
+    if (mode !== 'auto' && mode !== 'always' && mode !== 'never') throw new UsageError(`--swarm must be auto, always or never, not "${mode}"`);
+    if (v['no-swarm'] && mode !== 'never') throw new UsageError(`--no-swarm contradicts --swarm ${mode}`);
+    options.swarm = mode === 'auto' ? true : mode === 'always' ? 'always' : false;
+  }
   if (v['no-swarm']) options.swarm = false;
   if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseSize('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
   if (v['query-rate'] !== undefined) {

@@ -1,5 +1,5 @@
 /**
- * The peer's JSON-lines control mode (README, "Control protocol"): commands
+ * The peer's JSON-lines control mode (docs/CONTROL.md): commands
  * on stdin, one JSON event per line on stdout and nothing else there.
  *
  * First line: `ready`. Each command's result carries the command's `id`.
@@ -112,7 +112,7 @@ function forwardEvents(peer: Peer): void {
     }
     emit({ event: 'progress', qid: p.qid, name: p.name, bytes: p.bytes, size: p.size });
   });
-  peer.on('resume', (r) => emit({ event: 'log', level: 'info', message: `resuming ${r.name} at ${r.percent}% (${r.pieces} of ${r.of} pieces verified on disk)` }));
+  peer.on('resume', (r) => emit({ event: 'resuming', ...r }));
   peer.on('child-joined', (c) => emit({ event: 'child-joined', child: c }));
   peer.on('child-left', (c) => emit({ event: 'child-left', child: c.id, reason: c.reason }));
   peer.on('parent-lost', (c) => emit({ event: 'parent-lost', parent: c.id, reason: c.reason }));

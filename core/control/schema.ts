@@ -1,7 +1,7 @@
 /**
- * The `--json` control protocol, once, as zod schemas (README, "Control
- * protocol (`--json`)"): every command each process reads on stdin and every
- * event it writes on stdout. Both ends use these: the processes build their
+ * The `--json` control protocol, once, as zod schemas (docs/CONTROL.md):
+ * every command each process reads on stdin and every event it writes on
+ * stdout. Both ends use these: the processes build their
  * events through the inferred types (and tests validate every line they
  * print), and the drivers (testnet/driver.ts, the scenario process runner)
  * parse each line they read with `PeerEvent` / `MetaserverEvent`.
@@ -162,6 +162,8 @@ export const PeerEvent = z.discriminatedUnion('event', [
   ev('left', {}),
   ev('hit', { qid: z.string(), name: FileName, holder: Hit }),
   ev('progress', { qid: z.string(), name: FileName, bytes: Count, size: Count }),
+  /** A swarm download picks up a partial kept from an earlier attempt (docs/SWARM.md): pieces re-verified on disk. */
+  ev('resuming', { name: FileName, pieces: Count, of: Count, bytes: Count, percent: z.number().int().min(0).max(100) }),
   ev('child-joined', { child: PeerRef }),
   ev('child-left', { child: Id, reason: LeftReason }),
   ev('parent-lost', { parent: Id, reason: LeftReason }),

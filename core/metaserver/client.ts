@@ -4,8 +4,10 @@
  * by anyone for `status`, and by the metaserver to probe a peer's liveness.
  */
 import { TreeshareError } from '../errors.ts';
+import { newNonce, proofOf, sameSecret } from '../protocol/proof.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
-import { nextMessage, withTimeout } from '../transport/connection.ts';
+import { nextMessage } from '../transport/connection.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface RequestOptions {
@@ -14,11 +16,14 @@ export interface RequestOptions {
   timeoutMs?: number;
   localHost?: string;
   maxFrameBytes?: number;
+  /** Clock of the timeout (and of the connection's timers). Default realClock. */
+  clock?: Clock;
 }
 
 export async function request<T extends MessageType>(transport: Transport, to: HostPortLike, msg: Message, expect: readonly T[], opts: RequestOptions = {}): Promise<Msg<T>> {
-  const signal = withTimeout(opts.signal, opts.timeoutMs ?? 5000);
-  const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes } });
+  const clock = opts.clock ?? realClock;
+  const signal = deadline(clock, opts.timeoutMs ?? 5000, opts.signal);
+  const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes, ...(opts.clock ? { clock } : {}) } });
   try {
     const reply = nextMessage(conn, expect, { signal });
     conn.send(msg);
@@ -35,9 +40,38 @@ export async function metaStatus(transport: Transport, meta: HostPortLike, opts:
   return r.peers;
 }
 
-/** Tells the metaserver that peer `id` is gone (itself leaving, or a neighbour found dead). */
-export async function metaLeave(transport: Transport, meta: HostPortLike, id: string, opts: RequestOptions = {}): Promise<void> {
-  await request(transport, meta, { t: 'leave', v: PROTOCOL_VERSION, id }, ['ok'], { timeoutMs: 2000, ...opts });
+/**
+ * Tells the metaserver that peer `id` is gone: with `token` (its own), this
+ * peer leaves; without, a report that a neighbour or a referral target is
+ * dead, leaving or unresponsive (the metaserver probes it before acting).
+ */
+export async function metaLeave(transport: Transport, meta: HostPortLike, id: string, opts: RequestOptions & { token?: string } = {}): Promise<void> {
+  const { token, ...rest } = opts;
+  await request(transport, meta, { t: 'leave', v: PROTOCOL_VERSION, id, ...(token ? { token } : {}) }, ['ok'], { timeoutMs: 2000, ...rest });
+}
+
+/**
+ * What answers at an address, for an expected holder:
+ * - alive: the peer `id` itself (with `token`: it proved it holds that token);
+ * - other: something answers, but not as that peer (another process took the address);
+ * - leaving: the peer answers that it is leaving;
+ * - dead: nothing answers in time.
+ */
+export type ProbeResult = 'alive' | 'other' | 'leaving' | 'dead';
+
+export async function probePeer(transport: Transport, addr: HostPortLike, expect: { id: string; token?: string }, opts: RequestOptions = {}): Promise<ProbeResult> {
+  const nonce = newNonce();
+  try {
+    const pong = await request(transport, addr, { t: 'ping', v: PROTOCOL_VERSION, n: 0, nonce }, ['pong'], { timeoutMs: 1500, ...opts });
+    if (pong.id !== expect.id) return 'other';
+    if (expect.token !== undefined && !sameSecret(pong.proof, proofOf(expect.token, nonce, expect.id))) return 'other';
+    return 'alive';
+  } catch (err) {
+    if (err instanceof TreeshareError && err.code === 'aborted') throw err;
+    if (err instanceof TreeshareError && err.code === 'leaving') return 'leaving';
+    if (err instanceof TreeshareError && err.code === 'unexpected-message') return 'other';
+    return 'dead';
+  }
 }
 
 /** True when something answers `pong` at `addr` within the timeout. */

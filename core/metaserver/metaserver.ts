@@ -1,26 +1,31 @@
 /**
- * Metaserver: the bootstrap point (flows A/B). Each connection carries one
+ * Metaserver: the bootstrap point (docs/PROTOCOL.md, flows A/B). Each connection carries one
  * request (register, announce, leave, status, ping) and one answer, then
  * closes. It never carries searches or files.
  *
- * A duplicate id is refused while its holder is alive; if the registered
- * holder no longer answers a ping, the old entry is dropped and the newcomer
- * takes the id (a peer restarted after a crash). A root whose announce shows
+ * Each register is answered with a secret token that the peer must show on
+ * every announce and on its own leave; reports about other peers (leave
+ * without the token) are checked by probing (core/metaserver/service.ts).
+ * A duplicate id or address is refused while its holder still proves itself
+ * there; otherwise the old entry is dropped and the newcomer takes the id
+ * (a peer restarted after a crash). A root whose announce shows
  * it roots a second, smaller tree is answered `second-root` and rejoins
  * (see Registry.rivalRoot and core/peer/repair.ts). Peers re-announce
  * periodically; entries not heard from within `peerTimeoutMs` are dropped,
  * and a restarted metaserver rebuilds its registry from those announcements.
  */
 import { EventEmitter } from 'node:events';
-import { RemoteProtocolError, TreeshareError } from '../errors.ts';
-import { addrKey, type Message, type Msg, type PeerRef, type RegistryEntry } from '../protocol/messages.ts';
+import { RemoteProtocolError } from '../errors.ts';
+import type { Message, PeerRef, RegistryEntry } from '../protocol/messages.ts';
 import { isPolicy, type Policy } from '../protocol/referral.ts';
 import type { Connection, ConnectionOptions } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
-import { probe } from './client.ts';
+import { probePeer } from './client.ts';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { Registry } from './registry.ts';
+import { MetaService } from './service.ts';
 import { LocalError } from '../errors.ts';
 
 export interface MetaserverOptions {
@@ -42,6 +47,8 @@ export interface MetaserverOptions {
   /** Most simultaneous connections. Default 10,000. */
   maxConnections?: number;
   connection?: ConnectionOptions;
+  /** Time source of registry times, the stale-entry sweep and probe timeouts. Default realClock (the memory runner passes its SimClock). */
+  clock?: Clock;
 }
 
 export interface MetaserverEvents {
@@ -60,11 +67,14 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   readonly policy: Policy;
   private readonly transport: Transport;
   private readonly registry: Registry;
+  private readonly service: MetaService;
   private listener: Listener | undefined;
   private conns = new Set<Connection>();
-  private sweep: NodeJS.Timeout | undefined;
+  private sweep: TimerHandle | undefined;
+  private readonly clock: Clock;
   private readonly rng: () => number;
-  private readonly t0 = Date.now() - performance.now();
+  /** Date.now() at clock.now() = 0: wall-clock timestamps shown to users (under a SimClock: simulated, counted from the real start). */
+  private readonly t0: number;
 
   constructor(private readonly opts: MetaserverOptions = {}) {
     super();
@@ -75,6 +85,19 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     this.transport = opts.networkKey ? keyedTransport(base, opts.networkKey) : base;
     this.registry = new Registry(opts.pendingTtlMs ?? 5000);
     this.rng = opts.rng ?? Math.random;
+    this.clock = opts.clock ?? realClock;
+    this.t0 = Date.now() - this.clock.now();
+    this.service = new MetaService(this.registry, {
+      policy, rng: this.rng, now: () => this.clock.now(), wallNow: () => this.wallNow(),
+      probe: (a, expect) => probePeer(this.transport, a, expect, { timeoutMs: 1500, ...(opts.clock ? { clock: this.clock } : {}) }),
+      events: {
+        register: (e) => this.emit('register', e),
+        announce: (e) => this.emit('announce', e),
+        leave: (e) => this.emit('leave', e),
+        drop: (e) => this.emit('drop', e),
+        secondRoot: (e) => this.emit('second-root', e),
+      },
+    });
   }
 
   get address(): HostPort {
@@ -92,17 +115,17 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     });
     const timeout = this.opts.peerTimeoutMs ?? 30_000;
     if (timeout > 0) {
-      this.sweep = setInterval(() => {
-        for (const e of this.registry.stale(performance.now(), timeout)) this.drop(e.id, `not heard from in ${Math.round(timeout / 1000)} s`);
+      this.sweep = this.clock.setInterval(() => {
+        for (const e of this.registry.stale(this.clock.now(), timeout)) this.drop(e.id, `not heard from in ${Math.round(timeout / 1000)} s`);
       }, Math.max(100, Math.floor(timeout / 4)));
-      this.sweep.unref?.();
+      this.sweep.unref();
     }
     this.emit('listening', this.listener.address);
     return this.listener.address;
   }
 
   async stop(): Promise<void> {
-    if (this.sweep) clearInterval(this.sweep);
+    if (this.sweep) this.clock.clearInterval(this.sweep);
     const closing = this.listener?.close();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
@@ -115,7 +138,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
 
   /** Drops a peer known dead (also used by peers' reports and the timeout sweep). */
   drop(id: string, reason: string): void {
-    if (this.registry.remove(id)) this.emit('drop', { id, reason });
+    this.service.drop(id, reason);
   }
 
   private onConnection(conn: Connection): void {
@@ -132,36 +155,16 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   private async handle(conn: Connection, m: Message): Promise<void> {
     switch (m.t) {
       case 'register':
-        return this.onRegister(conn, m);
-      case 'announce': {
-        const known = this.registry.get(m.id);
-        if (known && (known.host !== m.host || known.port !== m.port)) {
-          throw new TreeshareError('id-mismatch', `peer id ${m.id} is registered at ${addrKey(known)}, not ${addrKey(m)}`);
-        }
-        // An unknown id (e.g. after a metaserver restart) is added only if something answers at its address.
-        if (!known && !(await probe(this.transport, m))) {
-          throw new TreeshareError('unreachable', `announced address ${addrKey(m)} of ${m.id} does not answer`);
-        }
-        const { isNew } = this.registry.announce(m, performance.now(), this.wallNow());
-        this.emit('announce', { id: m.id, parent: m.parent, depth: m.depth, isNew });
-        // Two trees (a frozen root woke up; an orphan became root while the registry was rebuilt):
-        // the smaller root is told to rejoin, if the larger one is really there.
-        const rival = this.registry.rivalRoot(m.id);
-        // Re-checked after the probe, so of two roots announcing at once only one is told.
-        if (rival && (await probe(this.transport, rival, { timeoutMs: 1000 })) && this.registry.rivalRoot(m.id)) {
-          this.registry.markRejoining(m.id);
-          this.emit('second-root', { id: m.id, rival: rival.id });
-          throw new TreeshareError('second-root', `${m.id} roots a second tree; ${rival.id} at ${addrKey(rival)} roots the larger one: rejoin through the metaserver`);
-        }
+        conn.send(await this.service.register(m));
+        return conn.end();
+      case 'announce':
+        await this.service.announce(m);
         conn.send({ t: 'ok' });
         return conn.end();
-      }
-      case 'leave': {
-        const known = this.registry.remove(m.id);
-        if (known) this.emit('leave', { id: m.id });
+      case 'leave':
+        await this.service.leave(m);
         conn.send({ t: 'ok' });
         return conn.end();
-      }
       case 'status':
         conn.send({ t: 'registry', peers: this.registry.list() });
         return conn.end();
@@ -173,28 +176,8 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     }
   }
 
-  private async onRegister(conn: Connection, m: Msg<'register'>): Promise<void> {
-    const existing = this.registry.get(m.id);
-    if (existing) {
-      const sameAddr = existing.host === m.host && existing.port === m.port;
-      // Same id at the same address: the old process is gone (the port is taken by the new one).
-      const alive = !sameAddr && (await probe(this.transport, existing));
-      if (alive) {
-        throw new TreeshareError('duplicate-id', `peer id ${m.id} is already registered by a live peer at ${addrKey(existing)}`);
-      }
-      this.drop(m.id, sameAddr ? 're-registered from the same address' : 'not answering; id taken over');
-    }
-    const holder = this.registry.byAddress(m.host, m.port);
-    if (holder && holder.id !== m.id) this.drop(holder.id, `its address ${addrKey(holder)} was re-registered by ${m.id}`);
-    const { referral } = this.registry.register(m, this.policy, performance.now(), this.wallNow(), this.rng);
-    const ref = referral ? { id: referral.id, host: referral.host, port: referral.port } : null;
-    conn.send({ t: 'registered', id: m.id, referral: ref, peers: this.registry.size });
-    conn.end();
-    this.emit('register', { id: m.id, host: m.host, port: m.port, referral: ref });
-  }
-
   private wallNow(): number {
-    return Math.round(this.t0 + performance.now());
+    return Math.round(this.t0 + this.clock.now());
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The peer's side of floods (flows E–H): runs topology requests and file
+ * The peer's side of floods (docs/PROTOCOL.md, flows E–H): runs topology requests and file
  * queries through the pure Convergecast state machine, forwards to every
  * neighbour but the sender, answers the sender with its subtree's aggregate,
  * and resolves the requester's promise with a definite result.
@@ -9,13 +9,14 @@
  * Each hop waits at most the budget the request carries, and forwards a
  * smaller one, so answers get home before the requester's deadline.
  */
+import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
 import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
 import { TokenBucket } from '../protocol/ratelimit.ts';
 import type { Link } from './links.ts';
-import type { Peer } from './peer.ts';
+import type { PeerContext } from './context.ts';
 import type { SearchResult, TopoResult } from './types.ts';
 
 interface QueryAgg {
@@ -39,6 +40,18 @@ interface Local {
 const TOPO_FRAME_BUDGET = 48 * 1024;
 const MAX_HITS = 1000;
 
+/** What the flood handler needs from the rest of the peer (wired by peer.ts). */
+export interface FloodDeps {
+  /** Does this peer share `name` (transfers.ts)? */
+  localHas(name: string): Promise<{ size: number } | null>;
+  /** A local hit on a download query: offer the file to its origin (transfers.ts). */
+  serveHit(q: Msg<'query'>): void;
+  /** The shared files (for topology answers). */
+  files(): Promise<{ name: string; size: number }[]>;
+  /** Our depth in the tree. */
+  depth(): number;
+}
+
 export class FloodHandler {
   readonly seen: SeenCache;
   private readonly queries = new Convergecast<QueryAgg>((a, p) => {
@@ -50,33 +63,36 @@ export class FloodHandler {
     for (const n of p.nodes) a.nodes.push(n);
   });
   private readonly local = new Map<string, Local>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, TimerHandle>();
   private readonly buckets = new Map<string, TokenBucket>();
   /** Floods refused by the per-neighbour rate limit since start. */
   throttledCount = 0;
   private lastThrottleLog = -Infinity;
 
-  constructor(private readonly peer: Peer) {
-    this.seen = new SeenCache({ maxEntries: peer.opts.seenCacheSize });
+  constructor(
+    private readonly ctx: PeerContext,
+    private readonly deps: FloodDeps,
+  ) {
+    this.seen = new SeenCache({ maxEntries: ctx.opts.seenCacheSize });
   }
 
   search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
-    const q: Msg<'query'> = { t: 'query', qid, name, origin: this.peer.ref, ttl: this.peer.opts.ttl, hops: 0, budget: this.peer.opts.floodTimeoutMs, want };
+    const q: Msg<'query'> = { t: 'query', qid, name, origin: this.ctx.ref(), ttl: this.ctx.opts.ttl, hops: 0, budget: this.ctx.opts.floodTimeoutMs, want };
     return this.run(qid, name, o.signal, `search for ${name}`, () => void this.onQuery(null, q), (c, l) => {
       const acc = c.acc as QueryAgg;
-      const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
-      this.peer.emit('search-done', r);
+      const r: SearchResult = { qid, name, hits: acc.hits, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: this.ctx.clock.now() - l.t0 };
+      this.ctx.emit('search-done', r);
       return r;
     });
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
-    const qid = this.peer.newQid();
-    const m: Msg<'topo'> = { t: 'topo', qid, origin: this.peer.ref, hops: 0, ttl: this.peer.opts.ttl, budget: this.peer.opts.floodTimeoutMs };
+    const qid = this.ctx.newQid();
+    const m: Msg<'topo'> = { t: 'topo', qid, origin: this.ctx.ref(), hops: 0, ttl: this.ctx.opts.ttl, budget: this.ctx.opts.floodTimeoutMs };
     return this.run(qid, '', o.signal, 'topology', () => void this.onTopo(null, m), (c, l) => {
       const acc = c.acc as TopoAgg;
-      const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: performance.now() - l.t0 };
-      this.peer.emit('topo-done', r);
+      const r: TopoResult = { qid, nodes: acc.nodes, complete: acc.counters.missing.length === 0, ...acc.counters, firstHitMs: l.firstHitAt === null ? null : l.firstHitAt - l.t0, completionMs: this.ctx.clock.now() - l.t0 };
+      this.ctx.emit('topo-done', r);
       return r;
     });
   }
@@ -84,11 +100,11 @@ export class FloodHandler {
   /** A download's first offer counts as its first hit. */
   noteHit(qid: string): void {
     const l = this.local.get(qid);
-    if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+    if (l && l.firstHitAt === null) l.firstHitAt = this.ctx.clock.now();
   }
 
   private run<R>(qid: string, name: string, signal: AbortSignal | undefined, what: string, start: () => void, finish: (c: Completion<QueryAgg> | Completion<TopoAgg>, l: Local) => R): Promise<R> {
-    if (!this.peer.joined) return Promise.reject(new TreeshareError('not-joined', `peer ${this.peer.id} has not joined the overlay yet`));
+    if (!this.ctx.life.joined) return Promise.reject(new TreeshareError('not-joined', `peer ${this.ctx.id} has not joined the overlay yet`));
     return new Promise<R>((resolve, reject) => {
       const onAbort = () => {
         this.local.delete(qid);
@@ -97,7 +113,7 @@ export class FloodHandler {
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       const l: Local = {
-        t0: performance.now(),
+        t0: this.ctx.clock.now(),
         name,
         firstHitAt: null,
         done: (c) => {
@@ -124,15 +140,15 @@ export class FloodHandler {
       case 'query-reply': {
         const l = this.local.get(m.qid);
         if (l && m.hits.length) {
-          if (l.firstHitAt === null) l.firstHitAt = performance.now();
-          for (const h of m.hits) this.peer.emit('hit', { qid: m.qid, name: l.name, holder: h });
+          if (l.firstHitAt === null) l.firstHitAt = this.ctx.clock.now();
+          for (const h of m.hits) this.ctx.emit('hit', { qid: m.qid, name: l.name, holder: h });
         }
         this.complete(this.queries.reply(m.qid, link.ref.id, { counters: countersOf(m), hits: m.hits }), 'query');
         return;
       }
       case 'topo-reply': {
         const l = this.local.get(m.qid);
-        if (l && l.firstHitAt === null) l.firstHitAt = performance.now();
+        if (l && l.firstHitAt === null) l.firstHitAt = this.ctx.clock.now();
         if (!m.final) this.topos.partial(m.qid, link.ref.id, { counters: emptyCounters(), nodes: m.nodes });
         else this.complete(this.topos.reply(m.qid, link.ref.id, { counters: countersOf(m), nodes: m.nodes }), 'topo');
         return;
@@ -146,16 +162,16 @@ export class FloodHandler {
    * so the requester still gets a definite answer and others are not starved.
    */
   private throttled(link: Link, m: Msg<'topo' | 'query'>): boolean {
-    const now = performance.now();
+    const now = this.ctx.clock.now();
     let b = this.buckets.get(link.ref.id);
-    if (!b) this.buckets.set(link.ref.id, (b = new TokenBucket(this.peer.opts.queryRatePerSec, this.peer.opts.queryBurst, now)));
+    if (!b) this.buckets.set(link.ref.id, (b = new TokenBucket(this.ctx.opts.queryRatePerSec, this.ctx.opts.queryBurst, now)));
     if (b.take(now)) return false;
     this.throttledCount++;
     if (now - this.lastThrottleLog > 1000) {
       this.lastThrottleLog = now;
-      this.peer.log('warn', `throttling floods from ${link.ref.id} (over ${this.peer.opts.queryRatePerSec}/s; ${this.throttledCount} dropped so far)`);
+      this.ctx.log('warn', `throttling floods from ${link.ref.id} (over ${this.ctx.opts.queryRatePerSec}/s; ${this.throttledCount} dropped so far)`);
     }
-    const base = { qid: m.qid, missing: [this.peer.id], reached: 0, messages: 1, duplicates: 0, maxHops: m.hops };
+    const base = { qid: m.qid, missing: [this.ctx.id], reached: 0, messages: 1, duplicates: 0, maxHops: m.hops };
     if (m.t === 'query') link.conn.send({ t: 'query-reply', hits: [], ...base });
     else link.conn.send({ t: 'topo-reply', nodes: [], final: true, ...base });
     return true;
@@ -173,37 +189,37 @@ export class FloodHandler {
   }
 
   private async onQuery(from: Link | null, q: Msg<'query'>): Promise<void> {
-    const now = performance.now();
+    const now = this.ctx.clock.now();
     if (this.seen.checkAndAdd(q.qid, now)) {
       from?.conn.send({ t: 'query-reply', qid: q.qid, hits: [], missing: [], reached: 0, messages: 1, duplicates: 1, maxHops: q.hops });
       return;
     }
-    const has = await this.peer.transfers.localHas(q.name);
+    const has = await this.deps.localHas(q.name);
     const own: QueryAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: q.hops }, hits: [] };
     if (has) {
-      own.hits.push({ ...this.peer.ref, size: has.size, hops: q.hops });
-      if (q.want === 'download' && q.origin.id !== this.peer.id) this.peer.transfers.serveHit(q);
+      own.hits.push({ ...this.ctx.ref(), size: has.size, hops: q.hops });
+      if (q.want === 'download' && q.origin.id !== this.ctx.id) this.deps.serveHit(q);
     }
-    const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.peer.opts.hopSlackMs) };
+    const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.ctx.opts.hopSlackMs) };
     const targets = this.forward(from, q.hops, q.ttl, q.budget, fwd, own.counters);
     this.begin(this.queries, q.qid, from, targets, own, q.budget, 'query');
   }
 
   private async onTopo(from: Link | null, m: Msg<'topo'>): Promise<void> {
-    const now = performance.now();
+    const now = this.ctx.clock.now();
     if (this.seen.checkAndAdd(m.qid, now)) {
       from?.conn.send({ t: 'topo-reply', qid: m.qid, nodes: [], missing: [], final: true, reached: 0, messages: 1, duplicates: 1, maxHops: m.hops });
       return;
     }
     let files = 0;
     try {
-      files = (await this.peer.files()).length;
+      files = (await this.deps.files()).length;
     } catch {
       /* share folder gone: report 0 */
     }
-    const p = this.peer;
+    const p = this.ctx;
     const self: TopoNode = {
-      ...p.ref, parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: p.depth, files,
+      ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: this.deps.depth(), files,
     };
     const own: TopoAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: m.hops }, nodes: [self] };
     const fwd = { ...m, hops: m.hops + 1, budget: childBudget(m.budget, p.opts.hopSlackMs) };
@@ -212,14 +228,14 @@ export class FloodHandler {
   }
 
   private forward(from: Link | null, hops: number, ttl: number, budget: number, fwd: Msg<'query'> | Msg<'topo'>, counters: FloodCounters): string[] {
-    const { targets, cut } = floodTargets(this.peer.links.ids(), from?.ref.id ?? null, hops, ttl, budget, this.peer.opts.hopSlackMs);
+    const { targets, cut } = floodTargets(this.ctx.links.ids(), from?.ref.id ?? null, hops, ttl, budget, this.ctx.opts.hopSlackMs);
     const sent: string[] = [];
     if (cut) {
       // Neighbours beyond the TTL or the time budget are reported as not answering.
-      for (const id of this.peer.links.ids()) if (id !== from?.ref.id) counters.missing.push(id);
+      for (const id of this.ctx.links.ids()) if (id !== from?.ref.id) counters.missing.push(id);
     }
     for (const id of targets) {
-      const l = this.peer.links.get(id);
+      const l = this.ctx.links.get(id);
       // send() returning false is backpressure, not failure: the frame is queued and will be
       // delivered, so the neighbour is waited on. The queue is bounded by the Connection
       // (maxBufferedBytes): past it the link is destroyed, and its close records the subtree
@@ -236,12 +252,12 @@ export class FloodHandler {
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
     const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
     if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    const t = setTimeout(() => {
+    const t = this.ctx.clock.setTimeout(() => {
       this.timers.delete(qid);
       const done = cc.timeout(qid);
       if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, kind);
     }, Math.max(1, budget));
-    t.unref?.();
+    t.unref();
     this.timers.set(qid, t);
   }
 
@@ -249,14 +265,14 @@ export class FloodHandler {
     if (!c) return;
     const t = this.timers.get(c.qid);
     if (t) {
-      clearTimeout(t);
+      this.ctx.clock.clearTimeout(t);
       this.timers.delete(c.qid);
     }
     if (c.to === null) {
       this.local.get(c.qid)?.done(c);
       return;
     }
-    const link = this.peer.links.get(c.to);
+    const link = this.ctx.links.get(c.to);
     if (!link) return;
     const k = c.acc.counters;
     if (kind === 'query') {

@@ -1,18 +1,21 @@
 /**
- * Joining the overlay (flows A–D), newcomer side: register with the
+ * Joining the overlay (docs/PROTOCOL.md, flows A–D), newcomer side: register with the
  * metaserver, then JOIN the referred peer, following REDIRECTs (bounded, no
  * loops) until one accepts. The accepted connection is returned open: it is
- * the link to the parent. Every step is timestamped for the join timeline.
+ * the link to the parent. A target that fails us is reported and we register
+ * again (bounded, with backoff). Every step is timestamped for the join timeline.
  */
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
 import { metaLeave, request } from '../metaserver/client.ts';
-import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import { backoffDelays, retry } from '../backoff.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {
-  /** performance.now() when the (first) register request left. */
+  /** clock.now() (the peer's clock) when the (first) register request left. */
   registerSentAt: number;
   referralAt: number;
   referral: PeerRef | null;
@@ -44,72 +47,93 @@ export interface JoinParams {
   onReferral?: (ref: PeerRef | null) => void;
   /** Skip the metaserver and JOIN here directly (repair). */
   via?: PeerRef;
+  /** The token this peer was issued before (re-registering keeps its identity). */
+  token?: () => string | undefined;
+  /** Registrations tried when referrals fail (target dead, frozen, leaving, refusing). Default 5. */
+  maxAttempts?: number;
+  /** Time source for timestamps, step timeouts and backoff. Default realClock. */
+  clock?: Clock;
 }
 
 export interface JoinOutcome {
   timeline: JoinTimeline;
   /** Open link to the parent (null for the root). */
   conn: Connection | null;
+  /** The token the metaserver issued (absent when joining `via` a peer without registering). */
+  token?: string;
+  /** The parent's root path, its own tag last (see messages.ts). */
+  path?: string[];
 }
 
-/** The referred (or redirected-to) peer does not accept connections. */
-class DeadTarget extends TreeshareError {
+/** The referred (or redirected-to) peer failed us: unreachable, frozen (no answer in time), leaving, or refusing. */
+class BadTarget extends TreeshareError {
   constructor(readonly target: PeerRef, cause: TreeshareError) {
     super(cause.code, cause.message, { cause });
   }
 }
 
 /**
- * Joins, and when the metaserver referred us to a peer that is gone, reports
- * it (so it is never referred again) and registers again, up to 3 times.
+ * Joins; when the peer we were referred (or redirected) to fails us, reports
+ * it to the metaserver (which probes it and, if it is dead, frozen or
+ * leaving, stops referring to it) and registers again, with backoff (50 ms,
+ * 100 ms, ... at most 1 s), up to `maxAttempts` registrations.
  */
 export async function joinOverlay(p: JoinParams): Promise<JoinOutcome> {
-  const startedAt = performance.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await joinOnce(p, startedAt);
-    } catch (err) {
-      if (!(err instanceof DeadTarget) || p.via || attempt >= 3) throw err;
-      await metaLeave(p.transport, p.meta, err.target.id, { signal: p.signal, timeoutMs: p.stepTimeoutMs ?? 5000, localHost: p.localHost }).catch(() => undefined);
-    }
-  }
+  const clock = p.clock ?? realClock;
+  const startedAt = clock.now();
+  const max = p.maxAttempts ?? 5;
+  return retry(() => joinOnce(p, startedAt), {
+    delays: backoffDelays({ first: 50, max: 1000, count: max - 1 }),
+    retryIf: (err) => err instanceof BadTarget && !p.via,
+    onRetry: async (err) => {
+      // The metaserver probes the reported peer (up to 1.5 s) before answering.
+      await metaLeave(p.transport, p.meta, (err as BadTarget).target.id, { signal: p.signal, timeoutMs: Math.max(4000, p.stepTimeoutMs ?? 5000), localHost: p.localHost, clock }).catch(() => undefined);
+    },
+    signal: p.signal,
+    clock,
+  });
 }
 
 async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutcome> {
   const step = p.stepTimeoutMs ?? 5000;
+  const clock = p.clock ?? realClock;
   let referral: PeerRef | null;
   let referralAt: number;
-  const metaSentAt = performance.now();
+  let token: string | undefined;
+  const metaSentAt = clock.now();
   if (p.via) {
     referral = p.via;
     referralAt = registerSentAt;
   } else {
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost }).catch((err: unknown) => {
+    const old = p.token?.();
+    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock }).catch((err: unknown) => {
       throw metaUnreachable(err);
     });
-    referralAt = performance.now();
+    referralAt = clock.now();
     referral = reg.referral;
+    token = reg.token;
   }
   p.onReferral?.(referral);
   const timeline: JoinTimeline = {
     registerSentAt, referralAt, referral, redirects: [], acceptedAt: referralAt, parent: null, depth: 0,
     metaRttMs: referralAt - metaSentAt, finalConnectMs: 0, totalMs: referralAt - registerSentAt,
   };
-  if (!referral) return { timeline, conn: null };
+  if (!referral) return { timeline, conn: null, token };
 
   const tracker = new RedirectTracker(p.maxRedirects);
   let target: PeerRef = referral;
   for (;;) {
     const v = tracker.visit(addrKey(target));
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
-    const sentAt = performance.now();
-    const signal = withTimeout(p.signal, step);
+    const sentAt = clock.now();
+    const signal = deadline(clock, step, p.signal);
+    // Any failure at the target, but our own abort, is the target's: reported, and we ask again.
+    const bad = (err: unknown) => (err instanceof TreeshareError && !p.signal?.aborted ? new BadTarget(target, err) : err);
     let conn: Connection;
     try {
       conn = await p.transport.connect(target, { signal, localHost: p.localHost });
     } catch (err) {
-      if (err instanceof TreeshareError && err.code === 'unreachable') throw new DeadTarget(target, err);
-      throw err;
+      throw bad(err);
     }
     let reply;
     try {
@@ -118,19 +142,19 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
       reply = await wait;
     } catch (err) {
       conn.destroy();
-      throw err;
+      throw bad(err);
     }
     if (reply.t === 'accept') {
-      const now = performance.now();
+      const now = clock.now();
       timeline.acceptedAt = now;
       timeline.parent = { id: reply.id, host: reply.host, port: reply.port };
       timeline.depth = reply.depth + 1;
       timeline.finalConnectMs = now - sentAt;
       timeline.totalMs = now - registerSentAt;
-      return { timeline, conn };
+      return { timeline, conn, token, path: reply.path };
     }
     conn.end();
-    timeline.redirects.push({ from: target, to: reply.to, at: performance.now() });
+    timeline.redirects.push({ from: target, to: reply.to, at: clock.now() });
     p.onRedirect?.(target, reply.to);
     const r = tracker.redirect();
     if (!r.ok) throw new TreeshareError('too-many-redirects', `join failed: ${r.reason}`);

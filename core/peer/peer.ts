@@ -13,11 +13,14 @@
  * repair.ts, floods in flood-handler.ts, downloads and uploads in transfers.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import { backoffDelays, retry } from '../backoff.ts';
 import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
 import { request } from '../metaserver/client.ts';
-import { PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
+import { proofOf, tagOf } from '../protocol/proof.ts';
 import { decideJoin, smallestChild } from '../protocol/placement.ts';
 import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
@@ -27,20 +30,17 @@ import { assertName, listShared, shareRoot } from '../transfer/jail.ts';
 import { sweepTemps } from '../transfer/receive.ts';
 import { DEFAULT_PIECE_BYTES } from '../transfer/manifest.ts';
 import { sweepPartials } from '../transfer/swarm.ts';
-import { realClock } from '../clock.ts';
 import { SwarmUploads } from './swarm-download.ts';
+import type { PeerContext, ResolvedPeerOptions } from './context.ts';
 import { FloodHandler } from './flood-handler.ts';
+import { Lifecycle } from './lifecycle.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
 import { Repairer } from './repair.ts';
 import { Transfers } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
-type Resolved = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'swarmTamper'>> & {
-  share: string;
-  meta: HostPort;
-  advertiseHost: string;
-};
+type Resolved = ResolvedPeerOptions;
 
 /** Inbound connections a peer accepts at once unless told otherwise (--max-connections). */
 export const PEER_MAX_CONNECTIONS = 1024;
@@ -50,7 +50,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly transport: Transport;
   readonly links = new Links();
   depth = 0;
-  joined = false;
+  /** Where this peer is (joined, in the tree, stopping, reattaching): changed only through its transitions (lifecycle.ts). */
+  readonly life = new Lifecycle();
   timeline: JoinTimeline | null = null;
   readonly repairs: RepairRecord[] = [];
   private listener: Listener | undefined;
@@ -58,13 +59,20 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly flood: FloodHandler;
   private readonly repairer: Repairer;
   readonly transfers: Transfers;
-  private timers: NodeJS.Timeout[] = [];
-  private announceTimer: NodeJS.Timeout | undefined;
+  /** What the helpers see of this peer (context.ts). */
+  private readonly ctx: PeerContext;
+  /** Every now(), timer and timeout of this peer (realClock unless a simulation passes its SimClock). */
+  readonly clock: Clock;
+  private readonly rng: (() => number) | undefined;
+  private timers: TimerHandle[] = [];
+  private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
-  stopping = false;
-  /** False while an orphaned subtree is reattaching: it must not announce itself as a root. */
-  inTree = false;
   private lastAnnounceFailed = false;
+  /** Secret issued by the metaserver at register: shown on announce and leave, and proves us to its probes. */
+  token: string | undefined;
+  /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
+  private rootPath: string[] = [];
+  private rootPathSet = new Set<string>();
 
   constructor(options: PeerOptions) {
     super();
@@ -107,14 +115,51 @@ export class Peer extends EventEmitter<PeerEvents> {
       minPieceBytes: options.minPieceBytes ?? DEFAULT_PIECE_BYTES,
       partialMaxAgeMs: options.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,
     };
+    this.clock = options.clock ?? realClock;
+    this.rng = options.rng;
+    this.lastBeat = this.clock.now();
     const base = options.transport ?? tcpTransport();
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
-    this.flood = new FloodHandler(this);
-    this.repairer = new Repairer(this);
-    this.transfers = new Transfers(this);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.ctx = {
+      id: this.opts.id,
+      opts: this.opts,
+      links: this.links,
+      transport: this.transport,
+      clock: this.clock,
+      life: this.life,
+      ref: () => self.ref,
+      localHost: () => self.localHost,
+      log: (level, message) => self.log(level, message),
+      emit: (event, ...args) => void (self.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
+      newQid: () => self.newQid(),
+    };
+    this.flood = new FloodHandler(this.ctx, {
+      localHas: (name) => this.transfers.localHas(name),
+      serveHit: (q) => this.transfers.serveHit(q),
+      files: () => this.files(),
+      depth: () => this.depth,
+    });
+    this.transfers = new Transfers(this.ctx, {
+      search: (name, want, qid, o) => this.flood.search(name, want, qid, o),
+      noteHit: (qid) => this.flood.noteHit(qid),
+    });
+    this.repairer = new Repairer(this.ctx, {
+      attach: (conn, t, path) => this.attach(conn, t, path),
+      detachParent: (link) => this.detachParent(link),
+      removeChild: (link) => this.removeChild(link),
+      stop: (o) => this.stop(o),
+      timeline: () => this.timeline,
+      token: () => this.token,
+      setToken: (token) => {
+        this.token = token;
+      },
+      record: (rec) => this.repairs.push(rec),
+    });
     this.swarmUploads = new SwarmUploads({
-      share: this.opts.share, clock: realClock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
       hashingIntervalMs: this.opts.preparingIntervalMs, tamper: options.swarmTamper,
       log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
     });
@@ -147,12 +192,13 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Listens on host:port. Checks the share folder exists. */
   async start(_o: { signal?: AbortSignal } = {}): Promise<HostPort> {
     if (this.listener) return this.address;
-    const root = await shareRoot(this.opts.share);
+    // Disk work is held: under a SimClock it takes no simulated time (see Clock.hold).
+    const root = await this.clock.hold(shareRoot(this.opts.share));
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
-    const swept = await sweepTemps(root, this.id);
+    const swept = await this.clock.hold(sweepTemps(root, this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     // Resumable swarm partials stay unless not advanced for partialMaxAgeMs.
-    const stale = await sweepPartials(root, this.id, this.opts.partialMaxAgeMs);
+    const stale = await this.clock.hold(sweepPartials(root, this.id, this.opts.partialMaxAgeMs));
     if (stale.length) this.log('info', `removed ${stale.length} stale partial download file(s): ${stale.join(', ')}`);
     this.listener = await this.transport.listen({
       host: this.opts.host,
@@ -162,7 +208,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       onConnection: (c) => this.onInbound(c),
     });
     if (this.opts.heartbeatMs > 0) this.every(this.opts.heartbeatMs, () => this.heartbeat());
-    if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.joined && void this.announce());
+    if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.life.joined && void this.announce());
     this.emit('listening', this.address);
     return this.address;
   }
@@ -170,7 +216,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Registers and joins the tree; resolves with the join timeline. */
   async join(o: { signal?: AbortSignal } = {}): Promise<JoinTimeline> {
     if (!this.listener) await this.start(o);
-    if (this.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
+    if (this.life.joined) throw new LocalError('already-joined', `peer ${this.id} has already joined`);
+    if (this.life.stopping) throw new TreeshareError('aborted', `peer ${this.id} is stopped`);
     const params = {
       transport: this.transport,
       meta: this.opts.meta,
@@ -182,38 +229,44 @@ export class Peer extends EventEmitter<PeerEvents> {
       signal: o.signal,
       onReferral: (r: PeerRef | null) => this.emit('referral', r),
       onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
+      token: () => this.token,
+      clock: this.clock,
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
-    let out: Awaited<ReturnType<typeof joinOverlay>>;
-    for (let attempt = 0, delay = 250; ; attempt++, delay *= 2) {
-      try {
-        out = await joinOverlay(params);
-        break;
-      } catch (err) {
-        if (attempt >= this.opts.joinRetries || !(err instanceof MetaserverUnreachableError) || o.signal?.aborted) throw err;
-        this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 2} of ${this.opts.joinRetries + 1})`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
+    const out = await retry(() => joinOverlay(params), {
+      delays: backoffDelays({ first: 250, count: this.opts.joinRetries }),
+      retryIf: (err) => err instanceof MetaserverUnreachableError,
+      onRetry: (err, attempt, delay) => this.log('warn', `${(err as Error).message}; retrying in ${delay} ms (attempt ${attempt + 1} of ${this.opts.joinRetries + 1})`),
+      signal: o.signal,
+      clock: this.clock,
+    });
+    if (this.life.state !== 'idle') {
+      // Stopped (or left) while the join ran.
+      out.conn?.destroy();
+      throw new TreeshareError('aborted', `peer ${this.id} stopped while joining`);
     }
-    this.attach(out.conn, out.timeline);
+    if (out.token) this.token = out.token;
     this.timeline = out.timeline;
-    this.joined = true;
+    this.attach(out.conn, out.timeline, out.path);
     this.emit('joined', out.timeline);
     return out.timeline;
   }
 
-  /** Installs `conn` as the parent link (null: this peer is the root). */
-  attach(conn: Connection | null, t: JoinTimeline): void {
+  /**
+   * Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path,
+   * its own tag last. The lifecycle moves to attached: joined (first join) or reattached (repair).
+   */
+  private attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
+    this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
-      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: performance.now(), leaving: false };
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), leaving: false };
       this.links.parent = link;
       this.track(conn);
       this.serveLink(link);
     } else {
       this.links.parent = null;
     }
-    this.setDepth(t.parent ? t.depth : 0);
-    this.inTree = true;
+    this.setDepth(t.parent ? t.depth : 0, conn && t.parent ? (path ?? [tagOf(t.parent.id)]) : []);
     this.lastReportedSubtree = this.links.subtree();
     this.scheduleAnnounce(0);
   }
@@ -222,7 +275,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     return {
       id: this.id,
       address: this.address,
-      joined: this.joined,
+      joined: this.life.joined,
       parent: this.links.parent?.ref ?? null,
       children: [...this.links.children.values()].map((c) => ({ ...c.ref, subtree: c.subtree })),
       depth: this.depth,
@@ -233,7 +286,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return listShared(this.opts.share);
+    return this.clock.hold(listShared(this.opts.share));
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
@@ -259,12 +312,30 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.repairer.leave(o.signal);
   }
 
+  /**
+   * Simulation hook: behaves like a process stopped with SIGSTOP, for
+   * in-process runs (the memory runner): timers stop, nothing more is read
+   * from any connection (new ones included) and nothing is answered, but no
+   * connection closes, so neighbours notice only by silence. No thaw: stop() ends it.
+   */
+  freeze(): void {
+    if (this.frozen) return;
+    this.frozen = true;
+    for (const t of this.timers) this.clock.clearInterval(t);
+    this.timers = [];
+    if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+    for (const c of this.conns) c.pause();
+  }
+
+  private frozen = false;
+
   /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */
   async stop(o: { graceful?: boolean } = {}): Promise<void> {
-    this.stopping = true;
-    for (const t of this.timers) clearInterval(t);
+    this.life.to('stop');
+    for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
-    if (this.announceTimer) clearTimeout(this.announceTimer);
+    if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
     this.transfers.abortAll();
     this.swarmUploads.abortAll();
     this.flood.clear();
@@ -280,19 +351,48 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.links.children.clear();
   }
 
-  // ---- internals shared with flood-handler.ts and repair.ts ----
+  /** Joined the overlay (also while reattaching or leaving; false once left). See lifecycle.ts. */
+  get joined(): boolean {
+    return this.life.joined;
+  }
+
+  /** leave() or stop() has begun. */
+  get stopping(): boolean {
+    return this.life.stopping;
+  }
+
+  /** In the tree: attached under a parent, or the root (false while orphaned or reattaching). */
+  get inTree(): boolean {
+    return this.life.inTree;
+  }
+
+  // ---- internals (the helpers reach them through the context and callbacks wired in the constructor) ----
 
   log(level: 'info' | 'warn', message: string): void {
     this.emit('log', { level, message });
   }
 
   newQid(): string {
-    return `${this.id}:${randomBytes(6).toString('hex')}`;
+    if (!this.rng) return `${this.id}:${randomBytes(6).toString('hex')}`;
+    // Seeded runs: 48 bits from the given generator, so the same seed gives the same query ids.
+    const hi = Math.floor(this.rng() * 0x1000000), lo = Math.floor(this.rng() * 0x1000000);
+    return `${this.id}:${hi.toString(16).padStart(6, '0')}${lo.toString(16).padStart(6, '0')}`;
   }
 
-  setDepth(depth: number): void {
+  /** Sets our depth and root path and passes both down (children refuse JOINs from their ancestors). */
+  setDepth(depth: number, path: string[] = this.rootPath): void {
     this.depth = depth;
-    for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth });
+    if (path !== this.rootPath) {
+      this.rootPath = path;
+      this.rootPathSet = new Set(path);
+    }
+    const down = this.childPath();
+    for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth, path: down });
+  }
+
+  /** The root path our children get: ours and our own tag (the top part when deeper than PATH_MAX). */
+  private childPath(): string[] {
+    return [...this.rootPath, tagOf(this.id)].slice(0, PATH_MAX);
   }
 
   /** Tells the parent our subtree size when it changed. */
@@ -303,20 +403,20 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   scheduleAnnounce(delayMs = 20): void {
-    if (this.stopping || this.announceTimer) return;
-    this.announceTimer = setTimeout(() => {
+    if (this.life.stopping || this.frozen || this.announceTimer) return;
+    this.announceTimer = this.clock.setTimeout(() => {
       this.announceTimer = undefined;
       void this.announce();
     }, delayMs);
   }
 
   async announce(): Promise<void> {
-    if (this.stopping || !this.inTree) return;
+    if (!this.life.inTree || !this.token) return;
     try {
       await request(this.transport, this.opts.meta, {
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
-        children: this.links.children.size, maxChildren: this.opts.maxChildren,
-      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000 });
+        children: this.links.children.size, maxChildren: this.opts.maxChildren, token: this.token,
+      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
     } catch (err) {
@@ -326,7 +426,13 @@ export class Peer extends EventEmitter<PeerEvents> {
         this.repairer.merge(describeError(err));
         return;
       }
-      if (!this.lastAnnounceFailed && !this.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
+      if (errorCode(err) === 'bad-token') {
+        // Our id was taken over while we did not answer probes (frozen): register it again, in place.
+        this.lastAnnounceFailed = false;
+        await this.reclaim();
+        return;
+      }
+      if (!this.lastAnnounceFailed && !this.life.stopping) this.log('warn', `cannot announce to the metaserver: ${describeError(err)}`);
       this.lastAnnounceFailed = true;
     }
   }
@@ -345,6 +451,18 @@ export class Peer extends EventEmitter<PeerEvents> {
     return out;
   }
 
+  /** Registers our id again (our entry now holds another token) and announces where we are. */
+  private async reclaim(): Promise<void> {
+    try {
+      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
+      this.token = r.token;
+      this.log('warn', `our id ${this.id} was registered by another token while we were unresponsive; registered it again`);
+      this.scheduleAnnounce(0);
+    } catch (err) {
+      this.log('warn', `cannot register our id again: ${describeError(err)}`);
+    }
+  }
+
   track(conn: Connection): void {
     this.conns.add(conn);
     conn.on('close', () => {
@@ -360,7 +478,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   serveLink(link: Link): void {
     const { conn } = link;
     conn.on('message', (m) => {
-      link.lastHeard = performance.now();
+      if (this.frozen) return;
+      link.lastHeard = this.clock.now();
       try {
         this.onLinkMessage(link, m);
       } catch (err) {
@@ -384,7 +503,10 @@ export class Peer extends EventEmitter<PeerEvents> {
         return;
       case 'depth':
         if (link.role !== 'parent') throw new RemoteProtocolError('unexpected-message', 'only a parent reports its depth');
-        if (m.depth + 1 !== this.depth) {
+        if (m.path && !samePath(m.path, this.rootPath)) {
+          this.setDepth(m.depth + 1, m.path);
+          this.scheduleAnnounce();
+        } else if (m.depth + 1 !== this.depth) {
           this.setDepth(m.depth + 1);
           this.scheduleAnnounce();
         }
@@ -409,9 +531,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onLinkClosed(link: Link): void {
+    if (this.frozen) return; // a stopped process notices nothing
     if (this.detachParent(link)) {
-      if (!this.stopping) this.repairer.onParentLost(link);
-    } else if (this.removeChild(link) && !this.stopping) {
+      if (!this.life.stopping) this.repairer.onParentLost(link);
+    } else if (this.removeChild(link) && !this.life.stopping) {
       this.repairer.onChildLost(link);
     }
   }
@@ -420,7 +543,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   detachParent(link: Link): boolean {
     if (this.links.parent !== link) return false;
     this.links.parent = null;
-    this.inTree = false;
+    if (this.life.state === 'attached') this.life.to('parent-lost');
     this.flood.neighbourGone(link.ref.id);
     return true;
   }
@@ -430,7 +553,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.links.children.get(link.ref.id) !== link) return false;
     this.links.children.delete(link.ref.id);
     this.flood.neighbourGone(link.ref.id);
-    if (this.stopping) return true;
+    if (this.life.stopping) return true;
     const reason = link.leaving ? 'left' : 'connection lost';
     this.emit('child-left', { id: link.ref.id, reason });
     this.log('info', `child ${link.ref.id} ${reason}`);
@@ -440,10 +563,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /** When heartbeat() last ran (first: construction; a late first tick only skips one judgement). */
-  private lastBeat = performance.now();
+  private lastBeat: number;
 
   private heartbeat(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     // After a stall of our own (GC, overload, SIGSTOP), frames from live neighbours may still sit
     // unread in the sockets: ping only, and judge silence on the next tick.
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
@@ -460,14 +583,16 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private every(ms: number, fn: () => void): void {
-    const t = setInterval(fn, ms);
-    t.unref?.();
+    const t = this.clock.setInterval(fn, ms);
+    t.unref();
     this.timers.push(t);
   }
 
   private onInbound(conn: Connection): void {
     this.track(conn);
+    if (this.frozen) return conn.pause();
     conn.once('message', (m) => {
+      if (this.frozen) return;
       try {
         this.onOpener(conn, m);
       } catch (err) {
@@ -487,11 +612,14 @@ export class Peer extends EventEmitter<PeerEvents> {
         this.transfers.onPreparing(conn, m);
         return;
       case 'swarm-open':
-        if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
         this.swarmUploads.serve(conn, m);
         return;
       case 'ping':
-        conn.send({ t: 'pong', n: m.n });
+        // A probe: a leaving peer says so (the metaserver stops referring to it); otherwise we answer
+        // with our id and, when challenged, proof that we hold our token.
+        if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        conn.send({ t: 'pong', n: m.n, id: this.id, ...(m.nonce && this.token ? { proof: proofOf(this.token, m.nonce, this.id) } : {}) });
         conn.end();
         return;
       default:
@@ -500,14 +628,16 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onJoinRequest(conn: Connection, m: Msg<'join'>): void {
-    if (this.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+    if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
     const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree }));
-    const ancestors = new Set<string>(this.links.parent ? [this.links.parent.ref.id] : []);
+    // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
+    const parentId = this.links.parent?.ref.id;
+    const ancestors = { has: (id: string) => id === parentId || this.rootPathSet.has(tagOf(id)) };
     const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
       // Prefer a child heard from lately: one silent for two heartbeats may be frozen or gone.
-      const now = performance.now();
+      const now = this.clock.now();
       const fresh = this.opts.heartbeatMs > 0 ? children.filter((c) => now - (this.links.children.get(c.ref.id)?.lastHeard ?? 0) <= 2 * this.opts.heartbeatMs) : children;
       const to = fresh.some((c) => c.ref.id === d.to.id) || fresh.length === 0 ? d.to : smallestChild(fresh)!.ref;
       conn.send({ t: 'redirect', to });
@@ -519,10 +649,10 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.links.children.delete(m.id);
       old.conn.destroy();
     }
-    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: performance.now(), leaving: false };
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), leaving: false };
     this.links.children.set(m.id, link);
     this.serveLink(link);
-    conn.send({ t: 'accept', ...this.ref, depth: this.depth });
+    conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });
     this.emit('child-joined', link.ref);
     this.reportSubtree();
     this.scheduleAnnounce();
@@ -534,4 +664,8 @@ function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { s
   for (const dir of ['sent', 'received'] as const) {
     for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
   }
+}
+
+function samePath(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -25,43 +25,64 @@
  * metaserver answers the smaller root's announce with `second-root`, and
  * that root rejoins through the metaserver with its whole subtree (merge).
  */
+import { backoffDelays, retry } from '../backoff.ts';
 import { describeError, TreeshareError } from '../errors.ts';
 import { metaLeave, probe } from '../metaserver/client.ts';
 import type { Msg, PeerRef } from '../protocol/messages.ts';
 import { joinOverlay } from './join.ts';
 import type { Link } from './links.ts';
-import type { Peer } from './peer.ts';
-import type { RepairRecord } from './types.ts';
+import type { Connection } from '../transport/connection.ts';
+import type { PeerContext } from './context.ts';
+import type { JoinTimeline, RepairRecord } from './types.ts';
+
+/** What repair needs from the peer itself (wired by peer.ts). */
+export interface RepairDeps {
+  /** Installs `conn` as the parent link (null: we are the root) and moves the lifecycle to attached. */
+  attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void;
+  /** Drops the parent link; false if `link` is not the parent. */
+  detachParent(link: Link): boolean;
+  /** Drops a child link; false if `link` is not a child. */
+  removeChild(link: Link): boolean;
+  stop(o: { graceful?: boolean }): Promise<void>;
+  /** The join timeline so far (null before a join). */
+  timeline(): JoinTimeline | null;
+  /** The metaserver token, and a new one to keep. */
+  token(): string | undefined;
+  setToken(token: string): void;
+  /** Keeps a finished repair (Peer.repairs). */
+  record(rec: RepairRecord): void;
+}
 
 export class Repairer {
-  private rejoining = false;
-  /** Set when our parent left while we were leaving: where our children should go (null: we were made root). */
-  private handoff: PeerRef | null | undefined;
   /** Links the heartbeat detector closed for silence (peer.ts heartbeat()). */
   readonly silent = new WeakSet<Link>();
 
-  constructor(private readonly peer: Peer) {}
+  constructor(
+    private readonly peer: PeerContext,
+    private readonly deps: RepairDeps,
+  ) {}
 
   /** `signal` bounds the goodbye to the metaserver (the only step that waits on the network). */
   async leave(signal?: AbortSignal): Promise<void> {
     const p = this.peer;
-    if (p.stopping) return;
-    // From here on: joins are refused, no announce, no repair of our own (see peer.ts).
-    p.stopping = true;
+    const life = p.life;
+    if (life.stopping) return;
     const parent = p.links.parent;
     // Mid-repair (our parent is gone and we are not reattached yet): no parent to hand over, and we
     // are not the root either, so our children rejoin through the metaserver rather than elect a root.
-    const orphaned = !parent && !p.inTree;
+    const orphaned = !parent && !life.inTree;
+    // From here on: joins are refused, no announce, no repair of our own (see lifecycle.ts).
+    life.to('leave');
     if (parent) parent.conn.send({ t: 'leaving', parent: null, successor: null });
-    if (p.joined) {
+    if (life.joined) {
       try {
-        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost, signal });
+        await metaLeave(p.transport, p.opts.meta, p.id, { localHost: p.localHost(), signal, token: this.deps.token(), clock: p.clock });
       } catch (err) {
         p.log('warn', `could not tell the metaserver we left: ${describeError(err)}`);
       }
     }
     // Read the links only now: a child may have left, or the parent left too, meanwhile.
-    const up = p.links.parent?.ref ?? (this.handoff !== undefined ? this.handoff : (parent?.ref ?? null));
+    const up = p.links.parent?.ref ?? (life.handoff !== undefined ? life.handoff : (parent?.ref ?? null));
     const children = [...p.links.children.values()].sort((a, b) => b.subtree - a.subtree);
     if (up) {
       for (const c of children) c.conn.send({ t: 'leaving', parent: up, successor: null });
@@ -71,8 +92,8 @@ export class Repairer {
       const successor = children[0]!.ref;
       for (const c of children) c.conn.send({ t: 'leaving', parent: c === children[0] ? null : successor, successor });
     }
-    await p.stop({ graceful: true });
-    p.joined = false;
+    await this.deps.stop({ graceful: true });
+    life.to('left');
     p.emit('left');
   }
 
@@ -81,19 +102,19 @@ export class Repairer {
     const p = this.peer;
     if (link.role === 'child') {
       // Free the slot now: the departing child's own children may be about to JOIN here.
-      p.removeChild(link);
+      this.deps.removeChild(link);
       return;
     }
-    if (!p.detachParent(link)) return;
-    if (p.stopping) {
+    if (!this.deps.detachParent(link)) return;
+    if (p.life.stopping) {
       // Leaving too: our children go where our parent sent us (or we act as the root).
-      this.handoff = m.successor?.id === p.id ? null : (m.parent ?? m.successor);
+      if (p.life.state === 'leaving') p.life.setHandoff(m.successor?.id === p.id ? null : (m.parent ?? m.successor));
       return;
     }
-    const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'parent-left', lost: link.ref.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'left' });
     if (m.successor?.id === p.id) {
-      p.attach(null, { ...(p.timeline ?? blankTimeline()), parent: null, depth: 0 });
+      this.deps.attach(null, { ...(this.deps.timeline() ?? blankTimeline(p.clock.now())), parent: null, depth: 0 });
       this.done(rec, null);
       return;
     }
@@ -104,15 +125,15 @@ export class Repairer {
   onParentLost(link: Link): void {
     const p = this.peer;
     if (link.leaving) return;
-    const rec: RepairRecord = { cause: 'parent-crashed', lost: link.ref.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'parent-crashed', lost: link.ref.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     p.emit('parent-lost', { id: link.ref.id, reason: 'connection lost' });
     p.log('warn', `lost parent ${link.ref.id}; reattaching`);
     void (async () => {
       // A link closed by the heartbeat detector was silent for deadAfterMs: no second wait on a probe.
-      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => false));
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost(), timeoutMs: 1000, clock: p.clock }).catch(() => false));
       if (!alive) {
         try {
-          await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
+          await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost(), clock: p.clock });
         } catch {
           /* metaserver down: the rejoin loop below reports it */
         }
@@ -124,12 +145,12 @@ export class Repairer {
   /** A child link closed without a goodbye: if the child is dead, the metaserver must stop referring to it. */
   onChildLost(link: Link): void {
     const p = this.peer;
-    if (link.leaving || p.stopping) return;
+    if (link.leaving || p.life.stopping) return;
     void (async () => {
-      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost, timeoutMs: 1000 }).catch(() => true));
-      if (alive || p.stopping) return;
+      const alive = !this.silent.has(link) && (await probe(p.transport, link.ref, { localHost: p.localHost(), timeoutMs: 1000, clock: p.clock }).catch(() => true));
+      if (alive || p.life.stopping) return;
       try {
-        await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost });
+        await metaLeave(p.transport, p.opts.meta, link.ref.id, { localHost: p.localHost(), clock: p.clock });
         p.log('info', `reported child ${link.ref.id} dead to the metaserver`);
       } catch (err) {
         p.log('warn', `could not report child ${link.ref.id} dead to the metaserver: ${describeError(err)}`);
@@ -140,69 +161,81 @@ export class Repairer {
   /** The metaserver says another, larger tree exists and this root's is the second one: rejoin it. */
   merge(reason: string): void {
     const p = this.peer;
-    if (p.stopping || this.rejoining || p.links.parent || !p.inTree) return;
-    p.inTree = false;
+    if (!p.life.inTree || p.links.parent) return;
+    // Out of the tree at once: no announce as a root while we rejoin.
+    p.life.to('reattach');
     p.log('warn', `this peer roots a second tree (${reason}); rejoining with its subtree of ${p.links.subtree()}`);
-    const rec: RepairRecord = { cause: 'merged', lost: p.id, detectedAt: performance.now(), reattachedAt: null, ms: null, newParent: null };
+    const rec: RepairRecord = { cause: 'merged', lost: p.id, detectedAt: p.clock.now(), reattachedAt: null, ms: null, newParent: null };
     void this.rejoin(rec, undefined);
   }
 
   private async rejoin(rec: RepairRecord, via: PeerRef | undefined): Promise<void> {
     const p = this.peer;
-    if (this.rejoining) return;
-    this.rejoining = true;
-    let delay = 100;
+    const life = p.life;
+    if (rec.cause !== 'merged') {
+      // Orphaned (the parent is gone): start reattaching, unless already at it or stopping.
+      if (life.state !== 'orphaned') return;
+      life.to('reattach');
+    } else if (life.state !== 'rejoining') return;
+    // The first try goes through `via` (when given); if it fails, the next goes at once
+    // through the metaserver; later ones wait 100 ms, 200 ms, ... at most 5 s, until it works
+    // or the peer stops rejoining (leave() or stop()).
+    const delays = function* () {
+      if (via) yield 0;
+      yield* backoffDelays({ first: 100, max: 5000 });
+    };
     try {
-      for (let attempt = 0; !p.stopping; attempt++) {
-        try {
-          // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
-          // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
-          // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
-          const ac = new AbortController();
-          const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
-          const avoid = (to: PeerRef | null) => {
-            if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
-          };
-          const out = await joinOverlay({
-            transport: p.transport, meta: p.opts.meta, self: p.ref, maxChildren: p.opts.maxChildren,
-            subtree: () => p.links.subtree(), localHost: p.localHost, maxRedirects: p.opts.maxRedirects,
-            via: attempt === 0 ? via : undefined, signal: ac.signal,
-            onReferral: avoid, onRedirect: (_from, to) => avoid(to),
-          });
-          if (p.stopping) {
-            out.conn?.destroy();
-            return;
-          }
-          p.attach(out.conn, out.timeline);
-          this.done(rec, out.timeline.parent);
+      await retry(async (n) => {
+        const attempt = n - 1;
+        // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
+        // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
+        // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
+        const ac = new AbortController();
+        const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
+        const avoid = (to: PeerRef | null) => {
+          if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
+        };
+        const out = await joinOverlay({
+          transport: p.transport, meta: p.opts.meta, self: p.ref(), maxChildren: p.opts.maxChildren,
+          subtree: () => p.links.subtree(), localHost: p.localHost(), maxRedirects: p.opts.maxRedirects,
+          via: attempt === 0 ? via : undefined, signal: ac.signal,
+          onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => this.deps.token(), clock: p.clock,
+        });
+        if (!life.rejoining) {
+          // leave() or stop() meanwhile.
+          out.conn?.destroy();
           return;
-        } catch (err) {
-          const msg = describeError(err);
-          if (attempt === 0 && via) {
-            p.log('warn', `reattach attempt 1 (through ${via.id}) failed: ${msg}; trying through the metaserver`);
-            continue;
-          }
-          p.log('warn', `reattach attempt ${attempt + 1} failed: ${msg}; retrying in ${delay} ms`);
-          await new Promise((r) => setTimeout(r, delay).unref?.());
-          delay = Math.min(delay * 2, 5000);
         }
-      }
-    } finally {
-      this.rejoining = false;
+        if (out.token) this.deps.setToken(out.token);
+        this.deps.attach(out.conn, out.timeline, out.path);
+        this.done(rec, out.timeline.parent);
+      }, {
+        delays: delays(),
+        clock: p.clock,
+        unref: true,
+        retryIf: () => life.rejoining,
+        onRetry: (err, n, delay) => {
+          const msg = describeError(err);
+          if (n === 1 && via) p.log('warn', `reattach attempt 1 (through ${via.id}) failed: ${msg}; trying through the metaserver`);
+          else p.log('warn', `reattach attempt ${n} failed: ${msg}; retrying in ${delay} ms`);
+        },
+      });
+    } catch (err) {
+      // Only a peer that stopped rejoining gives up; its leave() or stop() says why.
+      if (life.rejoining) throw err;
     }
   }
 
   private done(rec: RepairRecord, parent: PeerRef | null): void {
-    rec.reattachedAt = performance.now();
+    rec.reattachedAt = this.peer.clock.now();
     rec.ms = rec.reattachedAt - rec.detectedAt;
     rec.newParent = parent;
-    this.peer.repairs.push(rec);
+    this.deps.record(rec);
     this.peer.emit('repaired', rec);
     this.peer.log('info', `reattached ${parent ? `under ${parent.id}` : 'as the root'} in ${rec.ms.toFixed(1)} ms`);
   }
 }
 
-function blankTimeline() {
-  const now = performance.now();
+function blankTimeline(now: number) {
   return { registerSentAt: now, referralAt: now, referral: null, redirects: [], acceptedAt: now, parent: null, depth: 0, metaRttMs: 0, finalConnectMs: 0, totalMs: 0 };
 }

@@ -15,7 +15,7 @@ import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from '../transfer/jail.ts';
 import { UploadBucket } from '../transfer/manifest.ts';
 import { serveSwarm } from '../transfer/swarm-serve.ts';
-import { swarmDownload } from '../transfer/swarm.ts';
+import { hasPartial, swarmDownload } from '../transfer/swarm.ts';
 import type { DownloadResult, SearchResult } from './types.ts';
 
 /** What a swarm download needs from its peer (a narrow view, not the Peer). */
@@ -40,11 +40,16 @@ export interface SwarmPeerContext {
   };
 }
 
+/** A resumable swarm partial of `name` is in the share folder `root` (a download of it resumes as a swarm). */
+export function hasResumable(root: string, id: string, name: string): Promise<boolean> {
+  return hasPartial(root, id, name);
+}
+
 export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
   assertName(name);
-  const root = await shareRoot(ctx.share);
+  const root = await ctx.clock.hold(shareRoot(ctx.share));
   try {
-    await fsp.lstat(path.join(root, name));
+    await ctx.clock.hold(fsp.lstat(path.join(root, name)));
     throw new TransferError('exists', `${name} already exists in ${ctx.share}; not overwritten`);
   } catch (err) {
     if (err instanceof TransferError) throw err;

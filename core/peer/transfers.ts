@@ -1,5 +1,5 @@
 /**
- * A peer's transfers (flow I): downloads it asked for and the offers that
+ * A peer's transfers (docs/PROTOCOL.md, flow I): downloads it asked for and the offers that
  * arrive for them, uploads it starts on a local hit, and the share lookups
  * floods use.
  *
@@ -21,10 +21,11 @@ import type { Connection } from '../transport/connection.ts';
 import { assertName, hasShared, shareRoot } from '../transfer/jail.ts';
 import { freeBytes, receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
-import type { Peer } from './peer.ts';
+import type { TimerHandle } from '../clock.ts';
+import type { PeerContext } from './context.ts';
+import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
-import { downloadSwarm } from './swarm-download.ts';
-import { realClock } from '../clock.ts';
+import { downloadSwarm, hasResumable } from './swarm-download.ts';
 
 interface Download {
   qid: string;
@@ -33,7 +34,7 @@ interface Download {
   /** An offer was accepted, or refused for its size (either way `settle` will be called). */
   offered: boolean;
   /** Fails the download with `no-offer` if no holder offers in time (armed after the search). */
-  noOffer?: NodeJS.Timeout;
+  noOffer?: TimerHandle;
   /** (Re-)arms `noOffer`; set once the search ended without an offer. */
   armNoOffer?: () => void;
   /** Connections of holders still hashing the file (`preparing`), declined when the download ends. */
@@ -42,35 +43,66 @@ interface Download {
   signal?: AbortSignal;
 }
 
+/** What transfers need from the flood handler (wired by peer.ts). */
+export interface TransferDeps {
+  /** Floods a search for `name` under query id `qid` (a download's search asks holders to offer). */
+  search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal }): Promise<SearchResult>;
+  /** An offer for query `qid` arrived: the query's first hit is known. */
+  noteHit(qid: string): void;
+}
+
 export class Transfers {
   private downloads = new Map<string, Download>();
   private uploads = new Set<AbortController>();
   private shareCache: { at: number; names: Promise<Set<string> | null> } | undefined;
 
-  constructor(private readonly peer: Peer) {}
+  constructor(
+    private readonly ctx: PeerContext,
+    private readonly deps: TransferDeps,
+  ) {}
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
     for (const u of this.uploads) u.abort();
     for (const s of this.swarms) s.abort();
-    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.peer.id} stopped`) });
+    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
   }
 
   /**
-   * Finds `name` and downloads it from the first holder that offers it,
-   * verified by size and SHA-256, into the share folder.
+   * Finds `name` and downloads it into the share folder, verified by size and
+   * SHA-256. Which way (docs/SWARM.md, "When a download is a swarm"):
+   * `swarm: false` always takes the first holder's offer; `swarm: 'always'`
+   * always swarms; by default a swarm when a resumable partial of `name` is
+   * here or the search finds ≥ 2 holders, else the one holder's offer (its
+   * receive path is the faster one). The default's search asks for no offers
+   * (want=search); with one holder found, the offer path floods again.
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
-    if (this.peer.opts.swarm) return this.swarmDownload(name, o);
     assertName(name);
-    const root = await shareRoot(this.peer.opts.share);
+    const clock = this.ctx.clock;
+    const root = await clock.hold(shareRoot(this.ctx.opts.share));
     try {
-      await fsp.lstat(path.join(root, name));
-      throw new TransferError('exists', `${name} already exists in ${this.peer.opts.share}; not overwritten`);
+      await clock.hold(fsp.lstat(path.join(root, name)));
+      throw new TransferError('exists', `${name} already exists in ${this.ctx.opts.share}; not overwritten`);
     } catch (err) {
       if (err instanceof TransferError) throw err;
     }
-    const qid = this.peer.newQid();
+    const mode = this.ctx.opts.swarm;
+    if (mode === false) return this.offerDownload(name, o);
+    if (mode === 'always' || (await clock.hold(hasResumable(root, this.ctx.id, name)))) return this.swarmDownload(name, o);
+    const search = await this.deps.search(name, 'search', this.ctx.newQid(), o);
+    if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
+    if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
+    const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
+    if (holders.size === 0) throw new NotFoundError(name, search.reached);
+    if (holders.size >= 2) return this.swarmDownload(name, o, search);
+    return this.offerDownload(name, o);
+  }
+
+  /** The protocol-1 way: floods want=download and takes the first holder's offer. */
+  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
+    const clock = this.ctx.clock;
+    const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
     const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
@@ -79,25 +111,25 @@ export class Transfers {
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
-      const search = await this.peer.flood.search(name, 'download', qid, o);
+      const search = await this.deps.search(name, 'download', qid, o);
       if (!d.offered) {
-        if (this.peer.stopping) throw new TransferError('aborted', `peer ${this.peer.id} stopped`);
+        if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
-        const ms = this.peer.opts.offerTimeoutMs;
+        const ms = this.ctx.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {
-          clearTimeout(d.noOffer);
-          if (!d.offered) d.noOffer = setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
+          this.ctx.clock.clearTimeout(d.noOffer);
+          if (!d.offered) d.noOffer = clock.setTimeout(() => settle({ ok: false, err: new TransferError('no-offer', msg) }), ms);
         };
         d.armNoOffer();
       }
       const r = await transfer;
       if (!r.ok) throw r.err;
       const result: DownloadResult = { ...r.value, search };
-      this.peer.emit('downloaded', result);
+      this.ctx.emit('downloaded', result);
       return result;
     } finally {
-      clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
       this.downloads.delete(qid);
@@ -110,22 +142,22 @@ export class Transfers {
     }
   }
 
-  /** Swarm download (docs/SWARM.md): every holder the search finds, piece by piece. */
-  private async swarmDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
-    const p = this.peer;
+  /** Swarm download (docs/SWARM.md): every holder the search finds (`search`, when done already), piece by piece. */
+  private async swarmDownload(name: string, o: { signal?: AbortSignal }, search?: SearchResult): Promise<DownloadResult> {
+    const ctx = this.ctx;
     const ac = new AbortController();
     this.swarms.add(ac);
     const signal = o.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal;
     try {
       const result = await downloadSwarm({
-        id: p.id, ref: p.ref, transport: p.transport, clock: realClock, localHost: p.localHost, share: p.opts.share,
-        maxSources: p.opts.maxSources, swarmDepth: p.opts.swarmDepth, idleTimeoutMs: p.opts.transferIdleTimeoutMs,
-        manifestTimeoutMs: p.opts.offerTimeoutMs, maxFileBytes: p.opts.maxFileBytes, fsync: p.opts.fsync,
-        search: (n, signal) => p.flood.search(n, 'search', p.newQid(), { signal }),
-        emit: { progress: (x) => p.emit('progress', x), resume: (x) => p.emit('resume', x), log: (l, m) => p.log(l, m) },
+        id: ctx.id, ref: ctx.ref(), transport: ctx.transport, clock: ctx.clock, localHost: ctx.localHost(), share: ctx.opts.share,
+        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs,
+        manifestTimeoutMs: ctx.opts.offerTimeoutMs, maxFileBytes: ctx.opts.maxFileBytes, fsync: ctx.opts.fsync,
+        search: (n, signal) => (search && n === name ? Promise.resolve(search) : this.deps.search(n, 'search', ctx.newQid(), { signal })),
+        emit: { progress: (x) => ctx.emit('progress', x), resume: (x) => ctx.emit('resume', x), log: (l, m) => ctx.log(l, m) },
       }, name, { signal });
       this.shareCache = undefined;
-      p.emit('downloaded', result);
+      ctx.emit('downloaded', result);
       return result;
     } finally {
       this.swarms.delete(ac);
@@ -136,18 +168,18 @@ export class Transfers {
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {
-    if (this.peer.stopping) return; // leaving: start no upload that stop() would cut at once
-    if (this.uploads.size >= this.peer.opts.maxUploads) {
-      this.peer.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+    if (this.ctx.life.stopping) return; // leaving: start no upload that stop() would cut at once
+    if (this.uploads.size >= this.ctx.opts.maxUploads) {
+      this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
       return;
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.peer.transport, to: q.origin, localHost: this.peer.localHost, qid: q.qid, self: this.peer.ref, shareDir: this.peer.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.peer.opts.preparingIntervalMs })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
       .then((r) => {
-        if (r.kind === 'sent') this.peer.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
+        if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
-      .catch((err) => this.peer.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
+      .catch((err) => this.ctx.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
       .finally(() => this.uploads.delete(ac));
   }
 
@@ -157,16 +189,17 @@ export class Transfers {
    * are answered without touching the disk; present ones go through the jail.
    */
   async localHas(name: string): Promise<{ size: number } | null> {
-    const now = performance.now();
+    const clock = this.ctx.clock;
+    const now = clock.now();
     if (!this.shareCache || now - this.shareCache.at > 1000) {
       this.shareCache = {
         at: now,
-        names: fsp.readdir(this.peer.opts.share).then((n) => new Set(n), () => null),
+        names: clock.hold(fsp.readdir(this.ctx.opts.share).then((n) => new Set(n), () => null)),
       };
     }
     const names = await this.shareCache.names;
     if (names && !names.has(name)) return null;
-    return hasShared(this.peer.opts.share, name);
+    return clock.hold(hasShared(this.ctx.opts.share, name));
   }
 
   /**
@@ -217,7 +250,7 @@ export class Transfers {
       done();
       if (m.t === 'offer') return void this.onOffer(conn, m);
       if (m.t === 'error') {
-        this.peer.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
+        this.ctx.log('warn', `${first.from.id} gave up preparing ${first.name}: ${m.message} [${m.code}]`);
         return conn.end();
       }
       conn.fail(new RemoteProtocolError('unexpected-message', `expected preparing or offer, got "${m.t}"`));
@@ -238,25 +271,26 @@ export class Transfers {
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
       d.offered = true;
-      clearTimeout(d.noOffer);
+      this.ctx.clock.clearTimeout(d.noOffer);
       d.settle({ ok: false, err: new TransferError(code, `${offer.name} from ${offer.from.id}: ${reason}`) });
     };
-    if (offer.size > this.peer.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.peer.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
+    if (offer.size > this.ctx.opts.maxFileBytes) return refuse('too-large', `file of ${offer.size} bytes is larger than the ${this.ctx.opts.maxFileBytes} bytes accepted (--max-file-bytes)`);
     d.holder = offer.from;
-    const free = await freeBytes(this.peer.opts.share);
+    const free = await this.ctx.clock.hold(freeBytes(this.ctx.opts.share));
     if (offer.size > free) return refuse('no-space', `not enough disk space (${offer.size} bytes offered, ${free} free)`);
     d.offered = true;
-    clearTimeout(d.noOffer);
-    this.peer.flood.noteHit(offer.qid);
-    this.peer.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
+    this.ctx.clock.clearTimeout(d.noOffer);
+    this.deps.noteHit(offer.qid);
+    this.ctx.emit('offer', { qid: offer.qid, name: offer.name, from: offer.from, size: offer.size, accepted: true });
     try {
       const m = await receiveFile(conn, offer, {
-        shareDir: this.peer.opts.share,
+        shareDir: this.ctx.opts.share,
         signal: d.signal,
-        idleTimeoutMs: this.peer.opts.transferIdleTimeoutMs,
-        tmpTag: this.peer.id,
-        fsync: this.peer.opts.fsync,
-        onProgress: (bytes, size) => this.peer.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
+        idleTimeoutMs: this.ctx.opts.transferIdleTimeoutMs,
+        clock: this.ctx.clock,
+        tmpTag: this.ctx.id,
+        fsync: this.ctx.opts.fsync,
+        onProgress: (bytes, size) => this.ctx.emit('progress', { qid: offer.qid, name: offer.name, bytes, size }),
       });
       this.shareCache = undefined;
       d.settle({ ok: true, value: { ...m, holder: offer.from } });

@@ -1,6 +1,7 @@
 /** Options, results and events of a Peer. */
 import type { FloodCounters } from '../protocol/flood.ts';
 import type { Hit, PeerRef, TopoNode } from '../protocol/messages.ts';
+import type { Clock } from '../clock.ts';
 import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
@@ -63,8 +64,13 @@ export interface PeerOptions {
   deadAfterMs?: number;
   /** Re-announce to the metaserver this often, ms. Default 5,000; 0 disables. */
   announceMs?: number;
-  /** Download from every holder at once, piece by piece (docs/SWARM.md); false: one holder's offer, as protocol 1 did. Default true. */
-  swarm?: boolean;
+  /**
+   * Swarm downloads (docs/SWARM.md, "When a download is a swarm"): true (default) swarms when the
+   * search finds ≥ 2 holders or a resumable partial of the name exists, and otherwise takes the one
+   * holder's offer (the faster receive path); 'always': every download is a swarm, even from one
+   * holder; false: every download is one holder's offer, as protocol 1 did (--no-swarm).
+   */
+  swarm?: boolean | 'always';
   /** Most holders a swarm download uses at once (--max-sources). Default 8. */
   maxSources?: number;
   /** Pieces a swarm download asks ahead on each link. Default 4. */
@@ -77,6 +83,14 @@ export interface PeerOptions {
   partialMaxAgeMs?: number;
   /** Fault injection (tests, scenarios): alters piece bytes this peer uploads. */
   swarmTamper?: (name: string, piece: number, data: Buffer) => void;
+  /**
+   * Time source for every now(), timer, interval and timeout of this peer and
+   * what it opens (joins, floods, transfers, repair). Default realClock; the
+   * memory runner passes its SimClock (simulated time).
+   */
+  clock?: Clock;
+  /** Generator in [0, 1) for query ids (seeded runs); default: crypto random bytes. */
+  rng?: () => number;
 }
 
 /** Swarm figures of a download (docs/SWARM.md). */

@@ -1,5 +1,5 @@
 /**
- * Flooding with convergecast (flows E–H), pure.
+ * Flooding with convergecast (docs/PROTOCOL.md, flows E/F and G/H), pure.
  *
  * A request (topo or query) enters a peer from `from` (a neighbour id, or null
  * at the requester). The peer forwards it to every other neighbour (unless

@@ -34,20 +34,43 @@ export const PeerRef = z.strictObject({ id: Id, host: Host, port: Port });
 export type PeerRef = z.infer<typeof PeerRef>;
 
 const V = z.number().int().min(0).max(1e6);
+/**
+ * A peer's secret with the metaserver: issued in `registered`, required on
+ * every later announce and on its own leave. 32 lowercase hex digits.
+ */
+export const Token = z.string().regex(/^[0-9a-f]{32}$/, 'token must be 32 lowercase hex digits');
+/** Probe challenge (ping) and its answer (pong): nonce 32 hex, proof = HMAC-SHA256(token, nonce|id), 64 hex. */
+const Nonce32 = z.string().regex(/^[0-9a-f]{32}$/, 'nonce must be 32 lowercase hex digits');
+const Proof = z.string().regex(/^[0-9a-f]{64}$/, 'proof must be 64 lowercase hex digits');
+/**
+ * Root path: short tags (first 12 hex digits of SHA-256 of the id) of every
+ * peer from the root down to the sender, so a peer refuses a JOIN from any of
+ * its ancestors. Bounded (a tree deeper than this carries its top part).
+ */
+export const PATH_MAX = 4000;
+export const PathTag = z.string().regex(/^[0-9a-f]{12}$/, 'path tag must be 12 lowercase hex digits');
+const RootPath = z.array(PathTag).max(PATH_MAX);
 
 // ---- metaserver connections (short-lived: opener, answer, close) ----
 
-/** register: peer → metaserver. {t, v, id, host, port, maxChildren} */
-const Register = z.strictObject({ t: z.literal('register'), v: V, id: Id, host: Host, port: Port, maxChildren: z.number().int().min(1).max(1024) });
-/** registered: metaserver → peer. referral is null for the first peer (the root). */
-const Registered = z.strictObject({ t: z.literal('registered'), id: Id, referral: PeerRef.nullable(), peers: Count });
-/** announce: peer → metaserver, on joining, on any change of parent/children, and periodically. */
+/**
+ * register: peer → metaserver. {t, v, id, host, port, maxChildren, token?}
+ * `token`: the one this peer was issued before (re-registering to rejoin with its subtree).
+ */
+const Register = z.strictObject({ t: z.literal('register'), v: V, id: Id, host: Host, port: Port, maxChildren: z.number().int().min(1).max(1024), token: Token.optional() });
+/** registered: metaserver → peer. referral is null for the first peer (the root). `token`: this peer's secret from now on. */
+const Registered = z.strictObject({ t: z.literal('registered'), id: Id, referral: PeerRef.nullable(), peers: Count, token: Token });
+/** announce: peer → metaserver, on joining, on any change of parent/children, and periodically. Carries the peer's token. */
 const Announce = z.strictObject({
   t: z.literal('announce'), v: V, id: Id, host: Host, port: Port,
-  parent: Id.nullable(), depth: Count, children: Count, maxChildren: z.number().int().min(1).max(1024),
+  parent: Id.nullable(), depth: Count, children: Count, maxChildren: z.number().int().min(1).max(1024), token: Token,
 });
-/** leave: peer → metaserver (graceful), or `drop` of another peer known dead. */
-const Leave = z.strictObject({ t: z.literal('leave'), v: V, id: Id });
+/**
+ * leave: with the peer's own token, a graceful leave; without, a report that
+ * peer `id` is dead, leaving or unresponsive (a neighbour lost, a referral
+ * that failed), which the metaserver checks with its own probe before acting.
+ */
+const Leave = z.strictObject({ t: z.literal('leave'), v: V, id: Id, token: Token.optional() });
 /** status: anyone → metaserver; answered with `registry`. */
 const Status = z.strictObject({ t: z.literal('status'), v: V });
 export const RegistryEntry = z.strictObject({
@@ -64,17 +87,22 @@ const ErrorMsg = z.strictObject({ t: z.literal('error'), code: z.string().min(1)
 
 /** join: newcomer → referred peer. subtree = size of the joining subtree (1 for a new peer). */
 const Join = z.strictObject({ t: z.literal('join'), v: V, id: Id, host: Host, port: Port, subtree: z.number().int().min(1).max(1e9) });
-/** accept: the new parent's identity and depth; the link stays open. */
-const Accept = z.strictObject({ t: z.literal('accept'), id: Id, host: Host, port: Port, depth: Count });
+/** accept: the new parent's identity, depth and root path (its own tag last); the link stays open. */
+const Accept = z.strictObject({ t: z.literal('accept'), id: Id, host: Host, port: Port, depth: Count, path: RootPath.optional() });
 /** redirect: the referred peer is full; try `to`, one of its children. Then it closes. */
 const Redirect = z.strictObject({ t: z.literal('redirect'), to: PeerRef });
 /** size: child → parent, the child's subtree size changed. */
 const Size = z.strictObject({ t: z.literal('size'), subtree: z.number().int().min(1).max(1e9) });
-/** depth: parent → child, the parent's depth changed (after repair). */
-const Depth = z.strictObject({ t: z.literal('depth'), depth: Count });
-/** ping / pong: heartbeats on a link; ping is also an opener to probe liveness. */
-const Ping = z.strictObject({ t: z.literal('ping'), v: V.optional(), n: Count });
-const Pong = z.strictObject({ t: z.literal('pong'), n: Count });
+/** depth: parent → child, the parent's depth or root path changed (after repair). */
+const Depth = z.strictObject({ t: z.literal('depth'), depth: Count, path: RootPath.optional() });
+/**
+ * ping / pong: heartbeats on a link; ping is also an opener to probe liveness.
+ * A probing ping may carry a `nonce`: a peer answers with its `id` and, once
+ * registered, `proof` = HMAC-SHA256(token, nonce + "|" + id), so the
+ * metaserver knows which registered peer answers at an address.
+ */
+const Ping = z.strictObject({ t: z.literal('ping'), v: V.optional(), n: Count, nonce: Nonce32.optional() });
+const Pong = z.strictObject({ t: z.literal('pong'), n: Count, id: Id.optional(), proof: Proof.optional() });
 /** leaving: a neighbour leaves gracefully; `parent` is where its children should reattach. */
 const Leaving = z.strictObject({ t: z.literal('leaving'), parent: PeerRef.nullable(), successor: PeerRef.nullable() });
 

@@ -1,5 +1,5 @@
 /**
- * Tree placement (flow D), pure.
+ * Tree placement (docs/PROTOCOL.md, flow D), pure.
  *
  * A peer receiving JOIN accepts when it has a free child slot; otherwise it
  * redirects the newcomer to the child with the fewest descendants (ties: the
@@ -25,7 +25,7 @@ export interface JoinRequest {
   port: number;
 }
 
-export function decideJoin(self: { id: string; maxChildren: number; ancestors?: ReadonlySet<string> }, children: readonly ChildInfo[], req: JoinRequest): JoinDecision {
+export function decideJoin(self: { id: string; maxChildren: number; ancestors?: { has(id: string): boolean } }, children: readonly ChildInfo[], req: JoinRequest): JoinDecision {
   if (req.id === self.id) return { kind: 'refuse', code: 'self-join', message: `peer ${req.id} cannot join itself` };
   if (self.ancestors?.has(req.id)) {
     return { kind: 'refuse', code: 'cycle', message: `peer ${req.id} is an ancestor of ${self.id}; joining here would make a cycle` };

@@ -1,5 +1,5 @@
 /**
- * Referral policy (flow B), pure: which live peer a newcomer is sent to.
+ * Referral policy (docs/PROTOCOL.md, flows A/B), pure: which live peer a newcomer is sent to.
  *
  * - root: always the root (the first peer; after it leaves, the shallowest).
  * - random: any joined peer, uniformly.

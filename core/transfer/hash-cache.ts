@@ -21,7 +21,19 @@ import { constants } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { TransferError } from '../errors.ts';
-import type { SharedFile } from './jail.ts';
+
+/**
+ * An open shared file, as far as hashing needs it (jail.ts's SharedFile is
+ * one). Declared here so hash-cache.ts and jail.ts do not import each other.
+ */
+export interface SharedFile {
+  name: string;
+  path: string;
+  size: number;
+  handle: fsp.FileHandle;
+  mtimeMs: number;
+  ino: number;
+}
 
 export const HASH_CACHE_FILE = '.treeshare.hashes.json';
 /** A cache file larger than this is ignored. */

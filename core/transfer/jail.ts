@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
-import { cachedSha256 as hashCached, knownSha256, type HashOptions } from './hash-cache.ts';
+import { cachedSha256 as hashCached, knownSha256, type HashOptions, type SharedFile } from './hash-cache.ts';
 
 
 export class JailError extends LocalError {}
@@ -33,14 +33,7 @@ export async function shareRoot(dir: string): Promise<string> {
   return real;
 }
 
-export interface SharedFile {
-  name: string;
-  path: string;
-  size: number;
-  handle: fs.FileHandle;
-  mtimeMs: number;
-  ino: number;
-}
+export type { SharedFile };
 
 /** Opens `name` inside `dir` for reading, or throws JailError / a not-found LocalError. */
 export async function openShared(dir: string, name: string): Promise<SharedFile> {

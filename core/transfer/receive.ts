@@ -1,5 +1,5 @@
 /**
- * Requester side of flow I, after an offer has been accepted: ack, then take
+ * Requester side of flow I (docs/PROTOCOL.md), after an offer has been accepted: ack, then take
  * exactly `size` raw bytes into a temporary hidden file inside the share
  * folder while hashing them, until the holder closes; rename into place only when the size and
  * SHA-256 match. Any failure (too few or too many bytes, hash mismatch,
@@ -30,6 +30,7 @@ import { TransferError } from '../errors.ts';
 import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import { assertName, shareRoot } from './jail.ts';
+import { realClock, type Clock } from '../clock.ts';
 
 export interface ReceiveOptions {
   shareDir: string;
@@ -41,6 +42,12 @@ export interface ReceiveOptions {
   tmpTag?: string;
   /** fsync the file before linking it into place and the folder after. Default true. */
   fsync?: boolean;
+  /**
+   * Clock of the idle timeout and of every duration. Default realClock. Under
+   * a SimClock the opening and closing disk work (open, fsync, link) is held,
+   * so it takes no simulated time; the writes while bytes arrive are not held.
+   */
+  clock?: Clock;
 }
 
 export interface TransferMetrics {
@@ -85,10 +92,11 @@ export async function freeBytes(dir: string): Promise<number> {
 
 export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: ReceiveOptions): Promise<TransferMetrics> {
   assertName(offer.name);
-  const root = await shareRoot(o.shareDir);
+  const clock = o.clock ?? realClock;
+  const root = await clock.hold(shareRoot(o.shareDir));
   const final = path.join(root, offer.name);
   const tmp = path.join(root, tempName(o.tmpTag));
-  let fh: fsp.FileHandle | undefined = await fsp.open(tmp, 'wx');
+  let fh: fsp.FileHandle | undefined = await clock.hold(fsp.open(tmp, 'wx'));
   const fd = fh.fd;
   const durable = o.fsync ?? true;
   // Durable downloads: flush written data to disk in the background every FLUSH_BYTES while
@@ -109,22 +117,22 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
   const from = `${offer.from.id}@${offer.from.host}:${offer.from.port}`;
   let bytes = 0;
   let readPath: TransferMetrics['readPath'] = 'stream';
-  const t0 = performance.now();
+  const t0 = clock.now();
   let tFirst = 0;
 
   const body = new Promise<void>((resolve, reject) => {
     let settled = false;
     // Idle check: one timer ticking at a quarter of the timeout, not one re-armed per chunk.
     const idleMs = o.idleTimeoutMs ?? 15_000;
-    let lastData = performance.now();
-    const idle = setInterval(() => {
-      if (performance.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
+    let lastData = clock.now();
+    const idle = clock.setInterval(() => {
+      if (clock.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
     }, Math.max(10, Math.floor(idleMs / 4)));
     let reported = 0;
     const finish = (err?: Error) => {
       if (settled) return;
       settled = true;
-      clearInterval(idle);
+      clock.clearInterval(idle);
       conn.off('data', take);
       conn.off('close', onClose);
       o.signal?.removeEventListener('abort', onAbort);
@@ -137,7 +145,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     /** One chunk of the body (a fresh 'data' Buffer, or a view of the reused buffer). */
     const take = (b: Buffer) => {
       if (settled) return;
-      if (tFirst === 0) tFirst = performance.now();
+      if (tFirst === 0) tFirst = clock.now();
       if (bytes + b.length > offer.size) return fail(new TransferError('too-long', `${from} sent more than the ${offer.size} bytes it offered`));
       hash.update(b);
       try {
@@ -146,7 +154,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
         return fail(new TransferError('io', `cannot write ${offer.name}: ${(e as Error).message}`));
       }
       bytes += b.length;
-      lastData = performance.now();
+      lastData = clock.now();
       if (bytes - reported >= 1024 * 1024 || bytes === offer.size) {
         reported = bytes;
         o.onProgress?.(bytes, offer.size);
@@ -168,6 +176,7 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     // 32 MiB hashed and written without a break (tens of ms). After YIELD_AFTER_MS of
     // reading, pause and resume on the next loop turn, so other sockets (searches, joins)
     // get in between.
+    // Real time on purpose: this shares the CPU between sockets; it decides nothing in the protocol.
     let turn = performance.now();
     let rest = conn.rawInto(buf, (n) => {
       take(buf.subarray(0, n));
@@ -193,13 +202,13 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     await body;
     let fsyncMs = 0;
     try {
-      await flushing;
+      await clock.hold(flushing ?? Promise.resolve());
       if (durable) {
-        const ts = performance.now();
-        await fh.sync();
-        fsyncMs += performance.now() - ts;
+        const ts = clock.now();
+        await clock.hold(fh.sync());
+        fsyncMs += clock.now() - ts;
       }
-      await fh.close();
+      await clock.hold(fh.close());
     } catch (err) {
       throw new TransferError('io', `cannot write ${offer.name}: ${(err as Error).message}`);
     } finally {
@@ -208,15 +217,15 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     const sha256 = hash.digest('hex');
     if (sha256 !== offer.sha256) throw new TransferError('hash-mismatch', `SHA-256 of ${offer.name} from ${from} does not match its offer (got ${sha256.slice(0, 12)}…, offered ${offer.sha256.slice(0, 12)}…)`);
     try {
-      await fsp.link(tmp, final);
+      await clock.hold(fsp.link(tmp, final));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${offer.name} already exists in ${o.shareDir}; not overwritten`);
       throw new TransferError('io', `cannot move ${offer.name} into place: ${(err as Error).message}`);
     }
     // The new name reaches the disk (a temporary name surviving a crash is swept at the next start).
-    if (durable) fsyncMs += await syncPath(root, offer.name);
+    if (durable) fsyncMs += await syncPath(root, offer.name, clock);
     conn.end();
-    const durationMs = performance.now() - t0;
+    const durationMs = clock.now() - t0;
     return { name: offer.name, from, bytes, ttfbMs: tFirst ? tFirst - t0 : durationMs, durationMs, mbps: bytes / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256, verified: true, readPath, fsyncMs };
   } finally {
     await flushing;
@@ -235,18 +244,18 @@ function tempName(tag: string | undefined): string {
 const FLUSH_BYTES = 8 * 1024 * 1024;
 
 /** fsync of a file or folder by path; returns the time it took, ms. */
-async function syncPath(p: string, name: string): Promise<number> {
-  const t = performance.now();
+async function syncPath(p: string, name: string, clock: Clock): Promise<number> {
+  const t = clock.now();
   let h: fsp.FileHandle | undefined;
   try {
-    h = await fsp.open(p, 'r');
-    await h.sync();
+    h = await clock.hold(fsp.open(p, 'r'));
+    await clock.hold(h.sync());
   } catch (err) {
     throw new TransferError('io', `cannot make ${name} durable (fsync ${path.basename(p)}): ${(err as Error).message}`);
   } finally {
-    await h?.close();
+    if (h) await clock.hold(h.close());
   }
-  return performance.now() - t;
+  return clock.now() - t;
 }
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -1,5 +1,5 @@
 /**
- * Holder side of flow I: open a temporary connection to the requester's own
+ * Holder side of flow I (docs/PROTOCOL.md): open a temporary connection to the requester's own
  * listening address, offer the file (id, name, size, SHA-256), wait for ack or
  * decline, then stream exactly `size` bytes with backpressure and close.
  * Memory stays flat: two reused chunk buffers per upload (see streamFile).
@@ -13,7 +13,8 @@
  */
 import { RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type HostPortLike, type Message, type PeerRef } from '../protocol/messages.ts';
-import { nextMessage, withTimeout, type Connection } from '../transport/connection.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
+import { deadline, realClock, type Clock } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
 import { cachedSha256, openShared, sha256Of, type SharedFile } from './jail.ts';
 
@@ -34,6 +35,8 @@ export interface OfferOptions {
   chunkBytes?: number;
   /** While hashing for a first offer, tell the requester the progress this often, ms. Default 1,000. */
   preparingIntervalMs?: number;
+  /** Clock of the timeouts, the preparing interval and the duration. Default realClock; under a SimClock disk work is held (takes no simulated time). */
+  clock?: Clock;
 }
 
 export type OfferOutcome =
@@ -41,23 +44,24 @@ export type OfferOutcome =
   | { kind: 'declined'; reason: string };
 
 export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
-  const f = await openShared(o.shareDir, o.name);
+  const clock = o.clock ?? realClock;
+  const f = await clock.hold(openShared(o.shareDir, o.name));
   let conn: Connection | undefined;
   let hashing: Hashing | undefined;
   try {
     const interval = Math.max(1, o.preparingIntervalMs ?? 1000);
-    let sha256 = await cachedSha256(f);
+    let sha256 = await clock.hold(cachedSha256(f));
     if (sha256 === undefined) {
       hashing = startHashing(f, o.signal);
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: ReturnType<Clock['setTimeout']> | undefined;
       try {
-        sha256 = await Promise.race([hashing.done, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), interval)))]);
+        sha256 = await Promise.race([clock.hold(hashing.done), new Promise<undefined>((r) => (timer = clock.setTimeout(() => r(undefined), interval)))]);
       } finally {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
       }
     }
     // Bounded: a requester that is gone or frozen must not hold an upload slot.
-    conn = await o.transport.connect(o.to, { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), localHost: o.localHost });
+    conn = await o.transport.connect(o.to, { signal: deadline(clock, o.ackTimeoutMs ?? 10_000, o.signal), localHost: o.localHost });
     if (sha256 === undefined) {
       const h = await tellWhileHashing(conn, hashing!, f, o, interval);
       if (h.kind === 'declined') {
@@ -66,7 +70,7 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
       }
       sha256 = h.sha256;
     }
-    const answer = nextMessage(conn, ['ack', 'decline'], { signal: withTimeout(o.signal, o.ackTimeoutMs ?? 10_000), what: `an answer to the offer of ${o.name}` });
+    const answer = nextMessage(conn, ['ack', 'decline'], { signal: deadline(clock, o.ackTimeoutMs ?? 10_000, o.signal), what: `an answer to the offer of ${o.name}` });
     conn.send({ t: 'offer', v: PROTOCOL_VERSION, qid: o.qid, from: o.self, name: o.name, size: f.size, sha256 });
     const a = await answer;
     if (a.t === 'decline') {
@@ -74,10 +78,10 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
       return { kind: 'declined', reason: a.reason };
     }
     conn.raw();
-    const t0 = performance.now();
+    const t0 = clock.now();
     await streamFile(conn, f.handle, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, o.signal);
     conn.end();
-    const durationMs = performance.now() - t0;
+    const durationMs = clock.now() - t0;
     return { kind: 'sent', name: o.name, to: addrKey(o.to), bytes: f.size, durationMs, mbps: f.size / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256 };
   } catch (err) {
     conn?.destroy();
@@ -129,14 +133,15 @@ async function tellWhileHashing(conn: Connection, hashing: Hashing, f: SharedFil
   conn.on('message', onMsg);
   conn.on('close', onClose);
   tell();
-  const timer = setInterval(tell, interval);
+  const clock = o.clock ?? realClock;
+  const timer = clock.setInterval(tell, interval);
   try {
     const sha256 = await hashing.done;
     if (!outcome) return { kind: 'hashed', sha256 };
   } catch (err) {
     if (!outcome) throw err;
   } finally {
-    clearInterval(timer);
+    clock.clearInterval(timer);
     conn.off('message', onMsg);
     conn.off('close', onClose);
   }

@@ -136,6 +136,24 @@ async function readResume(file: string): Promise<z.infer<typeof ResumeFile> | nu
   }
 }
 
+/** Is a resumable partial of `name` here (this peer's, with a valid resume file)? */
+export async function hasPartial(dir: string, tag: string, name: string): Promise<boolean> {
+  const re = partialRe(tag);
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return false;
+  }
+  for (const n of names) {
+    const m = re.exec(n);
+    if (!m || m[2] !== 'json') continue;
+    const r = await readResume(path.join(dir, n));
+    if (r && r.name === name && r.manifest.sha256.startsWith(m[1]!)) return true;
+  }
+  return false;
+}
+
 /**
  * Removes this peer's swarm partials (and their resume files) not advanced for
  * `maxAgeMs`, and halves of a pair whose other half is missing. Returns the names removed.

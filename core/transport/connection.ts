@@ -15,6 +15,7 @@
  * so tests and benchmarks measure the wire rather than what peers think they sent.
  */
 import { EventEmitter } from 'node:events';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder } from '../protocol/codec.ts';
 import type { Message, MessageType, Msg } from '../protocol/messages.ts';
@@ -53,6 +54,8 @@ export interface ConnectionOptions {
    * (with a network key: TLS handshake included). Default 10,000; 0 disables.
    */
   handshakeTimeoutMs?: number;
+  /** Clock of the handshake timer and of end()'s forced close. Default realClock (the memory transport passes its own). */
+  clock?: Clock;
 }
 
 export interface ConnectionEvents {
@@ -81,7 +84,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private closedFlag = false;
   private closeErr: Error | undefined;
   private readonly maxBuffered: number;
-  private handshakeTimer: NodeJS.Timeout | undefined;
+  private handshakeTimer: TimerHandle | undefined;
+  /** end()'s forced close, cancelled once the link closes. */
+  private endTimer: TimerHandle | undefined;
+  private readonly clock: Clock;
   /**
    * Frames that arrived while nobody listened for 'message' (e.g. a query
    * right behind a JOIN's accept in one chunk, before the new link's handler
@@ -97,6 +103,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.accepted = accepted;
     this.decoder = new FrameDecoder({ maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
     this.maxBuffered = opts.maxBufferedBytes ?? 64 * 1024 * 1024;
+    this.clock = opts.clock ?? realClock;
     link.on('data', (b) => this.onData(b));
     link.on('drain', () => this.emit('drain'));
     link.on('end', () => this.onEnd());
@@ -109,11 +116,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
     const hs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS;
     if (accepted && hs > 0) {
-      this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = this.clock.setTimeout(() => {
         if (this.first && !this.closedFlag) this.fail(new RemoteProtocolError('timeout', `no request within ${hs} ms`));
       }, hs);
-      this.handshakeTimer.unref?.();
+      this.handshakeTimer.unref();
     }
+  }
+
+  private static forceClose(link: ByteLink): void {
+    link.destroy();
   }
 
   get closed(): boolean {
@@ -185,8 +196,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   end(): void {
     if (this.link.destroyed) return;
     this.link.end();
-    const t = setTimeout(() => this.link.destroy(), 2000);
-    t.unref?.();
+    this.endTimer ??= this.clock.setTimeout(Connection.forceClose, 2000, this.link).unref();
   }
 
   destroy(err?: Error): void {
@@ -243,7 +253,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.first) {
       this.first = false;
       // The first frame must be the opener (checked below): nothing before it extends the deadline.
-      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      if (this.handshakeTimer) this.clock.clearTimeout(this.handshakeTimer);
       if (this.accepted) {
         try {
           checkVersion(m);
@@ -287,7 +297,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private onClose(): void {
     if (this.closedFlag) return;
     this.closedFlag = true;
-    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.handshakeTimer) this.clock.clearTimeout(this.handshakeTimer);
+    if (this.endTimer) this.clock.clearTimeout(this.endTimer);
     this.emit('close', this.closeErr);
   }
 }
@@ -330,7 +341,7 @@ export function nextMessage<T extends MessageType>(conn: Connection, types: read
   });
 }
 
-/** `signal`, or a timeout of `ms`, whichever fires first. */
+/** `signal`, or a timeout of `ms` in real time, whichever fires first. Core code uses `deadline(clock, ms, signal)` (clock.ts). */
 export function withTimeout(signal: AbortSignal | undefined, ms: number): AbortSignal {
   const t = AbortSignal.timeout(ms);
   return signal ? AbortSignal.any([signal, t]) : t;

@@ -386,7 +386,7 @@ export class MemoryNetwork {
     const [a, b] = memoryPair({ clock: this.clock, shape, windowBytes: this.window });
     const local = `${from}:${this.nextLocal++}`;
     // Both Connections exist before any byte moves, so nothing the acceptor sends early is lost.
-    const conn = new Connection(a, key, false, opts.connection);
+    const conn = new Connection(a, key, false, { clock: this.clock, ...opts.connection });
     this.accept(bound, b, local);
     // ...and the accept travels back to the connector.
     try {
@@ -409,6 +409,6 @@ export class MemoryNetwork {
     }
     bound.open++;
     link.slot = bound;
-    bound.opts.onConnection(new Connection(link, remote, true, bound.opts.connection));
+    bound.opts.onConnection(new Connection(link, remote, true, { clock: this.clock, ...bound.opts.connection }));
   }
 }

@@ -39,7 +39,7 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
       if (!opts.quiet) printTables(result.tables);
       const rel = (f?: string) => (f ? path.relative(process.cwd(), f) : '');
       const files = result.files.json ? ` → ${rel(result.files.json)}${result.files.html ? `, ${rel(result.files.html)}` : ''}` : '';
-      process.stdout.write(`\n${def.name}: ${result.ok ? 'ok' : `FAILED (${result.failures.length})`} in ${(result.durationMs / 1000).toFixed(1)} s, seed ${result.seed}${files}\n`);
+      process.stdout.write(`\n${def.name}: ${result.ok ? 'ok' : `FAILED (${result.failures.length})`} in ${result.clock === 'simulated' ? `${(result.durationMs / 1000).toFixed(1)} s simulated, ${((result.wallMs ?? 0) / 1000).toFixed(1)} s wall` : `${(result.durationMs / 1000).toFixed(1)} s`}, seed ${result.seed}${files}\n`);
       if (!result.ok) for (const f of result.failures) process.stdout.write(`  ✗ ${f}\n`);
     }
   }

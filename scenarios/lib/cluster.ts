@@ -8,14 +8,34 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { errorCode, type Policy, type TopoNode } from '../../core/index.ts';
+import { errorCode, type Policy, type SimClock, type TopoNode } from '../../core/index.ts';
 import { floodRow, groupBy, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
 import { messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
 import { createRunner } from './runners.ts';
-import type { Scenario } from './scenario.ts';
+import type { CommonOptions } from './args.ts';
+import type { Progress } from './progress.ts';
+import type { Records } from './records.ts';
+import type { Rng } from './rng.ts';
 import { pool, waitEvent } from './async.ts';
 import { leftoverParts, sha256File, Workspace } from './shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
+
+/**
+ * What a Cluster needs from the scenario that owns it (a Scenario is one).
+ * Declared here rather than importing Scenario, so cluster.ts and scenario.ts
+ * do not import each other.
+ */
+export interface ClusterHost {
+  readonly opts: CommonOptions;
+  readonly rng: Rng;
+  readonly records: Records;
+  now(): number;
+  /** The simulated clock shared by memory clusters (created on first use), or undefined. */
+  simClock(): SimClock | undefined;
+  progress(label: string, total: number): Progress;
+  step<T>(name: string, fn: () => Promise<T>, o?: { soft?: boolean }): Promise<T>;
+  check(ok: boolean, what: string, detail?: string): boolean;
+}
 
 export interface ClusterOptions {
   /** Label of this overlay in records and tables (several per scenario). */
@@ -67,7 +87,7 @@ export class Cluster {
   /** SHA-256 of holders' files by absolute path, valid while size and mtime are unchanged (see sourceHash). */
   private readonly sourceHashes = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
 
-  constructor(private readonly s: Scenario, o: ClusterOptions = {}) {
+  constructor(private readonly s: ClusterHost, o: ClusterOptions = {}) {
     const so = s.opts;
     this.round = o.round ?? '';
     this.policy = o.policy ?? so.policy;
@@ -81,6 +101,8 @@ export class Cluster {
       heartbeatMs: o.heartbeatMs,
       announceMs: o.announceMs,
       floodTimeoutMs: o.floodTimeoutMs,
+      // Memory rounds share the scenario's SimClock (driven by the scenario).
+      clock: (o.runner ?? so.runner) === 'memory' ? s.simClock() : undefined,
     });
     this.ws = new Workspace();
   }
@@ -148,7 +170,8 @@ export class Cluster {
 
   private async joinAll(handles: PeerHandle[], concurrency: number, settle: boolean): Promise<void> {
     const bar = this.s.progress(this.tag(`joining ${handles.length} peers`), handles.length);
-    const t0 = performance.now();
+    const t0 = this.s.now();
+    const w0 = performance.now();
     await this.s.step(this.tag(`${handles.length} peer${handles.length === 1 ? '' : 's'} join${concurrency > 1 ? ` (${concurrency} at a time)` : ''}`), async () => {
       try {
         await pool(handles, concurrency, async (h) => {
@@ -163,7 +186,7 @@ export class Cluster {
         bar.done();
       }
     });
-    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: performance.now() - t0 });
+    this.s.records.phases.push({ round: this.round, phase: 'join all', peers: handles.length, ms: this.s.now() - t0, wallMs: performance.now() - w0 });
   }
 
   /** Resolves once the metaserver lists `id` as joined (polls its status). */
@@ -289,10 +312,10 @@ export class Cluster {
       const orphans = st.children.map((c) => c.id).filter((c) => this.peers.get(c)?.alive);
       const waits = orphans.map((c) => waitEvent(this.peer(c), 'repaired', (r) => r.lost === id, timeoutMs, `${c} to reattach after ${id} ${verb.replace(/s$/, '')}`));
       waits.forEach((w) => w.catch(() => undefined));
-      const t0 = performance.now();
+      const t0 = this.s.now();
       await go(h);
       await Promise.all(waits);
-      return { orphans, ms: performance.now() - t0 };
+      return { orphans, ms: this.s.now() - t0 };
     });
   }
 

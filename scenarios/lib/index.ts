@@ -1,7 +1,8 @@
 /** The scenario library: what scenario scripts import. */
 export { main, run, isMain } from './cli.ts';
-export { Scenario, runScenario, type ScenarioDef, type ScenarioResult, type TableSpec, type Records, type TreeSnapshot } from './scenario.ts';
-export { Cluster, type ClusterOptions, type PeerDef } from './cluster.ts';
+export { Scenario, runScenario, type ScenarioDef } from './scenario.ts';
+export type { CheckRow, PhaseRow, Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
+export { Cluster, type ClusterHost, type ClusterOptions, type PeerDef } from './cluster.ts';
 export { pool, waitEvent } from './async.ts';
 export { UsageError, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';

@@ -1,5 +1,5 @@
 /**
- * The records a scenario keeps (DESIGN.md §3), flattened from core's result
+ * The records a scenario keeps (docs/SCENARIOS.md, "What the figures mean"), flattened from core's result
  * types so they print as table rows and serialise as JSON. Every figure is
  * taken from what the core measured (performance.now() on the requesting
  * side); the harness adds only its own wall-clock offsets (`at`, ms since

@@ -10,7 +10,7 @@ import Table from 'cli-table3';
 import { renderTree, type TopoNode } from '../../core/index.ts';
 import { groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
-import type { Records, ScenarioDef, ScenarioResult, TableSpec } from './scenario.ts';
+import type { Records, ScenarioResult, StandardTables, TableSpec } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
 
 export function ms(v: number | null | undefined): string {
@@ -51,7 +51,7 @@ function floodResult(f: Records['floods'][number]): string {
   return f.hits.length ? `found at ${[...new Set(f.hits)].join(', ')}` : `not found (searched ${f.reached})`;
 }
 
-export function standardTables(def: ScenarioDef, r: Records, tree: ScenarioResult['tree']): TableSpec[] {
+export function standardTables(def: { standard?: StandardTables }, r: Records, tree: ScenarioResult['tree']): TableSpec[] {
   const out: TableSpec[] = [];
   const multi = new Set([...r.joins, ...r.floods].map((x) => x.round)).size > 1;
   const rc = (round: string) => (multi ? [round] : []);

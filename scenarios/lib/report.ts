@@ -8,7 +8,7 @@
  */
 import { groupBy } from './metrics.ts';
 import { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
-import type { ScenarioResult } from './scenario.ts';
+import type { ScenarioResult } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
 
 export function esc(s: string): string {
@@ -98,7 +98,7 @@ export async function htmlReport(r: ScenarioResult): Promise<string> {
   out.push(tableHtml([], [
     ['command', r.command],
     ['started', r.startedAt],
-    ['duration', `${(r.durationMs / 1000).toFixed(1)} s`],
+    ['duration', r.clock === 'simulated' ? `${(r.durationMs / 1000).toFixed(1)} s simulated (${((r.wallMs ?? 0) / 1000).toFixed(1)} s wall)` : `${(r.durationMs / 1000).toFixed(1)} s`],
     ['seed', String(r.seed)],
     ['runner', o.runner],
     ['peers / max children / policy', `${o.peers} / ${o.maxChildren} / ${o.policy}`],

@@ -1,10 +1,15 @@
 /**
  * The in-process runners: `inproc` (core Peers over real loopback TCP, one
  * Node process) and `memory` (the same Peers over core's MemoryNetwork).
- * They differ only in the transport and in timer defaults: the memory runner
- * turns heartbeats and periodic announces off (announces on change still
- * happen) and the metaserver's stale-entry sweep with them, so ten thousand
- * peers cost no timers.
+ * They differ in the transport and in the clock: the memory runner runs on a
+ * SimClock (simulated time: when nothing is runnable, time jumps to the next
+ * timer), shared by the MemoryNetwork, the metaserver and every peer, and
+ * driven in the background (`clock.start()`) from creation to close, so
+ * heartbeats, periodic announces, the metaserver's stale-entry sweep and
+ * every timeout run there too, at their defaults, and a crash is detected by
+ * silence as over TCP. Operation timeouts (Op.timeoutMs) are simulated ms
+ * there. Real disk work of the peers is held (see Clock.hold): it takes no
+ * simulated time.
  *
  * Open files (inproc): each peer holds a listening socket and one socket per
  * tree link end, about 3 per peer, so one process holds roughly 6,000 peers
@@ -14,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type Policy, type Transport } from '../../core/index.ts';
+import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
@@ -35,9 +41,21 @@ export function forceGc(): boolean {
   return true;
 }
 
-function opSignal(o: Op | undefined): AbortSignal {
-  const t = AbortSignal.timeout(o?.timeoutMs ?? 30_000);
-  return o?.signal ? AbortSignal.any([o.signal, t]) : t;
+/**
+ * Runs `fn` with the operation's signal: `o.signal` or its timeout on
+ * `clock`, whichever fires first. The timeout's timer is cancelled when the
+ * operation ends, so a finished run leaves no timer that would carry a
+ * simulated clock up to it.
+ */
+async function withOp<T>(clock: Clock, o: Op | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const ms = o?.timeoutMs ?? 30_000;
+  const h = clock.setTimeout(() => ac.abort(timeoutReason()), ms).unref();
+  try {
+    return await fn(o?.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal);
+  } finally {
+    clock.clearTimeout(h);
+  }
 }
 
 /** Re-throws a core error as an OpError with its stable code. */
@@ -53,7 +71,7 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   readonly pid = null;
   alive = true;
 
-  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort) {
+  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort, private readonly clock: Clock) {
     super();
     peer.on('repaired', (r) => this.emit('repaired', r));
     peer.on('parent-lost', (e) => this.emit('parent-lost', e));
@@ -67,16 +85,16 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   }
 
   async join(o?: Op) {
-    return { timeline: await coded(this.peer.join({ signal: opSignal(o) })) };
+    return { timeline: await coded(withOp(this.clock, o, (signal) => this.peer.join({ signal }))) };
   }
   search(name: string, o?: Op) {
-    return coded(this.peer.search(name, { signal: opSignal(o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.search(name, { signal })));
   }
   download(name: string, o?: Op) {
-    return coded(this.peer.download(name, { signal: opSignal(o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.download(name, { signal })));
   }
   topo(o?: Op) {
-    return coded(this.peer.topo({ signal: opSignal(o) }));
+    return coded(withOp(this.clock, o, (signal) => this.peer.topo({ signal })));
   }
   async status() {
     return this.peer.state();
@@ -92,6 +110,10 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
     await this.peer.stop();
     this.gone();
   }
+  /** Stops answering without closing anything (a SIGSTOP): neighbours notice by silence only. */
+  async freeze() {
+    this.peer.freeze();
+  }
   async dispose() {
     if (!this.alive) return;
     await this.peer.stop().catch(() => undefined);
@@ -106,9 +128,9 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
 
 class LocalMeta implements MetaHandle {
   readonly pid = null;
-  constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport) {}
+  constructor(readonly ms: Metaserver, readonly address: HostPort, readonly policy: Policy, private readonly transport: Transport, private readonly clock: Clock) {}
   status(o?: Op) {
-    return coded(metaStatus(this.transport, this.address, { signal: opSignal(o) }));
+    return coded(withOp(this.clock, o, (signal) => metaStatus(this.transport, this.address, { signal, clock: this.clock })));
   }
   async dispose() {
     await this.ms.stop().catch(() => undefined);
@@ -124,9 +146,23 @@ export class LocalRunner implements Runner {
   private readonly baselineHeap: number;
   private readonly baselineRss: number;
   private readonly unregister: () => void;
+  /** The time of this runner's nodes: a SimClock (memory) or realClock (inproc). */
+  readonly clock: Clock;
+  /** True when this runner started the SimClock's driver (and stops it at close). */
+  private readonly drives: boolean;
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
-    this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}).transport() : tcpTransport({ shape: o.shape });
+    if (kind === 'memory') {
+      const sim = o.clock ?? new SimClock();
+      this.clock = sim;
+      // A clock handed in is driven by its owner (the Scenario); our own we drive here.
+      this.drives = !o.clock;
+      if (this.drives) sim.start();
+    } else {
+      this.clock = realClock;
+      this.drives = false;
+    }
+    this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
     this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
     forceGc();
     const m0 = process.memoryUsage();
@@ -144,16 +180,17 @@ export class LocalRunner implements Runner {
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
+      clock: this.clock,
       maxConnections: 100_000,
     });
     const address = await ms.start();
-    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport);
+    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport, this.clock);
     this.metas.add(h);
     return h;
   }
 
   private announceMs(): number {
-    return this.o.announceMs ?? (this.kind === 'memory' ? 0 : 5000);
+    return this.o.announceMs ?? 5000;
   }
 
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
@@ -165,8 +202,9 @@ export class LocalRunner implements Runner {
       meta,
       maxChildren: spec.maxChildren,
       transport: this.transport,
-      heartbeatMs: this.o.heartbeatMs ?? (this.kind === 'memory' ? 0 : 1000),
+      heartbeatMs: this.o.heartbeatMs ?? 1000,
       announceMs: this.announceMs(),
+      clock: this.clock,
       ...(this.o.floodTimeoutMs ? { floodTimeoutMs: this.o.floodTimeoutMs } : {}),
     });
     let address: HostPort;
@@ -176,7 +214,7 @@ export class LocalRunner implements Runner {
       await peer.stop().catch(() => undefined);
       throw new OpError(errorCode(err), messageOf(err));
     }
-    const h = new LocalPeer(peer, spec.share, address);
+    const h = new LocalPeer(peer, spec.share, address, this.clock);
     this.peers.add(h);
     h.once('exit', () => this.peers.delete(h));
     return h;
@@ -196,5 +234,6 @@ export class LocalRunner implements Runner {
     this.peers.clear();
     await Promise.allSettled([...this.metas].map((m) => m.dispose()));
     this.metas.clear();
+    if (this.drives) (this.clock as SimClock).stop();
   }
 }

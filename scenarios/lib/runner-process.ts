@@ -1,6 +1,6 @@
 /**
  * The `process` runner: every node is a real OS process started as
- * `node --import tsx core/control/{metaserver,peer}-main.ts --json …` (the
+ * `node --import tsx core/bin/{metaserver,peer}-main.ts --json …` (the
  * pid we hold is the node process itself, so kill -9 hits the peer and
  * nothing else), driven through the control protocol. Link shaping is passed
  * on as --latency/--bandwidth; memory is each process's RSS from /proc.

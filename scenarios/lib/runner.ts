@@ -3,7 +3,7 @@
  * runners, one interface:
  *
  * - process: each node is a real OS process in `--json` control mode
- *   (core/control/*-main.ts), driven over stdin/stdout (runner-process.ts).
+ *   (core/bin/*-main.ts), driven over stdin/stdout (runner-process.ts).
  * - inproc: many core Peers in this Node process over real loopback TCP.
  * - memory: the same Peers over core's MemoryNetwork (10,000+ peers).
  *
@@ -12,6 +12,7 @@
  * the control protocol, the in-process runners get them from Peer directly.
  */
 import type { EventEmitter } from 'node:events';
+import type { SimClock } from '../../core/clock.ts';
 import type { DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 
 export const RUNNERS = ['process', 'inproc', 'memory'] as const;
@@ -59,6 +60,11 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   crash(): Promise<void>;
   /** Cleanup: stop without ceremony; never throws. */
   dispose(): Promise<void>;
+  /**
+   * Freeze (SIGSTOP): the node stops reading and answering but closes
+   * nothing, so neighbours notice only by silence. In-process runners only.
+   */
+  freeze?(): Promise<void>;
 }
 
 export interface Op {
@@ -84,11 +90,17 @@ export interface RunnerOptions {
    * it, so every runner makes the same choices. Unset: unseeded.
    */
   metaSeed?: number;
-  /** Peer timers (heartbeat/announce), ms; memory defaults to 0 (off) for large runs. */
+  /** Peer timers (heartbeat/announce), ms; core defaults (1,000 / 5,000) on every runner; 0 turns one off. */
   heartbeatMs?: number;
   announceMs?: number;
   /** Per-flood wait, ms (core default 10,000). */
   floodTimeoutMs?: number;
+  /**
+   * Memory runner: the SimClock to run on, driven by the caller (a Scenario
+   * shares one across its rounds). Unset: the runner makes one and drives it
+   * itself from creation to close(). Ignored by the other runners.
+   */
+  clock?: SimClock;
 }
 
 export interface MemorySample {

@@ -6,14 +6,16 @@
  * The command-line wrapper is cli.ts.
  */
 import type { TopoNode } from '../../core/index.ts';
+import { SimClock } from '../../core/clock.ts';
 import type { ChartSpec } from './charts.ts';
 import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
-import type { FloodRow, JoinRow, RepairRow, StepRow, TransferRow } from './metrics.ts';
 import { progress, type Progress } from './progress.ts';
 import { createRng, type Rng } from './rng.ts';
-import type { MemorySample } from './runner.ts';
 import { renderTreeText } from './output.ts';
+import type { Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
+
+export type { CheckRow, PhaseRow, Records, ScenarioResult, StandardTables, TableSpec, TreeSnapshot } from './records.ts';
 
 export interface ScenarioDef {
   name: string;
@@ -24,72 +26,10 @@ export interface ScenarioDef {
   /** Help text replacing a common option's (with its default), where this scenario reads it differently. */
   commonHelp?: Partial<Record<string, string>>;
   /** Which standard tables to print (default: all that have rows; 'summary' = one row per round). */
-  standard?: Partial<Record<'joins' | 'floods' | 'transfers' | 'repairs' | 'tree', 'auto' | 'rows' | 'summary' | 'off'>>;
+  standard?: StandardTables;
   /** Checks the scenario's own options before anything starts; throw UsageError for a bad one. */
   validate?(opts: CommonOptions): void;
   run(s: Scenario): Promise<void>;
-}
-
-export interface CheckRow {
-  what: string;
-  ok: boolean;
-  detail?: string;
-}
-
-export interface PhaseRow {
-  round: string;
-  phase: string;
-  peers: number;
-  ms: number;
-}
-
-export interface Records {
-  joins: JoinRow[];
-  floods: FloodRow[];
-  transfers: TransferRow[];
-  repairs: RepairRow[];
-  steps: (StepRow & { soft?: boolean })[];
-  checks: CheckRow[];
-  memory: (MemorySample & { round: string })[];
-  phases: PhaseRow[];
-}
-
-export interface TableSpec {
-  title: string;
-  head: string[];
-  rows: string[][];
-  note?: string;
-}
-
-export interface TreeSnapshot {
-  round: string;
-  label: string;
-  /** Harness clock, ms since the scenario started. */
-  at: number;
-  nodes: TopoNode[];
-}
-
-export interface ScenarioResult {
-  scenario: string;
-  ok: boolean;
-  failures: string[];
-  seed: number;
-  options: Pick<CommonOptions, 'peers' | 'runner' | 'maxChildren' | 'policy' | 'latency' | 'bandwidth'> & { extra: CommonOptions['extra'] };
-  command: string;
-  startedAt: string;
-  durationMs: number;
-  records: Records;
-  /** The final topology (last whole tree seen), if any. */
-  tree: { round: string; nodes: TopoNode[]; text: string } | null;
-  /** Scenario-specific figures (also shown in its tables). */
-  summary: Record<string, unknown>;
-  /** Every table printed, exactly as printed. */
-  tables: TableSpec[];
-  /** Trees kept along the way (e.g. before and after each repair), in order. */
-  trees: TreeSnapshot[];
-  /** The scenario's own charts (specs; the HTML report renders them). */
-  charts: ChartSpec[];
-  files: { json?: string; html?: string };
 }
 
 export class Scenario {
@@ -102,21 +42,46 @@ export class Scenario {
   tree: ScenarioResult['tree'] = null;
   private readonly t0 = performance.now();
   readonly startedAt = new Date();
+  /**
+   * The simulated clock of memory-runner clusters (one for the whole
+   * scenario, driven in the background from the first such cluster to
+   * closeAll()); undefined for the other runners. When set, now() and every
+   * step, phase and row time are simulated ms.
+   */
+  readonly sim: SimClock | undefined;
+  private simT0 = 0;
+  private simDriving = false;
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
 
   constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
     this.rng = createRng(opts.seed);
+    this.sim = opts.runner === 'memory' ? new SimClock() : undefined;
+    if (this.sim) this.simT0 = this.sim.now();
+  }
+
+  /** The scenario's SimClock, its background driver started (memory runner only). */
+  simClock(): SimClock | undefined {
+    if (this.sim && !this.simDriving) {
+      this.simDriving = true;
+      this.sim.start();
+    }
+    return this.sim;
+  }
+
+  /** Wall-clock ms since the scenario started (whatever the scenario's clock). */
+  wallNow(): number {
+    return performance.now() - this.t0;
   }
 
   get chatty(): boolean {
     return !this.opts.quiet && !this.opts.json;
   }
 
-  /** ms since the scenario started (harness clock). */
+  /** ms since the scenario started, on the scenario's clock: simulated under the memory runner, wall otherwise. */
   now(): number {
-    return performance.now() - this.t0;
+    return this.sim ? this.sim.now() - this.simT0 : performance.now() - this.t0;
   }
 
   /** Step log: stdout in human mode (in order with the tables), stderr with --json; nothing with --quiet. */
@@ -220,6 +185,11 @@ export class Scenario {
   }
 
   async closeAll(): Promise<void> {
+    // Simulated time stops with the scenario: closing needs no timer (peers and metaservers stop at once).
+    if (this.simDriving) {
+      this.simDriving = false;
+      this.sim!.stop();
+    }
     await Promise.allSettled([...this.clusters].map((c) => this.closeCluster(c)));
   }
 
@@ -234,7 +204,10 @@ export class Scenario {
       options: { peers: o.peers, runner: o.runner, maxChildren: o.maxChildren, policy: o.policy, latency: o.latency, bandwidth: o.bandwidth, extra: o.extra },
       command: ['npx tsx', `scenarios/${this.def.name}.ts`, ...this.argv, ...(o.given.has('seed') ? [] : ['--seed', String(o.seed)])].join(' '),
       startedAt: this.startedAt.toISOString(),
+      clock: this.sim ? 'simulated' : 'wall',
       durationMs: this.now(),
+      simMs: this.sim ? this.now() : null,
+      wallMs: this.wallNow(),
       records: this.records,
       tree: this.tree,
       summary: this.summary,

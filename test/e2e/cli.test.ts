@@ -1,5 +1,5 @@
 /**
- * End to end through the real commands (core/control/*-main.ts as child
+ * End to end through the real commands (core/bin/*-main.ts as child
  * processes): the interactive peer driven by a pipe, the JSON control mode of
  * both commands, and the one-line errors a person gets.
  */

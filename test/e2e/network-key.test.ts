@@ -19,7 +19,7 @@ test('outsider processes without the key or with a wrong key are refused; inside
   const KEY = (await run('npm', ['run', '-s', 'keygen'], { cwd: REPO })).stdout.trim();
   t.regex(KEY, /^[0-9a-f]{64}$/);
   const keyFile = path.join(ps.dir, 'key');
-  await run(process.execPath, ['--import', 'tsx', 'core/control/keygen-main.ts', '--out', keyFile], { cwd: REPO });
+  await run(process.execPath, ['--import', 'tsx', 'core/bin/keygen-main.ts', '--out', keyFile], { cwd: REPO });
   t.is(fs.statSync(keyFile).mode & 0o777, 0o600);
   const fileKey = fs.readFileSync(keyFile, 'utf8').trim();
   t.regex(fileKey, /^[0-9a-f]{64}$/);

@@ -1,5 +1,5 @@
 /**
- * End-to-end test helper: runs the real entry points (core/control/*-main.ts)
+ * End-to-end test helper: runs the real entry points (core/bin/*-main.ts)
  * as child processes through the one driver (testnet/driver.ts), collects
  * their output, and waits on what they print
  * (text matching a pattern, or JSON events), never on fixed sleeps. Every
@@ -18,7 +18,7 @@ export { REPO };
  * with several tests starting processes at once on a loaded 2-core machine it took over 30 s.
  */
 export const START_TIMEOUT_MS = 90_000;
-const MAIN = { peer: 'core/control/peer-main.ts', metaserver: 'core/control/metaserver-main.ts' } as const;
+const MAIN = { peer: 'core/bin/peer-main.ts', metaserver: 'core/bin/metaserver-main.ts' } as const;
 
 export type Json = Record<string, any>;
 

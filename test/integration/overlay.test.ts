@@ -1,5 +1,5 @@
 /**
- * The overlay over real TCP (flows A–D): registration and referral under each
+ * The overlay over real TCP (docs/PROTOCOL.md, flows A–D): registration and referral under each
  * policy, a full peer redirecting the newcomer one level deeper, 5 and 50
  * peers forming one tree with no node over max-children, 20 concurrent joins,
  * a duplicate id refused, the join timeline, and five peers on 127.0.0.2..6
@@ -49,13 +49,17 @@ test('register: the first peer gets no referral, the next the root; status lists
   const c = await open(t);
   const tr = tcpTransport();
   const reg = (id: string, port: number) => request(tr, c.meta.address, { t: 'register', v: PROTOCOL_VERSION, id, host: '127.0.0.1', port, maxChildren: 2 }, ['registered']);
-  const r1 = await reg('A', 40001);
+  const { token: tok1, ...r1 } = await reg('A', 40001);
   t.deepEqual(r1, { t: 'registered', id: 'A', referral: null, peers: 1 });
-  const r2 = await reg('B', 40002);
+  const { token: tok2, ...r2 } = await reg('B', 40002);
   t.deepEqual(r2, { t: 'registered', id: 'B', referral: { id: 'A', host: '127.0.0.1', port: 40001 }, peers: 2 });
+  // Each peer gets its own secret token (never listed in status).
+  t.regex(tok1, /^[0-9a-f]{32}$/);
+  t.not(tok1, tok2);
   const st = await metaStatus(tr, c.meta.address);
   t.deepEqual(st.map((e) => [e.id, e.host, e.port, e.state]), [['A', '127.0.0.1', 40001, 'joined'], ['B', '127.0.0.1', 40002, 'joining']]);
   t.true(st.every((e) => typeof e.joinedAt === 'number' && e.joinedAt > 0));
+  t.false(JSON.stringify(st).includes(tok1));
 });
 
 for (const policy of ['root', 'random', 'least-loaded'] as Policy[]) {

@@ -127,7 +127,7 @@ test.serial('two leaves at the same moment: a parent and its child', twoLeaves, 
 test.serial('two leaves at the same moment: the root and its successor', twoLeaves, ['P01', 'P02']);
 test.serial('two leaves at the same moment: two inner peers in different branches', twoLeaves, ['P02', 'P03']);
 
-test.serial('a download whose holder leaves fails with nothing visible and keeps its verified pieces; a retry from a second holder resumes', async (t) => {
+test.serial('a download whose holder leaves fails with no partial file; a retry from a second holder succeeds', async (t) => {
   const c = await makeCluster(t);
   await addPeers(c, IDS.slice(0, 13));
   const holder = await c.add('H1', { transport: tcpTransport({ shape: { bandwidthBytesPerSec: 4_000_000 } }) });
@@ -141,30 +141,27 @@ test.serial('a download whose holder leaves fails with nothing visible and keeps
   const first = requester.download('big.bin');
   first.catch(() => undefined);
   await started;
-  // A second holder appears only now, so the first download certainly used H1 alone.
+  // A second holder appears only now, so the first offer certainly came from H1.
   fs.copyFileSync(path.join(c.dir, 'H1', 'big.bin'), path.join(c.dir, 'H2', 'big.bin'));
-  const cut = nextEvent<[{ message: string }]>(holder, 'log', (l) => /upload of big\.bin to P01 (failed|ended)/.test(l.message));
+  const cut = nextEvent<[{ message: string }]>(holder, 'log', (l) => /upload of big\.bin to P01 failed/.test(l.message));
   const t0 = performance.now();
   let failMs = -1;
   first.catch(() => (failMs = performance.now() - t0));
   await holder.leave();
   const leaveMs = performance.now() - t0;
   const err = await t.throwsAsync(first);
-  t.is(errorCode(err), 'all-holders-gone', String(err?.message));
+  t.is(errorCode(err), 'truncated', String(err?.message));
   t.regex(String(err?.message), /H1/, 'the error names the holder');
   t.regex((await cut)[0].message, /aborted/, 'the leaving holder cancelled its upload');
   t.log(`download failed ${fmt(failMs)} after the holder's leave began (leave took ${fmt(leaveMs)}): ${err?.message}`);
-  t.false(fs.existsSync(path.join(share, 'big.bin')), 'nothing under the final name');
-  t.deepEqual(fs.readdirSync(share).filter((f) => f.startsWith('.treeshare-')).map((f) => f.replace(/^.*\.swarm\./, '')).sort(), ['json', 'part'], 'only the resumable partial and its resume file');
+  t.deepEqual(fs.readdirSync(share).filter((f) => f === 'big.bin' || f.startsWith('.treeshare-')), [], 'no partial or temporary file');
   // Shares are listed through a short cache: wait until H2 sees its new file.
   await until(() => second.transfers.localHas('big.bin'), { what: 'H2 to list big.bin' });
   const d = await requester.download('big.bin');
   t.is(d.holder.id, 'H2');
   t.true(d.verified);
-  t.true(d.swarm!.resumedBytes >= 1_000_000, `resumed ${d.swarm!.resumedBytes} bytes`);
   t.is(d.sha256, sha);
   t.is(createHash('sha256').update(fs.readFileSync(path.join(share, 'big.bin'))).digest('hex'), sha);
-  t.deepEqual(fs.readdirSync(share).filter((f) => f.startsWith('.treeshare-')), [], 'partial and resume file removed');
   await assertOneTree(t, requester, [...IDS.slice(0, 13), 'H2'], c.meta, 'P13');
 });
 
@@ -325,7 +322,8 @@ test.serial('the parent of a crashed leaf reports it: the metaserver drops it lo
   const leaf = c.peer('P15');
   const parentId = leaf.state().parent!.id;
   const left = nextEvent<[{ id: string; reason: string }]>(c.peer(parentId), 'child-left', (e) => e.id === 'P15');
-  const reported = nextEvent<[{ id: string }]>(c.meta, 'leave', (e) => e.id === 'P15', 10_000);
+  // A report is checked by the metaserver's own probe, then the entry is dropped.
+  const reported = nextEvent<[{ id: string; reason: string }]>(c.meta, 'drop', (e) => e.id === 'P15', 10_000);
   const t0 = performance.now();
   await leaf.stop(); // crash: no goodbyes
   const [ev] = await left;

@@ -1,5 +1,5 @@
 /**
- * Topology and search floods over real TCP (flows E–H): topo equals the real
+ * Topology and search floods over real TCP (docs/PROTOCOL.md, flows E–H): topo equals the real
  * tree; search from every peer finds pwd1.txt at S3 and the download's bytes
  * equal the original; exact-name matching; a definite not-found that counts
  * the peers searched; exactly N−1 query messages (2(N−1) in all) on an

@@ -2,8 +2,9 @@
  * Swarm downloads (issue 15, docs/SWARM.md): pieces from every holder at once,
  * each verified; a corrupting holder is dropped and only its bad piece is
  * fetched again; a holder that leaves loses its pieces to the others; an
- * interrupted download resumes from the pieces verified on disk; a protocol-1
- * peer gets version-mismatch.
+ * interrupted download resumes from the pieces verified on disk (even from one
+ * holder: a partial makes the download a swarm); one holder and no partial
+ * take the offer path unless swarm is 'always'; a protocol-1 peer gets version-mismatch.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -102,6 +103,27 @@ test('a holder that leaves mid-download loses its pieces to the other; every hol
   // Only pieces not verified before (and the corrupted one) were fetched.
   t.true(res2.swarm!.bytesReceived <= body.length - res2.swarm!.resumedBytes + 4 * PIECE, JSON.stringify(res2.swarm));
   t.deepEqual(partials(r2.opts.share), []);
+});
+
+test('policy: one holder and no partial takes the offer path (fast receive); swarm "always" swarms from one holder', async (t) => {
+  const body = randomBytes(512 * 1024);
+  const { c } = await swarmNet(t, 1, body);
+  const forced = await c.add('RS', { swarm: 'always' });
+  const res2 = await forced.download('f.bin');
+  t.deepEqual(res2.swarm?.sources.map((s) => [s.id, s.pieces]), [['H1', 8]]);
+  t.is(sha(fs.readFileSync(path.join(forced.opts.share, 'f.bin'))), sha(body));
+  fs.rmSync(path.join(forced.opts.share, 'f.bin')); // H1 the only holder again
+  const r = await c.add('R');
+  const res = await r.download('f.bin');
+  t.is(res.swarm, undefined, 'one holder, no partial: the offer path');
+  t.is(res.readPath, 'fast');
+  t.is(res.holder.id, 'H1');
+  t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
+  // Two holders now (H1, R): the default swarms.
+  const r3 = await c.add('R3');
+  const res3 = await r3.download('f.bin');
+  t.truthy(res3.swarm);
+  t.is(res3.swarm!.sources.length, 2, JSON.stringify(res3.swarm!.sources));
 });
 
 test('a requester that closes mid-piece frees the holder\'s upload slot (the serve loop does not wait for a drain that never comes)', async (t) => {

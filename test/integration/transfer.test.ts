@@ -1,5 +1,5 @@
 /**
- * Verified direct transfer over real TCP (flow I): a file held by two peers
+ * Verified direct transfer over real TCP (docs/PROTOCOL.md, flow I): a file held by two peers
  * is transferred once; a 256 MiB generated file arrives with a matching
  * SHA-256 while the receiving process (its own OS process) stays small; a
  * fake holder speaking the wire protocol that sends wrong, truncated or too
@@ -118,8 +118,8 @@ test.serial('a 256 MiB file transfers with matching SHA-256 while the receiving 
   t.is(res.bytes, SIZE);
   t.is(res.sha256, want);
   t.true(res.verified);
-  // The receiver runs with the defaults: a swarm download (one holder here), read as 'data' chunks.
-  t.is(res.readPath, 'stream');
+  // The receiver runs with the defaults: one holder and no partial, so the offer path and its fast receive.
+  t.is(res.readPath, 'fast');
   t.is(res.holder.id, 'H');
   // The bytes on disk, hashed independently.
   const got = path.join(rshare, 'big.bin');

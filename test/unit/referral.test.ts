@@ -200,3 +200,72 @@ test('registry: remove, byAddress, list and stale', (t) => {
   t.false(r.remove('A'));
   t.is(r.size, 1);
 });
+
+// ---- the indexed registry chooses exactly as the reference scan (issue 13 item 1) ----
+
+/** Reference: candidates by scanning every entry (the pre-index algorithm), with pending counts tracked by the test. */
+function scanCandidates(r: Registry, exclude: string | null, pending: Map<string, { to: string; at: number }>): Candidate[] {
+  const list = r.list();
+  const byId = new Map(list.map((e) => [e.id, e]));
+  const attached = (id: string): boolean => {
+    const seen = new Set<string>();
+    for (let cur: string | null = id; ; ) {
+      if (cur === null) return true;
+      const e = byId.get(cur);
+      if (!e || e.state !== 'joined' || cur === exclude || seen.has(cur)) return false;
+      seen.add(cur);
+      cur = e.parent;
+    }
+  };
+  const kids = new Map<string, number>();
+  for (const e of list) if (e.state === 'joined' && e.parent !== null) kids.set(e.parent, (kids.get(e.parent) ?? 0) + 1);
+  const pend = new Map<string, number>();
+  for (const p of pending.values()) pend.set(p.to, (pend.get(p.to) ?? 0) + 1);
+  return list.filter((e) => attached(e.id)).map((e) => ({ id: e.id, host: e.host, port: e.port, joinedAt: e.joinedAt, depth: e.depth, maxChildren: e.maxChildren, children: kids.get(e.id) ?? 0, pending: pend.get(e.id) ?? 0 }));
+}
+
+test('indexed registry: every referral equals chooseReferral over a full scan (property, root and least-loaded; random stays among the candidates)', (t) => {
+  const op = fc.oneof(
+    fc.record({ k: fc.constant('register' as const), id: fc.nat(14), max: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ k: fc.constant('announce' as const), id: fc.nat(14), parent: fc.nat(15), depth: fc.nat(6), max: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ k: fc.constant('remove' as const), id: fc.nat(14) }),
+    fc.record({ k: fc.constant('rejoin' as const), id: fc.nat(14) }),
+    fc.record({ k: fc.constant('wait' as const), ms: fc.nat(80) }),
+  );
+  let checked = 0;
+  fc.assert(
+    fc.property(fc.constantFrom(...POLICIES), fc.array(op, { maxLength: 60, size: 'max' }), (policy, ops) => {
+      const TTL = 50;
+      const r = new Registry(TTL);
+      const pending = new Map<string, { to: string; at: number }>();
+      let now = 0;
+      for (const o of ops) {
+        now += 1;
+        for (const [n, p] of pending) if (now - p.at > TTL) pending.delete(n);
+        const id = `N${o.k === 'wait' ? 0 : o.id}`;
+        if (o.k === 'wait') now += o.ms;
+        else if (o.k === 'register') {
+          const exclude = r.get(id) && r.attached('').has(id) ? id : null;
+          const cands = scanCandidates(r, exclude, pending);
+          const got = r.register({ id, host: '127.0.0.1', port: 1000 + o.id, maxChildren: o.max }, policy, now, now, () => 0.5).referral;
+          if (policy === 'random') t.true(got === null ? cands.length === 0 : cands.some((c) => c.id === got.id));
+          else t.is(got?.id ?? null, chooseReferral(policy, cands)?.id ?? null);
+          checked++;
+          pending.delete(id);
+          if (got) pending.set(id, { to: got.id, at: now });
+        } else if (o.k === 'announce') {
+          r.announce({ id, host: '127.0.0.1', port: 1000 + o.id, parent: o.parent === 15 ? null : `N${o.parent}`, depth: o.depth, children: 0, maxChildren: o.max }, now, now);
+          pending.delete(id);
+        } else if (o.k === 'remove') {
+          r.remove(id);
+          pending.delete(id);
+          for (const [n, p] of pending) if (p.to === id) pending.delete(n);
+        } else {
+          r.markRejoining(id);
+        }
+      }
+    }),
+    { numRuns: 400 },
+  );
+  t.log(`${checked} referrals checked against the scan`);
+});

@@ -1,13 +1,13 @@
 /**
  * Entry point: `npm run metaserver -- [options]` (see --help). Without
  * --json a person sees its address and one line per register/leave/drop;
- * with --json it speaks the control protocol of README.
+ * with --json it speaks the control protocol of docs/CONTROL.md.
  */
 import { runMetaserverCli } from '../cli/metaserver-cli.ts';
 import { Metaserver } from '../metaserver/metaserver.ts';
-import { METASERVER_HELP, parseMetaserverArgs } from './metaserver-args.ts';
-import { runMetaserverControl } from './metaserver-control.ts';
-import { runMain, setJsonMode } from './process.ts';
+import { METASERVER_HELP, parseMetaserverArgs } from '../control/metaserver-args.ts';
+import { runMetaserverControl } from '../control/metaserver-control.ts';
+import { runMain, setJsonMode } from '../control/process.ts';
 
 runMain('metaserver', async () => {
   const argv = process.argv.slice(2);

@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateKey } from '../transport/auth.ts';
-import { UsageError } from './args.ts';
-import { runMain } from './process.ts';
+import { UsageError } from '../control/args.ts';
+import { runMain } from '../control/process.ts';
 
 export const KEYGEN_HELP = `usage: npm run -s keygen [-- --out FILE]
 

@@ -1,13 +1,13 @@
 /**
  * Entry point: `npm run peer -- -i S1 [options]` (see --help). Without
  * --json it runs the interactive menu (core/cli/peer-menu.ts); with --json
- * the control protocol of README (core/control/peer-control.ts).
+ * the control protocol of docs/CONTROL.md (core/control/peer-control.ts).
  */
 import { runPeerMenu } from '../cli/peer-menu.ts';
 import { Peer } from '../peer/peer.ts';
-import { parsePeerArgs, PEER_HELP } from './peer-args.ts';
-import { runPeerControl } from './peer-control.ts';
-import { runMain, setJsonMode } from './process.ts';
+import { parsePeerArgs, PEER_HELP } from '../control/peer-args.ts';
+import { runPeerControl } from '../control/peer-control.ts';
+import { runMain, setJsonMode } from '../control/process.ts';
 
 runMain('peer', async () => {
   const argv = process.argv.slice(2);

@@ -1,0 +1,149 @@
+/**
+ * Macro (5b): does a registration cost the same in a small and a huge
+ * overlay (issue 13 item 1)? In-process, no sockets: the metaserver's own
+ * register/announce rules (core/metaserver/service.ts) over its Registry.
+ *
+ * An overlay of N peers is built first (untimed), each peer registering and
+ * announcing under its referral as a real peer does. Then each timed step
+ * is one newcomer (register, its announce under the referral, its parent's
+ * announce) and, when the previous newcomer is still a leaf, that one's
+ * leave (leave with its token, its parent's announce), so the overlay stays
+ * at N. The two sizes alternate in groups of 1,000 steps; samples are
+ * registrations per CPU-second of this process (the machine is shared, and
+ * wall time there mostly measures the other processes).
+ */
+import { Registry } from '../../core/metaserver/registry.ts';
+import { MetaService } from '../../core/metaserver/service.ts';
+import type { Policy } from '../../core/protocol/referral.ts';
+import type { Ctx } from '../lib/context.ts';
+
+/** The simulated peers' own state, by number (what each real peer keeps about itself). */
+interface Sim {
+  id: string;
+  host: string;
+  port: number;
+  token: string;
+  depth: number;
+  parent: number;
+  kids: number;
+}
+
+interface Overlay {
+  svc: MetaService;
+  peers: Sim[];
+  index: Map<string, number>;
+}
+
+function overlay(policy: Policy): Overlay {
+  const reg = new Registry(5000);
+  let seed = 7;
+  const rng = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  // Probes never happen on this path (fresh ids and addresses, announces with the issued token).
+  const svc = new MetaService(reg, { policy, rng, now: () => performance.now(), wallNow: () => Date.now(), probe: async () => 'dead' });
+  return { svc, peers: [], index: new Map() };
+}
+
+/**
+ * One newcomer, as a real peer does it: register, announce under the
+ * referral, the parent announces its new child count. Returns its number.
+ */
+async function newcomer(o: Overlay): Promise<number> {
+  const i = o.peers.length;
+  const id = `p${i}`;
+  const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+  const port = 1 + (i % 60000);
+  const r = await o.svc.register({ t: 'register', v: 1, id, host, port, maxChildren: 2 });
+  const pi = r.referral ? o.index.get(r.referral.id)! : -1;
+  const parent = pi >= 0 ? o.peers[pi]! : undefined;
+  const me: Sim = { id, host, port, token: r.token, depth: parent ? parent.depth + 1 : 0, parent: pi, kids: 0 };
+  o.peers.push(me);
+  o.index.set(id, i);
+  await announceOf(o, me);
+  if (!parent) return i;
+  parent.kids++;
+  await announceOf(o, parent);
+  return i;
+}
+
+function announceOf(o: Overlay, p: Sim): Promise<void> {
+  return o.svc.announce({ t: 'announce', v: 1, id: p.id, host: p.host, port: p.port, parent: p.parent >= 0 ? o.peers[p.parent]!.id : null, depth: p.depth, children: p.kids, maxChildren: 2, token: p.token });
+}
+
+/** A leaf leaves as a real peer does: its own leave (with its token), then its parent announces one child less. */
+async function leaveLeaf(o: Overlay, i: number): Promise<void> {
+  const p = o.peers[i]!;
+  await o.svc.leave({ t: 'leave', v: 1, id: p.id, token: p.token });
+  o.index.delete(p.id);
+  if (p.parent < 0) return;
+  const parent = o.peers[p.parent]!;
+  parent.kids--;
+  await announceOf(o, parent);
+}
+
+async function build(size: number, policy: Policy): Promise<Overlay> {
+  const o = overlay(policy);
+  for (let i = 0; i < size; i++) await newcomer(o);
+  return o;
+}
+
+/**
+ * Registrations per CPU-second into overlays of `small` and `big` peers that
+ * stay that size: each timed step is one newcomer (register, announce,
+ * parent's announce) and, when the previous newcomer is still a leaf, its
+ * leave (leave, parent's announce), as in a live overlay with churn. The two
+ * sizes alternate in groups of 1,000 steps, one sample per group.
+ */
+export async function measureScale(small: number, big: number, groups: number, policy: Policy = 'least-loaded'): Promise<{ small: number[]; big: number[]; buildMs: number }> {
+  const t0 = performance.now();
+  const large = await build(big, policy);
+  const buildMs = performance.now() - t0;
+  const little = await build(small, policy);
+  const out = { small: [] as number[], big: [] as number[], buildMs };
+  const prev = new Map<Overlay, number>();
+  const steps = async (o: Overlay, n: number) => {
+    const t = cpuMs();
+    for (let j = 0; j < n; j++) {
+      const last = prev.get(o);
+      if (last !== undefined && o.peers[last]!.kids === 0) await leaveLeaf(o, last);
+      prev.set(o, await newcomer(o));
+    }
+    return (1000 * n) / (cpuMs() - t);
+  };
+  // One warm-up group each (JIT), not counted.
+  for (let g = -1; g < groups; g++) {
+    const a = await steps(little, 1000);
+    const b = await steps(large, 1000);
+    if (g >= 0) {
+      out.small.push(a);
+      out.big.push(b);
+    }
+  }
+  return out;
+}
+
+/**
+ * This process's CPU time (user + system), ms. The rows count registrations
+ * per CPU-second: on a shared machine wall time mostly measures the other
+ * processes (both rows are single-threaded JS; GC threads count too).
+ */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+export async function registryScaleBench(ctx: Ctx): Promise<void> {
+  const groups = ctx.quick ? 5 : 20;
+  const g = 'registrations per CPU-second into a live overlay with churn (in-process: MetaService + Registry, no sockets; each newcomer registers, announces, its parent announces; the previous newcomer, if a leaf, leaves)';
+  const m = await measureScale(100, 100_000, groups);
+  ctx.log(`registry scale: overlay of 100,000 built in ${(m.buildMs / 1000).toFixed(1)} s; medians ${median(m.small).toFixed(0)}/s at 100, ${median(m.big).toFixed(0)}/s at 100,000`);
+  ctx.report.add({ id: 'registrations.overlay100', group: g, label: 'into an overlay of 100 (in-process Registry, no sockets)', short: 'overlay of 100', unit: '/s', better: 'higher', samples: m.small });
+  ctx.report.add({ id: 'registrations.overlay100k', group: g, label: 'into an overlay of 100,000 (in-process Registry, no sockets)', short: 'overlay of 100,000', unit: '/s', better: 'higher', samples: m.big, baselines: ['registrations.overlay100'] });
+  const ratio = median(m.big) / median(m.small);
+  ctx.log(`registry scale: ratio 100,000 / 100 = ${ratio.toFixed(2)}`);
+  ctx.report.target({ id: 'registrations.scale>=0.8', text: 'registrations/s at 100,000 peers ≥ 0.8 × at 100 peers', measured: ratio, required: 0.8, op: '>=', unit: '×' });
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : 0;
+}

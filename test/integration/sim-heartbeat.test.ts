@@ -1,0 +1,89 @@
+/**
+ * The memory runner on simulated time (issue 13 item 3): heartbeats,
+ * announces and the metaserver's sweep run on its SimClock, so a peer that
+ * freezes (stops reading and answering, closes nothing) is found by silence
+ * after deadAfterMs of simulated time, and its subtree is repaired around it.
+ * Every assertion on time is on simulated ms; wall time is only a safety net.
+ */
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { SimClock } from '../../core/clock.ts';
+import type { RepairRecord } from '../../core/index.ts';
+import { LocalRunner } from '../../scenarios/lib/runner-local.ts';
+import type { PeerHandle } from '../../scenarios/lib/runner.ts';
+import { nextEvent, tmpDir } from '../helpers.ts';
+
+const HEARTBEAT = 1000;
+const DEAD_AFTER = 4000;
+
+test('memory runner: a frozen inner peer is declared dead after deadAfterMs simulated, and its children reattach', async (t) => {
+  const dir = tmpDir('treeshare-sim-');
+  const runner = new LocalRunner('memory', { metaSeed: 7 });
+  t.teardown(async () => {
+    await runner.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const clock = runner.clock as SimClock;
+  t.is(clock.kind, 'sim');
+  const meta = await runner.startMetaserver({ policy: 'least-loaded' });
+  const ids = ['P01', 'P02', 'P03', 'P04', 'P05', 'P06', 'P07'];
+  const handles: PeerHandle[] = [];
+  for (const id of ids) {
+    const share = path.join(dir, id);
+    fs.mkdirSync(share);
+    const h = await runner.startPeer({ id, share, maxChildren: 2 }, meta.address);
+    await h.join();
+    handles.push(h);
+  }
+  // An inner node: it has a parent and at least one child.
+  const states = await Promise.all(handles.map((h) => h.status()));
+  const inner = states.find((s) => s.parent && s.children.length > 0);
+  t.truthy(inner, 'the 7-peer tree has an inner node');
+  const victim = handles.find((h) => h.id === inner!.id)!;
+  const parent = handles.find((h) => h.id === inner!.parent!.id)!;
+  const kids = inner!.children.map((c) => handles.find((h) => h.id === c.id)!);
+
+  // Let the tree live a while on simulated time: heartbeats flow, nobody is declared dead.
+  const settledAt = clock.now();
+  const quiet: RepairRecord[] = [];
+  for (const h of handles) h.on('repaired', (r) => quiet.push(r));
+  await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 3 * DEAD_AFTER));
+  t.true(clock.now() - settledAt >= 3 * DEAD_AFTER, 'simulated time ran on');
+  t.deepEqual(quiet, [], 'live peers exchanging heartbeats are never declared dead');
+
+  const childLeft = nextEvent<[{ id: string; reason: string }]>(parent, 'child-left', (e) => e.id === victim.id, 60_000);
+  const repaired = kids.map((k) => nextEvent<[RepairRecord]>(k, 'repaired', (r) => r.lost === victim.id, 60_000));
+  const frozenAt = clock.now();
+  const wall0 = performance.now();
+  await victim.freeze!();
+
+  const [left] = await childLeft;
+  const parentNoticed = clock.now() - frozenAt;
+  const recs = (await Promise.all(repaired)).map(([r]) => r);
+  t.log(`frozen ${victim.id}: parent noticed after ${parentNoticed} ms simulated; children detected after ${recs.map((r) => r.detectedAt - frozenAt).join(', ')} ms, reattached after ${recs.map((r) => r.reattachedAt! - frozenAt).join(', ')} ms simulated (${(performance.now() - wall0).toFixed(0)} ms wall)`);
+  t.is(left.reason, 'connection lost');
+  // Silence is judged on heartbeat ticks: after deadAfterMs since the last frame heard
+  // (up to one heartbeat before the freeze), on the next tick.
+  t.true(parentNoticed >= DEAD_AFTER - HEARTBEAT && parentNoticed <= DEAD_AFTER + 2 * HEARTBEAT, `parent noticed after ${parentNoticed} ms simulated`);
+  for (const r of recs) {
+    t.is(r.cause, 'parent-crashed');
+    const detected = r.detectedAt - frozenAt;
+    t.true(detected >= DEAD_AFTER - HEARTBEAT && detected <= DEAD_AFTER + 2 * HEARTBEAT, `child detected after ${detected} ms simulated`);
+    t.not(r.newParent?.id, victim.id, 'reattached elsewhere');
+  }
+  // One tree of the six live peers, without the frozen one.
+  const live = handles.filter((h) => h !== victim);
+  let last = '';
+  const whole = async () => {
+    const topo = await live[0]!.topo({ timeoutMs: 20_000 });
+    last = `complete ${topo.complete}, nodes ${topo.nodes.map((n) => `${n.id}<${n.parent}`).join(' ')}, missing ${topo.missing.join(',')}`;
+    return topo.complete && topo.nodes.length === live.length && !topo.nodes.some((n) => n.id === victim.id);
+  };
+  let ok = await whole();
+  for (let i = 0; i < 20 && !ok; i++) {
+    await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), HEARTBEAT));
+    ok = await whole();
+  }
+  t.true(ok, `the six live peers form one tree (last topo: ${last})`);
+});
