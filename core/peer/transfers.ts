@@ -3,7 +3,10 @@
  * arrive for them, uploads it starts on a local hit, and the share lookups
  * floods use.
  *
- * A download floods a query with want=download and waits for the first
+ * Which way a download goes (offer or swarm) is decided in `download()`
+ * (docs/SWARM.md, "When a download is a swarm").
+ *
+ * An offer download floods a query with want=download and waits for the first
  * holder's offer; later offers are declined (a file held by two peers is
  * transferred once). When the search ends with no holder the answer is a
  * definite not-found; with holders but no offer in time, `no-offer`.
