@@ -31,6 +31,8 @@ export const ERROR_CODES = [
   // searching and transfers (TransferError, NotFoundError)
   'not-found', 'hash-mismatch', 'truncated', 'too-long', 'holder-gone', 'exists', 'declined', 'no-offer',
   'io', 'too-large', 'no-space',
+  // swarm downloads (docs/SWARM.md)
+  'all-holders-gone', 'bad-piece', 'busy', 'changed',
   // the share jail
   'bad-name', 'outside-share', 'not-regular', 'hard-link', 'permission-denied', 'no-share',
   // local setup (LocalError) and the command line
@@ -99,7 +101,11 @@ export type TransferErrorCode =
   | 'io'
   | 'aborted'
   | 'too-large'
-  | 'no-space';
+  | 'no-space'
+  | 'all-holders-gone'
+  | 'bad-piece'
+  | 'busy'
+  | 'changed';
 
 export class TransferError extends TreeshareError {
   constructor(code: TransferErrorCode, message: string, options?: { cause?: unknown }) {

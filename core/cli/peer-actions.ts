@@ -85,7 +85,9 @@ export async function download(c: MenuCtx, name: string): Promise<boolean> {
   try {
     const r = await peer.download(name);
     c.bar.stop();
-    term.say(s.green(`downloaded ${name} from ${who(r.holder)}: ${formatTransfer(r.bytes, r.durationMs)}, SHA-256 verified`));
+    const used = r.swarm?.sources.filter((x) => x.pieces > 0) ?? [];
+    const fromWho = used.length > 1 ? `${used.length} holders (${used.map((x) => `${x.id}: ${x.pieces}`).join(', ')} pieces)` : who(r.holder);
+    term.say(s.green(`downloaded ${name} from ${fromWho}: ${formatTransfer(r.bytes, r.durationMs)}, SHA-256 verified`));
     term.say(`saved as ${peer.opts.share}/${name} (search ${formatMs(r.search.completionMs)}, ${plural(r.search.reached, 'peer')} searched)`);
     return true;
   } catch (err) {

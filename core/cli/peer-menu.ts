@@ -153,5 +153,6 @@ function printEvents(c: MenuCtx): void {
   });
   peer.on('hit', (h) => c.liveHits && term.say(`found at ${who(h.holder)}, ${plural(h.holder.hops, 'hop')} away`));
   peer.on('progress', (p) => c.bar.update(p.name, p.bytes, p.size));
+  peer.on('resume', (r) => term.say(`resuming ${r.name} at ${r.percent}% (${r.pieces} of ${r.of} pieces verified on disk)`));
   peer.on('uploaded', (u) => info(`sent ${u.name} to ${u.to}: ${formatTransfer(u.bytes, u.durationMs)}`));
 }

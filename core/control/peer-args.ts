@@ -26,6 +26,15 @@ Options:
                             default $TREESHARE_KEY; every peer and the metaserver need it
 ${limitHelp(PEER_MAX_CONNECTIONS)}
       --max-uploads N       most uploads at once (default 16)
+      --max-sources N       most holders one download uses at once (default 8)
+      --upload-rate RATE    cap this peer's swarm uploads at RATE bytes/s in total, over
+                            all its connections (its uplink); units as for --bandwidth
+      --partial-max-age MS  resumable partial downloads not advanced for MS ms are
+                            removed at start (default 604800000 = 7 days)
+      --swarm MODE          auto (default): swarm when the search finds 2+ holders or a
+                            resumable partial of the file is here, else the one holder's
+                            offer; always: swarm even from one holder; never: = --no-swarm
+      --no-swarm            download from the first holder's offer only (protocol-1 style)
       --max-file-bytes SIZE largest file accepted for download, bytes; units as for
                             --bandwidth (default 64GiB = 68719476736)
       --query-rate N        floods accepted per second from one neighbour; over it they are
@@ -55,6 +64,11 @@ const FLAGS = {
   bandwidth: { type: 'string' },
   ...LIMIT_FLAGS,
   'max-uploads': { type: 'string' },
+  'max-sources': { type: 'string' },
+  'upload-rate': { type: 'string' },
+  'partial-max-age': { type: 'string' },
+  swarm: { type: 'string' },
+  'no-swarm': { type: 'boolean' },
   'max-file-bytes': { type: 'string' },
   'query-rate': { type: 'string' },
   json: { type: 'boolean' },
@@ -86,6 +100,19 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
   if (options.share === '') throw new UsageError('--share needs a folder name');
   Object.assign(options, limitOptions(v));
   if (v['max-uploads'] !== undefined) options.maxUploads = parseIntIn('--max-uploads', str(v['max-uploads'])!, 1, 10_000);
+  if (v['max-sources'] !== undefined) options.maxSources = parseIntIn('--max-sources', str(v['max-sources'])!, 1, 64);
+  if (v['upload-rate'] !== undefined) {
+    options.uploadRate = parseSize('--upload-rate', str(v['upload-rate'])!, 1e12, 'bytes per second');
+    if (options.uploadRate <= 0) throw new UsageError('--upload-rate must be more than 0 bytes per second (leave it out for no cap)');
+  }
+  if (v['partial-max-age'] !== undefined) options.partialMaxAgeMs = parseIntIn('--partial-max-age', str(v['partial-max-age'])!, 0, 2 ** 31 * 1000);
+  if (v.swarm !== undefined) {
+    const mode = str(v.swarm)!;
+    if (mode !== 'auto' && mode !== 'always' && mode !== 'never') throw new UsageError(`--swarm must be auto, always or never, not "${mode}"`);
+    if (v['no-swarm'] && mode !== 'never') throw new UsageError(`--no-swarm contradicts --swarm ${mode}`);
+    options.swarm = mode === 'auto' ? true : mode === 'always' ? 'always' : false;
+  }
+  if (v['no-swarm']) options.swarm = false;
   if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseSize('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
   if (v['query-rate'] !== undefined) {
     options.queryRatePerSec = parseIntIn('--query-rate', str(v['query-rate'])!, 1, 1_000_000);

@@ -112,6 +112,7 @@ function forwardEvents(peer: Peer): void {
     }
     emit({ event: 'progress', qid: p.qid, name: p.name, bytes: p.bytes, size: p.size });
   });
+  peer.on('resume', (r) => emit({ event: 'resuming', ...r }));
   peer.on('child-joined', (c) => emit({ event: 'child-joined', child: c }));
   peer.on('child-left', (c) => emit({ event: 'child-left', child: c.id, reason: c.reason }));
   peer.on('parent-lost', (c) => emit({ event: 'parent-lost', parent: c.id, reason: c.reason }));

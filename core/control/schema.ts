@@ -79,6 +79,19 @@ export const DownloadResult = z.strictObject({
   fsyncMs: Ms,
   holder: PeerRef,
   search: SearchResult,
+  /** Swarm downloads (docs/SWARM.md): holders used, pieces, resume, bytes thrown away. */
+  swarm: z.strictObject({
+    sources: z.array(z.strictObject({ id: Id, pieces: Count, bytes: Count, dropped: z.string().optional() })),
+    pieceSize: Count,
+    pieces: Count,
+    resumedPieces: Count,
+    resumedBytes: Count,
+    bytesReceived: Count,
+    bytesWasted: Count,
+    badPieces: Count,
+    bytesOutstandingLost: Count,
+    bytesDuplicate: Count,
+  }).optional(),
 });
 
 export const JoinTimeline = z.strictObject({
@@ -149,6 +162,8 @@ export const PeerEvent = z.discriminatedUnion('event', [
   ev('left', {}),
   ev('hit', { qid: z.string(), name: FileName, holder: Hit }),
   ev('progress', { qid: z.string(), name: FileName, bytes: Count, size: Count }),
+  /** A swarm download picks up a partial kept from an earlier attempt (docs/SWARM.md): pieces re-verified on disk. */
+  ev('resuming', { name: FileName, pieces: Count, of: Count, bytes: Count, percent: z.number().int().min(0).max(100) }),
   ev('child-joined', { child: PeerRef }),
   ev('child-left', { child: Id, reason: LeftReason }),
   ev('parent-lost', { parent: Id, reason: LeftReason }),

@@ -28,6 +28,9 @@ import { keyedTransport } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName } from '../transfer/jail.ts';
 import { FsStore, type ShareStore } from '../transfer/store.ts';
+import { DEFAULT_PIECE_BYTES } from '../transfer/manifest.ts';
+import { sweepPartials } from '../transfer/swarm.ts';
+import { SwarmUploads } from './swarm-download.ts';
 import type { PeerContext, ResolvedPeerOptions } from './context.ts';
 import { FloodHandler } from './flood-handler.ts';
 import { Lifecycle } from './lifecycle.ts';
@@ -105,6 +108,12 @@ export class Peer extends EventEmitter<PeerEvents> {
       heartbeatMs: options.heartbeatMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 4000,
       announceMs: options.announceMs ?? 5000,
+      swarm: options.swarm ?? true,
+      maxSources: options.maxSources ?? 8,
+      swarmDepth: options.swarmDepth ?? 4,
+      uploadRate: options.uploadRate ?? 0,
+      minPieceBytes: options.minPieceBytes ?? DEFAULT_PIECE_BYTES,
+      partialMaxAgeMs: options.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,
     };
     this.clock = options.clock ?? realClock;
     this.rng = options.rng;
@@ -151,7 +160,14 @@ export class Peer extends EventEmitter<PeerEvents> {
       },
       record: (rec) => this.repairs.push(rec),
     });
+    this.swarmUploads = new SwarmUploads({
+      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      hashingIntervalMs: this.opts.preparingIntervalMs, tamper: options.swarmTamper,
+      log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
+    });
   }
+
+  readonly swarmUploads: SwarmUploads;
 
   private readonly connectionOptions: PeerOptions['connection'];
   /** What this peer shares and where downloads land (the share folder unless PeerOptions.store). */
@@ -183,6 +199,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     // Leftovers of downloads a crash cut short (nothing of ours is being written yet).
     const swept = await this.clock.hold(this.store.prepare(this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
+    // Resumable swarm partials (file-system shares) stay unless not advanced for partialMaxAgeMs.
+    if (this.store instanceof FsStore) {
+      const stale = await this.clock.hold(sweepPartials(this.store.dir, this.id, this.opts.partialMaxAgeMs));
+      if (stale.length) this.log('info', `removed ${stale.length} stale partial download file(s): ${stale.join(', ')}`);
+    }
     this.listener = await this.transport.listen({
       host: this.opts.host,
       port: this.opts.port,
@@ -320,6 +341,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.timers = [];
     if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
     this.transfers.abortAll();
+    this.swarmUploads.abortAll();
     this.flood.clear();
     const closing = this.listener?.close();
     for (const c of this.conns) {
@@ -592,6 +614,10 @@ export class Peer extends EventEmitter<PeerEvents> {
         return;
       case 'preparing':
         this.transfers.onPreparing(conn, m);
+        return;
+      case 'swarm-open':
+        if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
+        this.swarmUploads.serve(conn, m);
         return;
       case 'ping':
         // A probe: a leaving peer says so (the metaserver stops referring to it); otherwise we answer

@@ -3,7 +3,10 @@
  * arrive for them, uploads it starts on a local hit, and the share lookups
  * floods use.
  *
- * A download floods a query with want=download and waits for the first
+ * Which way a download goes (offer or swarm) is decided in `download()`
+ * (docs/SWARM.md, "When a download is a swarm").
+ *
+ * An offer download floods a query with want=download and waits for the first
  * holder's offer; later offers are declined (a file held by two peers is
  * transferred once). When the search ends with no holder the answer is a
  * definite not-found; with holders but no offer in time, `no-offer`.
@@ -17,12 +20,14 @@ import { describeError, NotFoundError, RemoteProtocolError, TransferError } from
 import type { Message, Msg, PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import { assertName } from '../transfer/jail.ts';
+import { FsStore } from '../transfer/store.ts';
 import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { TimerHandle } from '../clock.ts';
 import type { PeerContext } from './context.ts';
 import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
+import { downloadSwarm, hasResumable } from './swarm-download.ts';
 
 interface Download {
   qid: string;
@@ -60,16 +65,40 @@ export class Transfers {
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
     for (const u of this.uploads) u.abort();
+    for (const s of this.swarms) s.abort();
     for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
   }
 
   /**
-   * Finds `name` and downloads it from the first holder that offers it,
-   * verified by size and SHA-256, into the share folder.
+   * Finds `name` and downloads it into the share folder, verified by size and
+   * SHA-256. Which way (docs/SWARM.md, "When a download is a swarm"):
+   * `swarm: false` always takes the first holder's offer; `swarm: 'always'`
+   * always swarms; by default a swarm when a resumable partial of `name` is
+   * here or the search finds ≥ 2 holders, else the one holder's offer (its
+   * receive path is the faster one). The default's search asks for no offers
+   * (want=search); with one holder found, the offer path floods again.
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
     if (await this.ctx.clock.hold(this.ctx.store.exists(name))) throw new TransferError('exists', `${name} already exists in ${this.ctx.store.label}; not overwritten`);
+    const clock = this.ctx.clock;
+    const mode = this.ctx.opts.swarm;
+    // Swarm pieces are written into a file-system share (resume state beside the partial); a memory store
+    // (the simulation's) takes the offer path.
+    const store = this.ctx.store;
+    if (mode === false || !(store instanceof FsStore)) return this.offerDownload(name, o);
+    if (mode === 'always' || (await clock.hold(hasResumable(store.dir, this.ctx.id, name)))) return this.swarmDownload(name, o);
+    const search = await this.deps.search(name, 'search', this.ctx.newQid(), o);
+    if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
+    if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
+    const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
+    if (holders.size === 0) throw new NotFoundError(name, search.reached);
+    if (holders.size >= 2) return this.swarmDownload(name, o, search);
+    return this.offerDownload(name, o);
+  }
+
+  /** The protocol-1 way: floods want=download and takes the first holder's offer. */
+  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
     const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
@@ -109,6 +138,30 @@ export class Transfers {
       d.preparing.clear();
     }
   }
+
+  /** Swarm download (docs/SWARM.md): every holder the search finds (`search`, when done already), piece by piece. */
+  private async swarmDownload(name: string, o: { signal?: AbortSignal }, search?: SearchResult): Promise<DownloadResult> {
+    const ctx = this.ctx;
+    const ac = new AbortController();
+    this.swarms.add(ac);
+    const signal = o.signal ? AbortSignal.any([o.signal, ac.signal]) : ac.signal;
+    try {
+      const result = await downloadSwarm({
+        id: ctx.id, ref: ctx.ref(), transport: ctx.transport, clock: ctx.clock, localHost: ctx.localHost(), share: ctx.opts.share,
+        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs,
+        manifestTimeoutMs: ctx.opts.offerTimeoutMs, maxFileBytes: ctx.opts.maxFileBytes, fsync: ctx.opts.fsync,
+        search: (n, signal) => (search && n === name ? Promise.resolve(search) : this.deps.search(n, 'search', ctx.newQid(), { signal })),
+        emit: { progress: (x) => ctx.emit('progress', x), resume: (x) => ctx.emit('resume', x), log: (l, m) => ctx.log(l, m) },
+      }, name, { signal });
+      if (ctx.store instanceof FsStore) ctx.store.changed();
+      ctx.emit('downloaded', result);
+      return result;
+    } finally {
+      this.swarms.delete(ac);
+    }
+  }
+
+  private swarms = new Set<AbortController>();
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {

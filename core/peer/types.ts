@@ -76,11 +76,44 @@ export interface PeerOptions {
    */
   rng?: () => number;
   /**
+   * Swarm downloads (docs/SWARM.md, "When a download is a swarm"): true (default) swarms when the
+   * search finds ≥ 2 holders or a resumable partial of the name exists, and otherwise takes the one
+   * holder's offer (the faster receive path); 'always': every download is a swarm, even from one
+   * holder; false: every download is one holder's offer, as protocol 1 did (--no-swarm).
+   */
+  swarm?: boolean | 'always';
+  /** Most holders a swarm download uses at once (--max-sources). Default 8. */
+  maxSources?: number;
+  /** Pieces a swarm download asks ahead on each link. Default 4. */
+  swarmDepth?: number;
+  /** Upload cap of the whole peer (all its swarm uploads together), bytes/s (--upload-rate); 0: none. Default 0. */
+  uploadRate?: number;
+  /** Smallest piece size of this peer's manifests, bytes (doubled for large files). Default 1 MiB. */
+  minPieceBytes?: number;
+  /** Resumable partials not advanced for this long are removed at start, ms (--partial-max-age). Default 7 days. */
+  partialMaxAgeMs?: number;
+  /** Fault injection (tests, scenarios): alters piece bytes this peer uploads. */
+  swarmTamper?: (name: string, piece: number, data: Buffer) => void;
+  /**
    * Time source for every now(), timer, interval and timeout of this peer and
    * what it opens (joins, floods, transfers, repair). Default realClock; the
    * memory runner passes its SimClock (simulated time).
    */
   clock?: Clock;
+}
+
+/** Swarm figures of a download (docs/SWARM.md). */
+export interface SwarmStats {
+  sources: { id: string; pieces: number; bytes: number; dropped?: string }[];
+  pieceSize: number;
+  pieces: number;
+  resumedPieces: number;
+  resumedBytes: number;
+  bytesReceived: number;
+  bytesWasted: number;
+  badPieces: number;
+  bytesOutstandingLost: number;
+  bytesDuplicate: number;
 }
 
 export interface FloodResult extends FloodCounters {
@@ -105,6 +138,8 @@ export interface TopoResult extends FloodResult {
 export interface DownloadResult extends TransferMetrics {
   holder: PeerRef;
   search: SearchResult;
+  /** Present for swarm downloads. */
+  swarm?: SwarmStats;
 }
 
 export interface PeerState {
@@ -141,6 +176,8 @@ export interface PeerEvents {
   hit: [{ qid: string; name: string; holder: Hit }];
   offer: [{ qid: string; name: string; from: PeerRef; size: number; accepted: boolean }];
   progress: [{ qid: string; name: string; bytes: number; size: number }];
+  /** A swarm download found verified pieces of an earlier attempt on disk. */
+  resume: [{ name: string; pieces: number; of: number; bytes: number; percent: number }];
   downloaded: [DownloadResult];
   uploaded: [{ name: string; to: string; bytes: number; durationMs: number; mbps: number }];
   'search-done': [SearchResult];

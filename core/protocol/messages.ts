@@ -12,7 +12,8 @@
  */
 import { z } from 'zod';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: swarm downloads (swarm-open / manifest / want, see docs/SWARM.md). */
+export const PROTOCOL_VERSION = 2;
 
 /** Peer ids: 1–64 chars, letters, digits, `_`, `-`, `.`; must start with a letter or digit. */
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -152,6 +153,29 @@ const Preparing = z.strictObject({
   size: z.number().int().min(0).max(2 ** 53 - 1), hashed: z.number().int().min(0).max(2 ** 53 - 1),
 });
 const Ack = z.strictObject({ t: z.literal('ack') });
+
+// ---- swarm connections (requester → holder's listening address; see docs/SWARM.md) ----
+
+/** Most pieces in a manifest (the piece size grows with the file to stay under it). */
+export const MAX_PIECES = 512;
+/**
+ * swarm-open: requester → holder. `sha256` is the whole-file hash the requester
+ * already knows (from an earlier holder or its resume state), or null.
+ * Answered with `manifest`, `hashing` (then `manifest`), or `error`.
+ */
+const SwarmOpen = z.strictObject({ t: z.literal('swarm-open'), v: V, from: PeerRef, name: FileName, sha256: Sha256.nullable() });
+/** hashing: holder → requester while it computes the manifest of a file it has not hashed yet. */
+const Hashing = z.strictObject({ t: z.literal('hashing'), hashed: z.number().int().min(0).max(2 ** 53 - 1), size: z.number().int().min(0).max(2 ** 53 - 1) });
+/** manifest: size, whole-file SHA-256, piece size and the SHA-256 of each piece, in order. */
+const Manifest = z.strictObject({
+  t: z.literal('manifest'), name: FileName, size: z.number().int().min(0).max(2 ** 53 - 1), sha256: Sha256,
+  pieceSize: z.number().int().min(1024).max(2 ** 40), pieces: z.array(Sha256).max(MAX_PIECES),
+});
+/**
+ * want: requester → holder, piece indexes. The holder sends each wanted piece's
+ * bytes raw, back to back, in the order asked (lengths follow from the manifest).
+ */
+const Want = z.strictObject({ t: z.literal('want'), pieces: z.array(z.number().int().min(0).max(MAX_PIECES - 1)).min(1).max(64) });
 const Decline = z.strictObject({ t: z.literal('decline'), reason: Text });
 
 export const Message = z.discriminatedUnion('t', [
@@ -159,6 +183,7 @@ export const Message = z.discriminatedUnion('t', [
   Join, Accept, Redirect, Size, Depth, Ping, Pong, Leaving,
   Topo, TopoReply, Query, QueryReply,
   Offer, Ack, Decline, Preparing,
+  SwarmOpen, Hashing, Manifest, Want,
 ]);
 export type Message = z.infer<typeof Message>;
 export type MessageType = Message['t'];
@@ -167,7 +192,7 @@ export type Msg<T extends MessageType> = Extract<Message, { t: T }>;
 export const MESSAGE_TYPES: readonly MessageType[] = Message.options.map((o) => o.shape.t.value);
 
 /** Messages that may open a connection (and so must carry `v`). */
-export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping', 'preparing']);
+export const OPENERS: ReadonlySet<MessageType> = new Set<MessageType>(['register', 'announce', 'leave', 'status', 'join', 'offer', 'ping', 'preparing', 'swarm-open']);
 
 export interface HostPortLike {
   host: string;

@@ -187,3 +187,12 @@ async function hashHandle(f: SharedFile, o: HashOptions = {}): Promise<string> {
   hashStats.bytesHashed += pos;
   return h.digest('hex');
 }
+
+/** Records the SHA-256 of `f` computed elsewhere (a manifest pass), as cachedSha256 would. */
+export function rememberSha256(f: SharedFile, sha256: string): void {
+  const c = shareCache(path.dirname(f.path));
+  void c.loaded.then(() => {
+    c.entries.set(path.basename(f.path), { size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, sha256 });
+    scheduleSave(c);
+  });
+}

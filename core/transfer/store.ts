@@ -139,6 +139,11 @@ export class FsStore implements ShareStore {
 
   constructor(readonly dir: string) {}
 
+  /** Forgets the cached folder listing: a file arrived by another path (a swarm download). */
+  changed(): void {
+    this.names = undefined;
+  }
+
   get label(): string {
     return this.dir;
   }

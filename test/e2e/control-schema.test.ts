@@ -2,17 +2,20 @@
  * The `--json` control protocol against its schemas (core/control/schema.ts):
  * a metaserver and three peers run as real processes through a session that
  * makes every event of both processes appear at least once (join, search,
- * download, topo, status, files, bad commands, a refused download, a junk
+ * download, a swarm download resuming a kept partial, topo, status, files, bad commands, a refused download, a junk
  * connection to each side, a graceful leave that makes a child repair, an id
  * taken over from a dead address, a fatal start), and every line either process
  * prints must validate against PeerEvent / MetaserverEvent.
  */
 import test from 'ava';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { MetaserverEvent, PeerEvent } from '../../core/control/schema.ts';
 import { encode } from '../../core/protocol/codec.ts';
 import { PROTOCOL_VERSION } from '../../core/protocol/messages.ts';
-import { busyPort, freePort, Procs, type Proc } from './proc.ts';
+import { busyPort, freePort, Procs, REPO, type Proc } from './proc.ts';
 
 /** Opens a TCP connection to 127.0.0.1:port, writes `bytes` (by default no frame at all), and waits for the other side to close. */
 async function junk(port: number, bytes: Buffer = Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3])): Promise<void> {
@@ -40,6 +43,14 @@ test('every line both processes print in --json mode is an event of the schema, 
   await s3.waitEvent((e) => e.event === 'joined');
   const s1 = start('S1');
   await s1.waitEvent((e) => e.event === 'joined');
+  // A kept swarm partial of S3's notes.txt in S5's share (its one piece not what the manifest says):
+  // S5's download of notes.txt resumes it as a swarm (`resuming`, 0 of 1 pieces good) and fetches the piece.
+  const notes = fs.readFileSync(path.join(REPO, 'shares', 'S3', 'notes.txt'));
+  const notesSha = createHash('sha256').update(notes).digest('hex');
+  const s5share = ps.share('S5');
+  const resume = { v: 1, name: 'notes.txt', manifest: { size: notes.length, sha256: notesSha, pieceSize: 1024 * 1024, pieces: [notesSha] }, have: [0] };
+  fs.writeFileSync(path.join(s5share, `.treeshare-S5-${notesSha.slice(0, 16)}.swarm.json`), JSON.stringify(resume));
+  fs.writeFileSync(path.join(s5share, `.treeshare-S5-${notesSha.slice(0, 16)}.swarm.part`), Buffer.alloc(notes.length));
   const s5 = start('S5');
   t.like(await s5.waitEvent((e) => e.event === 'joined'), { parent: { id: 'S1' }, depth: 2 });
 
@@ -54,6 +65,10 @@ test('every line both processes print in --json mode is an event of the schema, 
   t.like(await ask(s5, { cmd: 'download', name: 'pwd1.txt' }), { event: 'downloaded', result: { verified: true } });
   await s3.waitEvent((e) => e.event === 'uploaded');
   t.like(await ask(s5, { cmd: 'download', name: 'pwd1.txt' }), { event: 'error', code: 'exists', cmd: 'download' });
+  const resumed = await ask(s5, { cmd: 'download', name: 'notes.txt' });
+  t.like(resumed, { event: 'downloaded', result: { verified: true, swarm: { pieces: 1, resumedPieces: 0 } } });
+  t.like(s5.events.find((e) => e.event === 'resuming'), { name: 'notes.txt', pieces: 0, of: 1, percent: 0 });
+  t.deepEqual(fs.readFileSync(path.join(s5share, 'notes.txt')), notes);
   t.like(await ask(s5, { cmd: 'download', name: 'none.txt' }), { event: 'error', code: 'not-found', searched: 3 });
   t.like(await ask(s5, { cmd: 'topo' }), { event: 'topo', result: { complete: true, reached: 3 } });
   t.like(await ask(s5, { cmd: 'status' }), { event: 'status', state: { id: 'S5', joined: true } });

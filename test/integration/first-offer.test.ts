@@ -14,7 +14,7 @@ import { fakeChild, RawClient } from './wire.ts';
 
 test('a file that takes longer to hash than the offer timeout still gets its offer: the holder reports its progress', async (t) => {
   t.timeout(60_000);
-  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  const c = await cluster({ peer: { heartbeatMs: 0, swarm: false } });
   t.teardown(() => c.close());
   const holder = await c.add('H', { preparingIntervalMs: 20 });
   // Sparse: no disk used, but hashing still reads all of it (~0.8 s on this machine when idle), far longer than the offer timeout.
@@ -45,7 +45,7 @@ test('a file that takes longer to hash than the offer timeout still gets its off
 });
 
 test('a holder that reports without progress is not waited for; its connection is declined when the download ends', async (t) => {
-  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  const c = await cluster({ peer: { heartbeatMs: 0, swarm: false } });
   t.teardown(() => c.close());
   const offerTimeoutMs = 150;
   const r = await c.add('R', { offerTimeoutMs });
@@ -83,7 +83,7 @@ test('a holder that reports without progress is not waited for; its connection i
 });
 
 test('a preparing holder that makes progress keeps the download waiting past the offer timeout, then its offer is taken', async (t) => {
-  const c = await cluster({ peer: { heartbeatMs: 0 } });
+  const c = await cluster({ peer: { heartbeatMs: 0, swarm: false } });
   t.teardown(() => c.close());
   const offerTimeoutMs = 400;
   const r = await c.add('R', { offerTimeoutMs });

@@ -69,6 +69,32 @@ test('a file replaced while it is being sent fails the SHA-256 check cleanly; a 
   t.is(again.sha256, crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'));
 });
 
+test('swarm "always": a file replaced while it is being sent fails piece verification cleanly; a retry gets the new file', async (t) => {
+  // The holder's uplink is capped so the transfer is still running when the file changes.
+  const c = await cluster();
+  t.teardown(() => c.close());
+  await c.add('H', { transport: tcpTransport({ shape: { bandwidthBytesPerSec: 8 * 1024 * 1024 } }) });
+  const req = await c.add('R', { swarm: 'always' });
+  const file = path.join(c.dir, 'H', 'big.bin');
+  fs.writeFileSync(file, crypto.randomBytes(8 * 1024 * 1024));
+  const progress = nextEvent(req, 'progress', (p: { bytes: number }) => p.bytes > 512 * 1024);
+  const dl = req.download('big.bin');
+  await progress;
+  // Rewrite in place (same size, other bytes): the pieces no longer match the manifest.
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, crypto.randomBytes(8 * 1024 * 1024), 0, 8 * 1024 * 1024, 0);
+  fs.closeSync(fd);
+  const err = await t.throwsAsync(dl);
+  t.is(errorCode(err), 'all-holders-gone');
+  t.regex(err!.message, /bad-piece/);
+  t.false(fs.existsSync(path.join(c.dir, 'R', 'big.bin')));
+  const again = await req.download('big.bin');
+  t.true(again.verified);
+  t.is(again.sha256, crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'));
+  // The partial of the old version, which no holder offers any more, went with the success.
+  t.true(noTemp(path.join(c.dir, 'R')));
+});
+
 test('a share folder that disappears: its peer answers "no" and keeps routing; the requester gets a clear error', async (t) => {
   const c = await demoCluster();
   t.teardown(() => c.close());

@@ -20,8 +20,14 @@ import { countingTransport, fakeChild, RawClient, RawServer, type Frame } from '
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/**
+ * These tests prove the guarantees of the single-holder offer transfer (swarm: false, the
+ * protocol-1 flow kept behind that option); swarm downloads have their own in swarm.test.ts.
+ */
+const LEGACY = { swarm: false } as const;
+
 async function open(t: ExecutionContext, o: Parameters<typeof cluster>[0] = {}): Promise<Cluster> {
-  const c = await cluster(o);
+  const c = await cluster({ ...o, peer: { ...LEGACY, ...o.peer } });
   t.teardown(() => c.close());
   return c;
 }
@@ -41,7 +47,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 test('a file held by two peers is transferred once, with its metrics', async (t) => {
   const wire = countingTransport();
-  const c = await demoCluster({ transport: wire.transport });
+  const c = await demoCluster({ transport: wire.transport, peer: LEGACY });
   t.teardown(() => c.close());
   const s1 = c.peer('S1');
   const uploads: string[] = [];
@@ -112,6 +118,7 @@ test.serial('a 256 MiB file transfers with matching SHA-256 while the receiving 
   t.is(res.bytes, SIZE);
   t.is(res.sha256, want);
   t.true(res.verified);
+  // The receiver runs with the defaults: one holder and no partial, so the offer path and its fast receive.
   t.is(res.readPath, 'fast');
   t.is(res.holder.id, 'H');
   // The bytes on disk, hashed independently.
@@ -343,7 +350,7 @@ test('concurrent downloads run both ways between the same two peers', async (t) 
 });
 
 test('an existing file of the same name is not overwritten', async (t) => {
-  const c = await demoCluster({ peer: { offerTimeoutMs: 1000 } });
+  const c = await demoCluster({ peer: { ...LEGACY, offerTimeoutMs: 1000 } });
   t.teardown(() => c.close());
   const s1 = c.peer('S1');
   const mine = path.join(s1.opts.share, 'pwd1.txt');

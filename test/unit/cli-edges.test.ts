@@ -30,6 +30,16 @@ test('one size/rate parser: the peer takes --bandwidth 10M like the scenarios do
   t.throws(() => parseSize('--x', '2G', 1e9), { instanceOf: UsageError });
 });
 
+test('--swarm auto|always|never and --no-swarm', (t) => {
+  t.is(parsePeerArgs(['-i', 'S1']).options.swarm, undefined);
+  t.is(parsePeerArgs(['-i', 'S1', '--swarm', 'auto']).options.swarm, true);
+  t.is(parsePeerArgs(['-i', 'S1', '--swarm', 'always']).options.swarm, 'always');
+  t.is(parsePeerArgs(['-i', 'S1', '--swarm', 'never']).options.swarm, false);
+  t.is(parsePeerArgs(['-i', 'S1', '--no-swarm']).options.swarm, false);
+  t.throws(() => parsePeerArgs(['-i', 'S1', '--swarm', 'sometimes']), { instanceOf: UsageError, message: /--swarm must be auto, always or never/ });
+  t.throws(() => parsePeerArgs(['-i', 'S1', '--no-swarm', '--swarm', 'always']), { instanceOf: UsageError, message: /contradicts/ });
+});
+
 test('one rate format; below 1 MB, bytes and time only', (t) => {
   t.is(formatTransfer(87, 3.21), '87 bytes in 3.21 ms');
   t.notRegex(formatTransfer(999_999, 500), /\/s/);

@@ -17,26 +17,26 @@ const node = { id: 'S1', host: '127.0.0.1', port: 5001, parent: null, children: 
 
 /** One valid sample of every message type. */
 const SAMPLES: Message[] = [
-  { t: 'register', v: 1, id: 'S1', host: '127.0.0.1', port: 5001, maxChildren: 2 },
-  { t: 'register', v: 1, id: 'S1', host: '127.0.0.1', port: 5001, maxChildren: 2, token: '0123456789abcdef0123456789abcdef' },
+  { t: 'register', v: PROTOCOL_VERSION, id: 'S1', host: '127.0.0.1', port: 5001, maxChildren: 2 },
+  { t: 'register', v: PROTOCOL_VERSION, id: 'S1', host: '127.0.0.1', port: 5001, maxChildren: 2, token: '0123456789abcdef0123456789abcdef' },
   { t: 'registered', id: 'S1', referral: null, peers: 1, token: '0123456789abcdef0123456789abcdef' },
   { t: 'registered', id: 'S2', referral: ref, peers: 2, token: '0123456789abcdef0123456789abcdef' },
-  { t: 'announce', v: 1, id: 'S2', host: '127.0.0.2', port: 5001, parent: 'S1', depth: 1, children: 0, maxChildren: 2, token: '0123456789abcdef0123456789abcdef' },
-  { t: 'leave', v: 1, id: 'S2' },
-  { t: 'leave', v: 1, id: 'S2', token: '0123456789abcdef0123456789abcdef' },
-  { t: 'status', v: 1 },
+  { t: 'announce', v: PROTOCOL_VERSION, id: 'S2', host: '127.0.0.2', port: 5001, parent: 'S1', depth: 1, children: 0, maxChildren: 2, token: '0123456789abcdef0123456789abcdef' },
+  { t: 'leave', v: PROTOCOL_VERSION, id: 'S2' },
+  { t: 'leave', v: PROTOCOL_VERSION, id: 'S2', token: '0123456789abcdef0123456789abcdef' },
+  { t: 'status', v: PROTOCOL_VERSION },
   { t: 'registry', peers: [{ id: 'S1', host: '127.0.0.1', port: 5001, joinedAt: 1, state: 'joined', parent: null, depth: 0, children: 1, maxChildren: 2 }] },
   { t: 'ok' },
   { t: 'error', code: 'duplicate-id', message: 'peer id S1 is taken' },
-  { t: 'join', v: 1, id: 'S2', host: '::1', port: 5002, subtree: 1 },
+  { t: 'join', v: PROTOCOL_VERSION, id: 'S2', host: '::1', port: 5002, subtree: 1 },
   { t: 'accept', id: 'S1', host: '127.0.0.1', port: 5001, depth: 0 },
   { t: 'accept', id: 'S1', host: '127.0.0.1', port: 5001, depth: 1, path: ['0123456789ab'] },
   { t: 'redirect', to: ref },
   { t: 'size', subtree: 3 },
   { t: 'depth', depth: 2 },
   { t: 'depth', depth: 2, path: ['0123456789ab', 'ba9876543210'] },
-  { t: 'ping', v: 1, n: 0 },
-  { t: 'ping', v: 1, n: 0, nonce: '0123456789abcdef0123456789abcdef' },
+  { t: 'ping', v: PROTOCOL_VERSION, n: 0 },
+  { t: 'ping', v: PROTOCOL_VERSION, n: 0, nonce: '0123456789abcdef0123456789abcdef' },
   { t: 'ping', n: 7 },
   { t: 'pong', n: 7 },
   { t: 'pong', n: 7, id: 'S1', proof: 'ab'.repeat(32) },
@@ -45,10 +45,15 @@ const SAMPLES: Message[] = [
   { t: 'topo-reply', qid: 'S1:abc', nodes: [node], missing: [], final: true, reached: 1, messages: 1, duplicates: 0, maxHops: 0 },
   { t: 'query', qid: 'S1:abc', name: 'pwd1.txt', origin: ref, ttl: 255, hops: 0, budget: 1000, want: 'search' },
   { t: 'query-reply', qid: 'S1:abc', hits: [{ ...ref, size: 10, hops: 2 }], missing: ['S4'], reached: 3, messages: 4, duplicates: 0, maxHops: 2 },
-  { t: 'offer', v: 1, qid: 'S1:abc', from: ref, name: 'pwd1.txt', size: 87, sha256: sha },
+  { t: 'offer', v: PROTOCOL_VERSION, qid: 'S1:abc', from: ref, name: 'pwd1.txt', size: 87, sha256: sha },
   { t: 'ack' },
   { t: 'decline', reason: 'already have it' },
-  { t: 'preparing', v: 1, qid: 'S1:abc', from: ref, name: 'big.iso', size: 20e9, hashed: 5e9 },
+  { t: 'preparing', v: PROTOCOL_VERSION, qid: 'S1:abc', from: ref, name: 'big.iso', size: 20e9, hashed: 5e9 },
+  { t: 'swarm-open', v: PROTOCOL_VERSION, from: ref, name: 'big.iso', sha256: null },
+  { t: 'swarm-open', v: PROTOCOL_VERSION, from: ref, name: 'big.iso', sha256: sha },
+  { t: 'hashing', hashed: 5e9, size: 20e9 },
+  { t: 'manifest', name: 'pwd1.txt', size: 87, sha256: sha, pieceSize: 1048576, pieces: [sha] },
+  { t: 'want', pieces: [0, 1, 511] },
 ];
 
 function decodeAll(bytes: Buffer, maxFrameBytes?: number): Message[] {
@@ -69,7 +74,7 @@ function codeOf(fn: () => unknown): string {
 }
 
 test('the samples cover every message type of the overlay protocol', (t) => {
-  const core = ['register', 'registered', 'announce', 'leave', 'status', 'registry', 'ok', 'error', 'join', 'accept', 'redirect', 'size', 'depth', 'ping', 'pong', 'leaving', 'topo', 'topo-reply', 'query', 'query-reply', 'offer', 'ack', 'decline', 'preparing'];
+  const core = ['register', 'registered', 'announce', 'leave', 'status', 'registry', 'ok', 'error', 'join', 'accept', 'redirect', 'size', 'depth', 'ping', 'pong', 'leaving', 'topo', 'topo-reply', 'query', 'query-reply', 'offer', 'ack', 'decline', 'preparing', 'swarm-open', 'hashing', 'manifest', 'want'];
   t.deepEqual([...new Set(SAMPLES.map((m) => m.t))].sort(), [...core].sort());
   for (const ty of core) t.true((MESSAGE_TYPES as readonly string[]).includes(ty), ty);
 });

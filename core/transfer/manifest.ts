@@ -1,0 +1,163 @@
+/**
+ * Piece manifests (docs/SWARM.md): a file described by its size, whole-file
+ * SHA-256, piece size and the SHA-256 of every piece, computed in one pass over
+ * the file and cached in memory per file version (path, size, mtime, inode),
+ * next to the whole-file hash cache (hash-cache.ts) it also fills.
+ *
+ * Piece size rule: `minPieceBytes` (default 1 MiB), doubled until the file has
+ * at most MAX_PIECES (512) pieces, so a manifest stays a few tens of KiB (one
+ * frame) whatever the file size: 512 MiB → 1 MiB pieces, 64 GiB → 128 MiB.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import fsp from 'node:fs/promises';
+import { MAX_PIECES } from '../protocol/messages.ts';
+import { TransferError } from '../errors.ts';
+import type { SharedFile } from './jail.ts';
+import { rememberSha256 } from './hash-cache.ts';
+
+export const DEFAULT_PIECE_BYTES = 1024 * 1024;
+
+export interface Manifest {
+  name: string;
+  size: number;
+  sha256: string;
+  pieceSize: number;
+  pieces: string[];
+}
+
+export function pieceSizeFor(size: number, minPieceBytes = DEFAULT_PIECE_BYTES): number {
+  let ps = Math.max(1024, minPieceBytes);
+  while (Math.ceil(size / ps) > MAX_PIECES) ps *= 2;
+  return ps;
+}
+
+export function pieceCount(m: { size: number; pieceSize: number }): number {
+  return Math.ceil(m.size / m.pieceSize);
+}
+
+export function pieceLength(m: { size: number; pieceSize: number }, i: number): number {
+  return Math.min(m.pieceSize, m.size - i * m.pieceSize);
+}
+
+/** A manifest from the network or a resume file is consistent with itself (sizes and counts). */
+export function checkManifest(m: Manifest): string | null {
+  if (m.pieceSize < 1024) return `piece size ${m.pieceSize} is below 1024 bytes`;
+  if (m.pieces.length !== pieceCount(m)) return `${m.pieces.length} piece hashes for ${m.size} bytes in pieces of ${m.pieceSize} (expected ${pieceCount(m)})`;
+  if (m.pieces.length > MAX_PIECES) return `more than ${MAX_PIECES} pieces`;
+  return null;
+}
+
+export function sameManifest(a: Manifest, b: Manifest): boolean {
+  return a.size === b.size && a.sha256 === b.sha256 && a.pieceSize === b.pieceSize && a.pieces.length === b.pieces.length && a.pieces.every((p, i) => p === b.pieces[i]);
+}
+
+const cache = new Map<string, Manifest>();
+const inflight = new Map<string, Promise<Manifest>>();
+/** Manifests computed by this process (tests read it). */
+export const manifestStats = { computed: 0 };
+
+const keyOf = (f: SharedFile, minPieceBytes: number) => `${f.path}\0${f.size}:${f.mtimeMs}:${f.ino}:${minPieceBytes}`;
+
+/** The cached manifest of this file version, if any (never reads the file). */
+export function cachedManifest(f: SharedFile, minPieceBytes = DEFAULT_PIECE_BYTES): Manifest | undefined {
+  const m = cache.get(keyOf(f, minPieceBytes));
+  return m && { ...m, name: f.name };
+}
+
+/**
+ * The manifest of an open shared file: cached, or computed in one read of the
+ * file (concurrent callers share the pass). `onProgress` gets the bytes hashed.
+ */
+export function manifestOf(f: SharedFile, o: { minPieceBytes?: number; onProgress?: (hashed: number) => void; signal?: AbortSignal } = {}): Promise<Manifest> {
+  const min = o.minPieceBytes ?? DEFAULT_PIECE_BYTES;
+  const hit = cachedManifest(f, min);
+  if (hit) return Promise.resolve(hit);
+  const key = keyOf(f, min);
+  let p = inflight.get(key);
+  if (!p) {
+    p = compute(f, min, o.onProgress, o.signal)
+      .then((m) => {
+        if (cache.size > 10_000) cache.delete(cache.keys().next().value!);
+        cache.set(key, m);
+        rememberSha256(f, m.sha256);
+        return m;
+      })
+      .finally(() => inflight.delete(key));
+    inflight.set(key, p);
+  }
+  return p.then((m) => ({ ...m, name: f.name }));
+}
+
+async function compute(shared: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
+  // A handle of its own: the pass is shared by callers whose handles may close before it ends.
+  const handle = await fsp.open(shared.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const st = await handle.stat();
+    if (st.size !== shared.size || st.mtimeMs !== shared.mtimeMs || st.ino !== shared.ino) throw new TransferError('changed', `${shared.name} changed while it was opened for hashing`);
+    return await hashPieces({ ...shared, handle }, minPieceBytes, onProgress, signal);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function hashPieces(f: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
+  const pieceSize = pieceSizeFor(f.size, minPieceBytes);
+  const whole = createHash('sha256');
+  const pieces: string[] = [];
+  const buf = Buffer.allocUnsafe(Math.min(pieceSize, 1024 * 1024));
+  let pos = 0;
+  let piece = createHash('sha256');
+  let inPiece = 0;
+  while (pos < f.size) {
+    if (signal?.aborted) throw new TransferError('aborted', `hashing ${f.name} stopped after ${pos} of ${f.size} bytes`);
+    const want = Math.min(buf.length, pieceSize - inPiece, f.size - pos);
+    const { bytesRead } = await f.handle.read(buf, 0, want, pos);
+    if (bytesRead === 0) throw new TransferError('truncated', `${f.name} shrank while being hashed (${pos} of ${f.size} bytes)`);
+    const b = buf.subarray(0, bytesRead);
+    whole.update(b);
+    piece.update(b);
+    pos += bytesRead;
+    inPiece += bytesRead;
+    if (inPiece === pieceSize || pos === f.size) {
+      pieces.push(piece.digest('hex'));
+      piece = createHash('sha256');
+      inPiece = 0;
+    }
+    onProgress?.(pos);
+  }
+  manifestStats.computed++;
+  return { name: f.name, size: f.size, sha256: whole.digest('hex'), pieceSize, pieces };
+}
+
+/** Forgets cached manifests, as a restarted process would (tests). */
+export function forgetManifests(): void {
+  cache.clear();
+}
+
+/**
+ * An upload cap for a whole peer (its uplink): every upload connection takes
+ * its bytes from this one schedule, first come first served, so n connections
+ * share `bytesPerSec` and opening more of them gains nothing. Chunks are
+ * small (64 KiB) so connections interleave fairly. A burst of at most
+ * `burstMs` worth of bytes is allowed after idleness.
+ */
+export class UploadBucket {
+  private next = 0;
+  constructor(
+    /** May be changed while uploads run (0: no cap). */
+    public bytesPerSec: number,
+    private readonly clock: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> },
+    private readonly burstMs = 20,
+  ) {}
+
+  /** Waits until `n` more bytes may be sent. */
+  async take(n: number, signal?: AbortSignal): Promise<void> {
+    if (!(this.bytesPerSec > 0)) return;
+    const now = this.clock.now();
+    this.next = Math.max(this.next, now - this.burstMs);
+    const at = this.next;
+    this.next += (n * 1000) / this.bytesPerSec;
+    if (at > now) await this.clock.sleep(at - now, signal);
+  }
+}

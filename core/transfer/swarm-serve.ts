@@ -1,0 +1,149 @@
+/**
+ * Holder side of a swarm download (docs/SWARM.md): a requester opens a
+ * connection with `swarm-open`; the holder answers its manifest (after
+ * `hashing` progress frames if the file was never hashed), then serves `want`
+ * requests: each wanted piece's bytes are sent raw, back to back, in the order
+ * asked, read from disk in 64 KiB chunks, each chunk taken from the peer's
+ * shared UploadBucket (its uplink cap), with backpressure.
+ *
+ * The requester decides everything else; the holder keeps no state beyond the
+ * queue of this connection. A requester that leaves, or a file that changes
+ * size under us, ends the connection.
+ */
+import { RemoteProtocolError, TransferError } from '../errors.ts';
+import type { Msg } from '../protocol/messages.ts';
+import type { Connection } from '../transport/connection.ts';
+import type { Clock } from '../clock.ts';
+import { openShared, type SharedFile } from './jail.ts';
+import { cachedManifest, manifestOf, pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
+
+const CHUNK = 64 * 1024;
+/** Most bytes read from disk at once for one piece. */
+const READ_BYTES = 4 * 1024 * 1024;
+/** Most piece requests queued on one connection. */
+const MAX_QUEUED = 256;
+
+export interface SwarmServeOptions {
+  shareDir: string;
+  clock: Clock;
+  bucket: UploadBucket;
+  minPieceBytes?: number;
+  /** While hashing for a first manifest, report progress this often, ms. */
+  hashingIntervalMs?: number;
+  signal?: AbortSignal;
+  /** Fault injection for tests and scenarios: may alter a piece's bytes before they are sent. */
+  tamper?: (name: string, piece: number, data: Buffer) => void;
+}
+
+export interface ServeOutcome {
+  name: string;
+  to: string;
+  bytes: number;
+  pieces: number;
+  durationMs: number;
+}
+
+export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: SwarmServeOptions): Promise<ServeOutcome> {
+  let f: SharedFile;
+  try {
+    f = await openShared(o.shareDir, open.name);
+  } catch (err) {
+    conn.fail(err);
+    throw err;
+  }
+  const t0 = o.clock.now();
+  let bytes = 0;
+  let served = 0;
+  try {
+    let m: Manifest | undefined = cachedManifest(f, o.minPieceBytes);
+    if (!m) {
+      let hashed = 0;
+      const timer = o.clock.setInterval(() => conn.send({ t: 'hashing', hashed, size: f.size }), Math.max(1, o.hashingIntervalMs ?? 1000));
+      try {
+        m = await manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+      } finally {
+        o.clock.clearInterval(timer);
+      }
+    }
+    if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} left while ${open.name} was being hashed`);
+    if (open.sha256 && open.sha256 !== m.sha256) {
+      const e = new TransferError('changed', `${open.name} here has SHA-256 ${m.sha256.slice(0, 12)}…, not the ${open.sha256.slice(0, 12)}… asked for`);
+      conn.fail(e);
+      throw e;
+    }
+    const manifest = m;
+    conn.send({ t: 'manifest', name: open.name, size: manifest.size, sha256: manifest.sha256, pieceSize: manifest.pieceSize, pieces: manifest.pieces });
+    const n = pieceCount(manifest);
+    const queue: number[] = [];
+    let wake: (() => void) | undefined;
+    let failure: Error | undefined;
+    const onMsg = (msg: import('../protocol/messages.ts').Message) => {
+      if (msg.t !== 'want') {
+        failure = new RemoteProtocolError('unexpected-message', `expected want, got "${msg.t}"`);
+        conn.fail(failure);
+      } else if (msg.pieces.some((i) => i >= n) || queue.length + msg.pieces.length > MAX_QUEUED) {
+        failure = new RemoteProtocolError('bad-message', `want: piece index out of range (0..${n - 1}) or more than ${MAX_QUEUED} queued`);
+        conn.fail(failure);
+      } else queue.push(...msg.pieces);
+      wake?.();
+    };
+    const onClose = () => wake?.();
+    conn.on('message', onMsg);
+    conn.on('close', onClose);
+    try {
+      for (;;) {
+        while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        if (conn.closed || failure || o.signal?.aborted) break;
+        const i = queue.shift()!;
+        const len = pieceLength(manifest, i);
+        // Read up to READ_BYTES at once (one fresh buffer: links may keep it past write()),
+        // then send it in CHUNK slices, each taken from the uplink cap when there is one.
+        let off = 0;
+        while (off < len && !conn.closed) {
+          const n = Math.min(READ_BYTES, len - off);
+          const data = Buffer.allocUnsafe(n);
+          const at = i * manifest.pieceSize + off;
+          const { bytesRead } = await f.handle.read(data, 0, n, at);
+          if (bytesRead !== n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
+          if (o.tamper) o.tamper(open.name, i, data);
+          const step = o.bucket.bytesPerSec > 0 ? CHUNK : n;
+          for (let p = 0; p < n && !conn.closed; p += step) {
+            const slice = data.subarray(p, Math.min(n, p + step));
+            await o.bucket.take(slice.length, o.signal);
+            bytes += slice.length;
+            if (!conn.write(slice)) await drained(conn);
+          }
+          off += n;
+        }
+        if (conn.closed) break;
+        served++;
+      }
+    } finally {
+      conn.off('message', onMsg);
+      conn.off('close', onClose);
+    }
+    if (o.signal?.aborted) throw new TransferError('aborted', `upload of ${open.name} aborted after ${served} piece(s)`);
+    conn.end();
+    return { name: open.name, to: conn.remote, bytes, pieces: served, durationMs: o.clock.now() - t0 };
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  } finally {
+    await f.handle.close();
+  }
+}
+
+/** Resolves on 'drain' or close; at once if already closed (write() returns false on a closed connection). */
+function drained(conn: Connection): Promise<void> {
+  return new Promise((resolve) => {
+    if (conn.closed) return resolve();
+    const done = () => {
+      conn.off('drain', done);
+      conn.off('close', done);
+      resolve();
+    };
+    conn.on('drain', done);
+    conn.on('close', done);
+  });
+}

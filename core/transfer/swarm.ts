@@ -1,0 +1,676 @@
+/**
+ * Requester side of a swarm download (docs/SWARM.md): connect to up to
+ * `maxSources` holders at once, take the manifest of the first that answers,
+ * check every later one against it, then pull pieces from all of them with
+ * `depth` pieces requested ahead on each link. A link asks for more as soon
+ * as a piece lands, so faster holders get more pieces (pull, not an even
+ * split). When no piece is left to ask for, an idle link asks for one still
+ * in flight elsewhere (end-game, at most two copies); the later copy is
+ * dropped.
+ *
+ * Each piece is verified (SHA-256) when it lands and written at its offset in
+ * the partial file `.treeshare-<tag>-<sha16>.swarm.part`; its index goes
+ * into the resume file `.treeshare-<tag>-<sha16>.swarm.json` next to it. A
+ * holder that sends a bad piece, leaves or stalls is dropped and its
+ * outstanding pieces go to the others. When every holder is gone, the
+ * download fails (`all-holders-gone`) and keeps what it verified. A later
+ * download of the same file resumes: pieces listed in the resume file are
+ * re-read and re-verified on disk before they count.
+ *
+ * The whole file is hashed again from disk, fsynced, and only then linked
+ * under its final name (never overwriting one), as single-source downloads do.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Clock, TimerHandle } from '../clock.ts';
+import { describeError, RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
+import { MAX_PIECES, PROTOCOL_VERSION, type Hit, type Message, type PeerRef } from '../protocol/messages.ts';
+import { withTimeout, type Connection } from '../transport/connection.ts';
+import type { Transport } from '../transport/transport.ts';
+import { assertName, shareRoot } from './jail.ts';
+import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
+import { freeBytes } from './receive.ts';
+
+export interface SwarmDownloadOptions {
+  transport: Transport;
+  clock: Clock;
+  shareDir: string;
+  self: PeerRef;
+  localHost?: string;
+  name: string;
+  hits: Hit[];
+  /** Most holders used at once. Default 8. */
+  maxSources?: number;
+  /** Pieces requested ahead on each link. Default 4. */
+  depth?: number;
+  signal?: AbortSignal;
+  /** A holder with requests outstanding and no byte for this long is dropped, ms. Default 15,000. */
+  idleTimeoutMs?: number;
+  /** Wait for a manifest this long (re-armed while the holder reports hashing progress), ms. Default 10,000. */
+  manifestTimeoutMs?: number;
+  maxFileBytes?: number;
+  fsync?: boolean;
+  /** Names the partial and resume files (the peer id). */
+  tmpTag: string;
+  onProgress?: (bytes: number, size: number) => void;
+  onResume?: (r: { name: string; pieces: number; of: number; bytes: number; percent: number }) => void;
+  log?: (level: 'info' | 'warn', message: string) => void;
+}
+
+export interface SourceReport {
+  id: string;
+  pieces: number;
+  bytes: number;
+  /** Why this holder was dropped, if it was. */
+  dropped?: string;
+}
+
+export interface SwarmMetrics {
+  name: string;
+  from: string;
+  bytes: number;
+  ttfbMs: number;
+  durationMs: number;
+  mbps: number;
+  sha256: string;
+  verified: true;
+  readPath: 'stream';
+  fsyncMs: number;
+  holder: PeerRef;
+  sources: SourceReport[];
+  pieceSize: number;
+  pieces: number;
+  /** Pieces found verified on disk from an earlier, interrupted download. */
+  resumedPieces: number;
+  resumedBytes: number;
+  /** Bytes received in all (including those thrown away). */
+  bytesReceived: number;
+  /** Bytes received but not kept: partial pieces of dropped holders, end-game duplicates, bad pieces. */
+  bytesWasted: number;
+  /** Pieces that failed verification. */
+  badPieces: number;
+  /** Bytes of pieces that were outstanding at holders when they were dropped. */
+  bytesOutstandingLost: number;
+  /** Whole pieces received twice (end-game copies that lost the race). Part of bytesWasted. */
+  bytesDuplicate: number;
+}
+
+/** Resume file: untrusted on load (zod, size limit); pieces listed are re-verified on disk. */
+const ResumeFile = z.strictObject({
+  v: z.literal(1),
+  name: z.string().min(1).max(1024),
+  manifest: z.strictObject({
+    size: z.number().int().min(0).max(2 ** 53 - 1),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    pieceSize: z.number().int().min(1024).max(2 ** 40),
+    pieces: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(MAX_PIECES),
+  }),
+  have: z.array(z.number().int().min(0).max(MAX_PIECES - 1)).max(MAX_PIECES),
+});
+const MAX_RESUME_FILE_BYTES = 256 * 1024;
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const partialRe = (tag: string) => new RegExp(`^\\.treeshare-${escapeRe(tag)}-([0-9a-f]{16})\\.swarm\\.(part|json)$`);
+const partName = (tag: string, sha: string) => `.treeshare-${tag}-${sha.slice(0, 16)}.swarm.part`;
+const stateName = (tag: string, sha: string) => `.treeshare-${tag}-${sha.slice(0, 16)}.swarm.json`;
+
+/** Partials being written by this process (two downloads of one file never share one). */
+const active = new Set<string>();
+
+async function readResume(file: string): Promise<z.infer<typeof ResumeFile> | null> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const st = await fh.stat();
+    if (!st.isFile() || st.size > MAX_RESUME_FILE_BYTES) return null;
+    const r = ResumeFile.safeParse(JSON.parse(await fh.readFile('utf8')));
+    if (!r.success || checkManifest({ name: r.data.name, ...r.data.manifest }) !== null) return null;
+    return r.data;
+  } catch {
+    return null;
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+/** Is a resumable partial of `name` here (this peer's, with a valid resume file)? */
+export async function hasPartial(dir: string, tag: string, name: string): Promise<boolean> {
+  const re = partialRe(tag);
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return false;
+  }
+  for (const n of names) {
+    const m = re.exec(n);
+    if (!m || m[2] !== 'json') continue;
+    const r = await readResume(path.join(dir, n));
+    if (r && r.name === name && r.manifest.sha256.startsWith(m[1]!)) return true;
+  }
+  return false;
+}
+
+/**
+ * Removes this peer's swarm partials (and their resume files) not advanced for
+ * `maxAgeMs`, and halves of a pair whose other half is missing. Returns the names removed.
+ */
+export async function sweepPartials(dir: string, tag: string, maxAgeMs: number): Promise<string[]> {
+  const re = partialRe(tag);
+  const groups = new Map<string, Set<string>>();
+  for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
+    const m = ent.isFile() ? re.exec(ent.name) : null;
+    if (!m) continue;
+    const g = groups.get(m[1]!) ?? new Set();
+    g.add(m[2]!);
+    groups.set(m[1]!, g);
+  }
+  const removed: string[] = [];
+  for (const [sha, kinds] of groups) {
+    const names = [...kinds].map((k) => `.treeshare-${tag}-${sha}.swarm.${k}`);
+    let stale = kinds.size < 2;
+    if (!stale) {
+      try {
+        stale = Date.now() - (await fsp.lstat(path.join(dir, names.find((n) => n.endsWith('.json'))!))).mtimeMs > maxAgeMs;
+      } catch {
+        stale = true;
+      }
+    }
+    if (!stale) continue;
+    for (const n of names) {
+      await fsp.rm(path.join(dir, n), { force: true }).catch(() => undefined);
+      removed.push(n);
+    }
+  }
+  return removed;
+}
+
+interface Source {
+  hit: Hit;
+  conn?: Connection;
+  queue: number[];
+  buf?: Buffer;
+  got: number;
+  lastData: number;
+  pieces: number;
+  bytes: number;
+  gone: boolean;
+  dropped?: string;
+}
+
+export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
+  assertName(o.name);
+  const clock = o.clock;
+  const root = await shareRoot(o.shareDir);
+  const final = path.join(root, o.name);
+  const maxSources = Math.max(1, o.maxSources ?? 8);
+  const depth = Math.max(1, o.depth ?? 4);
+  const idleMs = o.idleTimeoutMs ?? 15_000;
+  const manifestMs = o.manifestTimeoutMs ?? 10_000;
+  const durable = o.fsync ?? true;
+  const log = o.log ?? (() => undefined);
+  const t0 = clock.now();
+
+  // Earlier partials of this name (resume candidates), by whole-file hash.
+  const candidates = new Map<string, z.infer<typeof ResumeFile>>();
+  const re = partialRe(o.tmpTag);
+  for (const n of await fsp.readdir(root)) {
+    const m = re.exec(n);
+    if (!m || m[2] !== 'json') continue;
+    const r = await readResume(path.join(root, n));
+    if (r && r.name === o.name && r.manifest.sha256.startsWith(m[1]!)) candidates.set(r.manifest.sha256, r);
+  }
+
+  const seen = new Set<string>([o.self.id]);
+  const hits = o.hits.filter((h) => !seen.has(h.id) && (seen.add(h.id), true)).slice(0, maxSources);
+  if (hits.length === 0) throw new TransferError('all-holders-gone', `no holder of ${o.name} other than this peer`);
+
+  let manifest: Manifest | undefined;
+  let n = 0;
+  let have: Uint8Array = new Uint8Array(0);
+  let haveCount = 0;
+  let haveBytes = 0;
+  const copies: number[] = [];
+  let ready: Promise<void> | undefined;
+  let fd = -1;
+  let tmp = '';
+  let statePath = '';
+  let resumedPieces = 0;
+  let resumedBytes = 0;
+  let bytesReceived = 0;
+  let keptBytes = 0;
+  let badPieces = 0;
+  let bytesOutstandingLost = 0;
+  let bytesDuplicate = 0;
+  let tFirst = 0;
+  let settled = false;
+  let saving: Promise<void> | undefined;
+  let saveAgain = false;
+  const reasons: string[] = [];
+  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false }));
+
+  let resolveDone!: () => void;
+  let rejectDone!: (e: Error) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolveDone = res;
+    rejectDone = rej;
+  });
+  done.catch(() => undefined);
+  const settle = (err?: Error) => {
+    if (settled) return;
+    settled = true;
+    // Complete: what links were still receiving are copies of pieces already verified (end-game).
+    if (!err) for (const s of sources) if (!s.gone) bytesDuplicate += s.got;
+    for (const s of sources) if (!s.gone) {
+      s.gone = true;
+      s.conn?.destroy();
+    }
+    if (err) rejectDone(err);
+    else resolveDone();
+  };
+
+  const live = () => sources.filter((s) => !s.gone);
+  const checkAlive = () => {
+    if (settled || live().length > 0) return;
+    const got = manifest ? ` (kept ${haveCount} of ${n} verified pieces for a later resume)` : '';
+    settle(new TransferError('all-holders-gone', `every holder of ${o.name} failed or left${got}: ${reasons.join('; ')}`));
+  };
+
+  const drop = (s: Source, why: string) => {
+    if (s.gone) return;
+    s.gone = true;
+    s.dropped = why;
+    reasons.push(`${s.hit.id}: ${why}`);
+    if (manifest) {
+      for (const i of s.queue) {
+        copies[i]!--;
+        bytesOutstandingLost += pieceLength(manifest, i);
+      }
+    }
+    s.queue = [];
+    s.conn?.destroy();
+    if (!settled) log('warn', `dropped ${s.hit.id} from the download of ${o.name}: ${why}`);
+    checkAlive();
+    if (!settled) for (const x of live()) fill(x);
+  };
+
+  let completed = false;
+  // Whole-file SHA-256 of the bytes written, fed in file order: a piece landing at the front
+  // is hashed from memory, pieces that landed ahead of it are read back from the partial.
+  const whole = createHash('sha256');
+  let wholeNext = 0;
+  // Verified pieces that landed ahead of the hash front, kept in memory (bounded) so they need
+  // not be read back; beyond the bound they are read back from the partial.
+  const ahead = new Map<number, Buffer>();
+  let aheadBytes = 0;
+  const AHEAD_MAX = 64 * 1024 * 1024;
+  const advanceWhole = (landedAt: number, buf: Buffer | undefined): boolean => {
+    const m = manifest!;
+    let scratch: Buffer | undefined;
+    let kept = false;
+    if (buf && landedAt > wholeNext && aheadBytes + buf.length <= AHEAD_MAX) {
+      ahead.set(landedAt, buf);
+      aheadBytes += buf.length;
+      kept = true;
+    }
+    while (wholeNext < n && have[wholeNext]) {
+      const len = pieceLength(m, wholeNext);
+      const early = ahead.get(wholeNext);
+      if (wholeNext === landedAt && buf) whole.update(buf);
+      else if (early) {
+        whole.update(early);
+        ahead.delete(wholeNext);
+        aheadBytes -= early.length;
+      } else {
+        scratch ??= Buffer.allocUnsafe(m.pieceSize);
+        let off = 0;
+        while (off < len) {
+          const r = fs.readSync(fd, scratch, off, len - off, wholeNext * m.pieceSize + off);
+          if (r === 0) throw new TransferError('truncated', `partial of ${o.name} is shorter than its verified pieces`);
+          off += r;
+        }
+        whole.update(scratch.subarray(0, len));
+      }
+      wholeNext++;
+    }
+    return kept;
+  };
+  const saveState = () => {
+    if (!manifest || completed) return;
+    if (saving) {
+      saveAgain = true;
+      return;
+    }
+    const m = manifest;
+    saving = (async () => {
+      do {
+        saveAgain = false;
+        const list: number[] = [];
+        for (let i = 0; i < n; i++) if (have[i]) list.push(i);
+        const body = JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces }, have: list });
+        const t = `${statePath}.tmp`;
+        try {
+          await fsp.writeFile(t, body);
+          await fsp.rename(t, statePath);
+        } catch (err) {
+          log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
+        }
+      } while (saveAgain && !completed);
+    })().finally(() => (saving = undefined));
+  };
+
+  const pick = (s: Source): number | undefined => {
+    for (let i = 0; i < n; i++) if (!have[i] && copies[i] === 0) return i;
+    // End-game: an idle link takes a piece still in flight elsewhere (at most two copies).
+    if (s.queue.length > 0) return undefined;
+    for (let i = 0; i < n; i++) if (!have[i] && copies[i]! < 2 && !s.queue.includes(i)) return i;
+    return undefined;
+  };
+
+  function fill(s: Source): void {
+    if (s.gone || settled || !manifest || !s.conn || fd < 0) return;
+    const asked: number[] = [];
+    while (s.queue.length < depth) {
+      const i = pick(s);
+      if (i === undefined) break;
+      s.queue.push(i);
+      copies[i]!++;
+      asked.push(i);
+    }
+    if (asked.length) {
+      if (s.queue.length === asked.length) s.lastData = clock.now();
+      s.conn.send({ t: 'want', pieces: asked });
+    }
+  }
+
+  const landed = (s: Source, i: number, buf: Buffer) => {
+    const m = manifest!;
+    if (have[i]) {
+      bytesDuplicate += buf.length; // the other copy won (end-game): this one is dropped
+      return;
+    }
+    const h = createHash('sha256').update(buf).digest('hex');
+    if (h !== m.pieces[i]) {
+      badPieces++;
+      drop(s, `piece ${i} failed verification (bad-piece)`);
+      return;
+    }
+    try {
+      let off = 0;
+      while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, i * m.pieceSize + off);
+    } catch (err) {
+      settle(new TransferError('io', `cannot write ${o.name}: ${describeError(err)}`));
+      return;
+    }
+    have[i] = 1;
+    haveCount++;
+    haveBytes += buf.length;
+    keptBytes += buf.length;
+    try {
+      // A buffer kept for the hash front belongs to it now: the link takes a fresh one.
+      if (advanceWhole(i, buf)) s.buf = undefined;
+    } catch (err) {
+      settle(err instanceof TreeshareError ? err : new TransferError('io', `cannot read back ${o.name}: ${describeError(err)}`));
+      return;
+    }
+    s.pieces++;
+    if (!tFirst) tFirst = clock.now();
+    o.onProgress?.(haveBytes, m.size);
+    if (haveCount === n) {
+      completed = true;
+      return settle();
+    }
+    saveState();
+  };
+
+  const onData = (s: Source, chunk: Buffer) => {
+    if (s.gone || settled) return;
+    const m = manifest!;
+    s.lastData = clock.now();
+    bytesReceived += chunk.length;
+    s.bytes += chunk.length;
+    let off = 0;
+    while (off < chunk.length && !s.gone && !settled) {
+      const i = s.queue[0];
+      if (i === undefined) return drop(s, 'sent bytes nobody asked for (too-long)');
+      const len = pieceLength(m, i);
+      if (!s.buf || s.buf.length !== len) s.buf = Buffer.allocUnsafe(len);
+      const take = Math.min(len - s.got, chunk.length - off);
+      chunk.copy(s.buf, s.got, off, off + take);
+      s.got += take;
+      off += take;
+      if (s.got === len) {
+        s.queue.shift();
+        copies[i]!--;
+        s.got = 0;
+        landed(s, i, s.buf);
+      }
+    }
+    if (!s.gone && !settled) {
+      fill(s);
+      // A piece landing may leave other links idle in the end-game.
+      for (const x of sources) if (x !== s && !x.gone && x.queue.length === 0) fill(x);
+    }
+  };
+
+  /** First manifest: the file. Opens (or resumes) the partial. */
+  const setup = async (m: Manifest) => {
+    if (o.maxFileBytes !== undefined && m.size > o.maxFileBytes) {
+      throw new TransferError('too-large', `${o.name} has ${m.size} bytes, larger than the ${o.maxFileBytes} bytes accepted (--max-file-bytes)`);
+    }
+    n = pieceCount(m);
+    have = new Uint8Array(n);
+    for (let i = 0; i < n; i++) copies.push(0);
+    tmp = path.join(root, partName(o.tmpTag, m.sha256));
+    statePath = path.join(root, stateName(o.tmpTag, m.sha256));
+    if (active.has(tmp)) {
+      tmp = '';
+      throw new TransferError('busy', `${o.name} is already being downloaded by this peer`);
+    }
+    active.add(tmp);
+    const prior = candidates.get(m.sha256);
+    let fh: fsp.FileHandle | undefined;
+    if (prior && sameManifest({ name: o.name, ...prior.manifest }, m)) {
+      try {
+        fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+        const st = await fh.stat();
+        if (!st.isFile()) throw new Error('not a file');
+        // Re-verify every piece the resume file lists; only those that check out count.
+        for (const i of new Set(prior.have)) {
+          if (i >= n) continue;
+          const len = pieceLength(m, i);
+          const b = Buffer.allocUnsafe(len);
+          const { bytesRead } = await fh.read(b, 0, len, i * m.pieceSize);
+          if (bytesRead === len && createHash('sha256').update(b).digest('hex') === m.pieces[i]) {
+            have[i] = 1;
+            haveCount++;
+            haveBytes += len;
+          }
+        }
+        resumedPieces = haveCount;
+        resumedBytes = haveBytes;
+        const percent = m.size ? Math.floor((100 * haveBytes) / m.size) : 100;
+        o.onResume?.({ name: o.name, pieces: haveCount, of: n, bytes: haveBytes, percent });
+      } catch {
+        await fh?.close().catch(() => undefined);
+        fh = undefined;
+      }
+    }
+    if (!fh) {
+      fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644);
+    }
+    fd = fh.fd;
+    fdHandle = fh;
+    const free = await freeBytes(root);
+    if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
+    manifest = m;
+    advanceWhole(-1, undefined);
+    saveState();
+    if (haveCount === n) {
+      completed = true;
+      settle();
+    }
+  };
+  let fdHandle: fsp.FileHandle | undefined;
+
+  const onManifest = (s: Source, m: Manifest) => {
+    const bad = checkManifest(m);
+    if (bad) return drop(s, `bad manifest: ${bad}`);
+    if (!ready) {
+      ready = setup(m);
+      ready.catch((err) => settle(err instanceof Error ? err : new TransferError('io', String(err))));
+    } else if (manifest && !sameManifest(manifest, m)) {
+      return drop(s, `offers another version of ${o.name} (SHA-256 ${m.sha256.slice(0, 12)}…)`);
+    }
+    const first = ready;
+    void first.then(() => {
+      if (!sameManifest(manifest!, m)) return drop(s, `offers another version of ${o.name} (SHA-256 ${m.sha256.slice(0, 12)}…)`);
+      fill(s);
+    }, () => undefined);
+  };
+
+  const startSource = async (s: Source) => {
+    let conn: Connection;
+    try {
+      conn = await o.transport.connect(s.hit, { signal: withTimeout(o.signal, manifestMs), localHost: o.localHost });
+    } catch (err) {
+      return drop(s, `cannot connect: ${describeError(err)}`);
+    }
+    if (s.gone || settled) return conn.destroy();
+    s.conn = conn;
+    conn.on('close', () => drop(s, 'connection closed (holder left or crashed)'));
+    let lastHashed = -1;
+    let timer: TimerHandle | undefined;
+    const arm = () => {
+      clock.clearTimeout(timer);
+      timer = clock.setTimeout(() => drop(s, `no manifest within ${manifestMs} ms (timeout)`), manifestMs);
+    };
+    arm();
+    const onMsg = (msg: Message) => {
+      if (msg.t === 'hashing') {
+        if (msg.hashed > lastHashed) {
+          lastHashed = msg.hashed;
+          arm();
+        }
+        return;
+      }
+      clock.clearTimeout(timer);
+      conn.off('message', onMsg);
+      if (msg.t === 'error') {
+        const e = new RemoteRefusedError(msg.code, msg.message);
+        return drop(s, `${msg.message} [${e.remoteCode}]`);
+      }
+      if (msg.t !== 'manifest') {
+        conn.fail(new RemoteProtocolError('unexpected-message', `expected manifest, got "${msg.t}"`));
+        return drop(s, `sent "${msg.t}" instead of a manifest`);
+      }
+      if (msg.name !== o.name) return drop(s, `manifest for another name`);
+      // From here the holder sends raw piece bytes only (in the order asked).
+      conn.raw();
+      conn.on('data', (b) => onData(s, b));
+      onManifest(s, { name: o.name, size: msg.size, sha256: msg.sha256, pieceSize: msg.pieceSize, pieces: msg.pieces });
+    };
+    conn.on('message', onMsg);
+    conn.on('close', () => clock.clearTimeout(timer));
+    conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? null });
+  };
+
+  const onAbort = () => settle(new TransferError('aborted', `download of ${o.name} aborted (verified pieces kept for a resume)`));
+  if (o.signal?.aborted) throw new TransferError('aborted', `download of ${o.name} aborted`);
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const idle = clock.setInterval(() => {
+    const now = clock.now();
+    for (const s of sources) if (!s.gone && s.queue.length > 0 && now - s.lastData > idleMs) drop(s, `no data for ${idleMs} ms with ${s.queue.length} piece(s) asked (stalled)`);
+  }, Math.max(10, Math.floor(idleMs / 4)));
+
+  let fsyncMs = 0;
+  try {
+    for (const s of sources) void startSource(s);
+    await done;
+    await ready;
+    await saving;
+    const m = manifest!;
+    if (durable) {
+      const ts = clock.now();
+      await fdHandle!.sync();
+      fsyncMs += clock.now() - ts;
+    }
+    // The whole file, hashed in file order from the bytes written, before it becomes visible.
+    if (wholeNext !== n) throw new TransferError('io', `internal: ${wholeNext} of ${n} pieces hashed at the end of ${o.name}`);
+    const sha256 = whole.digest('hex');
+    if (sha256 !== m.sha256) {
+      await discard();
+      throw new TransferError('hash-mismatch', `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…); partial removed`);
+    }
+    await fdHandle!.close();
+    fdHandle = undefined;
+    try {
+      await fsp.link(tmp, final);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${o.name} already exists in ${o.shareDir}; not overwritten`);
+      throw new TransferError('io', `cannot move ${o.name} into place: ${(err as Error).message}`);
+    }
+    await discard();
+    // Partials of other versions of this name: no holder offered them here; the name is taken now.
+    for (const other of candidates.keys()) {
+      if (other === m.sha256 || active.has(path.join(root, partName(o.tmpTag, other)))) continue;
+      await fsp.rm(path.join(root, partName(o.tmpTag, other)), { force: true });
+      await fsp.rm(path.join(root, stateName(o.tmpTag, other)), { force: true });
+    }
+    if (durable) {
+      const ts = clock.now();
+      const dh = await fsp.open(root, 'r');
+      await dh.sync().finally(() => dh.close());
+      fsyncMs += clock.now() - ts;
+    }
+    const durationMs = clock.now() - t0;
+    const first = sources.find((s) => s.pieces > 0) ?? sources[0]!;
+    return {
+      name: o.name,
+      from: sources.filter((s) => s.pieces > 0).map((s) => `${s.hit.id}@${s.hit.host}:${s.hit.port}`).join(',') || 'disk',
+      bytes: m.size,
+      ttfbMs: tFirst ? tFirst - t0 : durationMs,
+      durationMs,
+      mbps: m.size / 1e6 / Math.max(durationMs / 1000, 1e-6),
+      sha256,
+      verified: true,
+      readPath: 'stream',
+      fsyncMs,
+      holder: { id: first.hit.id, host: first.hit.host, port: first.hit.port },
+      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}) })),
+      pieceSize: m.pieceSize,
+      pieces: n,
+      resumedPieces,
+      resumedBytes,
+      bytesReceived,
+      bytesWasted: bytesReceived - keptBytes,
+      badPieces,
+      bytesOutstandingLost,
+      bytesDuplicate,
+    };
+  } catch (err) {
+    if (err instanceof TreeshareError) throw err;
+    throw new TransferError('io', `download of ${o.name} failed: ${describeError(err)}`);
+  } finally {
+    settle(new TransferError('aborted', 'download ended'));
+    clock.clearInterval(idle);
+    o.signal?.removeEventListener('abort', onAbort);
+    await ready?.catch(() => undefined);
+    // Failed or aborted: the resume file lists every piece verified so far.
+    if (!completed && manifest) {
+      await saving;
+      saveState();
+    }
+    await saving;
+    await fdHandle?.close().catch(() => undefined);
+    if (tmp) active.delete(tmp);
+  }
+
+  async function discard(): Promise<void> {
+    await fsp.rm(tmp, { force: true });
+    await fsp.rm(statePath, { force: true });
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * swarm: one file on 1, 2, 4 and 8 holders, downloaded piece by piece from
+ * all of them at once (docs/SWARM.md). Each holder's uploads are capped at
+ * --bandwidth bytes/s in total over all its connections (its uplink: the
+ * peer's `uploadRate`, one token schedule shared by every upload, so more
+ * connections to one holder gain nothing). Then, with the same holders:
+ *
+ * - bench: unshaped loopback, one source vs four (a multi-source download must
+ *   be no slower);
+ * - a holder killed (stopped at once, no goodbyes) at ~30%: rate, bytes
+ *   fetched twice against the pieces it had outstanding, time to finish;
+ * - a corrupting holder (flips a byte in every piece it sends): it is dropped at
+ *   its first bad piece, only that piece and what it had in flight are fetched again;
+ * - the requester stopped at ~50% and restarted on the same share: resume
+ *   point and bytes fetched again.
+ *
+ * Peers run in this process over real TCP on loopback (the swarm's fault
+ * hooks need it); every figure comes from the requester's own counters.
+ *
+ *   npx tsx scenarios/swarm.ts [--size 64] [--bandwidth 20M] [--holders 8]
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { DownloadResult, Peer } from '../core/index.ts';
+import { createTestnet } from '../testnet/testnet.ts';
+import { LineProcess } from '../testnet/driver.ts';
+import { REPO } from './lib/index.ts';
+import { manifestOf, pieceSizeFor as pieceSizeOf } from '../core/transfer/manifest.ts';
+import { openShared } from '../core/transfer/jail.ts';
+import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } from './lib/index.ts';
+
+const MiB = 1024 * 1024;
+const FILE = 'swarm.bin';
+
+function plan(o: CommonOptions): { size: number; holders: number; cap: number; piece: number } {
+  const size = Number(o.extra.size ?? 64);
+  const piece = Number(o.extra['piece-kib'] ?? 1024) * 1024;
+  if (!Number.isInteger(piece) || piece < 64 * 1024 || piece > 64 * MiB) throw new UsageError('--piece-kib is from 64 to 65536');
+  const holders = Number(o.extra.holders ?? 8);
+  if (!Number.isFinite(size) || size < 1 || size > 4096) throw new UsageError('--size is MiB from 1 to 4096');
+  if (!Number.isInteger(holders) || holders < 1 || holders > 32) throw new UsageError('--holders is from 1 to 32');
+  return { size: Math.round(size * MiB), holders, cap: o.bandwidth, piece };
+}
+
+export const swarm: ScenarioDef = {
+  name: 'swarm',
+  summary: 'Swarm downloads: one file on 1, 2, 4 and 8 holders with capped uplinks (speedup over one), unshaped bench row, a holder killed mid-download, a corrupting holder, a requester restarted at ~50%.',
+  defaults: { runner: 'inproc', peers: 8, maxChildren: 4, bandwidth: 20_000_000 },
+  options: {
+    size: { type: 'string', placeholder: 'MIB', description: 'file size in MiB (default 64)' },
+    holders: { type: 'string', placeholder: 'N', description: 'holders (default 8); k runs over 1, 2, 4, … up to it' },
+    procs: { type: 'boolean', description: 'speedup table with each holder in its own OS process (test/fixtures/peer-proc.ts)' },
+    'piece-kib': { type: 'string', placeholder: 'KIB', description: 'smallest piece size of the holders\' manifests, KiB (default 1024)' },
+  },
+  commonHelp: { bandwidth: 'upload cap of each holder over all its connections, bytes/s (default 20M)' },
+  validate(o) {
+    plan(o);
+  },
+  async run(s) {
+    const { size, holders: nh, cap, piece } = plan(s.opts);
+    const net = await createTestnet({ prefix: 'treeshare-swarm-', peer: { maxChildren: s.opts.maxChildren, fsync: false, minPieceBytes: piece, swarm: 'always' } });
+    try {
+      const body = randomBytes(size);
+      const sha = createHash('sha256').update(body).digest('hex');
+      const holders: Peer[] = [];
+      for (let i = 1; i <= nh; i++) {
+        const h = await net.add(`H${i}`, { uploadRate: cap });
+        fs.writeFileSync(path.join(h.opts.share, FILE), body);
+        holders.push(h);
+      }
+      // Every holder computes its manifest once (cached per file version), outside the timed runs.
+      const warm = await net.add('W', { maxSources: nh });
+      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = 0;
+      await warm.download(FILE);
+      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
+      fs.rmSync(path.join(warm.opts.share, FILE));
+      await warm.leave();
+
+      const verify = (p: Peer, r: DownloadResult, what: string) => {
+        const got = createHash('sha256').update(fs.readFileSync(path.join(p.opts.share, FILE))).digest('hex');
+        s.check(got === sha && r.sha256 === sha, `${what}: file verified on disk`);
+        const left = fs.readdirSync(p.opts.share).filter((n) => n.startsWith('.treeshare-'));
+        s.check(left.length === 0, `${what}: no partial left`, left.join(', '));
+      };
+      const rate = (r: DownloadResult) => r.bytes / 1e6 / (r.durationMs / 1000);
+      const pieceSize = (r: DownloadResult) => r.swarm!.pieceSize;
+
+      // ---- speedup over k holders, capped uplinks ----
+      const ks: number[] = [];
+      for (let k = 1; k <= nh; k *= 2) ks.push(k);
+      if (ks[ks.length - 1] !== nh) ks.push(nh);
+      const rows: (string | number)[][] = [];
+      const speedup: Record<string, number> = {};
+      const rates: Record<string, number> = {};
+      // --procs: the speedup table's holders in their own processes (8 holders' reads and sends
+      // then do not share the requester's one thread); the fault phases use the in-process ones.
+      const procs: LineProcess[] = [];
+      if (s.opts.extra.procs === true) {
+        for (const h of holders) await h.leave();
+        for (let i = 1; i <= nh; i++) {
+          const share = path.join(net.dir, `P${i}`);
+          fs.mkdirSync(share, { recursive: true });
+          fs.writeFileSync(path.join(share, FILE), body);
+          const lp = new LineProcess(path.join(REPO, 'test/fixtures/peer-proc.ts'), [JSON.stringify({ id: `P${i}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, uploadRate: cap, minPieceBytes: piece, maxChildren: s.opts.maxChildren })], { what: `holder P${i}` });
+          procs.push(lp);
+          let joined = false;
+          lp.on('json', (o: { event?: string }) => void (o.event === 'joined' && (joined = true)));
+          await lp.until(() => joined || undefined, 'joined', { timeoutMs: 30_000 });
+        }
+        // Each holder process computes its manifest once, outside the timed runs.
+        const w = await net.add('WP', { maxSources: nh });
+        await w.download(FILE);
+        await w.leave();
+      }
+      for (const k of ks) {
+        const r = await net.add(`R${k}`, { maxSources: k });
+        const res = await r.download(FILE);
+        verify(r, res, `k=${k}`);
+        rates[k] = rate(res);
+        speedup[k] = Number((rates[k]! / rates[1]!).toFixed(2));
+        const used = res.swarm!.sources.filter((x) => x.pieces > 0);
+        rows.push([k, used.length, (rates[k]!).toFixed(1), speedup[k]!.toFixed(2), ms(res.durationMs), used.map((x) => x.pieces).join('/'), (res.swarm!.bytesDuplicate / MiB).toFixed(1)]);
+        s.log(`  k=${k}: ${rates[k]!.toFixed(1)} MB/s, speedup ${speedup[k]}`);
+        await r.leave();
+      }
+      s.table('Swarm speedup (capped uplinks)', ['holders k', 'holders used', 'MB/s', 'speedup over k=1', 'duration', 'pieces per holder', 'end-game duplicates MiB'], rows,
+        `${(size / MiB).toFixed(0)} MiB file in pieces of ${(pieceSizeOf(size, piece) / 1024).toFixed(0)} KiB; fsync off (the disk flush is the same for every k); each holder's uploads capped at ${cap.toLocaleString('en-US')} B/s in total; 1 MB = 10^6 bytes; duration = first connection → verified and renamed (search excluded).`);
+      s.summary.speedup = speedup;
+      s.summary.holderProcesses = procs.length > 0;
+      if (procs.length) {
+        // Graceful leaves, so the metaserver does not refer newcomers to them.
+        await Promise.all(procs.map((lp) => new Promise<void>((resolve) => {
+          if (lp.cp.exitCode !== null) return resolve();
+          const t = setTimeout(() => lp.cp.kill('SIGKILL'), 10_000);
+          lp.cp.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          lp.send({ cmd: 'leave' });
+        })));
+        // The in-process holders again, for the phases below.
+        for (let i = 0; i < holders.length; i++) {
+          const share = holders[i]!.opts.share;
+          holders[i] = await net.add(`H${i + 1}b`, { uploadRate: cap, share });
+        }
+        const w2 = await net.add('W2', { maxSources: nh });
+        await w2.download(FILE);
+        await w2.leave();
+      }
+      s.summary.rateMBps = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, Number(v.toFixed(1))]));
+      if (speedup[4] !== undefined) s.check(speedup[4] >= 3.2, `speedup at k=4 ≥ 3.2`, String(speedup[4]));
+      if (speedup[8] !== undefined) s.check(speedup[8] >= 6.0, `speedup at k=8 ≥ 6.0`, String(speedup[8]));
+
+      // ---- bench row: unshaped loopback, one source vs several ----
+      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = 0;
+      const multiK = Math.min(4, nh);
+      const bench: (string | number)[][] = [];
+      const benchRates: Record<string, number> = {};
+      // Alternating runs, median of three each: the machine is shared, single runs are noisy.
+      const samples: Record<number, number[]> = { 1: [], [multiK]: [] };
+      for (let round = 0; round < 3; round++) {
+        for (const k of [1, multiK]) {
+          const r = await net.add(`U${k}x${round}`, { maxSources: k });
+          const res = await r.download(FILE);
+          verify(r, res, `unshaped k=${k}`);
+          samples[k]!.push(rate(res));
+          await r.leave();
+        }
+      }
+      for (const k of [1, multiK]) {
+        const v = [...samples[k]!].sort((a, b) => a - b);
+        benchRates[k] = v[1]!;
+        bench.push([k, benchRates[k]!.toFixed(1), v.map((x) => x.toFixed(1)).join(' / ')]);
+      }
+      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
+      s.table('Bench: unshaped loopback', ['holders k', 'MB/s (median of 3)', 'runs MB/s'], bench, 'no cap; all peers in one process on a shared 2-core machine, so this is CPU-bound.');
+      s.summary.unshaped = Object.fromEntries(Object.entries(benchRates).map(([k, v]) => [k, Number(v.toFixed(1))]));
+      s.check(benchRates[multiK]! >= 0.9 * benchRates[1]!, `unshaped: ${multiK} sources no slower than one (10% noise allowed)`, `${benchRates[multiK]!.toFixed(1)} vs ${benchRates[1]!.toFixed(1)} MB/s`);
+
+      // ---- a corrupting holder ----
+      const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, _i, d) => void (d[d.length - 1] ^= 0x01) });
+      fs.writeFileSync(path.join(bad.opts.share, FILE), body);
+      // Its manifest computed beforehand, as the others' were: it takes part from the first piece.
+      const bf = await openShared(bad.opts.share, FILE);
+      await manifestOf(bf, { minPieceBytes: piece }).finally(() => bf.handle.close());
+      const rc = await net.add('RC', { maxSources: 64 });
+      const resC = await rc.download(FILE);
+      verify(rc, resC, 'corrupting holder');
+      const badSrc = resC.swarm!.sources.find((x) => x.id === 'BAD');
+      const psC = pieceSize(resC);
+      s.summary.corrupt = {
+        badPieces: resC.swarm!.badPieces, dropped: badSrc?.dropped ?? null, wastedBytes: resC.swarm!.bytesWasted, duplicateBytes: resC.swarm!.bytesDuplicate,
+        outstandingLostBytes: resC.swarm!.bytesOutstandingLost, pieceSize: psC, rateMBps: Number(rate(resC).toFixed(1)),
+      };
+      s.check(!!badSrc?.dropped && /bad-piece/.test(badSrc.dropped), 'corrupting holder dropped for a bad piece', badSrc?.dropped);
+      s.check(resC.swarm!.bytesWasted - resC.swarm!.bytesDuplicate <= resC.swarm!.bytesOutstandingLost, 'corrupting holder: refetched ≤ its pieces (bad + outstanding)',
+        `${resC.swarm!.bytesWasted - resC.swarm!.bytesDuplicate} ≤ ${resC.swarm!.bytesOutstandingLost}`);
+      await rc.leave();
+      await bad.leave();
+
+      // ---- the requester stopped at ~50% and restarted ----
+      const zs = await net.add('Z', { maxSources: Math.min(4, nh) });
+      const zShare = zs.opts.share;
+      let atStop = 0;
+      const first = zs.download(FILE);
+      first.catch(() => undefined);
+      await new Promise<void>((resolve) => {
+        const f = (p: { bytes: number; size: number }) => {
+          if (p.bytes >= p.size / 2) {
+            zs.off('progress', f);
+            atStop = p.bytes;
+            resolve();
+          }
+        };
+        zs.on('progress', f);
+      });
+      await zs.leave();
+      await first.catch(() => undefined);
+      const z2 = await net.add('Z', { maxSources: Math.min(4, nh) });
+      s.check(z2.opts.share === zShare, 'restarted requester uses the same share');
+      let resumeAt = -1;
+      z2.on('resume', (x) => (resumeAt = x.percent));
+      const resZ = await z2.download(FILE);
+      verify(z2, resZ, 'resume');
+      const psZ = pieceSize(resZ);
+      const refetchedPieces = Math.max(0, Math.ceil((atStop - resZ.swarm!.resumedBytes) / psZ));
+      s.summary.resume = { stoppedAtBytes: atStop, resumedBytes: resZ.swarm!.resumedBytes, resumePercent: resumeAt, refetchedPieces, receivedAfterRestart: resZ.swarm!.bytesReceived, pieceSize: psZ };
+      s.check(refetchedPieces <= 2, 'restart at ~50%: ≤ 2 verified pieces fetched again', `${refetchedPieces}`);
+      await z2.leave();
+
+      // ---- a holder killed mid-download ----
+      const rk = await net.add('RK', { maxSources: nh });
+      const t0 = performance.now();
+      let killAt = 0;
+      const kp = rk.download(FILE);
+      await new Promise<void>((resolve) => {
+        const f = (p: { bytes: number; size: number }) => {
+          if (p.bytes >= p.size * 0.3) {
+            rk.off('progress', f);
+            resolve();
+          }
+        };
+        rk.on('progress', f);
+      });
+      const victim = holders[0]!;
+      await victim.stop();
+      killAt = performance.now();
+      const resK = await kp;
+      const doneAt = performance.now();
+      verify(rk, resK, 'holder killed');
+      const twice = resK.swarm!.bytesWasted - resK.swarm!.bytesDuplicate;
+      s.summary.killed = {
+        rateMBps: Number(rate(resK).toFixed(1)), fetchedTwiceBytes: twice, outstandingLostBytes: resK.swarm!.bytesOutstandingLost, duplicateBytes: resK.swarm!.bytesDuplicate,
+        finishAfterKillMs: Math.round(doneAt - killAt), totalMs: Math.round(doneAt - t0), dropped: resK.swarm!.sources.find((x) => x.id === victim.id)?.dropped ?? null,
+      };
+      s.check(twice <= resK.swarm!.bytesOutstandingLost, 'holder killed: bytes fetched twice ≤ its outstanding pieces', `${twice} ≤ ${resK.swarm!.bytesOutstandingLost}`);
+      s.table('Faults', ['case', 'MB/s', 'fetched again', 'bound', 'note'], [
+        ['holder killed at 30%', rate(resK).toFixed(1), `${(twice / MiB).toFixed(2)} MiB`, `${(resK.swarm!.bytesOutstandingLost / MiB).toFixed(2)} MiB outstanding at it`, `finished ${ms(doneAt - killAt)} after the kill; end-game duplicates ${(resK.swarm!.bytesDuplicate / MiB).toFixed(2)} MiB`],
+        ['corrupting holder', rate(resC).toFixed(1), `${((resC.swarm!.bytesWasted - resC.swarm!.bytesDuplicate) / MiB).toFixed(2)} MiB`, `${resC.swarm!.badPieces} bad piece + ${(resC.swarm!.bytesOutstandingLost / MiB).toFixed(2)} MiB outstanding`, `dropped: ${badSrc?.dropped ?? 'no'}`],
+        ['requester restarted at ~50%', rate(resZ).toFixed(1), `${refetchedPieces} piece(s)`, '≤ 2 pieces', `resumed at ${resumeAt}% (${(resZ.swarm!.resumedBytes / MiB).toFixed(1)} MiB verified on disk); received ${(resZ.swarm!.bytesReceived / MiB).toFixed(1)} MiB after the restart`],
+      ], 'fetched again = bytes received and thrown away, end-game duplicates excluded (they are listed apart).');
+      await rk.leave();
+    } finally {
+      await net.close();
+    }
+  },
+};
+
+if (isMain(import.meta.url)) await main(swarm);
