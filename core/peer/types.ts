@@ -6,6 +6,7 @@ import type { ConnectionOptions } from '../transport/connection.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 import type { TransferMetrics } from '../transfer/receive.ts';
 import type { ShareStore } from '../transfer/store.ts';
+import type { SwarmMetrics } from '../transfer/swarm.ts';
 import type { JoinTimeline } from './join.ts';
 
 export type { JoinTimeline, TransferMetrics };
@@ -102,19 +103,8 @@ export interface PeerOptions {
   clock?: Clock;
 }
 
-/** Swarm figures of a download (docs/SWARM.md). */
-export interface SwarmStats {
-  sources: { id: string; pieces: number; bytes: number; dropped?: string }[];
-  pieceSize: number;
-  pieces: number;
-  resumedPieces: number;
-  resumedBytes: number;
-  bytesReceived: number;
-  bytesWasted: number;
-  badPieces: number;
-  bytesOutstandingLost: number;
-  bytesDuplicate: number;
-}
+/** Swarm figures of a download (docs/SWARM.md): the swarm's own report, less what every download has. */
+export type SwarmStats = Pick<SwarmMetrics, 'sources' | 'pieceSize' | 'pieces' | 'resumedPieces' | 'resumedBytes' | 'bytesReceived' | 'bytesWasted' | 'badPieces' | 'bytesOutstandingLost' | 'bytesDuplicate'>;
 
 export interface FloodResult extends FloodCounters {
   qid: string;

@@ -32,7 +32,7 @@ import { withTimeout, type Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
-import { freeBytes } from './receive.ts';
+import { freeBytes, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
   transport: Transport;
@@ -68,17 +68,9 @@ export interface SourceReport {
   dropped?: string;
 }
 
-export interface SwarmMetrics {
-  name: string;
-  from: string;
-  bytes: number;
-  ttfbMs: number;
-  durationMs: number;
-  mbps: number;
-  sha256: string;
+export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPath'> {
   verified: true;
   readPath: 'stream';
-  fsyncMs: number;
   holder: PeerRef;
   sources: SourceReport[];
   pieceSize: number;
