@@ -372,6 +372,16 @@ export class SimClock implements Clock {
    */
   async run(o: SimRunOptions = {}): Promise<void> {
     const max = o.maxTime ?? Infinity;
+    const stopped = await this.loop(() => !!o.until?.() || (this.refs <= 0 && max === Infinity), max);
+    if (!stopped && Number.isFinite(max) && max > this.t) this.t = max;
+  }
+
+  /**
+   * The one driver loop: lets pending work settle (and held work finish),
+   * then fires the next instant up to `max`, until `stop()` says so (true) or
+   * no timer is left by `max` (false).
+   */
+  private async loop(stop: () => boolean, max: number): Promise<boolean> {
     if (this.running) throw new Error('SimClock: a driver is already running');
     this.running = true;
     try {
@@ -381,11 +391,9 @@ export class SimClock implements Clock {
           await this.waitHolds();
           continue;
         }
-        if (o.until?.()) return;
-        if (this.refs <= 0 && max === Infinity) return;
-        if (!this.fireNext(max)) break;
+        if (stop()) return true;
+        if (!this.fireNext(max)) return false;
       }
-      if (Number.isFinite(max) && max > this.t) this.t = max;
     } finally {
       this.running = false;
     }
@@ -411,22 +419,7 @@ export class SimClock implements Clock {
       settled = true;
     };
     p.then(mark, mark);
-    const max = maxTime;
-    if (this.running) throw new Error('SimClock: a driver is already running');
-    this.running = true;
-    try {
-      for (;;) {
-        await this.settle();
-        if (this.holds > 0) {
-          await this.waitHolds();
-          continue;
-        }
-        if (settled) break;
-        if (!this.fireNext(max)) break;
-      }
-    } finally {
-      this.running = false;
-    }
+    await this.loop(() => settled, maxTime);
     if (!settled) throw new Error(`SimClock: stalled at t=${this.t} ms with the awaited work still pending (no timer left)`);
     return p;
   }

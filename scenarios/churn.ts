@@ -83,11 +83,7 @@ export const churn: ScenarioDef = {
         const name = r.pick(names);
         busy.add(by);
         try {
-          if (r.next() < 0.5) await c.search(by, name, { label: 'under churn' });
-          else {
-            const t = await c.download(by, name, { label: 'under churn', mayFail: true });
-            if (t.ok) catalog.get(name)?.add(by);
-          }
+          await ask(c, r, catalog, by, name);
         } finally {
           busy.delete(by);
           finished();
@@ -168,6 +164,15 @@ export const churn: ScenarioDef = {
 };
 
 /** Files each peer holds: one of 16–256 KiB named after it. */
+/** One request of the load under churn: a search or (as often) a download of `name` by `by`; a verified download makes `by` a holder. */
+async function ask(c: Cluster, r: { next(): number }, catalog: Map<string, Set<string>>, by: string, name: string): Promise<void> {
+  if (r.next() < 0.5) await c.search(by, name, { label: 'under churn' });
+  else {
+    const t = await c.download(by, name, { label: 'under churn', mayFail: true });
+    if (t.ok) catalog.get(name)?.add(by);
+  }
+}
+
 function fileDef(s: Scenario, id: string) {
   return { name: `${id.toLowerCase()}.dat`, bytes: s.rng.int(16, 256) * 1024 };
 }
@@ -245,11 +250,7 @@ async function timed(s: Scenario, duration: number): Promise<void> {
       }
       busy.add(by);
       try {
-        if (r.next() < 0.5) await c.search(by, name, { label: 'under churn' });
-        else {
-          const t = await c.download(by, name, { label: 'under churn', mayFail: true });
-          if (t.ok) catalog.get(name)?.add(by);
-        }
+        await ask(c, r, catalog, by, name);
       } finally {
         busy.delete(by);
       }

@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
-import { cachedSha256 as hashCached, knownSha256, type HashOptions, type SharedFile } from './hash-cache.ts';
+import { cachedSha256 as hashCached, type HashOptions, type SharedFile } from './hash-cache.ts';
 
 
 export class JailError extends LocalError {}
@@ -89,11 +89,6 @@ export async function listShared(dir: string): Promise<{ name: string; size: num
     }
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The SHA-256 of `f` when it is cached (memory or the share's cache file) and the file is unchanged, else undefined. */
-export function cachedSha256(f: SharedFile): Promise<string | undefined> {
-  return knownSha256(f);
 }
 
 /**

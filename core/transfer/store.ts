@@ -24,7 +24,8 @@ import path from 'node:path';
 import { LocalError, TransferError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
 import type { HashOptions } from './hash-cache.ts';
-import { assertName, cachedSha256, hasShared, listShared, openShared, sha256Of, shareRoot } from './jail.ts';
+import { knownSha256 } from './hash-cache.ts';
+import { assertName, hasShared, listShared, openShared, sha256Of, shareRoot } from './jail.ts';
 
 export type { HashOptions };
 
@@ -185,7 +186,7 @@ export class FsStore implements ShareStore {
       name: f.name,
       size: f.size,
       read: (buf, offset, length, position) => f.handle.read(buf, offset, length, position),
-      knownSha256: () => cachedSha256(f),
+      knownSha256: () => knownSha256(f),
       sha256: (o) => sha256Of(f, o),
       close: () => f.handle.close(),
     };

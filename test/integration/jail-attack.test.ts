@@ -2,7 +2,7 @@
  * The share jail under attack: links out of the folder, look-alike names, a
  * file replaced while it is being sent, a share folder that disappears.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -45,22 +45,31 @@ test('look-alike, non-NFC and trailing-dot names are refused or do not match', a
   }
 });
 
-test('a file replaced while it is being sent fails the SHA-256 check cleanly; a retry gets the new file', async (t) => {
-  // The holder's uplink is capped so the transfer is still running when the file changes.
+/**
+ * A holder H (uplink capped so the transfer is still running) and a requester R with `opts`:
+ * R starts downloading an 8 MiB file and, once 512 KiB arrived, H's file is rewritten in place
+ * (same size, other bytes). Returns the download's error and what the retry needs.
+ */
+async function replacedWhileSent(t: ExecutionContext, opts: Parameters<Awaited<ReturnType<typeof cluster>>['add']>[1] = {}) {
   const c = await cluster();
   t.teardown(() => c.close());
   await c.add('H', { transport: tcpTransport({ shape: { bandwidthBytesPerSec: 8 * 1024 * 1024 } }) });
-  const req = await c.add('R');
+  const req = await c.add('R', opts);
   const file = path.join(c.dir, 'H', 'big.bin');
   fs.writeFileSync(file, crypto.randomBytes(8 * 1024 * 1024));
   const progress = nextEvent(req, 'progress', (p: { bytes: number }) => p.bytes > 512 * 1024);
   const dl = req.download('big.bin');
   await progress;
-  // Rewrite in place (same size, other bytes): the offer's hash no longer matches.
   const fd = fs.openSync(file, 'r+');
   fs.writeSync(fd, crypto.randomBytes(8 * 1024 * 1024), 0, 8 * 1024 * 1024, 0);
   fs.closeSync(fd);
   const err = await t.throwsAsync(dl);
+  return { c, req, file, err };
+}
+
+test('a file replaced while it is being sent fails the SHA-256 check cleanly; a retry gets the new file', async (t) => {
+  // The offer's hash no longer matches.
+  const { c, req, file, err } = await replacedWhileSent(t);
   t.is(errorCode(err), 'hash-mismatch');
   t.false(fs.existsSync(path.join(c.dir, 'R', 'big.bin')));
   t.true(noTemp(path.join(c.dir, 'R')));
@@ -70,21 +79,8 @@ test('a file replaced while it is being sent fails the SHA-256 check cleanly; a 
 });
 
 test('swarm "always": a file replaced while it is being sent fails piece verification cleanly; a retry gets the new file', async (t) => {
-  // The holder's uplink is capped so the transfer is still running when the file changes.
-  const c = await cluster();
-  t.teardown(() => c.close());
-  await c.add('H', { transport: tcpTransport({ shape: { bandwidthBytesPerSec: 8 * 1024 * 1024 } }) });
-  const req = await c.add('R', { swarm: 'always' });
-  const file = path.join(c.dir, 'H', 'big.bin');
-  fs.writeFileSync(file, crypto.randomBytes(8 * 1024 * 1024));
-  const progress = nextEvent(req, 'progress', (p: { bytes: number }) => p.bytes > 512 * 1024);
-  const dl = req.download('big.bin');
-  await progress;
-  // Rewrite in place (same size, other bytes): the pieces no longer match the manifest.
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, crypto.randomBytes(8 * 1024 * 1024), 0, 8 * 1024 * 1024, 0);
-  fs.closeSync(fd);
-  const err = await t.throwsAsync(dl);
+  // The pieces no longer match the manifest.
+  const { c, req, file, err } = await replacedWhileSent(t, { swarm: 'always' });
   t.is(errorCode(err), 'all-holders-gone');
   t.regex(err!.message, /bad-piece/);
   t.false(fs.existsSync(path.join(c.dir, 'R', 'big.bin')));

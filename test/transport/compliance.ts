@@ -64,9 +64,7 @@ async function serve(
   });
   t.teardown(async () => {
     for (const c of accepted) c.destroy();
-    // Bounded: tcp.ts never reads a socket it refuses over maxConnections, so it misses the
-    // client's FIN and server.close() waits for that socket's unref'd 1 s destroy timer.
-    await Promise.race([listener.close(), env.quiet(1500)]);
+    await listener.close();
   });
   return {
     listener,
