@@ -62,6 +62,9 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
   // Keyed: a refusal is said inside the channel (a keyed client reads nothing in plain text), for a bounded
   // number of refused handshakes at once; past that, refused sockets are simply closed.
   let refusing = 0;
+  // Sockets refused over the limit, until they close: closing the listener ends them at once
+  // (server.close() waits for every socket, and a refused one may linger up to its 1 s timer).
+  const refused = new Set<net.Socket>();
   const refuseSecure = sec
     ? secureAcceptor(sec.psk, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, (s) => {
         s.on('error', () => undefined);
@@ -75,6 +78,8 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
       // Over the limit: say why, then close (the others keep being served). Reading on lets the
       // client's FIN close the socket at once (an unread socket lingers until the destroy timer).
       sock.on('error', () => undefined);
+      refused.add(sock);
+      sock.once('close', () => refused.delete(sock));
       if (refuseSecure && refusing < 64) {
         refusing++;
         sock.once('close', () => refusing--);
@@ -113,6 +118,7 @@ async function listen(opts: ListenOptions, wrap: (s: net.Socket) => ByteLink, se
     address: { host: opts.host, port: a.port },
     close() {
       closing ??= new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const sock of refused) sock.destroy();
       return closing;
     },
   };
