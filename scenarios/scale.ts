@@ -61,15 +61,17 @@ export const scale: ScenarioDef = {
       const round = `N=${N} ${runner}`;
       const timer = (name: string) => (s.opts.extra[name] === undefined ? undefined : Number(s.opts.extra[name]));
       const c = await s.cluster({ round, runner, heartbeatMs: timer('heartbeat-ms'), announceMs: timer('announce-ms') });
-      const phases: { phase: string; simMs: number | null; wallMs: number }[] = [];
+      const phases: { phase: string; simMs: number | null; wallMs: number; cpuMs: number }[] = [];
       /** Runs one phase, recording its time on the scenario clock (simulated under the memory runner) and on the wall. */
       const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
         const t0 = s.now();
         const w0 = s.wallNow();
+        const c0 = cpuMs();
         const v = await fn();
         const simMs = s.simulated ? s.now() - t0 : null;
         const wallMs = s.wallNow() - w0;
-        phases.push({ phase: name, simMs, wallMs });
+        // CPU of this process (user + system, GC threads included): the in-process runners' peers and metaserver.
+        phases.push({ phase: name, simMs, wallMs, cpuMs: cpuMs() - c0 });
         s.records.phases.push({ round, phase: name, peers: c.alive().length, ms: s.now() - t0, wallMs });
         return v;
       };
@@ -139,7 +141,8 @@ export const scale: ScenarioDef = {
         ms(t.row.completionMs), int(t.row.messages), int(t.row.reached), ms(sd.median), ms(sd.max), ratio === null ? '—' : ratio.toFixed(2), hopRatio ? hopRatio.median.toFixed(2) : '—', int(searches[0]!.messages), ms(none.completionMs),
         mem.kind === 'heap' ? kib(mem.perPeerBytes) : '—', kib(mem.rssPerPeerBytes), (rssPeak / 1024 ** 3).toFixed(2),
       ]);
-      for (const p of phases) phaseRows.push([int(N), runner, p.phase, p.simMs === null ? '—' : ms(p.simMs), ms(p.wallMs)]);
+      for (const p of phases) phaseRows.push([int(N), runner, p.phase, p.simMs === null ? '—' : ms(p.simMs), ms(p.wallMs), runner === 'process' ? '—' : ms(p.cpuMs)]);
+      if (runner !== 'process') s.log(`  N=${N}: CPU per join ${(1000 * phases[0]!.cpuMs / N).toFixed(0)} µs (join all: ${ms(phases[0]!.cpuMs)} ms CPU, ${ms(phases[0]!.wallMs)} ms wall)`);
       figures.push({ N, runner, joinConcurrency: conc, joinAllMs: joinAll, joinMedianMs: jt.median, joinP95Ms: jt.p95, depth, topoMs: t.row.completionMs, topoMessages: t.row.messages, searchMedianMs: sd.median, searchMaxMs: sd.max, searchRatio: ratio, searchHopRatio: hopRatio?.median ?? null, searchMessages: searches[0]!.messages, notFoundMs: none.completionMs, memory: mem, crashed: crashed.length, left: left.length, repairs, phases, peakRssBytes: rssPeak, simulated: s.simulated });
       if (N <= 2500) s.setTree(round, whole);
       s.log(`  N=${N}: joined in ${ms(joinAll)} ms${s.simulated ? ' (simulated)' : ''}, search ${ms(sd.median)} ms, ${kib(mem.perPeerBytes)} KiB ${mem.kind === 'heap' ? 'heap' : 'RSS'} per peer, ${repairs} repairs`);
@@ -161,8 +164,13 @@ export const scale: ScenarioDef = {
       'N', 'runner', 'join all ms', 'joins/s (wall)', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
       'search median ms', 'search max ms', 'search ÷ (2·depth·latency)', 'search ÷ (2·hops·latency)', 'search msgs', 'not-found ms', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB',
     ], rows, `max-children ${s.opts.maxChildren}, policy ${s.opts.policy}; times are simulated under the memory runner, wall clock otherwise; heap/peer: JS heap growth after GC ÷ N (in-process runners); RSS/peer: process RSS growth ÷ N in-process, each peer process's RSS under the process runner; peak RSS: this process's maximum so far.`);
-    s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase.');
+    s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms', 'CPU ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase; CPU: this process\'s user + system time in the phase (in-process runners).');
   },
 };
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 if (isMain(import.meta.url)) await main(scale);

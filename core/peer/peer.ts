@@ -21,7 +21,7 @@ import { describeError, errorCode, LocalError, MetaserverUnreachableError, Remot
 import { request } from '../metaserver/client.ts';
 import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { proofOf, tagOf } from '../protocol/proof.ts';
-import { decideJoin, smallestChild } from '../protocol/placement.ts';
+import { decideJoin, RedirectLedger, smallestChild } from '../protocol/placement.ts';
 import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
 import { keyedTransport } from '../transport/auth.ts';
@@ -73,6 +73,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
   private rootPath: string[] = [];
   private rootPathSet = new Set<string>();
+  /** Newcomers redirected into each child's subtree that its reports do not show yet (made by the first redirect). */
+  private ledger: RedirectLedger | undefined;
 
   constructor(options: PeerOptions) {
     super();
@@ -502,6 +504,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         return;
       case 'size':
         if (link.role !== 'child') throw new RemoteProtocolError('unexpected-message', 'only a child reports its subtree size');
+        this.ledger?.reported(link.ref.id, link.subtree, m.subtree);
         link.subtree = m.subtree;
         this.reportSubtree();
         return;
@@ -556,6 +559,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   removeChild(link: Link): boolean {
     if (this.links.children.get(link.ref.id) !== link) return false;
     this.links.children.delete(link.ref.id);
+    this.ledger?.forget(link.ref.id);
     this.flood.neighbourGone(link.ref.id);
     if (this.life.stopping) return true;
     const reason = link.leaving ? 'left' : 'connection lost';
@@ -633,7 +637,10 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onJoinRequest(conn: Connection, m: Msg<'join'>): void {
     if (this.life.stopping) throw new TreeshareError('leaving', `peer ${this.id} is leaving`);
-    const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree }));
+    // A child's size counts the newcomers we redirected into it that its reports do not show yet.
+    const now = this.clock.now();
+    const ledger = this.ledger;
+    const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree + (ledger ? ledger.pending(c.ref.id, now) : 0) }));
     // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
     const parentId = this.links.parent?.ref.id;
     const ancestors = { has: (id: string) => id === parentId || this.rootPathSet.has(tagOf(id)) };
@@ -641,9 +648,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
       // Prefer a child heard from lately: one silent for two heartbeats may be frozen or gone.
-      const now = this.clock.now();
       const fresh = this.opts.heartbeatMs > 0 ? children.filter((c) => now - (this.links.children.get(c.ref.id)?.lastHeard ?? 0) <= 2 * this.opts.heartbeatMs) : children;
       const to = fresh.some((c) => c.ref.id === d.to.id) || fresh.length === 0 ? d.to : smallestChild(fresh)!.ref;
+      (this.ledger ??= new RedirectLedger()).redirected(to.id, now);
       conn.send({ t: 'redirect', to });
       conn.end();
       return;
@@ -651,6 +658,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const old = this.links.children.get(m.id);
     if (old) {
       this.links.children.delete(m.id);
+      this.ledger?.forget(m.id);
       old.conn.destroy();
     }
     const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), leaving: false };

@@ -4,7 +4,9 @@
  * A peer receiving JOIN accepts when it has a free child slot; otherwise it
  * redirects the newcomer to the child with the fewest descendants (ties: the
  * child that joined first), which keeps the tree shallow and balanced. The
- * newcomer follows redirects up to a bound (see followRedirect).
+ * newcomer follows redirects up to a bound (see RedirectTracker). Sizes count
+ * the newcomers already redirected into a child and not yet in its reports
+ * (RedirectLedger), so concurrent newcomers spread.
  */
 import type { PeerRef } from './messages.ts';
 
@@ -66,5 +68,56 @@ export class RedirectTracker {
     this.count++;
     if (this.count > this.max) return { ok: false, reason: `gave up after ${this.max} redirects` };
     return { ok: true };
+  }
+}
+
+/** How long a redirected newcomer counts as pending in a child's subtree without showing up in its reports, ms. */
+export const REDIRECT_PENDING_MS = 10_000;
+
+/**
+ * A parent's count of newcomers it redirected into each child's subtree that
+ * the child's size reports do not show yet (issue 13, join storm). Reports
+ * travel up one link at a time, so with many joins in flight the reported
+ * sizes lag; counting the redirects as pending spreads concurrent newcomers
+ * over the children instead of sending all of them down one branch. A
+ * report that grew by k settles the k oldest pending redirects into that
+ * child; a redirect never seen there (the newcomer failed or went elsewhere)
+ * lapses after `ttlMs`. Allocated by the first redirect only (leaves never
+ * redirect), one small array per child redirected into.
+ */
+export class RedirectLedger {
+  /** child id → times of pending redirects, oldest first */
+  private byChild = new Map<string, number[]>();
+  constructor(private readonly ttlMs: number = REDIRECT_PENDING_MS) {}
+
+  /** A newcomer was redirected into `child`'s subtree at `now`. */
+  redirected(child: string, now: number): void {
+    const q = this.byChild.get(child);
+    if (q) q.push(now);
+    else this.byChild.set(child, [now]);
+  }
+
+  /** `child` reported its subtree went from `before` to `after`: growth settles that many pending redirects. */
+  reported(child: string, before: number, after: number): void {
+    const q = this.byChild.get(child);
+    if (!q || after <= before) return;
+    q.splice(0, Math.min(q.length, after - before));
+    if (q.length === 0) this.byChild.delete(child);
+  }
+
+  /** Pending redirects into `child` at `now` (lapsed ones dropped). */
+  pending(child: string, now: number): number {
+    const q = this.byChild.get(child);
+    if (!q) return 0;
+    let lapsed = 0;
+    while (lapsed < q.length && now - q[lapsed]! > this.ttlMs) lapsed++;
+    if (lapsed) q.splice(0, lapsed);
+    if (q.length === 0) this.byChild.delete(child);
+    return q.length;
+  }
+
+  /** The child is gone (or replaced its link): nothing of it is pending any more. */
+  forget(child: string): void {
+    this.byChild.delete(child);
   }
 }
