@@ -6,7 +6,7 @@
 import { TreeshareError } from '../errors.ts';
 import { newNonce, proofOf, sameSecret } from '../protocol/proof.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
-import { nextMessage } from '../transport/connection.ts';
+import { nextMessage, type Connection } from '../transport/connection.ts';
 import { deadline, realClock, type Clock } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
 
@@ -33,6 +33,89 @@ export async function request<T extends MessageType>(transport: Transport, to: H
   }
 }
 
+
+/**
+ * A peer's kept connection to the metaserver for its announces (the
+ * metaserver keeps a connection opened by an accepted announce open for that
+ * peer's next ones; see metaserver.ts). One request at a time, in order. A
+ * connection that closed (idle, the metaserver restarted or over its limit)
+ * is replaced on the next request; a request that finds its reused
+ * connection closed is sent once more on a new one. After a failed connect,
+ * new connects wait with backoff (250 ms doubling, at most 15 s); a request
+ * meanwhile fails at once with `unreachable`.
+ */
+export class MetaChannel {
+  private conn: Connection | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private failures = 0;
+  private retryAt = 0;
+  private closed = false;
+  private readonly clock: Clock;
+
+  constructor(private readonly transport: Transport, private readonly meta: HostPortLike, private readonly o: { localHost?: string; clock?: Clock } = {}) {
+    this.clock = o.clock ?? realClock;
+  }
+
+  /** Sends `msg` and waits for one of `expect` (an `error` answer rejects with its code). */
+  request<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs = 5000): Promise<Msg<T>> {
+    const run = this.tail.then(() => this.send(msg, expect, timeoutMs));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Closes the kept connection; later requests fail. */
+  close(): void {
+    this.closed = true;
+    this.conn?.destroy();
+    this.conn = undefined;
+  }
+
+  /** Simulation (a frozen peer): the kept connection is no longer read. */
+  pause(): void {
+    this.conn?.pause();
+  }
+
+  private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number): Promise<Msg<T>> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');
+      const signal = deadline(this.clock, timeoutMs);
+      const reused = this.conn !== undefined && !this.conn.closed;
+      const conn = reused ? this.conn! : await this.connect(signal);
+      try {
+        const reply = nextMessage(conn, expect, { signal });
+        conn.send(msg);
+        return await reply;
+      } catch (err) {
+        conn.destroy();
+        if (this.conn === conn) this.conn = undefined;
+        // The metaserver closed a kept connection (idle, restarted) just as we used it: once more on a new one.
+        if (reused && attempt === 0 && err instanceof TreeshareError && err.code === 'connection-closed') continue;
+        throw err;
+      }
+    }
+  }
+
+  private async connect(signal: AbortSignal): Promise<Connection> {
+    const now = this.clock.now();
+    if (now < this.retryAt) throw new TreeshareError('unreachable', `metaserver ${this.meta.host}:${this.meta.port} unreachable; next try in ${Math.ceil(this.retryAt - now)} ms`);
+    try {
+      const conn = await this.transport.connect(this.meta, { signal, localHost: this.o.localHost, connection: this.o.clock ? { clock: this.clock } : {} });
+      this.failures = 0;
+      if (this.closed) {
+        conn.destroy();
+        throw new TreeshareError('aborted', 'the metaserver channel is closed');
+      }
+      this.conn = conn;
+      return conn;
+    } catch (err) {
+      if (!(err instanceof TreeshareError && err.code === 'aborted' && this.closed)) {
+        this.failures++;
+        this.retryAt = this.clock.now() + Math.min(15_000, 250 * 2 ** Math.min(this.failures - 1, 10));
+      }
+      throw err;
+    }
+  }
+}
 
 /** The metaserver's registry. */
 export async function metaStatus(transport: Transport, meta: HostPortLike, opts: RequestOptions = {}): Promise<RegistryEntry[]> {

@@ -1,7 +1,13 @@
 /**
- * Metaserver: the bootstrap point (docs/PROTOCOL.md, flows A/B). Each connection carries one
+ * Metaserver: the bootstrap point (docs/PROTOCOL.md, flows A/B). A connection carries one
  * request (register, announce, leave, status, ping) and one answer, then
- * closes. It never carries searches or files.
+ * closes; except that a connection opened by an accepted `announce` stays
+ * open for that peer's later announces (same id, one at a time), so a peer
+ * keeps one metaserver connection instead of one per announce. Such kept
+ * connections are closed when idle for `announceIdleMs` and are limited to
+ * `maxConnections` minus a reserve left for one-shot requests (over it, an
+ * announce is answered and its connection closed, as before). It never
+ * carries searches or files.
  *
  * Each register is answered with a secret token that the peer must show on
  * every announce and on its own leave; reports about other peers (leave
@@ -52,6 +58,12 @@ export interface MetaserverOptions {
   pendingTtlMs?: number;
   /** Most simultaneous connections. Default 10,000. */
   maxConnections?: number;
+  /**
+   * A kept announce connection (see above) silent for this long is closed, ms
+   * (peers announce every 5 s by default). Default 30,000; 0 keeps no announce
+   * connection open (every announce is one-shot).
+   */
+  announceIdleMs?: number;
   connection?: ConnectionOptions;
   /** Time source of registry times, the stale-entry sweep and probe timeouts. Default realClock (the memory runner passes its SimClock). */
   clock?: Clock;
@@ -76,7 +88,10 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   private readonly service: MetaService;
   private listener: Listener | undefined;
   private conns = new Set<Connection>();
+  /** Kept announce connections: the id they announce for and when they last did (simulated or real ms). */
+  private sessions = new Map<Connection, { id: string; at: number }>();
   private sweep: TimerHandle | undefined;
+  private idleSweep: TimerHandle | undefined;
   private readonly clock: Clock;
   private readonly rng: () => number;
   /** Date.now() at clock.now() = 0: wall-clock timestamps shown to users (under a SimClock: simulated, counted from the real start). */
@@ -127,12 +142,19 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
       }, Math.max(100, Math.floor(timeout / 4)));
       this.sweep.unref();
     }
+    const idle = this.announceIdleMs;
+    if (idle > 0) {
+      this.idleSweep = this.clock.setInterval(() => this.closeIdle(idle), Math.max(250, Math.floor(idle / 4)));
+      this.idleSweep.unref();
+    }
     this.emit('listening', this.listener.address);
     return this.listener.address;
   }
 
   async stop(): Promise<void> {
     if (this.sweep) this.clock.clearInterval(this.sweep);
+    if (this.idleSweep) this.clock.clearInterval(this.idleSweep);
+    this.sessions.clear();
     const closing = this.listener?.close();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
@@ -150,7 +172,10 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
 
   private onConnection(conn: Connection): void {
     this.conns.add(conn);
-    conn.on('close', () => this.conns.delete(conn));
+    conn.on('close', () => {
+      this.conns.delete(conn);
+      this.sessions.delete(conn);
+    });
     conn.on('protocol-error', (e) => this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message }));
     conn.once('message', (m) => {
       this.handle(conn, m).catch((err) => {
@@ -167,7 +192,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
       case 'announce':
         await this.service.announce(m);
         conn.send({ t: 'ok' });
-        return conn.end();
+        return this.keep(conn, m.id) ? undefined : conn.end();
       case 'leave':
         await this.service.leave(m);
         conn.send({ t: 'ok' });
@@ -180,6 +205,49 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
         return conn.end();
       default:
         throw new RemoteProtocolError('unexpected-message', `the metaserver does not handle "${m.t}"`);
+    }
+  }
+
+  private get announceIdleMs(): number {
+    return this.opts.announceIdleMs ?? 30_000;
+  }
+
+  /** Kept announce connections allowed: the connection limit less a reserve for one-shot requests (registers, reports, status). */
+  private get maxSessions(): number {
+    const max = this.opts.maxConnections ?? 10_000;
+    return Math.max(0, max - Math.min(1000, Math.ceil(max / 10)));
+  }
+
+  /**
+   * After an accepted announce: keeps `conn` open for `id`'s next announce, if
+   * kept connections are on and below their limit. The next message must be an
+   * announce for the same id (its token is checked again by the service); anything
+   * else is answered with an error and closes the connection.
+   */
+  private keep(conn: Connection, id: string): boolean {
+    const known = this.sessions.get(conn);
+    if (!known && (this.announceIdleMs <= 0 || this.sessions.size >= this.maxSessions || conn.closed)) return false;
+    if (known) known.at = this.clock.now();
+    else this.sessions.set(conn, { id, at: this.clock.now() });
+    conn.once('message', (m) => {
+      const run = m.t === 'announce' && m.id === id
+        ? this.handle(conn, m)
+        : Promise.reject(new RemoteProtocolError('unexpected-message', m.t === 'announce' ? `this connection announces for ${id}, not ${m.id}` : `only announces for ${id} may follow an announce, not "${m.t}"`));
+      run.catch((err) => {
+        this.sessions.delete(conn);
+        conn.fail(err);
+      });
+    });
+    return true;
+  }
+
+  /** Closes kept announce connections silent for `idleMs` (their peers reconnect on their next announce). */
+  private closeIdle(idleMs: number): void {
+    const now = this.clock.now();
+    for (const [conn, s] of this.sessions) {
+      if (now - s.at <= idleMs) continue;
+      this.sessions.delete(conn);
+      conn.end();
     }
   }
 

@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { backoffDelays, retry } from '../backoff.ts';
 import { describeError, errorCode, LocalError, MetaserverUnreachableError, RemoteProtocolError, TreeshareError } from '../errors.ts';
-import { request } from '../metaserver/client.ts';
+import { MetaChannel, request } from '../metaserver/client.ts';
 import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { proofOf, tagOf } from '../protocol/proof.ts';
 import { decideJoin, RedirectLedger, smallestChild } from '../protocol/placement.ts';
@@ -68,6 +68,11 @@ export class Peer extends EventEmitter<PeerEvents> {
   private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
   private lastAnnounceFailed = false;
+  /** The kept metaserver connection for announces (made by the first announce). */
+  private metaChannel: MetaChannel | undefined;
+  /** An announce is in flight; `announceAgain`: another was asked for meanwhile (sent when it ends, with the state then). */
+  private announcing: Promise<void> | undefined;
+  private announceAgain = false;
   /** Secret issued by the metaserver at register: shown on announce and leave, and proves us to its probes. */
   token: string | undefined;
   /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
@@ -332,6 +337,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
     this.announceTimer = undefined;
     for (const c of this.conns) c.pause();
+    this.metaChannel?.pause();
   }
 
   private frozen = false;
@@ -342,6 +348,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     for (const t of this.timers) this.clock.clearInterval(t);
     this.timers = [];
     if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
+    this.metaChannel?.close();
     this.transfers.abortAll();
     this.swarmUploads.abortAll();
     this.flood.clear();
@@ -416,13 +423,39 @@ export class Peer extends EventEmitter<PeerEvents> {
     }, delayMs);
   }
 
-  async announce(): Promise<void> {
-    if (!this.life.inTree || !this.token) return;
+  /**
+   * Tells the metaserver where we are, over our kept metaserver connection.
+   * One at a time: asked for while one is in flight, it is sent once that one
+   * ends (with the state then).
+   */
+  announce(): Promise<void> {
+    if (this.announcing) {
+      this.announceAgain = true;
+      return this.announcing;
+    }
+    const run = (async () => {
+      try {
+        do {
+          this.announceAgain = false;
+          await this.announceOnce();
+        } while (this.announceAgain && !this.life.stopping && !this.frozen);
+      } finally {
+        // Cleared with no await after the last check: a later ask starts a new run.
+        this.announcing = undefined;
+      }
+    })();
+    this.announcing = run;
+    return run;
+  }
+
+  private async announceOnce(): Promise<void> {
+    if (!this.life.inTree || !this.token || this.life.stopping) return;
     try {
-      await request(this.transport, this.opts.meta, {
+      this.metaChannel ??= new MetaChannel(this.transport, this.opts.meta, { localHost: this.localHost, clock: this.clock });
+      await this.metaChannel.request({
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
         children: this.links.children.size, maxChildren: this.opts.maxChildren, token: this.token,
-      }, ['ok'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
+      }, ['ok'], 3000);
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
     } catch (err) {
