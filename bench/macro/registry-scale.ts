@@ -30,9 +30,12 @@ interface Sim {
 
 interface Overlay {
   svc: MetaService;
+  /** By number; a peer's number is in its id (`p<n>`), so finding a referred peer costs the same at every size. */
   peers: Sim[];
-  index: Map<string, number>;
 }
+
+/** The number in a simulated peer's id. */
+const numberOf = (id: string): number => Number(id.slice(1));
 
 function overlay(policy: Policy): Overlay {
   const reg = new Registry(5000);
@@ -40,7 +43,7 @@ function overlay(policy: Policy): Overlay {
   const rng = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   // Probes never happen on this path (fresh ids and addresses, announces with the issued token).
   const svc = new MetaService(reg, { policy, rng, now: () => performance.now(), wallNow: () => Date.now(), probe: async () => 'dead' });
-  return { svc, peers: [], index: new Map() };
+  return { svc, peers: [] };
 }
 
 /**
@@ -53,11 +56,10 @@ async function newcomer(o: Overlay): Promise<number> {
   const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const port = 1 + (i % 60000);
   const r = await o.svc.register({ t: 'register', v: 1, id, host, port, maxChildren: 2 });
-  const pi = r.referral ? o.index.get(r.referral.id)! : -1;
+  const pi = r.referral ? numberOf(r.referral.id) : -1;
   const parent = pi >= 0 ? o.peers[pi]! : undefined;
   const me: Sim = { id, host, port, token: r.token, depth: parent ? parent.depth + 1 : 0, parent: pi, kids: 0 };
   o.peers.push(me);
-  o.index.set(id, i);
   await announceOf(o, me);
   if (!parent) return i;
   parent.kids++;
@@ -73,7 +75,6 @@ function announceOf(o: Overlay, p: Sim): Promise<void> {
 async function leaveLeaf(o: Overlay, i: number): Promise<void> {
   const p = o.peers[i]!;
   await o.svc.leave({ t: 'leave', v: 1, id: p.id, token: p.token });
-  o.index.delete(p.id);
   if (p.parent < 0) return;
   const parent = o.peers[p.parent]!;
   parent.kids--;

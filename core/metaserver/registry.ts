@@ -21,8 +21,10 @@
  *   joined-at, first registered): `free` holds those with a free slot
  *   (children + pending < maxChildren) for least-loaded, `all` every one for
  *   the root policy. Stale heap items are dropped when they reach the top.
- * - pending: referred id → newcomers, a FIFO in referral order (expiry) and
- *   newcomer → referred id (an announce or leave clears it in O(1)).
+ * - pending: on each node, the newcomers referred to it and not confirmed,
+ *   its own pending referral while a newcomer, and a FIFO in referral order
+ *   (expiry); an announce or leave clears it in O(1). Children counts are
+ *   kept on the node too, so a load check needs no lookup.
  *
  * Choices are exactly those of core/protocol/referral.ts chooseReferral over
  * the attached peers (test/unit/referral.test.ts checks both agree).
@@ -51,64 +53,126 @@ interface Node {
   stamp: number;
   /** It has a valid item in the `free` heap. */
   inFree: boolean;
+  /** Joined entries naming it as parent (the size of its set in `kids`), kept here so a load check needs no lookup. */
+  kidCount: number;
+  /** Newcomers referred to it and not confirmed yet. */
+  pending: number;
+  /** Its own pending referral while it is a newcomer (the same object sits in the FIFO), else null. */
+  ref: Referral | null;
+  /** Removed from the registry: referrals to it no longer count (a re-registered id is a new Node). */
+  dead: boolean;
+  /** Its address key in `byAddr` (made once per address, not per announce). */
+  addr: string;
 }
 
-interface HeapItem {
-  depth: number;
-  joinedAt: number;
-  seq: number;
-  id: string;
-  stamp: number;
-}
+/** (depth, joined-at, first registered) of `a` before that of `b`. */
+const before = (ad: number, aj: number, as: number, bd: number, bj: number, bs: number): boolean =>
+  ad !== bd ? ad < bd : aj !== bj ? aj < bj : as < bs;
 
-const before = (a: HeapItem, b: HeapItem): boolean =>
-  a.depth !== b.depth ? a.depth < b.depth : a.joinedAt !== b.joinedAt ? a.joinedAt < b.joinedAt : a.seq < b.seq;
-
-/** Binary min-heap with lazy deletion (the caller says which items are still valid). */
+/**
+ * Binary min-heap with lazy deletion (the caller says which items are still
+ * valid), struct-of-arrays: the keys sit in arrays of numbers (contiguous,
+ * unboxed), so a sift compares without touching one object per level; an
+ * item is (node, stamp) with the node's key as pushed.
+ */
 class LazyHeap {
-  private a: HeapItem[] = [];
+  private depth: number[] = [];
+  private joined: number[] = [];
+  private seq: number[] = [];
+  private stamp: number[] = [];
+  private node: Node[] = [];
+
   get size(): number {
-    return this.a.length;
+    return this.node.length;
   }
-  push(x: HeapItem): void {
-    const a = this.a;
-    a.push(x);
-    let i = a.length - 1;
+
+  push(n: Node, stamp: number): void {
+    this.depth.push(n.e.depth ?? Number.MAX_SAFE_INTEGER);
+    this.joined.push(n.e.joinedAt);
+    this.seq.push(n.seq);
+    this.stamp.push(stamp);
+    this.node.push(n);
+    this.up(this.node.length - 1);
+  }
+
+  /** The top item's node and stamp, or undefined. */
+  topNode(): Node | undefined {
+    return this.node[0];
+  }
+
+  topStamp(): number {
+    return this.stamp[0]!;
+  }
+
+  /** Drops the top item. */
+  pop(): void {
+    const last = this.node.length - 1;
+    if (last < 0) return;
+    this.move(last, 0);
+    this.depth.pop();
+    this.joined.pop();
+    this.seq.pop();
+    this.stamp.pop();
+    this.node.pop();
+    if (last > 0) this.down(0);
+  }
+
+  /** Rebuilds from the valid items only (bounds growth from stale ones). */
+  compact(valid: (n: Node, stamp: number) => boolean): void {
+    const nodes = this.node;
+    const stamps = this.stamp;
+    this.depth = [];
+    this.joined = [];
+    this.seq = [];
+    this.stamp = [];
+    this.node = [];
+    for (let i = 0; i < nodes.length; i++) if (valid(nodes[i]!, stamps[i]!)) this.push(nodes[i]!, stamps[i]!);
+  }
+
+  private less(i: number, j: number): boolean {
+    const d = this.depth, jn = this.joined, s = this.seq;
+    return before(d[i]!, jn[i]!, s[i]!, d[j]!, jn[j]!, s[j]!);
+  }
+
+  /** Copies item `from` into slot `to`. */
+  private move(from: number, to: number): void {
+    this.depth[to] = this.depth[from]!;
+    this.joined[to] = this.joined[from]!;
+    this.seq[to] = this.seq[from]!;
+    this.stamp[to] = this.stamp[from]!;
+    this.node[to] = this.node[from]!;
+  }
+
+  private swap(i: number, j: number): void {
+    const d = this.depth, jn = this.joined, s = this.seq, st = this.stamp, n = this.node;
+    let t = d[i]!; d[i] = d[j]!; d[j] = t;
+    t = jn[i]!; jn[i] = jn[j]!; jn[j] = t;
+    t = s[i]!; s[i] = s[j]!; s[j] = t;
+    t = st[i]!; st[i] = st[j]!; st[j] = t;
+    const x = n[i]!; n[i] = n[j]!; n[j] = x;
+  }
+
+  private up(i: number): void {
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!before(a[i]!, a[p]!)) break;
-      [a[i], a[p]] = [a[p]!, a[i]!];
+      if (!this.less(i, p)) break;
+      this.swap(i, p);
       i = p;
     }
   }
-  peek(): HeapItem | undefined {
-    return this.a[0];
-  }
-  pop(): HeapItem | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
+
+  private down(i: number): void {
+    const len = this.node.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < len && this.less(l, m)) m = l;
+      if (r < len && this.less(r, m)) m = r;
+      if (m === i) break;
+      this.swap(i, m);
+      i = m;
     }
-    return top;
-  }
-  /** Rebuilds from the valid items only (bounds growth from stale ones). */
-  compact(valid: (x: HeapItem) => boolean): void {
-    const keep = this.a.filter(valid);
-    this.a = [];
-    for (const x of keep) this.push(x);
   }
 }
 
@@ -125,11 +189,7 @@ export class Registry {
   private seq = 0;
   /** Source of heap stamps, unique across entries (a removed and re-added id never revalidates old items). */
   private tick = 0;
-  /** referred peer id → number of newcomers referred to it and not confirmed yet */
-  private pending = new Map<string, number>();
-  /** newcomer id → its pending referral (the same object sits in the FIFO) */
-  private pendingOf = new Map<string, Referral>();
-  /** Referrals in the order given (expiry); ones no longer current in `pendingOf` are skipped. */
+  /** Referrals in the order given (expiry); ones no longer their newcomer's current one are skipped. */
   private fifo: Referral[] = [];
   private fifoHead = 0;
 
@@ -154,14 +214,14 @@ export class Registry {
 
   remove(id: string): boolean {
     const n = this.nodes.get(id);
-    this.clearPendingOf(id);
-    // Referrals to it lapse: their newcomers' entries in pendingOf are dropped when met (clearPendingOf, expiry).
-    this.pending.delete(id);
     if (!n) return false;
+    this.clearPendingOf(n);
+    // Referrals to it lapse: their newcomers' refs are dropped when met (clearPendingOf, expiry).
+    n.dead = true;
     this.unlinkParent(n.e);
     this.setDetached(id);
     this.nodes.delete(id);
-    if (this.byAddr.get(addr(n.e.host, n.e.port)) === id) this.byAddr.delete(addr(n.e.host, n.e.port));
+    if (this.byAddr.get(n.addr) === id) this.byAddr.delete(n.addr);
     return true;
   }
 
@@ -179,13 +239,12 @@ export class Registry {
       id: p.id, host: p.host, port: p.port, maxChildren: p.maxChildren, joinedAt: wallNow, seenAt: now, token: p.token ?? '',
       state: root ? 'joined' : 'joining', parent: null, depth: root ? 0 : null, children: 0,
     };
-    this.put(e);
+    const me = this.put(e);
     if (!chosen) return { referral: null };
-    this.clearPendingOf(p.id);
-    const to = chosen.e.id;
-    this.pending.set(to, (this.pending.get(to) ?? 0) + 1);
-    const ref: Referral = { newcomer: p.id, to, at: now, gen: chosen.seq };
-    this.pendingOf.set(p.id, ref);
+    this.clearPendingOf(me);
+    chosen.pending++;
+    const ref: Referral = { from: me, to: chosen, at: now };
+    me.ref = ref;
     this.fifo.push(ref);
     this.loadChanged(chosen);
     return { referral: chosen.e };
@@ -193,8 +252,9 @@ export class Registry {
 
   /** A peer says where it is in the tree (also rebuilds the registry after a restart). */
   announce(a: { id: string; host: string; port: number; parent: string | null; depth: number; children: number; maxChildren: number; token?: string }, now: number, wallNow: number): { isNew: boolean } {
-    const old = this.nodes.get(a.id)?.e;
-    this.clearPendingOf(a.id);
+    const known = this.nodes.get(a.id);
+    const old = known?.e;
+    if (known) this.clearPendingOf(known);
     this.put({
       id: a.id, host: a.host, port: a.port, maxChildren: a.maxChildren, joinedAt: old?.joinedAt ?? wallNow, seenAt: now, token: a.token ?? '',
       state: 'joined', parent: a.parent, depth: a.depth, children: a.children,
@@ -279,7 +339,7 @@ export class Registry {
           this.allOn = true;
           for (const id of this.pool) {
             const n = this.nodes.get(id)!;
-            this.allHeap.push(item(n, n.stampAll));
+            this.allHeap.push(n, n.stampAll);
           }
         }
         return this.minOf(this.allHeap, (n) => n.slot >= 0, exclude);
@@ -302,7 +362,7 @@ export class Registry {
         for (const id of this.pool) {
           const n = this.nodes.get(id)!;
           if (this.inSubtree(id, exclude)) continue;
-          if (!best || this.load(n) < this.load(best) || (this.load(n) === this.load(best) && before(item(n, 0), item(best, 0)))) best = n;
+          if (!best || this.load(n) < this.load(best) || (this.load(n) === this.load(best) && before(n.e.depth ?? Number.MAX_SAFE_INTEGER, n.e.joinedAt, n.seq, best.e.depth ?? Number.MAX_SAFE_INTEGER, best.e.joinedAt, best.seq))) best = n;
         }
         return best;
       }
@@ -311,42 +371,33 @@ export class Registry {
 
   /** The valid minimum of `heap`, skipping (and keeping) peers in `exclude`'s subtree. */
   private minOf(heap: LazyHeap, ok: (n: Node) => boolean, exclude: string | null): Node | null {
-    const valid = (x: HeapItem) => {
-      const n = this.nodes.get(x.id);
-      return n !== undefined && (heap === this.allHeap ? n.stampAll : n.stamp) === x.stamp && ok(n);
-    };
-    const skipped: HeapItem[] = [];
+    const all = heap === this.allHeap;
+    const skipped: [Node, number][] = [];
     let found: Node | null = null;
-    for (let x = heap.peek(); x; x = heap.peek()) {
-      if (!valid(x)) {
+    for (let n = heap.topNode(); n; n = heap.topNode()) {
+      const stamp = heap.topStamp();
+      if (n.dead || (all ? n.stampAll : n.stamp) !== stamp || !ok(n)) {
         heap.pop();
         continue;
       }
-      if (this.inSubtree(x.id, exclude)) {
-        skipped.push(heap.pop()!);
+      if (this.inSubtree(n.e.id, exclude)) {
+        skipped.push([n, stamp]);
+        heap.pop();
         continue;
       }
-      found = this.nodes.get(x.id)!;
+      found = n;
       break;
     }
-    for (const x of skipped) heap.push(x);
+    for (const [n, stamp] of skipped) heap.push(n, stamp);
     return found;
   }
 
-  private kidsOf(id: string): number {
-    return this.kids.get(id)?.size ?? 0;
-  }
-
-  private pendingCount(id: string): number {
-    return this.pending.get(id) ?? 0;
-  }
-
   private isFree(n: Node): boolean {
-    return this.kidsOf(n.e.id) + this.pendingCount(n.e.id) < n.e.maxChildren;
+    return n.kidCount + n.pending < n.e.maxChildren;
   }
 
   private load(n: Node): number {
-    return (this.kidsOf(n.e.id) + this.pendingCount(n.e.id)) / n.e.maxChildren;
+    return (n.kidCount + n.pending) / n.e.maxChildren;
   }
 
   /**
@@ -359,9 +410,9 @@ export class Registry {
     n.stampAll = ++this.tick;
     n.inFree = false;
     if (n.slot < 0) return;
-    if (this.allOn) this.allHeap.push(item(n, n.stampAll));
+    if (this.allOn) this.allHeap.push(n, n.stampAll);
     if (this.isFree(n)) {
-      this.freeHeap.push(item(n, n.stamp));
+      this.freeHeap.push(n, n.stamp);
       n.inFree = true;
     }
     this.compactHeaps();
@@ -373,35 +424,39 @@ export class Registry {
     const free = this.isFree(n);
     if (free === n.inFree) return;
     n.inFree = free;
-    if (free) this.freeHeap.push(item(n, n.stamp));
+    if (free) this.freeHeap.push(n, n.stamp);
     else n.stamp = ++this.tick;
     this.compactHeaps();
   }
 
   private compactHeaps(): void {
     const cap = 2 * this.nodes.size + 64;
-    if (this.freeHeap.size > cap) this.freeHeap.compact((x) => this.nodes.get(x.id)?.stamp === x.stamp);
-    if (this.allHeap.size > cap) this.allHeap.compact((x) => this.nodes.get(x.id)?.stampAll === x.stamp);
+    if (this.freeHeap.size > cap) this.freeHeap.compact((n, stamp) => !n.dead && n.stamp === stamp);
+    if (this.allHeap.size > cap) this.allHeap.compact((n, stamp) => !n.dead && n.stampAll === stamp);
   }
 
   // ---- structure ----
 
-  /** Inserts or replaces an entry, keeping every index in step. */
-  private put(e: Entry): void {
+  /** Inserts or replaces an entry, keeping every index in step; returns its node. */
+  private put(e: Entry): Node {
     const n = this.nodes.get(e.id);
     if (!n) {
-      const node: Node = { e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false };
+      const node: Node = {
+        e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false,
+        kidCount: this.kids.get(e.id)?.size ?? 0, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
+      };
       this.nodes.set(e.id, node);
-      this.byAddr.set(addr(e.host, e.port), e.id);
+      this.byAddr.set(node.addr, e.id);
       this.link(e);
       this.reattach(e.id);
-      return;
+      return node;
     }
     const old = n.e;
     if (old.host !== e.host || old.port !== e.port) {
-      if (this.byAddr.get(addr(old.host, old.port)) === e.id) this.byAddr.delete(addr(old.host, old.port));
+      if (this.byAddr.get(n.addr) === e.id) this.byAddr.delete(n.addr);
+      n.addr = addr(e.host, e.port);
     }
-    this.byAddr.set(addr(e.host, e.port), e.id);
+    this.byAddr.set(n.addr, e.id);
     const structural = old.state !== e.state || old.parent !== e.parent;
     if (structural) this.unlinkParent(old);
     n.e = e;
@@ -413,6 +468,7 @@ export class Registry {
     } else if (old.maxChildren !== e.maxChildren) {
       this.touch(n);
     }
+    return n;
   }
 
   /** Adds `e` to its parent's children (joined entries with a parent only). */
@@ -422,7 +478,10 @@ export class Registry {
     if (!s) this.kids.set(e.parent, (s = new Set()));
     s.add(e.id);
     const p = this.nodes.get(e.parent);
-    if (p) this.touch(p);
+    if (p) {
+      p.kidCount = s.size;
+      this.touch(p);
+    }
   }
 
   private unlinkParent(e: Entry): void {
@@ -431,7 +490,10 @@ export class Registry {
     if (!s?.delete(e.id)) return;
     if (s.size === 0) this.kids.delete(e.parent);
     const p = this.nodes.get(e.parent);
-    if (p) this.touch(p);
+    if (p) {
+      p.kidCount = s.size;
+      this.touch(p);
+    }
   }
 
   /**
@@ -501,17 +563,16 @@ export class Registry {
 
   // ---- pending referrals ----
 
-  private clearPendingOf(newcomer: string): void {
-    const ref = this.pendingOf.get(newcomer);
-    if (ref === undefined) return;
-    this.pendingOf.delete(newcomer);
-    const n = this.nodes.get(ref.to);
+  /** The newcomer `n` confirmed (announced), left or was referred again: its referral no longer counts. */
+  private clearPendingOf(n: Node): void {
+    const ref = n.ref;
+    if (ref === null) return;
+    n.ref = null;
     // A referral to an entry removed since (and perhaps registered again) no longer counts.
-    if (!n || n.seq !== ref.gen) return;
-    const left = (this.pending.get(ref.to) ?? 1) - 1;
-    if (left > 0) this.pending.set(ref.to, left);
-    else this.pending.delete(ref.to);
-    this.loadChanged(n);
+    const to = ref.to;
+    if (to.dead) return;
+    to.pending--;
+    this.loadChanged(to);
   }
 
   private expirePending(now: number): void {
@@ -520,7 +581,7 @@ export class Registry {
       if (now - f.at <= this.pendingTtlMs) break;
       this.fifoHead++;
       // Only if this very referral is still the newcomer's pending one.
-      if (this.pendingOf.get(f.newcomer) === f) this.clearPendingOf(f.newcomer);
+      if (f.from.ref === f) this.clearPendingOf(f.from);
     }
     if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifo.length) {
       this.fifo = this.fifo.slice(this.fifoHead);
@@ -530,17 +591,13 @@ export class Registry {
 }
 
 interface Referral {
-  newcomer: string;
-  to: string;
+  /** The newcomer's node (a removed one has ref null). */
+  from: Node;
+  /** The referred node (dead once removed: the referral lapses). */
+  to: Node;
   at: number;
-  /** The referred entry's `seq`: a referral outlives no removal of its target. */
-  gen: number;
 }
 
 function addr(host: string, port: number): string {
   return `${host}|${port}`;
-}
-
-function item(n: Node, stamp: number): HeapItem {
-  return { depth: n.e.depth ?? Number.MAX_SAFE_INTEGER, joinedAt: n.e.joinedAt, seq: n.seq, id: n.e.id, stamp };
 }
