@@ -35,14 +35,14 @@ export async function request<T extends MessageType>(transport: Transport, to: H
 
 
 /**
- * A peer's kept connection to the metaserver for its announces (the
- * metaserver keeps a connection opened by an accepted announce open for that
- * peer's next ones; see metaserver.ts). One request at a time, in order. A
+ * A peer's kept connection to the metaserver for its register and announces
+ * (the metaserver keeps a connection opened by a register or an accepted
+ * announce open for that peer's next ones; see metaserver.ts). One request at a time, in order. A
  * connection that closed (idle, the metaserver restarted or over its limit)
  * is replaced on the next request; a request that finds its reused
  * connection closed is sent once more on a new one. After a failed connect,
- * new connects wait with backoff (250 ms doubling, at most 15 s); a request
- * meanwhile fails at once with `unreachable`.
+ * new connects wait with backoff (250 ms doubling, at most `maxBackoffMs`); a
+ * request meanwhile fails at once with `unreachable` (unless it says `now`).
  */
 export class MetaChannel {
   private conn: Connection | undefined;
@@ -52,13 +52,17 @@ export class MetaChannel {
   private closed = false;
   private readonly clock: Clock;
 
-  constructor(private readonly transport: Transport, private readonly meta: HostPortLike, private readonly o: { localHost?: string; clock?: Clock } = {}) {
+  /** `maxBackoffMs`: the longest wait between connects after failures (a peer passes its announce interval, so a restarted metaserver hears from it as soon as before). Default 15,000. */
+  constructor(private readonly transport: Transport, private readonly meta: HostPortLike, private readonly o: { localHost?: string; clock?: Clock; maxBackoffMs?: number } = {}) {
     this.clock = o.clock ?? realClock;
   }
 
-  /** Sends `msg` and waits for one of `expect` (an `error` answer rejects with its code). */
-  request<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs = 5000): Promise<Msg<T>> {
-    const run = this.tail.then(() => this.send(msg, expect, timeoutMs));
+  /**
+   * Sends `msg` and waits for one of `expect` (an `error` answer rejects with its code).
+   * `now`: connect even while backing off (the caller has its own retry policy, e.g. join).
+   */
+  request<T extends MessageType>(msg: Message, expect: readonly T[], o: { timeoutMs?: number; signal?: AbortSignal; now?: boolean } = {}): Promise<Msg<T>> {
+    const run = this.tail.then(() => this.send(msg, expect, o.timeoutMs ?? 5000, o.signal, o.now ?? false));
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -75,12 +79,12 @@ export class MetaChannel {
     this.conn?.pause();
   }
 
-  private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number): Promise<Msg<T>> {
+  private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number, outer: AbortSignal | undefined, now: boolean): Promise<Msg<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');
-      const signal = deadline(this.clock, timeoutMs);
+      const signal = deadline(this.clock, timeoutMs, outer);
       const reused = this.conn !== undefined && !this.conn.closed;
-      const conn = reused ? this.conn! : await this.connect(signal);
+      const conn = reused ? this.conn! : await this.connect(signal, now);
       try {
         const reply = nextMessage(conn, expect, { signal });
         conn.send(msg);
@@ -95,9 +99,9 @@ export class MetaChannel {
     }
   }
 
-  private async connect(signal: AbortSignal): Promise<Connection> {
+  private async connect(signal: AbortSignal, anyway: boolean): Promise<Connection> {
     const now = this.clock.now();
-    if (now < this.retryAt) throw new TreeshareError('unreachable', `metaserver ${this.meta.host}:${this.meta.port} unreachable; next try in ${Math.ceil(this.retryAt - now)} ms`);
+    if (!anyway && now < this.retryAt) throw new TreeshareError('unreachable', `metaserver ${this.meta.host}:${this.meta.port} unreachable; next try in ${Math.ceil(this.retryAt - now)} ms`);
     try {
       const conn = await this.transport.connect(this.meta, { signal, localHost: this.o.localHost, connection: this.o.clock ? { clock: this.clock } : {} });
       this.failures = 0;
@@ -110,7 +114,7 @@ export class MetaChannel {
     } catch (err) {
       if (!(err instanceof TreeshareError && err.code === 'aborted' && this.closed)) {
         this.failures++;
-        this.retryAt = this.clock.now() + Math.min(15_000, 250 * 2 ** Math.min(this.failures - 1, 10));
+        this.retryAt = this.clock.now() + Math.min(this.o.maxBackoffMs ?? 15_000, 250 * 2 ** Math.min(this.failures - 1, 10));
       }
       throw err;
     }

@@ -8,7 +8,7 @@
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
-import { metaLeave, request } from '../metaserver/client.ts';
+import { metaLeave, request, type MetaChannel } from '../metaserver/client.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
 import { backoffDelays, retry } from '../backoff.ts';
 import { deadline, realClock, type Clock } from '../clock.ts';
@@ -53,6 +53,8 @@ export interface JoinParams {
   maxAttempts?: number;
   /** Time source for timestamps, step timeouts and backoff. Default realClock. */
   clock?: Clock;
+  /** The peer's kept metaserver connection: register over it (default: a connection of its own). */
+  channel?: MetaChannel;
 }
 
 export interface JoinOutcome {
@@ -106,7 +108,9 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
     referralAt = registerSentAt;
   } else {
     const old = p.token?.();
-    const reg = await request(p.transport, p.meta, { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) }, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock }).catch((err: unknown) => {
+    const msg = { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) } as const;
+    const asked = p.channel ? p.channel.request(msg, ['registered'], { timeoutMs: step, signal: p.signal, now: true }) : request(p.transport, p.meta, msg, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock });
+    const reg = await asked.catch((err: unknown) => {
       throw metaUnreachable(err);
     });
     referralAt = clock.now();

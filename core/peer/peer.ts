@@ -68,7 +68,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
   private lastAnnounceFailed = false;
-  /** The kept metaserver connection for announces (made by the first announce). */
+  /** The kept metaserver connection for register and announces (made on first use). */
   private metaChannel: MetaChannel | undefined;
   /** An announce is in flight; `announceAgain`: another was asked for meanwhile (sent when it ends, with the state then). */
   private announcing: Promise<void> | undefined;
@@ -242,6 +242,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
       token: () => this.token,
       clock: this.clock,
+      channel: this.metaChannelOf(),
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
     const out = await retry(() => joinOverlay(params), {
@@ -448,14 +449,20 @@ export class Peer extends EventEmitter<PeerEvents> {
     return run;
   }
 
+  /** The kept metaserver connection (register and announces), made on first use. */
+  private metaChannelOf(): MetaChannel {
+    // Backoff after failed connects at most one announce interval: periodic announces are what a restarted metaserver rebuilds from.
+    const maxBackoffMs = this.opts.announceMs > 0 ? this.opts.announceMs : 5000;
+    return (this.metaChannel ??= new MetaChannel(this.transport, this.opts.meta, { localHost: this.localHost, clock: this.clock, maxBackoffMs }));
+  }
+
   private async announceOnce(): Promise<void> {
     if (!this.life.inTree || !this.token || this.life.stopping) return;
     try {
-      this.metaChannel ??= new MetaChannel(this.transport, this.opts.meta, { localHost: this.localHost, clock: this.clock });
-      await this.metaChannel.request({
+      await this.metaChannelOf().request({
         t: 'announce', v: PROTOCOL_VERSION, ...this.ref, parent: this.links.parent?.ref.id ?? null, depth: this.depth,
         children: this.links.children.size, maxChildren: this.opts.maxChildren, token: this.token,
-      }, ['ok'], 3000);
+      }, ['ok'], { timeoutMs: 3000 });
       if (this.lastAnnounceFailed) this.log('info', `metaserver ${this.opts.meta.host}:${this.opts.meta.port} reachable again`);
       this.lastAnnounceFailed = false;
     } catch (err) {
