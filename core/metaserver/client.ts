@@ -35,9 +35,11 @@ export async function request<T extends MessageType>(transport: Transport, to: H
 
 
 /**
- * A peer's kept connection to the metaserver for its register and announces
- * (the metaserver keeps a connection opened by a register or an accepted
- * announce open for that peer's next ones; see metaserver.ts). One request at a time, in order. A
+ * A peer's kept connection to the metaserver for its announces (the
+ * metaserver keeps a connection opened by an accepted announce open for that
+ * peer's next ones; see metaserver.ts; a register is answered and closed, so a
+ * register sent through it (JoinParams.channel) leaves the next request to
+ * open a new connection). One request at a time, in order. A
  * connection that closed (idle, the metaserver restarted or over its limit)
  * is replaced on the next request; a request that finds its reused
  * connection closed is sent once more on a new one. After a failed connect,

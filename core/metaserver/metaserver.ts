@@ -1,9 +1,9 @@
 /**
  * Metaserver: the bootstrap point (docs/PROTOCOL.md, flows A/B). A connection carries one
  * request (register, announce, leave, status, ping) and one answer, then
- * closes; except that a connection that carried a `register` or an accepted
- * `announce` stays open for that peer's later ones (same id, one at a time),
- * so a peer keeps one metaserver connection instead of one per request. Such kept
+ * closes; except that a connection opened by an accepted `announce` stays
+ * open for that peer's later announces (same id, one at a time), so a peer
+ * keeps one metaserver connection instead of one per announce. Such kept
  * connections are closed when idle for `announceIdleMs` and are limited to
  * `maxConnections` minus a reserve left for one-shot requests (over it, an
  * announce is answered and its connection closed, as before). It never
@@ -188,7 +188,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     switch (m.t) {
       case 'register':
         conn.send(await this.service.register(m));
-        return this.keep(conn, m.id) ? undefined : conn.end();
+        return conn.end();
       case 'announce':
         await this.service.announce(m);
         conn.send({ t: 'ok' });
@@ -219,11 +219,11 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   }
 
   /**
-   * After a register or an accepted announce: keeps `conn` open for `id`'s next
-   * one, if kept connections are on and below their limit. The next message must
-   * be a register or an announce for the same id (announces show the token, checked
-   * by the service as on any connection); anything else is answered with an error
-   * and closes the connection.
+   * After an accepted announce: keeps `conn` open for `id`'s next announce, if
+   * kept connections are on and below their limit. The next message must be an
+   * announce for the same id (its token is checked again by the service); anything
+   * else is answered with an error and closes the connection. (A register is
+   * answered and closed as before: one-shot clients wait for that close.)
    */
   private keep(conn: Connection, id: string): boolean {
     const known = this.sessions.get(conn);
@@ -231,9 +231,9 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
     if (known) known.at = this.clock.now();
     else this.sessions.set(conn, { id, at: this.clock.now() });
     conn.once('message', (m) => {
-      const run = (m.t === 'announce' || m.t === 'register') && m.id === id
+      const run = m.t === 'announce' && m.id === id
         ? this.handle(conn, m)
-        : Promise.reject(new RemoteProtocolError('unexpected-message', m.t === 'announce' || m.t === 'register' ? `this connection is ${id}'s, not ${m.id}'s` : `only ${id}'s register and announces may follow, not "${m.t}"`));
+        : Promise.reject(new RemoteProtocolError('unexpected-message', m.t === 'announce' ? `this connection announces for ${id}, not ${m.id}` : `only announces for ${id} may follow an announce, not "${m.t}"`));
       run.catch((err) => {
         this.sessions.delete(conn);
         conn.fail(err);

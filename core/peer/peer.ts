@@ -68,7 +68,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private announceTimer: TimerHandle | undefined;
   private lastReportedSubtree = 1;
   private lastAnnounceFailed = false;
-  /** The kept metaserver connection for register and announces (made on first use). */
+  /** The kept metaserver connection for announces (made by the first announce). */
   private metaChannel: MetaChannel | undefined;
   /** An announce is in flight; `announceAgain`: another was asked for meanwhile (sent when it ends, with the state then). */
   private announcing: Promise<void> | undefined;
@@ -242,7 +242,6 @@ export class Peer extends EventEmitter<PeerEvents> {
       onRedirect: (from: PeerRef, to: PeerRef) => this.emit('redirect', { from, to }),
       token: () => this.token,
       clock: this.clock,
-      channel: this.metaChannelOf(),
     };
     // An unreachable metaserver is retried with backoff (joinRetries times), each retry logged.
     const out = await retry(() => joinOverlay(params), {
@@ -449,7 +448,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     return run;
   }
 
-  /** The kept metaserver connection (register and announces), made on first use. */
+  /** The kept metaserver connection for announces, made on first use. */
   private metaChannelOf(): MetaChannel {
     // Backoff after failed connects at most one announce interval: periodic announces are what a restarted metaserver rebuilds from.
     const maxBackoffMs = this.opts.announceMs > 0 ? this.opts.announceMs : 5000;

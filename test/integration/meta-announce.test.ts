@@ -1,6 +1,6 @@
 /**
- * Register and announces over one kept metaserver connection (issue 13): a
- * peer's periodic announces reuse the connection its register opened; the
+ * Announces over one kept metaserver connection (issue 13): a peer's
+ * periodic announces reuse the connection its first announce opened; the
  * metaserver closes kept connections that go idle, keeps no more than its
  * connection limit less a reserve (over it: one-shot, as before), and takes
  * nothing but announces for the same id on them. Memory transport on a
@@ -48,14 +48,14 @@ async function simWorld(o: { maxConnections?: number; announceIdleMs?: number } 
   return { clock, transport, meta, metaAddr: metaAddr!, peer, announces };
 }
 
-test('register and periodic announces use one metaserver connection per peer (memory transport, simulated time)', async (t) => {
+test('periodic announces reuse one kept metaserver connection per peer (memory transport, simulated time)', async (t) => {
   const w = await simWorld();
   const a = w.peer('A');
   const b = w.peer('B');
   await w.clock.drive(a.join());
   await w.clock.drive(b.join());
   await w.clock.advance(100);
-  t.is(w.transport.count, 2, 'A and B: one metaserver connection each, for register and announces');
+  t.is(w.transport.count, 4, 'A and B: a register connection each (closed by the metaserver) and one kept for announces');
   const before = w.transport.count;
   const seen = (w.announces.get('A') ?? 0) + (w.announces.get('B') ?? 0);
   await w.clock.advance(20_000);
@@ -123,7 +123,7 @@ test('a kept announce connection takes only announces for its own id (TCP)', asy
   const bad = nextMessage(conn, ['ok']);
   conn.send(announce(B));
   const err = await t.throwsAsync(bad);
-  t.regex(err!.message, /is A's, not B's/);
+  t.regex(err!.message, /announces for A, not B/);
   await until(() => conn.closed, { what: 'the metaserver closed the connection' });
   // A status request after an announce is refused too.
   const c2 = await transport.connect(addr);
@@ -133,7 +133,7 @@ test('a kept announce connection takes only announces for its own id (TCP)', asy
   await ok2;
   const st = nextMessage(c2, ['registry']);
   c2.send({ t: 'status', v: PROTOCOL_VERSION });
-  await t.throwsAsync(st, { message: /only A's register and announces/ });
+  await t.throwsAsync(st, { message: /only announces for A/ });
   // A bad token never gets a kept connection: error, closed.
   const r = request(transport, addr, { ...announce(A), token: 'f'.repeat(32) } as Message, ['ok']);
   await t.throwsAsync(r, { message: /token/ });
