@@ -16,7 +16,7 @@
  * - attached: entries whose parent chain reaches a root, with that root and
  *   the size of each root's tree; changed only along the subtree whose
  *   chain changed.
- * - pool: the attached ids as an indexable set (uniform `random`).
+ * - pool: the attached nodes as an indexable set (uniform `random`).
  * - free / all: lazy min-heaps of attached peers ordered by (depth,
  *   joined-at, first registered): `free` holds those with a free slot
  *   (children + pending < maxChildren) for least-loaded, `all` every one for
@@ -179,8 +179,9 @@ class LazyHeap {
 export class Registry {
   private nodes = new Map<string, Node>();
   private byAddr = new Map<string, string>();
-  private kids = new Map<string, Set<string>>();
-  private pool: string[] = [];
+  /** parent id → its children's ids in the order they linked (an array: most parents have 1–2; a Set each cost far more memory). */
+  private kids = new Map<string, string[]>();
+  private pool: Node[] = [];
   private treeSize = new Map<string, number>();
   private freeHeap = new LazyHeap();
   private allHeap = new LazyHeap();
@@ -269,7 +270,7 @@ export class Registry {
    */
   attached(exclude: string): Set<string> {
     const out = new Set<string>();
-    for (const id of this.pool) if (!this.inSubtree(id, exclude)) out.add(id);
+    for (const n of this.pool) if (!this.inSubtree(n.e.id, exclude)) out.add(n.e.id);
     return out;
   }
 
@@ -337,21 +338,18 @@ export class Registry {
       case 'root':
         if (!this.allOn) {
           this.allOn = true;
-          for (const id of this.pool) {
-            const n = this.nodes.get(id)!;
-            this.allHeap.push(n, n.stampAll);
-          }
+          for (const n of this.pool) this.allHeap.push(n, n.stampAll);
         }
         return this.minOf(this.allHeap, (n) => n.slot >= 0, exclude);
       case 'random': {
         // Rejection sampling keeps the choice uniform over the eligible peers.
         for (let tries = 0; tries < 32; tries++) {
-          const id = this.pool[Math.floor(rng() * this.pool.length)] ?? this.pool[0]!;
-          if (!this.inSubtree(id, exclude)) return this.nodes.get(id)!;
+          const n = this.pool[Math.floor(rng() * this.pool.length)] ?? this.pool[0]!;
+          if (!this.inSubtree(n.e.id, exclude)) return n;
         }
-        const ok = this.pool.filter((id) => !this.inSubtree(id, exclude));
+        const ok = this.pool.filter((n) => !this.inSubtree(n.e.id, exclude));
         if (!ok.length) return null;
-        return this.nodes.get(ok[Math.floor(rng() * ok.length)] ?? ok[0]!)!;
+        return ok[Math.floor(rng() * ok.length)] ?? ok[0]!;
       }
       case 'least-loaded': {
         const free = this.minOf(this.freeHeap, (n) => n.slot >= 0 && this.isFree(n), exclude);
@@ -359,9 +357,8 @@ export class Registry {
         // Every attached peer is full (all leaves have pending referrals): the least loaded, shallowest.
         // Rare (a burst of newcomers larger than the free slots), so a scan.
         let best: Node | null = null;
-        for (const id of this.pool) {
-          const n = this.nodes.get(id)!;
-          if (this.inSubtree(id, exclude)) continue;
+        for (const n of this.pool) {
+          if (this.inSubtree(n.e.id, exclude)) continue;
           if (!best || this.load(n) < this.load(best) || (this.load(n) === this.load(best) && before(n.e.depth ?? Number.MAX_SAFE_INTEGER, n.e.joinedAt, n.seq, best.e.depth ?? Number.MAX_SAFE_INTEGER, best.e.joinedAt, best.seq))) best = n;
         }
         return best;
@@ -443,7 +440,7 @@ export class Registry {
     if (!n) {
       const node: Node = {
         e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false,
-        kidCount: this.kids.get(e.id)?.size ?? 0, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
+        kidCount: this.kids.get(e.id)?.length ?? 0, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
       };
       this.nodes.set(e.id, node);
       this.byAddr.set(node.addr, e.id);
@@ -475,11 +472,11 @@ export class Registry {
   private link(e: Entry): void {
     if (e.state !== 'joined' || e.parent === null) return;
     let s = this.kids.get(e.parent);
-    if (!s) this.kids.set(e.parent, (s = new Set()));
-    s.add(e.id);
+    if (!s) this.kids.set(e.parent, (s = []));
+    if (!s.includes(e.id)) s.push(e.id);
     const p = this.nodes.get(e.parent);
     if (p) {
-      p.kidCount = s.size;
+      p.kidCount = s.length;
       this.touch(p);
     }
   }
@@ -487,11 +484,13 @@ export class Registry {
   private unlinkParent(e: Entry): void {
     if (e.state !== 'joined' || e.parent === null) return;
     const s = this.kids.get(e.parent);
-    if (!s?.delete(e.id)) return;
-    if (s.size === 0) this.kids.delete(e.parent);
+    const at = s ? s.indexOf(e.id) : -1;
+    if (!s || at < 0) return;
+    s.splice(at, 1);
+    if (s.length === 0) this.kids.delete(e.parent);
     const p = this.nodes.get(e.parent);
     if (p) {
-      p.kidCount = s.size;
+      p.kidCount = s.length;
       this.touch(p);
     }
   }
@@ -544,7 +543,7 @@ export class Registry {
       if (!n || n.slot >= 0 || n.e.state !== 'joined') continue;
       n.root = root;
       n.slot = this.pool.length;
-      this.pool.push(cur);
+      this.pool.push(n);
       this.treeSize.set(root, (this.treeSize.get(root) ?? 0) + 1);
       this.touch(n, true);
       const ks = this.kids.get(cur);
@@ -554,9 +553,9 @@ export class Registry {
 
   private poolRemove(n: Node): void {
     const last = this.pool.pop()!;
-    if (last !== n.e.id) {
+    if (last !== n) {
       this.pool[n.slot] = last;
-      this.nodes.get(last)!.slot = n.slot;
+      last.slot = n.slot;
     }
     n.slot = -1;
   }
