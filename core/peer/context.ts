@@ -25,6 +25,8 @@ export type ResolvedPeerOptions = Required<Omit<PeerOptions, 'transport' | 'conn
 
 export interface PeerContext {
   readonly id: string;
+  /** Our depth in the tree (0 = root); kept while we reattach, until the new parent tells us ours. */
+  readonly depth: number;
   readonly opts: ResolvedPeerOptions;
   readonly links: Links;
   readonly transport: Transport;

@@ -139,6 +139,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       clock: this.clock,
       store: this.store,
       life: this.life,
+      get depth() {
+        return self.depth;
+      },
       ref: () => self.ref,
       localHost: () => self.localHost,
       log: (level, message) => self.log(level, message),

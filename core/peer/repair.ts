@@ -180,6 +180,11 @@ export class Repairer {
     // The first try goes through `via` (when given); if it fails, the next goes at once
     // through the metaserver; later ones wait 100 ms, 200 ms, ... at most 5 s, until it works
     // or the peer stops rejoining (leave() or stop()).
+    // An orphan that sat below the root's children knows a root lives above its lost parent. A
+    // metaserver that answers it "you are the first" has most likely just restarted and not yet
+    // heard the tree's announces: becoming a root would make a second tree (merged again later).
+    // So for up to two announce intervals such an answer is taken as "ask again".
+    const waitForTreeUntil = rec.cause !== 'merged' && p.depth >= 2 && p.opts.announceMs > 0 ? p.clock.now() + 2 * p.opts.announceMs : -Infinity;
     const delays = function* () {
       if (via) yield 0;
       yield* backoffDelays({ first: 100, max: 5000 });
@@ -195,11 +200,17 @@ export class Repairer {
         const avoid = (to: PeerRef | null) => {
           if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
         };
+        const onReferral = (to: PeerRef | null) => {
+          if (to === null && p.clock.now() < waitForTreeUntil) {
+            throw new TreeshareError('busy', 'the metaserver knows no tree (restarted?): waiting for the tree\'s announces before becoming a root');
+          }
+          avoid(to);
+        };
         const out = await joinOverlay({
           transport: p.transport, meta: p.opts.meta, self: p.ref(), maxChildren: p.opts.maxChildren,
           subtree: () => p.links.subtree(), localHost: p.localHost(), maxRedirects: p.opts.maxRedirects,
           via: attempt === 0 ? via : undefined, signal: ac.signal,
-          onReferral: avoid, onRedirect: (_from, to) => avoid(to), token: () => this.deps.token(), clock: p.clock,
+          onReferral, onRedirect: (_from, to) => avoid(to), token: () => this.deps.token(), clock: p.clock,
         });
         if (!life.rejoining) {
           // leave() or stop() meanwhile.
