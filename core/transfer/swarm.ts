@@ -70,7 +70,8 @@ export interface SourceReport {
 
 export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPath'> {
   verified: true;
-  readPath: 'stream';
+  /** `fast` when every holder that sent pieces was read into a reused buffer (plain TCP). */
+  readPath: TransferMetrics['readPath'];
   holder: PeerRef;
   sources: SourceReport[];
   pieceSize: number;
@@ -191,7 +192,12 @@ interface Source {
   bytes: number;
   gone: boolean;
   dropped?: string;
+  /** Reads land in a reused buffer (plain TCP). */
+  fast?: boolean;
 }
+
+/** Bytes per read on a piece connection that reads into a reused buffer. */
+const READ_BUFFER_BYTES = 1024 * 1024;
 
 export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
   assertName(o.name);
@@ -278,7 +284,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     reasons.push(`${s.hit.id}: ${why}`);
     if (manifest) {
       for (const i of s.queue) {
-        copies[i]!--;
+        release(i);
         bytesOutstandingLost += pieceLength(manifest, i);
       }
     }
@@ -299,6 +305,16 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const ahead = new Map<number, Buffer>();
   let aheadBytes = 0;
   const AHEAD_MAX = 64 * 1024 * 1024;
+  // Piece buffers come back here once hashed into the whole (no allocation per piece).
+  const pool: Buffer[] = [];
+  const takeBuffer = (len: number): Buffer => {
+    while (pool.length) {
+      const b = pool.pop()!;
+      if (b.length === len) return b;
+    }
+    return Buffer.allocUnsafe(len);
+  };
+  const giveBack = (b: Buffer) => void (pool.length < 32 && pool.push(b));
   const advanceWhole = (landedAt: number, buf: Buffer | undefined): boolean => {
     const m = manifest!;
     let scratch: Buffer | undefined;
@@ -316,6 +332,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
         whole.update(early);
         ahead.delete(wholeNext);
         aheadBytes -= early.length;
+        giveBack(early);
       } else {
         scratch ??= Buffer.allocUnsafe(m.pieceSize);
         let off = 0;
@@ -354,8 +371,19 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     })().finally(() => (saving = undefined));
   };
 
+  // Lowest piece neither verified nor asked for; every piece below it is one of those.
+  let nextFree = 0;
+  /** One request of piece `i` is over (landed, or its holder dropped); unverified, it may be asked again. */
+  function release(i: number): void {
+    copies[i]!--;
+    if (i < nextFree) nextFree = i;
+  }
+  // Set once every piece is verified or asked for: idle links may then duplicate (end-game).
+  let endGame = false;
   const pick = (s: Source): number | undefined => {
-    for (let i = 0; i < n; i++) if (!have[i] && copies[i] === 0) return i;
+    while (nextFree < n && (have[nextFree] || copies[nextFree]! > 0)) nextFree++;
+    for (let i = nextFree; i < n; i++) if (!have[i] && copies[i] === 0) return i;
+    endGame = true;
     // End-game: an idle link takes a piece still in flight elsewhere (at most two copies).
     if (s.queue.length > 0) return undefined;
     for (let i = 0; i < n; i++) if (!have[i] && copies[i]! < 2 && !s.queue.includes(i)) return i;
@@ -418,33 +446,34 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     saveState();
   };
 
-  const onData = (s: Source, chunk: Buffer) => {
+  /** Bytes `chunk[from, to)` from a holder (a view of its reused read buffer, or a 'data' chunk). */
+  const onData = (s: Source, chunk: Buffer, from: number, to: number) => {
     if (s.gone || settled) return;
     const m = manifest!;
     s.lastData = clock.now();
-    bytesReceived += chunk.length;
-    s.bytes += chunk.length;
-    let off = 0;
-    while (off < chunk.length && !s.gone && !settled) {
+    bytesReceived += to - from;
+    s.bytes += to - from;
+    let off = from;
+    while (off < to && !s.gone && !settled) {
       const i = s.queue[0];
       if (i === undefined) return drop(s, 'sent bytes nobody asked for (too-long)');
       const len = pieceLength(m, i);
-      if (!s.buf || s.buf.length !== len) s.buf = Buffer.allocUnsafe(len);
-      const take = Math.min(len - s.got, chunk.length - off);
+      if (!s.buf || s.buf.length !== len) s.buf = takeBuffer(len);
+      const take = Math.min(len - s.got, to - off);
       chunk.copy(s.buf, s.got, off, off + take);
       s.got += take;
       off += take;
       if (s.got === len) {
         s.queue.shift();
-        copies[i]!--;
+        release(i);
         s.got = 0;
         landed(s, i, s.buf);
       }
     }
     if (!s.gone && !settled) {
-      fill(s);
+      if (s.queue.length < depth) fill(s);
       // A piece landing may leave other links idle in the end-game.
-      for (const x of sources) if (x !== s && !x.gone && x.queue.length === 0) fill(x);
+      if (endGame) for (const x of sources) if (x !== s && !x.gone && x.queue.length === 0) fill(x);
     }
   };
 
@@ -561,8 +590,16 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       }
       if (msg.name !== o.name) return drop(s, `manifest for another name`);
       // From here the holder sends raw piece bytes only (in the order asked).
-      conn.raw();
-      conn.on('data', (b) => onData(s, b));
+      // Plain TCP: every read lands in one reused buffer of this link (Connection.rawInto, as the
+      // single-source receive path); other links deliver 'data' chunks.
+      const rbuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      let rest = conn.rawInto(rbuf, (k) => onData(s, rbuf, 0, k));
+      if (rest) s.fast = true;
+      else {
+        conn.on('data', (b: Buffer) => onData(s, b, 0, b.length));
+        rest = conn.raw();
+      }
+      if (rest.length) onData(s, rest, 0, rest.length);
       onManifest(s, { name: o.name, size: msg.size, sha256: msg.sha256, pieceSize: msg.pieceSize, pieces: msg.pieces });
     };
     conn.on('message', onMsg);
@@ -629,7 +666,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       mbps: m.size / 1e6 / Math.max(durationMs / 1000, 1e-6),
       sha256,
       verified: true,
-      readPath: 'stream',
+      readPath: sources.every((s) => s.pieces === 0 || s.fast) ? 'fast' : 'stream',
       fsyncMs,
       holder: { id: first.hit.id, host: first.hit.host, port: first.hit.port },
       sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}) })),

@@ -37,9 +37,32 @@ test('the upload cap is per peer: two connections together take as long as one a
   const shared = new UploadBucket(1_000_000, fake);
   const half = (1_000_000 - (1_000_000 % 65536) + 65536) / 2;
   await Promise.all([send(shared, half), send(shared, half)]);
-  // 16 chunks of 64 KiB at 1 MB/s: the last starts after 15 of them (983 ms), less the 20 ms burst.
-  t.true(alone >= 940, `one connection: ${alone} ms for 1 MiB at 1 MB/s`);
-  t.true(fake.t >= alone - 25, `two connections: ${fake.t} ms, not faster than one (${alone} ms)`);
+  // 16 chunks of 64 KiB at 1 MB/s: each leaves once paid for (1049 ms), less the 10 ms slack.
+  t.true(alone >= 1030, `one connection: ${alone} ms for 1 MiB at 1 MB/s`);
+  t.true(fake.t >= alone - 1, `two connections: ${fake.t} ms, not faster than one (${alone} ms)`);
+});
+
+test('the upload cap is never exceeded: bytes granted by time t ≤ rate × (t + slack), over several connections and slice sizes', async (t) => {
+  const fake = { t: 0, now: () => fake.t, sleep: async (ms: number) => void (fake.t += ms + 0.7) }; // timers fire late
+  const rate = 20_000_000;
+  const bucket = new UploadBucket(rate, fake);
+  t.is(bucket.sliceBytes(), 6 * 64 * 1024, 'about 1/50 s at 20 MB/s, in 64 KiB units');
+  t.is(new UploadBucket(100_000_000, fake).sliceBytes(), 1024 * 1024);
+  t.is(new UploadBucket(1000, fake).sliceBytes(), 64 * 1024);
+  t.is(new UploadBucket(0, fake).sliceBytes(), Number.POSITIVE_INFINITY);
+  let granted = 0;
+  let worst = 0;
+  const conn = async (slice: number, count: number) => {
+    for (let i = 0; i < count; i++) {
+      await bucket.take(slice);
+      granted += slice;
+      worst = Math.max(worst, granted - (rate * (fake.t + 10)) / 1000);
+    }
+  };
+  await Promise.all([conn(bucket.sliceBytes(), 40), conn(64 * 1024, 100), conn(1024 * 1024, 10)]);
+  t.true(worst <= 0, `at most rate × (t + 10 ms) granted (worst excess ${worst} bytes)`);
+  // And late timers cost little: the whole lot at ≥ 97% of the rate.
+  t.true(granted / (fake.t / 1000) >= 0.97 * rate, `${(granted / (fake.t / 1000) / 1e6).toFixed(2)} MB/s of 20`);
 });
 
 test('the partial sweep removes stale pairs and lone halves of this peer only', async (t) => {
