@@ -21,6 +21,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { DownloadResult, Peer } from '../core/index.ts';
 import { createTestnet } from '../testnet/testnet.ts';
@@ -32,6 +33,56 @@ import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } fr
 
 const MiB = 1024 * 1024;
 const FILE = 'swarm.bin';
+
+/** A peer in its own OS process (test/fixtures/peer-proc.ts), driven by JSON lines. */
+class ProcPeer {
+  private readonly lines: Record<string, unknown>[] = [];
+  private cursor = 0;
+  private constructor(readonly lp: LineProcess) {
+    lp.on('json', (o) => this.lines.push(o));
+  }
+
+  static async start(what: string, opts: object): Promise<ProcPeer> {
+    const p = new ProcPeer(new LineProcess(path.join(REPO, 'test/fixtures/peer-proc.ts'), [JSON.stringify(opts)], { what }));
+    await p.next(['joined'], 30_000);
+    return p;
+  }
+
+  /** The next line (after the last one returned) whose event is one of `events`. */
+  next(events: string[], timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    return this.lp.until(() => {
+      for (let i = this.cursor; i < this.lines.length; i++) {
+        if (events.includes(String(this.lines[i]!.event))) {
+          this.cursor = i + 1;
+          return this.lines[i]!;
+        }
+      }
+      return undefined;
+    }, events.join(' or '), { timeoutMs });
+  }
+
+  send(cmd: object): void {
+    this.lp.send(cmd);
+  }
+
+  async cpuMs(): Promise<number> {
+    this.send({ cmd: 'cpu' });
+    return Number((await this.next(['cpu'])).ms);
+  }
+
+  /** Graceful leave (killed after 10 s). */
+  leave(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (!this.lp.alive) return resolve();
+      const t = setTimeout(() => this.lp.cp.kill('SIGKILL'), 10_000);
+      this.lp.cp.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.lp.send({ cmd: 'leave' });
+    });
+  }
+}
 
 function plan(o: CommonOptions): { size: number; holders: number; cap: number; piece: number } {
   const size = Number(o.extra.size ?? 64);
@@ -50,7 +101,7 @@ export const swarm: ScenarioDef = {
   options: {
     size: { type: 'string', placeholder: 'MIB', description: 'file size in MiB (default 64)' },
     holders: { type: 'string', placeholder: 'N', description: 'holders (default 8); k runs over 1, 2, 4, … up to it' },
-    procs: { type: 'boolean', description: 'speedup table with each holder in its own OS process (test/fixtures/peer-proc.ts)' },
+    inproc: { type: 'boolean', description: 'speedup table with every peer in this process (default: each holder and the requester in its own OS process, test/fixtures/peer-proc.ts)' },
     'piece-kib': { type: 'string', placeholder: 'KIB', description: 'smallest piece size of the holders\' manifests, KiB (default 1024)' },
   },
   commonHelp: { bandwidth: 'upload cap of each holder over all its connections, bytes/s (default 20M)' },
@@ -77,12 +128,13 @@ export const swarm: ScenarioDef = {
       fs.rmSync(path.join(warm.opts.share, FILE));
       await warm.leave();
 
-      const verify = (p: Peer, r: DownloadResult, what: string) => {
-        const got = createHash('sha256').update(fs.readFileSync(path.join(p.opts.share, FILE))).digest('hex');
+      const verifyAt = (share: string, r: DownloadResult, what: string) => {
+        const got = createHash('sha256').update(fs.readFileSync(path.join(share, FILE))).digest('hex');
         s.check(got === sha && r.sha256 === sha, `${what}: file verified on disk`);
-        const left = fs.readdirSync(p.opts.share).filter((n) => n.startsWith('.treeshare-'));
+        const left = fs.readdirSync(share).filter((n) => n.startsWith('.treeshare-'));
         s.check(left.length === 0, `${what}: no partial left`, left.join(', '));
       };
+      const verify = (p: Peer, r: DownloadResult, what: string) => verifyAt(p.opts.share, r, what);
       const rate = (r: DownloadResult) => r.bytes / 1e6 / (r.durationMs / 1000);
       const pieceSize = (r: DownloadResult) => r.swarm!.pieceSize;
 
@@ -93,20 +145,20 @@ export const swarm: ScenarioDef = {
       const rows: (string | number)[][] = [];
       const speedup: Record<string, number> = {};
       const rates: Record<string, number> = {};
-      // --procs: the speedup table's holders in their own processes (8 holders' reads and sends
-      // then do not share the requester's one thread); the fault phases use the in-process ones.
-      const procs: LineProcess[] = [];
-      if (s.opts.extra.procs === true) {
+      const cpu: Record<string, { requesterMsPerMB: number; holdersMsPerMB: number } | { allMsPerMB: number }> = {};
+      const MB = size / 1e6;
+      // Default: every peer of the speedup table in its own OS process (each holder its own uplink
+      // and its own CPU, the requester alone in its process, as on a real network). --inproc runs
+      // them all in this process (one event loop: CPU-bound at high caps).
+      const inproc = s.opts.extra.inproc === true;
+      const procs: ProcPeer[] = [];
+      if (!inproc) {
         for (const h of holders) await h.leave();
         for (let i = 1; i <= nh; i++) {
           const share = path.join(net.dir, `P${i}`);
           fs.mkdirSync(share, { recursive: true });
           fs.writeFileSync(path.join(share, FILE), body);
-          const lp = new LineProcess(path.join(REPO, 'test/fixtures/peer-proc.ts'), [JSON.stringify({ id: `P${i}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, uploadRate: cap, minPieceBytes: piece, maxChildren: s.opts.maxChildren })], { what: `holder P${i}` });
-          procs.push(lp);
-          let joined = false;
-          lp.on('json', (o: { event?: string }) => void (o.event === 'joined' && (joined = true)));
-          await lp.until(() => joined || undefined, 'joined', { timeoutMs: 30_000 });
+          procs.push(await ProcPeer.start(`holder P${i}`, { id: `P${i}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, uploadRate: cap, minPieceBytes: piece, maxChildren: s.opts.maxChildren }));
         }
         // Each holder process computes its manifest once, outside the timed runs.
         const w = await net.add('WP', { maxSources: nh });
@@ -114,31 +166,52 @@ export const swarm: ScenarioDef = {
         await w.leave();
       }
       for (const k of ks) {
-        const r = await net.add(`R${k}`, { maxSources: k });
-        const res = await r.download(FILE);
-        verify(r, res, `k=${k}`);
+        let res: DownloadResult;
+        let share: string;
+        if (!inproc) {
+          share = path.join(net.dir, `R${k}`);
+          fs.mkdirSync(share, { recursive: true });
+          const r = await ProcPeer.start(`requester R${k}`, { id: `R${k}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, maxSources: k, fsync: false, swarm: 'always', maxChildren: s.opts.maxChildren });
+          const h0 = await Promise.all(procs.map((x) => x.cpuMs()));
+          const r0 = await r.cpuMs();
+          r.send({ cmd: 'download', name: FILE });
+          const out = await r.next(['downloaded', 'error'], 120_000);
+          if (out.event !== 'downloaded') throw new Error(`R${k}: ${String(out.message)}`);
+          res = out.result as DownloadResult;
+          const r1 = await r.cpuMs();
+          const h1 = await Promise.all(procs.map((x) => x.cpuMs()));
+          // Holders that sent pieces only (the idle ones' own background work is not the download's).
+          const sent = new Set(res.swarm!.sources.filter((x) => x.pieces > 0).map((x) => x.id));
+          const holdersMs = h1.reduce((a, b, i) => a + (sent.has(`P${i + 1}`) ? b - h0[i]! : 0), 0);
+          cpu[k] = { requesterMsPerMB: Number(((r1 - r0) / MB).toFixed(2)), holdersMsPerMB: Number((holdersMs / MB).toFixed(2)) };
+          await r.leave();
+        } else {
+          const r = await net.add(`R${k}`, { maxSources: k });
+          share = r.opts.share;
+          const c0 = process.cpuUsage();
+          res = await r.download(FILE);
+          const c = process.cpuUsage(c0);
+          cpu[k] = { allMsPerMB: Number(((c.user + c.system) / 1000 / MB).toFixed(2)) };
+          await r.leave();
+        }
+        verifyAt(share, res, `k=${k}`);
         rates[k] = rate(res);
         speedup[k] = Number((rates[k]! / rates[1]!).toFixed(2));
         const used = res.swarm!.sources.filter((x) => x.pieces > 0);
-        rows.push([k, used.length, (rates[k]!).toFixed(1), speedup[k]!.toFixed(2), ms(res.durationMs), used.map((x) => x.pieces).join('/'), (res.swarm!.bytesDuplicate / MiB).toFixed(1)]);
-        s.log(`  k=${k}: ${rates[k]!.toFixed(1)} MB/s, speedup ${speedup[k]}`);
-        await r.leave();
+        const c = cpu[k]!;
+        const cpuCol = 'allMsPerMB' in c ? `all peers ${c.allMsPerMB}` : `${c.requesterMsPerMB} / ${c.holdersMsPerMB}`;
+        rows.push([k, used.length, (rates[k]!).toFixed(1), speedup[k]!.toFixed(2), ms(res.durationMs), used.map((x) => x.pieces).join('/'), (res.swarm!.bytesDuplicate / MiB).toFixed(1), cpuCol, res.readPath]);
+        s.log(`  k=${k}: ${rates[k]!.toFixed(1)} MB/s, speedup ${speedup[k]}, CPU ms/MB ${cpuCol}`);
       }
-      s.table('Swarm speedup (capped uplinks)', ['holders k', 'holders used', 'MB/s', 'speedup over k=1', 'duration', 'pieces per holder', 'end-game duplicates MiB'], rows,
-        `${(size / MiB).toFixed(0)} MiB file in pieces of ${(pieceSizeOf(size, piece) / 1024).toFixed(0)} KiB; fsync off (the disk flush is the same for every k); each holder's uploads capped at ${cap.toLocaleString('en-US')} B/s in total; 1 MB = 10^6 bytes; duration = first connection → verified and renamed (search excluded).`);
+      s.table('Swarm speedup (capped uplinks)', ['holders k', 'holders used', 'MB/s', 'speedup over k=1', 'duration', 'pieces per holder', 'end-game duplicates MiB', inproc ? 'CPU ms/MB' : 'CPU ms/MB requester / holders used (sum)', 'read path'], rows,
+        `${(size / MiB).toFixed(0)} MiB file in pieces of ${(pieceSizeOf(size, piece) / 1024).toFixed(0)} KiB; fsync off (the disk flush is the same for every k); each holder's uploads capped at ${cap.toLocaleString('en-US')} B/s in total; 1 MB = 10^6 bytes; duration = first connection → verified and renamed (search excluded); ${inproc ? 'all peers in this process (--inproc)' : 'each holder and the requester in its own process'}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.`);
       s.summary.speedup = speedup;
+      s.summary.cpuMsPerMB = cpu;
       s.summary.holderProcesses = procs.length > 0;
+      s.summary.loadAvg = os.loadavg().map((x) => Number(x.toFixed(2)));
       if (procs.length) {
         // Graceful leaves, so the metaserver does not refer newcomers to them.
-        await Promise.all(procs.map((lp) => new Promise<void>((resolve) => {
-          if (lp.cp.exitCode !== null) return resolve();
-          const t = setTimeout(() => lp.cp.kill('SIGKILL'), 10_000);
-          lp.cp.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-          lp.send({ cmd: 'leave' });
-        })));
+        await Promise.all(procs.map((x) => x.leave()));
         // The in-process holders again, for the phases below.
         for (let i = 0; i < holders.length; i++) {
           const share = holders[i]!.opts.share;
