@@ -245,8 +245,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let bytesDuplicate = 0;
   let tFirst = 0;
   let settled = false;
-  let saving: Promise<void> | undefined;
-  let saveAgain = false;
   const reasons: string[] = [];
   const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false }));
 
@@ -347,28 +345,26 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     return kept;
   };
+  // The resume file is rewritten (temporary name, then rename) after every verified piece,
+  // synchronously, so a crash (even SIGKILL) loses at most the piece being written: the file
+  // lists what the partial holds as of the last piece. The manifest part is serialized once.
+  let stateHead = '';
+  let saveFailed = false;
   const saveState = () => {
     if (!manifest || completed) return;
-    if (saving) {
-      saveAgain = true;
-      return;
-    }
     const m = manifest;
-    saving = (async () => {
-      do {
-        saveAgain = false;
-        const list: number[] = [];
-        for (let i = 0; i < n; i++) if (have[i]) list.push(i);
-        const body = JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces }, have: list });
-        const t = `${statePath}.tmp`;
-        try {
-          await fsp.writeFile(t, body);
-          await fsp.rename(t, statePath);
-        } catch (err) {
-          log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
-        }
-      } while (saveAgain && !completed);
-    })().finally(() => (saving = undefined));
+    stateHead ||= JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces } }).slice(0, -1);
+    const list: number[] = [];
+    for (let i = 0; i < n; i++) if (have[i]) list.push(i);
+    const t = `${statePath}.tmp`;
+    try {
+      fs.writeFileSync(t, `${stateHead},"have":[${list.join(',')}]}`);
+      fs.renameSync(t, statePath);
+      saveFailed = false;
+    } catch (err) {
+      if (!saveFailed) log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
+      saveFailed = true;
+    }
   };
 
   // Lowest piece neither verified nor asked for; every piece below it is one of those.
@@ -438,12 +434,11 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     s.pieces++;
     if (!tFirst) tFirst = clock.now();
+    if (haveCount === n) completed = true;
+    // Saved before it is reported: a piece said to be verified is in the resume file.
+    else saveState();
     o.onProgress?.(haveBytes, m.size);
-    if (haveCount === n) {
-      completed = true;
-      return settle();
-    }
-    saveState();
+    if (completed) settle();
   };
 
   /** Bytes `chunk[from, to)` from a holder (a view of its reused read buffer, or a 'data' chunk). */
@@ -620,7 +615,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     for (const s of sources) void startSource(s);
     await done;
     await ready;
-    await saving;
     const m = manifest!;
     if (durable) {
       const ts = clock.now();
@@ -689,11 +683,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     o.signal?.removeEventListener('abort', onAbort);
     await ready?.catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.
-    if (!completed && manifest) {
-      await saving;
-      saveState();
-    }
-    await saving;
+    if (!completed && manifest) saveState();
     await fdHandle?.close().catch(() => undefined);
     if (tmp) active.delete(tmp);
   }
