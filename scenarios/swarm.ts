@@ -11,13 +11,16 @@
  *   fetched twice against the pieces it had outstanding, time to finish;
  * - a corrupting holder (flips a byte in every piece it sends): it is dropped at
  *   its first bad piece, only that piece and what it had in flight are fetched again;
- * - the requester stopped at ~50% and restarted on the same share: resume
- *   point and bytes fetched again.
+ * - the requester, a process of its own, killed with SIGKILL at ~50% and
+ *   restarted with the same id and share folder: resume point and pieces
+ *   fetched again.
  *
- * Peers run in this process over real TCP on loopback (the swarm's fault
- * hooks need it); every figure comes from the requester's own counters.
+ * The speedup table's peers each run in their own OS process (--inproc: all in
+ * this one); the fault phases' holders run in this process over real TCP on
+ * loopback (the fault hooks need it). Every figure comes from the requester's
+ * own counters; CPU figures from each process's own usage.
  *
- *   npx tsx scenarios/swarm.ts [--size 64] [--bandwidth 20M] [--holders 8]
+ *   npx tsx scenarios/swarm.ts [--size 64] [--bandwidth 20M] [--holders 8] [--inproc]
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -63,6 +66,21 @@ class ProcPeer {
 
   send(cmd: object): void {
     this.lp.send(cmd);
+  }
+
+  /** The last line seen so far whose event is `event`. */
+  seen(event: string): Record<string, unknown> | undefined {
+    return [...this.lines].reverse().find((l) => l.event === event);
+  }
+
+  /** Highest download progress reported so far, bytes. */
+  maxProgress(): number {
+    return Math.max(0, ...this.lines.filter((l) => l.event === 'progress').map((l) => Number(l.bytes)));
+  }
+
+  async setUploadRate(rate: number): Promise<void> {
+    this.send({ cmd: 'upload-rate', rate });
+    await this.next(['upload-rate']);
   }
 
   async cpuMs(): Promise<number> {
@@ -209,6 +227,77 @@ export const swarm: ScenarioDef = {
       s.summary.cpuMsPerMB = cpu;
       s.summary.holderProcesses = procs.length > 0;
       s.summary.loadAvg = os.loadavg().map((x) => Number(x.toFixed(2)));
+      // ---- bench row: unshaped loopback, one source vs several ----
+      // Same run, same holders, no cap. Processes: holders as above, each requester in its own
+      // process (one per kind, reused across rounds; the file is removed between runs). Kinds:
+      // the offer path from one holder (`--swarm never`, the single-source fast receive), a swarm
+      // from one holder, a swarm from multiK. Alternating rounds, median of each.
+      const multiK = Math.min(4, nh);
+      const rounds = 5;
+      const kinds: { label: string; key: string; opts: Record<string, unknown> }[] = [
+        { label: 'single source (offer path)', key: 'offer', opts: { swarm: false } },
+        { label: 'swarm, 1 holder', key: 'swarm1', opts: { swarm: 'always', maxSources: 1 } },
+        { label: `swarm, ${multiK} holders`, key: `swarm${multiK}`, opts: { swarm: 'always', maxSources: multiK } },
+      ];
+      const samples: Record<string, number[]> = {};
+      const cpuPer: Record<string, number[]> = {};
+      const readPaths: Record<string, string> = {};
+      if (!inproc) {
+        await Promise.all(procs.map((x) => x.setUploadRate(0)));
+        const req: ProcPeer[] = [];
+        for (const kd of kinds) {
+          const share = path.join(net.dir, `U-${kd.key}`);
+          fs.mkdirSync(share, { recursive: true });
+          req.push(await ProcPeer.start(`requester U-${kd.key}`, { id: `U-${kd.key}`, host: '127.0.0.1', port: 0, share, meta: net.meta.address, fsync: false, maxChildren: s.opts.maxChildren, ...kd.opts }));
+        }
+        for (let round = 0; round < rounds; round++) {
+          for (let x = 0; x < kinds.length; x++) {
+            const kd = kinds[(x + round) % kinds.length]!;
+            const r = req[kinds.indexOf(kd)]!;
+            const share = path.join(net.dir, `U-${kd.key}`);
+            const c0 = await r.cpuMs();
+            r.send({ cmd: 'download', name: FILE });
+            const out = await r.next(['downloaded', 'error'], 120_000);
+            if (out.event !== 'downloaded') throw new Error(`U-${kd.key}: ${String(out.message)}`);
+            const res = out.result as DownloadResult;
+            const c1 = await r.cpuMs();
+            verifyAt(share, res, `unshaped ${kd.label}`);
+            fs.rmSync(path.join(share, FILE));
+            (samples[kd.key] ??= []).push(rate(res));
+            (cpuPer[kd.key] ??= []).push((c1 - c0) / MB);
+            readPaths[kd.key] = res.readPath;
+          }
+        }
+        await Promise.all(req.map((x) => x.leave()));
+        await Promise.all(procs.map((x) => x.setUploadRate(cap)));
+      } else {
+        for (const h of holders) h.swarmUploads.bucket.bytesPerSec = 0;
+        for (let round = 0; round < rounds; round++) {
+          for (let x = 0; x < kinds.length; x++) {
+            const kd = kinds[(x + round) % kinds.length]!;
+            const r = await net.add(`U-${kd.key}x${round}`, kd.opts);
+            const c0 = process.cpuUsage();
+            const res = await r.download(FILE);
+            const c = process.cpuUsage(c0);
+            verify(r, res, `unshaped ${kd.label}`);
+            (samples[kd.key] ??= []).push(rate(res));
+            (cpuPer[kd.key] ??= []).push((c.user + c.system) / 1000 / MB);
+            readPaths[kd.key] = res.readPath;
+            await r.leave();
+          }
+        }
+        for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
+      }
+      const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+      const bench = kinds.map((kd) => [kd.label, median(samples[kd.key]!).toFixed(1), samples[kd.key]!.map((x) => x.toFixed(0)).join(' / '), median(cpuPer[kd.key]!).toFixed(2), readPaths[kd.key]!]);
+      const benchRates = Object.fromEntries(kinds.map((kd) => [kd.key, Number(median(samples[kd.key]!).toFixed(1))]));
+      // Per round: multi-source rate over the offer path's in the same round (the pair ran back to back).
+      const ratios = samples[`swarm${multiK}`]!.map((v, i) => v / samples.offer![i]!);
+      s.table('Bench: unshaped loopback, multi-source vs single source (same run)', ['download', `MB/s (median of ${rounds})`, 'runs MB/s', inproc ? 'CPU ms/MB (all peers)' : 'requester CPU ms/MB (median)', 'read path'], bench,
+        `no cap; ${inproc ? 'all peers in this process' : 'holders and requesters each in their own process'}; rounds alternate the order; multi / single per round: ${ratios.map((x) => x.toFixed(2)).join(', ')}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.`);
+      s.summary.unshaped = { ...benchRates, ratioPerRound: ratios.map((x) => Number(x.toFixed(2))), requesterCpuMsPerMB: Object.fromEntries(kinds.map((kd) => [kd.key, Number(median(cpuPer[kd.key]!).toFixed(2))])) };
+      s.check(benchRates[`swarm${multiK}`]! >= 0.9 * benchRates.offer!, `unshaped: ${multiK} sources no slower than the single-source offer path (median; 10% noise allowed)`, `${benchRates[`swarm${multiK}`]} vs ${benchRates.offer} MB/s`);
+
       if (procs.length) {
         // Graceful leaves, so the metaserver does not refer newcomers to them.
         await Promise.all(procs.map((x) => x.leave()));
@@ -224,32 +313,6 @@ export const swarm: ScenarioDef = {
       s.summary.rateMBps = Object.fromEntries(Object.entries(rates).map(([k, v]) => [k, Number(v.toFixed(1))]));
       if (speedup[4] !== undefined) s.check(speedup[4] >= 3.2, `speedup at k=4 ≥ 3.2`, String(speedup[4]));
       if (speedup[8] !== undefined) s.check(speedup[8] >= 6.0, `speedup at k=8 ≥ 6.0`, String(speedup[8]));
-
-      // ---- bench row: unshaped loopback, one source vs several ----
-      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = 0;
-      const multiK = Math.min(4, nh);
-      const bench: (string | number)[][] = [];
-      const benchRates: Record<string, number> = {};
-      // Alternating runs, median of three each: the machine is shared, single runs are noisy.
-      const samples: Record<number, number[]> = { 1: [], [multiK]: [] };
-      for (let round = 0; round < 3; round++) {
-        for (const k of [1, multiK]) {
-          const r = await net.add(`U${k}x${round}`, { maxSources: k });
-          const res = await r.download(FILE);
-          verify(r, res, `unshaped k=${k}`);
-          samples[k]!.push(rate(res));
-          await r.leave();
-        }
-      }
-      for (const k of [1, multiK]) {
-        const v = [...samples[k]!].sort((a, b) => a - b);
-        benchRates[k] = v[1]!;
-        bench.push([k, benchRates[k]!.toFixed(1), v.map((x) => x.toFixed(1)).join(' / ')]);
-      }
-      for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
-      s.table('Bench: unshaped loopback', ['holders k', 'MB/s (median of 3)', 'runs MB/s'], bench, 'no cap; all peers in one process on a shared 2-core machine, so this is CPU-bound.');
-      s.summary.unshaped = Object.fromEntries(Object.entries(benchRates).map(([k, v]) => [k, Number(v.toFixed(1))]));
-      s.check(benchRates[multiK]! >= 0.9 * benchRates[1]!, `unshaped: ${multiK} sources no slower than one (10% noise allowed)`, `${benchRates[multiK]!.toFixed(1)} vs ${benchRates[1]!.toFixed(1)} MB/s`);
 
       // ---- a corrupting holder ----
       const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, _i, d) => void (d[d.length - 1] ^= 0x01) });
@@ -272,34 +335,37 @@ export const swarm: ScenarioDef = {
       await rc.leave();
       await bad.leave();
 
-      // ---- the requester stopped at ~50% and restarted ----
-      const zs = await net.add('Z', { maxSources: Math.min(4, nh) });
-      const zShare = zs.opts.share;
-      let atStop = 0;
-      const first = zs.download(FILE);
-      first.catch(() => undefined);
-      await new Promise<void>((resolve) => {
-        const f = (p: { bytes: number; size: number }) => {
-          if (p.bytes >= p.size / 2) {
-            zs.off('progress', f);
-            atStop = p.bytes;
-            resolve();
-          }
-        };
-        zs.on('progress', f);
-      });
-      await zs.leave();
-      await first.catch(() => undefined);
-      const z2 = await net.add('Z', { maxSources: Math.min(4, nh) });
-      s.check(z2.opts.share === zShare, 'restarted requester uses the same share');
-      let resumeAt = -1;
-      z2.on('resume', (x) => (resumeAt = x.percent));
-      const resZ = await z2.download(FILE);
-      verify(z2, resZ, 'resume');
+      // ---- the requester killed with SIGKILL at ~50% and restarted ----
+      // A real process (test/fixtures/peer-proc.ts), killed by its pid, started again with the same id
+      // and share folder: it resumes from the pieces listed in its resume file, re-hashed on disk.
+      const zShare = path.join(net.dir, 'Z');
+      fs.mkdirSync(zShare, { recursive: true });
+      const zOpts = { id: 'Z', host: '127.0.0.1', port: 0, share: zShare, meta: net.meta.address, maxSources: Math.min(4, nh), minPieceBytes: piece, progress: true, maxChildren: s.opts.maxChildren };
+      const z1 = await ProcPeer.start('requester Z', zOpts);
+      z1.send({ cmd: 'download', name: FILE });
+      for (;;) {
+        const p = await z1.next(['progress', 'downloaded', 'error'], 120_000);
+        if (p.event !== 'progress') throw new Error(`requester Z ended before the kill: ${JSON.stringify(p).slice(0, 300)}`);
+        if (Number(p.bytes) >= size / 2) break;
+      }
+      z1.lp.cp.kill('SIGKILL');
+      await z1.lp.exited();
+      // Lines printed before death are all read by now (stdout to a pipe is synchronous).
+      const atKill = z1.maxProgress();
+      const exposed = fs.existsSync(path.join(zShare, FILE));
+      s.check(!exposed, 'requester killed: nothing under the final name before it is verified');
+      const z2 = await ProcPeer.start('requester Z (restarted)', zOpts);
+      z2.send({ cmd: 'download', name: FILE });
+      const zOut = await z2.next(['downloaded', 'error'], 120_000);
+      if (zOut.event !== 'downloaded') throw new Error(`restarted requester Z: ${String(zOut.message)}`);
+      const resZ = zOut.result as DownloadResult;
+      const resumeLine = z2.seen('resume');
+      verifyAt(zShare, resZ, 'resume after kill -9');
       const psZ = pieceSize(resZ);
-      const refetchedPieces = Math.max(0, Math.ceil((atStop - resZ.swarm!.resumedBytes) / psZ));
-      s.summary.resume = { stoppedAtBytes: atStop, resumedBytes: resZ.swarm!.resumedBytes, resumePercent: resumeAt, refetchedPieces, receivedAfterRestart: resZ.swarm!.bytesReceived, pieceSize: psZ };
-      s.check(refetchedPieces <= 2, 'restart at ~50%: ≤ 2 verified pieces fetched again', `${refetchedPieces}`);
+      const refetchedPieces = Math.max(0, Math.ceil((atKill - resZ.swarm!.resumedBytes) / psZ));
+      const resumeAt = resumeLine ? Number(resumeLine.percent) : -1;
+      s.summary.resume = { killedWith: 'SIGKILL', verifiedAtKillBytes: atKill, resumedBytes: resZ.swarm!.resumedBytes, resumePercent: resumeAt, refetchedPieces, receivedAfterRestart: resZ.swarm!.bytesReceived, pieceSize: psZ };
+      s.check(refetchedPieces <= 2, 'kill -9 at ~50%: ≤ 2 verified pieces fetched again', `${refetchedPieces}`);
       await z2.leave();
 
       // ---- a holder killed mid-download ----
@@ -331,7 +397,7 @@ export const swarm: ScenarioDef = {
       s.table('Faults', ['case', 'MB/s', 'fetched again', 'bound', 'note'], [
         ['holder killed at 30%', rate(resK).toFixed(1), `${(twice / MiB).toFixed(2)} MiB`, `${(resK.swarm!.bytesOutstandingLost / MiB).toFixed(2)} MiB outstanding at it`, `finished ${ms(doneAt - killAt)} after the kill; end-game duplicates ${(resK.swarm!.bytesDuplicate / MiB).toFixed(2)} MiB`],
         ['corrupting holder', rate(resC).toFixed(1), `${((resC.swarm!.bytesWasted - resC.swarm!.bytesDuplicate) / MiB).toFixed(2)} MiB`, `${resC.swarm!.badPieces} bad piece + ${(resC.swarm!.bytesOutstandingLost / MiB).toFixed(2)} MiB outstanding`, `dropped: ${badSrc?.dropped ?? 'no'}`],
-        ['requester restarted at ~50%', rate(resZ).toFixed(1), `${refetchedPieces} piece(s)`, '≤ 2 pieces', `resumed at ${resumeAt}% (${(resZ.swarm!.resumedBytes / MiB).toFixed(1)} MiB verified on disk); received ${(resZ.swarm!.bytesReceived / MiB).toFixed(1)} MiB after the restart`],
+        ['requester killed (SIGKILL) at ~50%, restarted', rate(resZ).toFixed(1), `${refetchedPieces} piece(s)`, '≤ 2 pieces', `${(atKill / MiB).toFixed(1)} MiB verified at the kill; resumed at ${resumeAt}% (${(resZ.swarm!.resumedBytes / MiB).toFixed(1)} MiB re-hashed on disk); received ${(resZ.swarm!.bytesReceived / MiB).toFixed(1)} MiB after the restart`],
       ], 'fetched again = bytes received and thrown away, end-game duplicates excluded (they are listed apart).');
       await rk.leave();
     } finally {

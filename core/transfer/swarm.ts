@@ -110,6 +110,10 @@ const partialRe = (tag: string) => new RegExp(`^\\.treeshare-${escapeRe(tag)}-([
 const partName = (tag: string, sha: string) => `.treeshare-${tag}-${sha.slice(0, 16)}.swarm.part`;
 const stateName = (tag: string, sha: string) => `.treeshare-${tag}-${sha.slice(0, 16)}.swarm.json`;
 
+function writeAll(fd: number, b: Buffer, at: number): void {
+  for (let off = 0; off < b.length; ) off += fs.writeSync(fd, b, off, b.length - off, at + off);
+}
+
 /** Partials being written by this process (two downloads of one file never share one). */
 const active = new Set<string>();
 
@@ -345,26 +349,39 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     return kept;
   };
-  // The resume file is rewritten (temporary name, then rename) after every verified piece,
-  // synchronously, so a crash (even SIGKILL) loses at most the piece being written: the file
-  // lists what the partial holds as of the last piece. The manifest part is serialized once.
+  // The resume file is updated after every verified piece, synchronously and before the piece
+  // is reported, so a crash (even SIGKILL) loses none of the reported pieces. It is written
+  // whole once (manifest, then the list of verified pieces); later updates rewrite only the
+  // list, in place, with one positional write: the list only grows during a download, so the
+  // new text covers the old. (A rename per piece was measured at ~4 ms on ext4: renaming
+  // over a file makes the kernel flush the new one.) A torn or unreadable resume file only
+  // costs the resume, never a byte: the pieces it lists are re-hashed before they count.
+  let stateFd = -1;
   let stateHead = '';
   let saveFailed = false;
   const saveState = () => {
     if (!manifest || completed) return;
     const m = manifest;
-    stateHead ||= JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces } }).slice(0, -1);
     const list: number[] = [];
     for (let i = 0; i < n; i++) if (have[i]) list.push(i);
-    const t = `${statePath}.tmp`;
+    const tail = `,"have":[${list.join(',')}]}`;
     try {
-      fs.writeFileSync(t, `${stateHead},"have":[${list.join(',')}]}`);
-      fs.renameSync(t, statePath);
+      if (stateFd < 0) {
+        stateHead = JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces } }).slice(0, -1);
+        stateFd = fs.openSync(statePath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
+        const all = Buffer.from(stateHead + tail);
+        writeAll(stateFd, all, 0);
+        fs.ftruncateSync(stateFd, all.length);
+      } else writeAll(stateFd, Buffer.from(tail), Buffer.byteLength(stateHead));
       saveFailed = false;
     } catch (err) {
       if (!saveFailed) log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
       saveFailed = true;
     }
+  };
+  const closeState = () => {
+    if (stateFd >= 0) fs.closeSync(stateFd);
+    stateFd = -1;
   };
 
   // Lowest piece neither verified nor asked for; every piece below it is one of those.
@@ -684,11 +701,13 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     await ready?.catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.
     if (!completed && manifest) saveState();
+    closeState();
     await fdHandle?.close().catch(() => undefined);
     if (tmp) active.delete(tmp);
   }
 
   async function discard(): Promise<void> {
+    closeState();
     await fsp.rm(tmp, { force: true });
     await fsp.rm(statePath, { force: true });
   }
