@@ -33,7 +33,6 @@ import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
 import { freeBytes, type TransferMetrics } from './receive.ts';
-import { wholeHasher, type WholeHasher } from './whole-hash.ts';
 
 export interface SwarmDownloadOptions {
   transport: Transport;
@@ -301,10 +300,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let completed = false;
   // Whole-file SHA-256 of the bytes written, fed in file order: a piece landing at the front
   // is hashed from memory, pieces that landed ahead of it are read back from the partial.
-  // Large files: on a worker thread (whole-hash.ts), so the main thread hashes each byte once.
-  let whole: WholeHasher | undefined;
-  // Links paused while the hash worker catches up (resumed on its drain).
-  const pausedForHash = new Set<Source>();
+  const whole = createHash('sha256');
   let wholeNext = 0;
   // Verified pieces that landed ahead of the hash front, kept in memory (bounded) so they need
   // not be read back; beyond the bound they are read back from the partial.
@@ -333,13 +329,12 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     while (wholeNext < n && have[wholeNext]) {
       const len = pieceLength(m, wholeNext);
       const early = ahead.get(wholeNext);
-      if (wholeNext === landedAt && buf) {
-        // Moved to the hash worker: the link takes another buffer.
-        if (whole!.update(buf)) kept = true;
-      } else if (early) {
+      if (wholeNext === landedAt && buf) whole.update(buf);
+      else if (early) {
+        whole.update(early);
         ahead.delete(wholeNext);
         aheadBytes -= early.length;
-        if (!whole!.update(early)) giveBack(early);
+        giveBack(early);
       } else {
         scratch ??= Buffer.allocUnsafe(m.pieceSize);
         let off = 0;
@@ -348,7 +343,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
           if (r === 0) throw new TransferError('truncated', `partial of ${o.name} is shorter than its verified pieces`);
           off += r;
         }
-        if (whole!.update(scratch.subarray(0, len))) scratch = undefined; // moved to the worker
+        whole.update(scratch.subarray(0, len));
       }
       wholeNext++;
     }
@@ -488,10 +483,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       }
     }
     if (!s.gone && !settled) {
-      if (whole?.busy && !pausedForHash.has(s)) {
-        pausedForHash.add(s);
-        s.conn?.pause();
-      }
       if (s.queue.length < depth) fill(s);
       // A piece landing may leave other links idle in the end-game.
       if (endGame) for (const x of sources) if (x !== s && !x.gone && x.queue.length === 0) fill(x);
@@ -549,12 +540,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const free = await freeBytes(root);
     if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
     manifest = m;
-    whole = wholeHasher(m.size);
-    whole.onReturn = giveBack;
-    whole.onDrain = () => {
-      for (const x of pausedForHash) if (!x.gone) x.conn?.resume();
-      pausedForHash.clear();
-    };
     advanceWhole(-1, undefined);
     saveState();
     if (haveCount === n) {
@@ -655,7 +640,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     // The whole file, hashed in file order from the bytes written, before it becomes visible.
     if (wholeNext !== n) throw new TransferError('io', `internal: ${wholeNext} of ${n} pieces hashed at the end of ${o.name}`);
-    const sha256 = await whole!.digest();
+    const sha256 = whole.digest('hex');
     if (sha256 !== m.sha256) {
       await discard();
       throw new TransferError('hash-mismatch', `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…); partial removed`);
@@ -717,7 +702,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     // Failed or aborted: the resume file lists every piece verified so far.
     if (!completed && manifest) saveState();
     closeState();
-    whole?.close();
     await fdHandle?.close().catch(() => undefined);
     if (tmp) active.delete(tmp);
   }

@@ -11,7 +11,6 @@ import test from 'ava';
 import { errorCode, tcpTransport, type Connection, type Message } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
 import { pieceSizeFor, UploadBucket } from '../../core/transfer/manifest.ts';
-import { wholeHasher } from '../../core/transfer/whole-hash.ts';
 import { sweepPartials, swarmDownload } from '../../core/transfer/swarm.ts';
 import { tmpDir } from '../helpers.ts';
 
@@ -135,33 +134,3 @@ for (const [mode, code, reason] of [
     for (const n of fs.readdirSync(share)) t.regex(n, /^\.treeshare-R-[0-9a-f]{16}\.swarm\.(part|json)$/);
   });
 }
-
-test('the whole-file hash on a worker thread equals the inline one; moved buffers come back; backpressure drains', async (t) => {
-  const pieces = Array.from({ length: 12 }, (_, i) => randomBytes(i === 11 ? 1000 : 256 * 1024));
-  const want = createHash('sha256').update(Buffer.concat(pieces)).digest('hex');
-  const w = wholeHasher(0, { worker: true, maxBacklog: 512 * 1024 });
-  t.teardown(() => w.close());
-  const back: Buffer[] = [];
-  let drains = 0;
-  let wasBusy = false;
-  w.onReturn = (b) => back.push(b);
-  w.onDrain = () => drains++;
-  let moved = 0;
-  for (const [i, p] of pieces.entries()) {
-    // Odd pieces as views into a larger buffer: copied, not moved (the caller keeps them).
-    const view = i % 2 ? Buffer.concat([Buffer.alloc(7), p]).subarray(7) : Buffer.from(p);
-    const took = w.update(view);
-    t.is(took, i % 2 === 0, `piece ${i}: moved only when it owns its memory`);
-    if (took) moved++;
-    else t.is(view.length, p.length, 'a copied view stays usable');
-    wasBusy ||= w.busy;
-  }
-  t.true(wasBusy, 'over the backlog bound it reports busy');
-  t.is(await w.digest(), want);
-  t.true(drains >= 1, 'and drains');
-  t.is(back.length, pieces.length, 'every buffer handed over comes back');
-  t.true(moved > 0);
-  const inline = wholeHasher(0);
-  for (const p of pieces) t.false(inline.update(p));
-  t.is(await inline.digest(), want);
-});
