@@ -11,7 +11,7 @@ import test from 'ava';
 import { errorCode, tcpTransport, type Connection, type Message } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
 import { pieceSizeFor, UploadBucket } from '../../core/transfer/manifest.ts';
-import { sweepPartials, swarmDownload } from '../../core/transfer/swarm.ts';
+import { linkDepth, sweepPartials, swarmDownload } from '../../core/transfer/swarm.ts';
 import { tmpDir } from '../helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -134,3 +134,11 @@ for (const [mode, code, reason] of [
     for (const n of fs.readdirSync(share)) t.regex(n, /^\.treeshare-R-[0-9a-f]{16}\.swarm\.(part|json)$/);
   });
 }
+
+test('default pipeline depth covers the bandwidth-delay product of a 100 MB/s link, at least 2, at most 16', (t) => {
+  t.is(linkDepth(0.2, 1024 * 1024), 2, 'loopback: one piece in service, one queued');
+  t.is(linkDepth(0, 1024 * 1024), 2);
+  t.is(linkDepth(50, 1024 * 1024), 1 + 5, '50 ms at 100 MB/s is 5 MB in flight');
+  t.is(linkDepth(50, 4 * 1024 * 1024), 1 + 2);
+  t.is(linkDepth(10_000, 1024 * 1024), 16);
+});
