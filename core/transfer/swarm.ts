@@ -339,9 +339,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     return Buffer.allocUnsafe(len);
   };
   const giveBack = (b: Buffer) => void (pool.length < 32 && pool.push(b));
+  // One buffer for every read-back of this download, not a fresh one per call.
+  let scratch: Buffer | undefined;
   const advanceWhole = (landedAt: number, buf: Buffer | undefined): boolean => {
     const m = manifest!;
-    let scratch: Buffer | undefined;
     let kept = false;
     if (buf && landedAt > wholeNext && aheadBytes + buf.length <= AHEAD_MAX) {
       ahead.set(landedAt, buf);
