@@ -117,7 +117,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       announceMs: options.announceMs ?? 5000,
       swarm: options.swarm ?? true,
       maxSources: options.maxSources ?? 8,
-      swarmDepth: options.swarmDepth ?? 4,
+      swarmDepth: options.swarmDepth ?? 0,
       uploadRate: options.uploadRate ?? 0,
       minPieceBytes: options.minPieceBytes ?? DEFAULT_PIECE_BYTES,
       partialMaxAgeMs: options.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,

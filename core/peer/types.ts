@@ -85,7 +85,7 @@ export interface PeerOptions {
   swarm?: boolean | 'always';
   /** Most holders a swarm download uses at once (--max-sources). Default 8. */
   maxSources?: number;
-  /** Pieces a swarm download asks ahead on each link. Default 4. */
+  /** Pieces a swarm download asks ahead on each link. Default 0: sized per link to its round trip (2 on a LAN; core/transfer/swarm.ts linkDepth). */
   swarmDepth?: number;
   /** Upload cap of the whole peer (all its swarm uploads together), bytes/s (--upload-rate); 0: none. Default 0. */
   uploadRate?: number;

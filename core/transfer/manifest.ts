@@ -138,26 +138,39 @@ export function forgetManifests(): void {
 /**
  * An upload cap for a whole peer (its uplink): every upload connection takes
  * its bytes from this one schedule, first come first served, so n connections
- * share `bytesPerSec` and opening more of them gains nothing. Chunks are
- * small (64 KiB) so connections interleave fairly. A burst of at most
- * `burstMs` worth of bytes is allowed after idleness.
+ * share `bytesPerSec` and opening more of them gains nothing.
+ *
+ * A slice leaves once it is paid for in full (its bytes at the rate, after
+ * those granted before it), so the bytes sent in any window of W ms never
+ * exceed bytesPerSec × (W + slackMs) whatever the number of connections.
+ * `slackMs` (10 ms) is there so a timer firing late does not cost throughput;
+ * it is also the largest burst after idleness. One timer per slice, and
+ * slices of about 1/50 s (sliceBytes: 64 KiB to 1 MiB), so a 20 MB/s uplink
+ * is about 50 timers a second; nothing is allocated per slice.
  */
 export class UploadBucket {
-  private next = 0;
+  /** Time (ms, this clock) at which every byte granted so far is paid for. */
+  private next = -Infinity;
   constructor(
     /** May be changed while uploads run (0: no cap). */
     public bytesPerSec: number,
     private readonly clock: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> },
-    private readonly burstMs = 20,
+    private readonly slackMs = 10,
   ) {}
+
+  /** Bytes a sender should take at once: about 1/50 s at this rate, a multiple of 64 KiB from 64 KiB to 1 MiB; unlimited without a cap. */
+  sliceBytes(): number {
+    if (!(this.bytesPerSec > 0)) return Number.POSITIVE_INFINITY;
+    const k = 64 * 1024;
+    return Math.min(16 * k, Math.max(k, Math.floor(this.bytesPerSec / 50 / k) * k));
+  }
 
   /** Waits until `n` more bytes may be sent. */
   async take(n: number, signal?: AbortSignal): Promise<void> {
     if (!(this.bytesPerSec > 0)) return;
     const now = this.clock.now();
-    this.next = Math.max(this.next, now - this.burstMs);
-    const at = this.next;
-    this.next += (n * 1000) / this.bytesPerSec;
+    const at = Math.max(this.next, now - this.slackMs) + (n * 1000) / this.bytesPerSec;
+    this.next = at;
     if (at > now) await this.clock.sleep(at - now, signal);
   }
 }

@@ -3,8 +3,9 @@
  * connection with `swarm-open`; the holder answers its manifest (after
  * `hashing` progress frames if the file was never hashed), then serves `want`
  * requests: each wanted piece's bytes are sent raw, back to back, in the order
- * asked, read from disk in 64 KiB chunks, each chunk taken from the peer's
- * shared UploadBucket (its uplink cap), with backpressure.
+ * asked, read from disk up to 4 MiB at a time and sent in slices of about
+ * 1/50 s of the peer's shared UploadBucket (its uplink cap, over all its
+ * connections), with backpressure.
  *
  * The requester decides everything else; the holder keeps no state beyond the
  * queue of this connection. A requester that leaves, or a file that changes
@@ -17,7 +18,6 @@ import type { Clock } from '../clock.ts';
 import { openShared, type SharedFile } from './jail.ts';
 import { cachedManifest, manifestOf, pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
 
-const CHUNK = 64 * 1024;
 /** Most bytes read from disk at once for one piece. */
 const READ_BYTES = 4 * 1024 * 1024;
 /** Most piece requests queued on one connection. */
@@ -98,7 +98,7 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
         const i = queue.shift()!;
         const len = pieceLength(manifest, i);
         // Read up to READ_BYTES at once (one fresh buffer: links may keep it past write()),
-        // then send it in CHUNK slices, each taken from the uplink cap when there is one.
+        // then send it in slices, each taken from the uplink cap when there is one.
         let off = 0;
         while (off < len && !conn.closed) {
           const n = Math.min(READ_BYTES, len - off);
@@ -107,7 +107,7 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
           const { bytesRead } = await f.handle.read(data, 0, n, at);
           if (bytesRead !== n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
           if (o.tamper) o.tamper(open.name, i, data);
-          const step = o.bucket.bytesPerSec > 0 ? CHUNK : n;
+          const step = Math.min(n, o.bucket.sliceBytes());
           for (let p = 0; p < n && !conn.closed; p += step) {
             const slice = data.subarray(p, Math.min(n, p + step));
             await o.bucket.take(slice.length, o.signal);

@@ -21,6 +21,16 @@
  * written and the remote has not finished, so no byte or event is lost.
  * The replaced socket object is destroyed (handle-less) when the new one
  * closes, so the server's connection count stays right.
+ *
+ * Outgoing sockets (`TcpLink.connect`, the requester's piece connections of a
+ * swarm download, docs/SWARM.md) need no handle move: they are built with
+ * `onread` from the start, with a buffer *function*, which Node calls after
+ * every read for the buffer of the next one. Until `readInto`, reads land in
+ * a small per-link buffer (FRAME_READ_BYTES) and are copied out as 'data'
+ * (framed messages: one small copy, as the stream path's own allocation);
+ * after it, the next read lands in the caller's buffer. A read already
+ * armed with the small buffer when the switch happens is copied into the
+ * caller's buffer first, so no byte is lost or reordered.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -30,6 +40,17 @@ interface HandleLike {
   useUserBuffer?: unknown;
   readStart?: unknown;
 }
+/** Read buffer of an outgoing link before `readInto` (framed messages), bytes. */
+export const FRAME_READ_BYTES = 64 * 1024;
+
+/** Reads of an outgoing socket built with `onread` (TcpLink.connect). */
+interface UserReads {
+  frame: Buffer;
+  buf?: Buffer;
+  onBytes?: (n: number) => void;
+  link?: TcpLink;
+}
+
 type SocketInternals = net.Socket & { _handle?: HandleLike | null; _readableState?: { ended?: boolean; length?: number } };
 
 export class TcpLink extends EventEmitter implements ByteLink {
@@ -38,9 +59,46 @@ export class TcpLink extends EventEmitter implements ByteLink {
   private shell: net.Socket | undefined;
   private readonly forwarders: [string, (...a: unknown[]) => void][];
 
-  constructor(sock: net.Socket) {
+  /**
+   * A plain outgoing connection read through `onread` from the start (see the
+   * header): `readInto` is then a switch of buffers, with no handle move.
+   * Returns `net.connect`'s socket (wait for its 'connect' or 'error') and `link()`, which
+   * wraps it once connected (the link forwards the socket's events from then on).
+   */
+  static connect(opts: net.TcpNetConnectOpts): { sock: net.Socket; link: () => TcpLink } {
+    const st: UserReads = { frame: Buffer.allocUnsafe(FRAME_READ_BYTES) };
+    const sock = net.connect({
+      ...opts,
+      onread: {
+        // Called after every read (and once at connect) for the buffer of the next read.
+        buffer: () => st.buf ?? st.frame,
+        callback: (n: number, b: Uint8Array): boolean => {
+          if (st.onBytes && st.buf) {
+            if (b === st.buf) st.onBytes(n);
+            else {
+              // Read into the frame buffer before the switch: hand it over through the caller's buffer.
+              for (let off = 0; off < n; ) {
+                const k = Math.min(n - off, st.buf.length);
+                st.buf.set(b.subarray(off, off + k), 0);
+                off += k;
+                st.onBytes(k);
+              }
+            }
+          } else st.link?.emit('data', Buffer.from(b.subarray(0, n)));
+          return true;
+        },
+      },
+    } as net.TcpNetConnectOpts);
+    const link = () => (st.link ??= new TcpLink(sock, st));
+    return { sock, link };
+  }
+
+  private readonly user: UserReads | undefined;
+
+  constructor(sock: net.Socket, user?: UserReads) {
     super();
     this.sock = sock;
+    this.user = user;
     this.forwarders = [
       ['data', (b) => this.emit('data', b)],
       ['drain', () => this.emit('drain')],
@@ -99,6 +157,12 @@ export class TcpLink extends EventEmitter implements ByteLink {
    * writes keep working. Returns false (nothing changed) when not possible.
    */
   readInto(buf: Buffer, onBytes: (n: number) => void): boolean {
+    if (this.user) {
+      if (this.user.onBytes || buf.length === 0 || this.sock.destroyed) return false;
+      this.user.buf = buf;
+      this.user.onBytes = onBytes;
+      return true;
+    }
     const old = this.sock as SocketInternals;
     const h = old._handle;
     const rs = old._readableState;

@@ -40,7 +40,9 @@ export function tcpTransport(o: TcpOptions = {}): Transport {
     // Accepted plain sockets get a TcpLink: a transfer body can then be read into a reused buffer.
     // TLS (network key) and shaped links keep the stream path.
     listen: (opts) => listen(opts, wrap, sec, (s) => (isShaped(o.shape) ? new ShapedLink(s, o.shape) : new TcpLink(s))),
-    connect: (to, opts) => connect(to, opts, wrap, sec),
+    // Plain unshaped outgoing sockets are read through `onread` (TcpLink.connect): a swarm's piece
+    // connections then read into a reused buffer too.
+    connect: (to, opts) => connect(to, opts, wrap, sec, !sec && !isShaped(o.shape)),
     withPsk: (psk) => tcpTransport({ ...o, psk }),
   };
 }
@@ -145,11 +147,15 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Tr
   }
 }
 
-function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined): Promise<Connection> {
+function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined, userReads = false): Promise<Connection> {
   const where = addrKey(to);
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(abortError(opts.signal, `a connection to ${where}`));
-    const sock = net.connect({ host: to.host, port: to.port, noDelay: true, ...(opts.localHost ? { localAddress: opts.localHost } : {}) });
+    const netOpts: net.TcpNetConnectOpts = { host: to.host, port: to.port, noDelay: true, ...(opts.localHost ? { localAddress: opts.localHost } : {}) };
+    let link: (() => ByteLink) | undefined;
+    let sock: net.Socket;
+    if (userReads) ({ sock, link } = TcpLink.connect(netOpts));
+    else sock = net.connect(netOpts);
     const onAbort = () => {
       sock.destroy();
       reject(abortError(opts.signal!, `a connection to ${where}`));
@@ -162,7 +168,7 @@ function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) 
     sock.once('connect', () => {
       opts.signal?.removeEventListener('abort', onAbort);
       sock.removeAllListeners('error');
-      if (!sec) return resolve(new Connection(wrap(sock), where, false, opts.connection));
+      if (!sec) return resolve(new Connection(link ? link() : wrap(sock), where, false, opts.connection));
       connectSecure(sock, sec.psk, sec.ctx, where, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, opts.signal).then(
         (s) => resolve(new Connection(wrap(s), where, false, opts.connection)),
         reject,

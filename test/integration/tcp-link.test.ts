@@ -8,6 +8,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import test from 'ava';
 import type { Connection } from '../../core/transport/connection.ts';
+import type { Message } from '../../core/protocol/messages.ts';
+import { encode } from '../../core/protocol/codec.ts';
 import { tcpTransport } from '../../core/transport/tcp.ts';
 
 test('an accepted socket switched to a reused read buffer delivers every byte in order, then closes cleanly', async (t) => {
@@ -57,4 +59,36 @@ test('a shaped TCP link keeps the stream path (rawInto answers null)', async (t)
   client.destroy();
   await closed;
   await listener.close();
+});
+
+test('an outgoing plain socket reads frames, then switches to a reused buffer with no byte lost (onread from the start)', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(3 * 1024 * 1024 + 77);
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    // A frame, then (once asked) raw bytes: the first read after the switch was armed with the
+    // link's frame buffer, so it goes through the copy into the caller's buffer.
+    s.write(encode({ t: 'ack' }));
+    s.once('data', () => s.end(payload));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const conn = await tcpTransport().connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  const first = await new Promise<Message>((r) => conn.once('message', r));
+  t.is(first.t, 'ack');
+  const buf = Buffer.alloc(256 * 1024);
+  const h = createHash('sha256');
+  let bytes = 0;
+  const rest = conn.rawInto(buf, (n) => {
+    bytes += n;
+    h.update(buf.subarray(0, n));
+  });
+  t.truthy(rest, 'an outgoing plain TCP connection supports the reused buffer');
+  h.update(rest!);
+  bytes += rest!.length;
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  conn.write(Buffer.from('go'));
+  await closed;
+  t.is(bytes, payload.length);
+  t.is(h.digest('hex'), createHash('sha256').update(payload).digest('hex'));
 });

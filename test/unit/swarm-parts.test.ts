@@ -11,7 +11,7 @@ import test from 'ava';
 import { errorCode, tcpTransport, type Connection, type Message } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
 import { pieceSizeFor, UploadBucket } from '../../core/transfer/manifest.ts';
-import { sweepPartials, swarmDownload } from '../../core/transfer/swarm.ts';
+import { linkDepth, sweepPartials, swarmDownload } from '../../core/transfer/swarm.ts';
 import { tmpDir } from '../helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -37,9 +37,32 @@ test('the upload cap is per peer: two connections together take as long as one a
   const shared = new UploadBucket(1_000_000, fake);
   const half = (1_000_000 - (1_000_000 % 65536) + 65536) / 2;
   await Promise.all([send(shared, half), send(shared, half)]);
-  // 16 chunks of 64 KiB at 1 MB/s: the last starts after 15 of them (983 ms), less the 20 ms burst.
-  t.true(alone >= 940, `one connection: ${alone} ms for 1 MiB at 1 MB/s`);
-  t.true(fake.t >= alone - 25, `two connections: ${fake.t} ms, not faster than one (${alone} ms)`);
+  // 16 chunks of 64 KiB at 1 MB/s: each leaves once paid for (1049 ms), less the 10 ms slack.
+  t.true(alone >= 1030, `one connection: ${alone} ms for 1 MiB at 1 MB/s`);
+  t.true(fake.t >= alone - 1, `two connections: ${fake.t} ms, not faster than one (${alone} ms)`);
+});
+
+test('the upload cap is never exceeded: bytes granted by time t ≤ rate × (t + slack), over several connections and slice sizes', async (t) => {
+  const fake = { t: 0, now: () => fake.t, sleep: async (ms: number) => void (fake.t += ms + 0.7) }; // timers fire late
+  const rate = 20_000_000;
+  const bucket = new UploadBucket(rate, fake);
+  t.is(bucket.sliceBytes(), 6 * 64 * 1024, 'about 1/50 s at 20 MB/s, in 64 KiB units');
+  t.is(new UploadBucket(100_000_000, fake).sliceBytes(), 1024 * 1024);
+  t.is(new UploadBucket(1000, fake).sliceBytes(), 64 * 1024);
+  t.is(new UploadBucket(0, fake).sliceBytes(), Number.POSITIVE_INFINITY);
+  let granted = 0;
+  let worst = 0;
+  const conn = async (slice: number, count: number) => {
+    for (let i = 0; i < count; i++) {
+      await bucket.take(slice);
+      granted += slice;
+      worst = Math.max(worst, granted - (rate * (fake.t + 10)) / 1000);
+    }
+  };
+  await Promise.all([conn(bucket.sliceBytes(), 40), conn(64 * 1024, 100), conn(1024 * 1024, 10)]);
+  t.true(worst <= 0, `at most rate × (t + 10 ms) granted (worst excess ${worst} bytes)`);
+  // And late timers cost little: the whole lot at ≥ 97% of the rate.
+  t.true(granted / (fake.t / 1000) >= 0.97 * rate, `${(granted / (fake.t / 1000) / 1e6).toFixed(2)} MB/s of 20`);
 });
 
 test('the partial sweep removes stale pairs and lone halves of this peer only', async (t) => {
@@ -111,3 +134,11 @@ for (const [mode, code, reason] of [
     for (const n of fs.readdirSync(share)) t.regex(n, /^\.treeshare-R-[0-9a-f]{16}\.swarm\.(part|json)$/);
   });
 }
+
+test('default pipeline depth covers the bandwidth-delay product of a 100 MB/s link, at least 2, at most 16', (t) => {
+  t.is(linkDepth(0.2, 1024 * 1024), 2, 'loopback: one piece in service, one queued');
+  t.is(linkDepth(0, 1024 * 1024), 2);
+  t.is(linkDepth(50, 1024 * 1024), 1 + 5, '50 ms at 100 MB/s is 5 MB in flight');
+  t.is(linkDepth(50, 4 * 1024 * 1024), 1 + 2);
+  t.is(linkDepth(10_000, 1024 * 1024), 16);
+});
