@@ -11,7 +11,8 @@
  */
 import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
-import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import { childBudget, Convergecast, emptyCounters, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import { frameOf } from '../protocol/codec.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
 import { TokenBucket } from '../protocol/ratelimit.ts';
@@ -195,7 +196,7 @@ export class FloodHandler {
       return;
     }
     const has = await this.deps.localHas(q.name);
-    const own: QueryAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: q.hops }, hits: [] };
+    const own: QueryAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: q.hops, missing: [] }, hits: [] };
     if (has) {
       own.hits.push({ ...this.ctx.ref(), size: has.size, hops: q.hops });
       if (q.want === 'download' && q.origin.id !== this.ctx.id) this.deps.serveHit(q);
@@ -221,30 +222,41 @@ export class FloodHandler {
     const self: TopoNode = {
       ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: this.deps.depth(), files,
     };
-    const own: TopoAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: m.hops }, nodes: [self] };
+    const own: TopoAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: m.hops, missing: [] }, nodes: [self] };
     const fwd = { ...m, hops: m.hops + 1, budget: childBudget(m.budget, p.opts.hopSlackMs) };
     const targets = this.forward(from, m.hops, m.ttl, m.budget, fwd, own.counters);
     this.begin(this.topos, m.qid, from, targets, own, m.budget, 'topo');
   }
 
+  /**
+   * Sends `fwd` to every neighbour but the sender, within TTL and budget (as floodTargets() in
+   * flood.ts decides, written out here so a flood allocates no id lists per peer); the frame is
+   * encoded once for all of them. Returns the neighbours to wait on.
+   */
   private forward(from: Link | null, hops: number, ttl: number, budget: number, fwd: Msg<'query'> | Msg<'topo'>, counters: FloodCounters): string[] {
-    const { targets, cut } = floodTargets(this.ctx.links.ids(), from?.ref.id ?? null, hops, ttl, budget, this.ctx.opts.hopSlackMs);
+    const links = this.ctx.links;
+    const cut = hops >= ttl || budget < this.ctx.opts.hopSlackMs;
+    const fromId = from?.ref.id;
     const sent: string[] = [];
-    if (cut) {
+    let frame;
+    for (let i = -1, it = links.children.values(); ; i++) {
+      const l = i < 0 ? links.parent : (it.next().value as Link | undefined);
+      if (i >= 0 && !l) break;
+      if (!l || l.ref.id === fromId) continue;
       // Neighbours beyond the TTL or the time budget are reported as not answering.
-      for (const id of this.ctx.links.ids()) if (id !== from?.ref.id) counters.missing.push(id);
-    }
-    for (const id of targets) {
-      const l = this.ctx.links.get(id);
+      if (cut) {
+        counters.missing.push(l.ref.id);
+        continue;
+      }
       // send() returning false is backpressure, not failure: the frame is queued and will be
       // delivered, so the neighbour is waited on. The queue is bounded by the Connection
       // (maxBufferedBytes): past it the link is destroyed, and its close records the subtree
       // missing (neighbourGone). Only a link already closed is missing at once.
-      if (l && !l.conn.closed) {
-        l.conn.send(fwd);
-        sent.push(id);
+      if (!l.conn.closed) {
+        l.conn.sendFrame((frame ??= frameOf(fwd)));
+        sent.push(l.ref.id);
         counters.messages++;
-      } else counters.missing.push(id);
+      } else counters.missing.push(l.ref.id);
     }
     return sent;
   }
@@ -252,13 +264,16 @@ export class FloodHandler {
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
     const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
     if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    const t = this.ctx.clock.setTimeout(() => {
-      this.timers.delete(qid);
-      const done = cc.timeout(qid);
-      if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    }, Math.max(1, budget));
+    const t = this.ctx.clock.setTimeout(onBudget, Math.max(1, budget), { h: this, cc: cc as unknown as Convergecast<QueryAgg | TopoAgg>, qid, kind });
     t.unref();
     this.timers.set(qid, t);
+  }
+
+  /** A flood's time budget ran out here (see begin): whoever has not answered is missing. */
+  budgetSpent(b: Budget): void {
+    this.timers.delete(b.qid);
+    const done = b.cc.timeout(b.qid);
+    if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, b.kind);
   }
 
   private complete(c: Completion<QueryAgg> | Completion<TopoAgg> | undefined, kind: 'query' | 'topo'): void {
@@ -277,7 +292,7 @@ export class FloodHandler {
     const k = c.acc.counters;
     if (kind === 'query') {
       const acc = c.acc as QueryAgg;
-      link.conn.send({ t: 'query-reply', qid: c.qid, hits: acc.hits, missing: k.missing.slice(0, 5000), reached: k.reached, messages: k.messages + 1, duplicates: k.duplicates, maxHops: k.maxHops });
+      link.conn.send({ t: 'query-reply', qid: c.qid, hits: acc.hits, missing: k.missing.length > 5000 ? k.missing.slice(0, 5000) : k.missing, reached: k.reached, messages: k.messages + 1, duplicates: k.duplicates, maxHops: k.maxHops });
       return;
     }
     const frames = chunkNodes((c.acc as TopoAgg).nodes);
@@ -289,8 +304,18 @@ export class FloodHandler {
 }
 
 function countersOf(m: Msg<'query-reply'> | Msg<'topo-reply'>): FloodCounters {
-  return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: [...m.missing] };
+  // The message is ours alone (decoded for this call): its missing list is taken, not copied.
+  return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: m.missing };
 }
+
+/** What a flood's budget timer carries (one shared callback, no closure per flood and peer). */
+interface Budget {
+  h: FloodHandler;
+  cc: Convergecast<QueryAgg | TopoAgg>;
+  qid: string;
+  kind: 'query' | 'topo';
+}
+const onBudget = (b: Budget): void => b.h.budgetSpent(b);
 
 /** Splits nodes into groups whose JSON stays under TOPO_FRAME_BUDGET (at least one group). */
 export function chunkNodes(nodes: TopoNode[]): TopoNode[][] {
