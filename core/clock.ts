@@ -187,6 +187,8 @@ export class SimClock implements Clock {
    */
   private lane: unknown[] = [];
   private laneHead = 0;
+  /** Entries are lane[laneHead, laneLen): the array is reused, not shrunk, when the lane empties. */
+  private laneLen = 0;
   private laneAt = 0;
   /** Cancelled handles still in the lane. */
   private laneDead = 0;
@@ -218,7 +220,7 @@ export class SimClock implements Clock {
 
   /** Live timers (scheduled, not yet fired or cancelled). */
   get pending(): number {
-    return this.heap.length - this.dead + (this.lane.length - this.laneHead) / 3 - this.laneDead;
+    return this.heap.length - this.dead + (this.laneLen - this.laneHead) / 3 - this.laneDead;
   }
 
   setTimeout<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle {
@@ -262,8 +264,13 @@ export class SimClock implements Clock {
   }
 
   private toLane(fn: unknown, arg: unknown, tm: SimTimer | null): void {
-    if (this.laneHead === this.lane.length) this.laneAt = this.t;
-    this.lane.push(fn, arg, tm);
+    const q = this.lane;
+    const n = this.laneLen;
+    if (this.laneHead === n) this.laneAt = this.t;
+    q[n] = fn;
+    q[n + 1] = arg;
+    q[n + 2] = tm;
+    this.laneLen = n + 3;
   }
 
   timeoutSignal(ms: number): AbortSignal {
@@ -357,15 +364,15 @@ export class SimClock implements Clock {
   /** Drops cancelled handles from the lane's front; true when a live entry is left. */
   private laneLive(): boolean {
     const q = this.lane;
-    while (this.laneHead < q.length) {
+    while (this.laneHead < this.laneLen) {
       const tm = q[this.laneHead + 2] as SimTimer | null;
       if (tm === null || tm.live) return true;
       q[this.laneHead + 2] = null;
       this.laneHead += 3;
       this.laneDead--;
     }
-    q.length = 0;
-    this.laneHead = 0;
+    this.laneHead = this.laneLen = 0;
+    if (q.length > 3 * 65536) q.length = 0; // a burst's big lane is not kept
     return false;
   }
 
@@ -417,7 +424,14 @@ export class SimClock implements Clock {
     if (at === undefined || at > limit) return false;
     if (at > this.t) this.t = at;
     const batch = this.seq; // timers created while firing wait for the next turn
-    const laneEnd = this.lane.length;
+    // A long instant (a flood rippling through the tree) never empties the lane: move what is left to the front.
+    if (this.laneHead > 3 * 4096 && this.laneHead * 2 > this.laneLen) {
+      this.lane.copyWithin(0, this.laneHead, this.laneLen);
+      this.laneLen -= this.laneHead;
+      this.lane.fill(null, this.laneLen, this.laneLen + this.laneHead);
+      this.laneHead = 0;
+    }
+    const laneEnd = this.laneLen;
     // Heap timers due now come first (they were created before this instant began), then the lane
     // up to its length now: anything added while firing waits for the next turn.
     for (let tm = this.peek(); tm && tm.at <= this.t && tm.seq < batch; tm = this.peek()) {

@@ -17,7 +17,13 @@ export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 const NL = 0x0a;
 
 export function encode(msg: Message): Buffer {
-  return Buffer.from(JSON.stringify(msg) + '\n', 'utf8');
+  // Written into the buffer in two steps: `json + '\n'` would build (and flatten) a second string per frame.
+  const json = JSON.stringify(msg);
+  const n = Buffer.byteLength(json, 'utf8');
+  const b = Buffer.allocUnsafe(n + 1);
+  b.write(json, 0, n, 'utf8');
+  b[n] = NL;
+  return b;
 }
 
 /**
@@ -65,8 +71,9 @@ export function validate(value: unknown): Message {
   }
   // The flood frames (every search reaches every peer: a query and a reply per peer) are checked
   // by hand too when they hold: anything the hand check does not accept meets the schema.
-  if (t === 'query' || t === 'query-reply' || t === 'topo') {
-    const ok = t === 'query' ? isQuery(value) : t === 'topo' ? isTopo(value) : isQueryReply(value);
+  // So are the periodic announce (every peer, every 5 s) and its ok.
+  if (t === 'query' || t === 'query-reply' || t === 'topo' || t === 'announce' || t === 'ok') {
+    const ok = t === 'query' ? isQuery(value) : t === 'topo' ? isTopo(value) : t === 'query-reply' ? isQueryReply(value) : t === 'ok' ? isRecord(value, 1) : isAnnounce(value);
     if (ok) return value as Message;
   }
   return validateSlow(value, t);
@@ -134,6 +141,14 @@ function isTopo(v: object): v is Msg<'topo'> {
   const q = v as Record<string, unknown>;
   return isRecord(q, 6) && isQid(q.qid) && isPeerRef(q.origin) && isCount(q.hops) && isCount(q.ttl) && isCount(q.budget);
 }
+const TOKEN_RE = /^[0-9a-f]{32}$/;
+function isAnnounce(v: object): v is Msg<'announce'> {
+  const a = v as Record<string, unknown>;
+  const mc = a.maxChildren;
+  return isRecord(a, 10) && typeof a.v === 'number' && Number.isInteger(a.v) && a.v >= 0 && a.v <= 1e6 && isId(a.id) && isHost(a.host) && isPort(a.port)
+    && (a.parent === null || isId(a.parent)) && isCount(a.depth) && isCount(a.children)
+    && typeof mc === 'number' && Number.isInteger(mc) && mc >= 1 && mc <= 1024 && typeof a.token === 'string' && TOKEN_RE.test(a.token);
+}
 function isQueryReply(v: object): v is Msg<'query-reply'> {
   const r = v as Record<string, unknown>;
   if (!isRecord(r, 8) || !isQid(r.qid) || !isCount(r.reached) || !isCount(r.messages) || !isCount(r.duplicates) || !isCount(r.maxHops)) return false;
@@ -192,17 +207,17 @@ export class FrameDecoder {
         if (nl === -1) break;
         const partLen = nl - start;
         if (this.pending + partLen > this.maxFrameBytes) throw this.tooLarge();
-        let line: Buffer;
+        let m: Message;
         if (this.pending > 0) {
           this.chunks.push(data.subarray(start, nl));
-          line = Buffer.concat(this.chunks, this.pending + partLen);
+          const line = Buffer.concat(this.chunks, this.pending + partLen);
           this.chunks = [];
           this.pending = 0;
+          m = this.parse(line, 0, line.length);
         } else {
-          line = data.subarray(start, nl);
+          m = this.parse(data, start, nl);
         }
         start = nl + 1;
-        const m = this.parse(line);
         if (!each) out.push(m);
         else if (!each(m)) {
           // The consumer stopped taking frames (switched to raw bytes, or closed):
@@ -249,13 +264,14 @@ export class FrameDecoder {
     return new RemoteProtocolError('frame-too-large', `frame exceeds ${this.maxFrameBytes} bytes`);
   }
 
-  private parse(line: Buffer): Message {
-    if (line.length === 0) throw new RemoteProtocolError('bad-frame', 'empty frame');
-    const beat = parseHeartbeat(line);
+  /** The frame in buf[start, end) (no newline). */
+  private parse(buf: Buffer, start: number, end: number): Message {
+    if (end === start) throw new RemoteProtocolError('bad-frame', 'empty frame');
+    const beat = parseHeartbeat(buf, start, end);
     if (beat) return beat;
     // Reject invalid UTF-8 outright rather than letting replacement chars through.
-    const text = line.toString('utf8');
-    if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(line)) {
+    const text = buf.toString('utf8', start, end);
+    if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(buf.subarray(start, end))) {
       throw new RemoteProtocolError('bad-frame', 'frame is not valid UTF-8');
     }
     let value: unknown;
@@ -277,14 +293,14 @@ const BEAT_MIN = BEAT_PREFIX.length + 2;
  * integer (no leading zero) in [0, 1e9]. Anything else (other spacing, other
  * fields, other numbers) returns undefined and takes the general path.
  */
-function parseHeartbeat(line: Buffer): Msg<'ping'> | Msg<'pong'> | undefined {
-  const len = line.length;
-  if (len < BEAT_MIN || len > BEAT_MIN + 9 || line[len - 1] !== 0x7d) return undefined;
-  for (let i = 0; i < BEAT_PREFIX.length; i++) if (line[i] !== BEAT_PREFIX[i] && i !== 7) return undefined;
-  const c = line[7];
+function parseHeartbeat(line: Buffer, start: number, stop: number): Msg<'ping'> | Msg<'pong'> | undefined {
+  const len = stop - start;
+  if (len < BEAT_MIN || len > BEAT_MIN + 9 || line[stop - 1] !== 0x7d) return undefined;
+  for (let i = 0; i < BEAT_PREFIX.length; i++) if (line[start + i] !== BEAT_PREFIX[i] && i !== 7) return undefined;
+  const c = line[start + 7];
   if (c !== 0x69 && c !== 0x6f) return undefined; // 'i' (ping) or 'o' (pong)
-  const end = len - 1;
-  let i = BEAT_PREFIX.length;
+  const end = stop - 1;
+  let i = start + BEAT_PREFIX.length;
   if (line[i] === 0x30 && end - i > 1) return undefined; // a leading zero is not JSON
   let n = 0;
   for (; i < end; i++) {
