@@ -64,7 +64,13 @@ export class FloodHandler {
     for (const n of p.nodes) a.nodes.push(n);
   });
   private readonly local = new Map<string, Local>();
-  private readonly timers = new Map<string, TimerHandle>();
+  /**
+   * One timer per peer for the floods' time budgets (not one per flood): armed for the earliest
+   * deadline of the floods waiting here; when it fires, the floods past their deadline complete
+   * with whoever has not answered as missing, and it is armed again for the next one.
+   */
+  private budgetTimer: TimerHandle | undefined;
+  private budgetAt = Infinity;
   private readonly buckets = new Map<string, TokenBucket>();
   /** Floods refused by the per-neighbour rate limit since start. */
   throttledCount = 0;
@@ -185,6 +191,9 @@ export class FloodHandler {
   }
 
   clear(): void {
+    this.ctx.clock.clearTimeout(this.budgetTimer);
+    this.budgetTimer = undefined;
+    this.budgetAt = Infinity;
     for (const c of this.queries.clear()) this.complete(c, 'query');
     for (const c of this.topos.clear()) this.complete(c, 'topo');
   }
@@ -262,27 +271,33 @@ export class FloodHandler {
   }
 
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
-    const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
+    const now = this.ctx.clock.now();
+    const deadline = now + Math.max(1, budget);
+    const c = cc.begin(qid, from?.ref.id ?? null, targets, own, deadline);
     if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    const t = this.ctx.clock.setTimeout(onBudget, Math.max(1, budget), { h: this, cc: cc as unknown as Convergecast<QueryAgg | TopoAgg>, qid, kind });
-    t.unref();
-    this.timers.set(qid, t);
+    this.armBudget(deadline, now);
   }
 
-  /** A flood's time budget ran out here (see begin): whoever has not answered is missing. */
-  budgetSpent(b: Budget): void {
-    this.timers.delete(b.qid);
-    const done = b.cc.timeout(b.qid);
-    if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, b.kind);
+  private armBudget(at: number, now: number): void {
+    if (at >= this.budgetAt) return;
+    this.ctx.clock.clearTimeout(this.budgetTimer);
+    this.budgetAt = at;
+    this.budgetTimer = this.ctx.clock.setTimeout(onBudget, at - now, this).unref();
+  }
+
+  /** The budget timer fired: floods past their deadline here complete (whoever has not answered is missing). */
+  budgetSpent(): void {
+    this.budgetTimer = undefined;
+    this.budgetAt = Infinity;
+    const now = this.ctx.clock.now();
+    for (const c of this.queries.expire(now)) this.complete(c, 'query');
+    for (const c of this.topos.expire(now)) this.complete(c, 'topo');
+    const next = Math.min(this.queries.nextDeadline(), this.topos.nextDeadline());
+    if (next < Infinity) this.armBudget(next, now);
   }
 
   private complete(c: Completion<QueryAgg> | Completion<TopoAgg> | undefined, kind: 'query' | 'topo'): void {
     if (!c) return;
-    const t = this.timers.get(c.qid);
-    if (t) {
-      this.ctx.clock.clearTimeout(t);
-      this.timers.delete(c.qid);
-    }
     if (c.to === null) {
       this.local.get(c.qid)?.done(c);
       return;
@@ -308,14 +323,7 @@ function countersOf(m: Msg<'query-reply'> | Msg<'topo-reply'>): FloodCounters {
   return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: m.missing };
 }
 
-/** What a flood's budget timer carries (one shared callback, no closure per flood and peer). */
-interface Budget {
-  h: FloodHandler;
-  cc: Convergecast<QueryAgg | TopoAgg>;
-  qid: string;
-  kind: 'query' | 'topo';
-}
-const onBudget = (b: Budget): void => b.h.budgetSpent(b);
+const onBudget = (h: FloodHandler): void => h.budgetSpent();
 
 /** Splits nodes into groups whose JSON stays under TOPO_FRAME_BUDGET (at least one group). */
 export function chunkNodes(nodes: TopoNode[]): TopoNode[][] {

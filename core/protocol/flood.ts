@@ -65,6 +65,8 @@ interface Entry<P> {
   /** Neighbours not answered yet (a handful: an array is smaller and faster than a Set). */
   waiting: string[];
   acc: P;
+  /** When the entry times out (see expire()); Infinity: never by itself. */
+  deadline: number;
 }
 
 function drop(xs: string[], x: string): boolean {
@@ -88,8 +90,8 @@ export class Convergecast<P extends { counters: FloodCounters }> {
   }
 
   /** Starts waiting on `targets` (the array is kept: the caller hands it over); completes at once when there are none. */
-  begin(qid: string, from: string | null, targets: string[], own: P): Completion<P> | undefined {
-    const entry: Entry<P> = { from, waiting: targets, acc: own };
+  begin(qid: string, from: string | null, targets: string[], own: P, deadline = Infinity): Completion<P> | undefined {
+    const entry: Entry<P> = { from, waiting: targets, acc: own, deadline };
     this.entries.set(qid, entry);
     return this.check(qid, entry);
   }
@@ -137,6 +139,24 @@ export class Convergecast<P extends { counters: FloodCounters }> {
     for (const n of e.waiting) e.acc.counters.missing.push(n);
     e.waiting = [];
     return this.check(qid, e);
+  }
+
+  /** Times out every entry whose deadline is ≤ now (as timeout()); returns their completions. */
+  expire(now: number): Completion<P>[] {
+    const out: Completion<P>[] = [];
+    for (const [qid, e] of this.entries) {
+      if (e.deadline > now) continue;
+      const c = this.timeout(qid);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  /** The earliest deadline of the entries still waiting (Infinity when none). */
+  nextDeadline(): number {
+    let min = Infinity;
+    for (const e of this.entries.values()) if (e.deadline < min) min = e.deadline;
+    return min;
   }
 
   /** Drops every entry (peer stopping); returns their completions. */
