@@ -210,7 +210,9 @@ export class FloodHandler {
       own.hits.push({ ...this.ctx.ref(), size: has.size, hops: q.hops });
       if (q.want === 'download' && q.origin.id !== this.ctx.id) this.deps.serveHit(q);
     }
-    const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.ctx.opts.hopSlackMs) };
+    // Written out rather than spread ({...q, hops, budget}: a slow object clone per peer and flood), in the
+    // order search() builds it.
+    const fwd: Msg<'query'> = { t: 'query', qid: q.qid, name: q.name, origin: q.origin, ttl: q.ttl, hops: q.hops + 1, budget: childBudget(q.budget, this.ctx.opts.hopSlackMs), want: q.want };
     const targets = this.forward(from, q.hops, q.ttl, q.budget, fwd, own.counters);
     this.begin(this.queries, q.qid, from, targets, own, q.budget, 'query');
   }
@@ -232,7 +234,7 @@ export class FloodHandler {
       ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: this.deps.depth(), files,
     };
     const own: TopoAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: m.hops, missing: [] }, nodes: [self] };
-    const fwd = { ...m, hops: m.hops + 1, budget: childBudget(m.budget, p.opts.hopSlackMs) };
+    const fwd: Msg<'topo'> = { t: 'topo', qid: m.qid, origin: m.origin, hops: m.hops + 1, ttl: m.ttl, budget: childBudget(m.budget, p.opts.hopSlackMs) };
     const targets = this.forward(from, m.hops, m.ttl, m.budget, fwd, own.counters);
     this.begin(this.topos, m.qid, from, targets, own, m.budget, 'topo');
   }

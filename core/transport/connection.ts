@@ -115,7 +115,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
     link.on('close', () => this.onClose());
     (this as EventEmitter).on('newListener', (ev: string | symbol) => {
-      if (ev === 'message' && this.held.length) queueMicrotask(() => this.flushHeld());
+      if (ev !== 'message') return;
+      this.messageListeners++;
+      if (this.held.length) queueMicrotask(() => this.flushHeld());
+    });
+    (this as EventEmitter).on('removeListener', (ev: string | symbol) => {
+      if (ev === 'message') this.messageListeners--;
     });
     const hs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS;
     if (accepted && hs > 0) {
@@ -257,6 +262,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
   }
 
+  /** 'message' listeners now (kept by newListener/removeListener: listenerCount() per frame showed in profiles). */
+  private messageListeners = 0;
   /** What a 'message' listener threw while onData() delivered a chunk (NOTHING: none). */
   private thrown: unknown = NOTHING;
   /** The decoder's per-frame callback, made once per connection (not per chunk). */
@@ -285,7 +292,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
     }
     if (this.closedFlag) return false;
-    if (this.held.length || this.listenerCount('message') === 0) {
+    if (this.held.length || this.messageListeners === 0) {
       if (this.held.length >= MAX_HELD) {
         this.fail(new RemoteProtocolError('buffer-overflow', `more than ${MAX_HELD} messages from ${this.remote} that nobody reads`));
         return false;
