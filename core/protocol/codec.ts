@@ -72,10 +72,8 @@ export function validate(value: unknown): Message {
   // The flood frames (every search reaches every peer: a query and a reply per peer) are checked
   // by hand too when they hold: anything the hand check does not accept meets the schema.
   // So are the periodic announce (every peer, every 5 s) and its ok.
-  if (t === 'query' || t === 'query-reply' || t === 'topo' || t === 'announce' || t === 'ok') {
-    const ok = t === 'query' ? isQuery(value) : t === 'topo' ? isTopo(value) : t === 'query-reply' ? isQueryReply(value) : t === 'ok' ? isRecord(value, 1) : isAnnounce(value);
-    if (ok) return value as Message;
-  }
+  // Topology answers (a node per peer, merged on the way up) and subtree sizes (joins) too.
+  if (FAST.has(t) && FAST.get(t)!(value)) return value as Message;
   return validateSlow(value, t);
 }
 
@@ -148,6 +146,26 @@ function isAnnounce(v: object): v is Msg<'announce'> {
   return isRecord(a, 10) && typeof a.v === 'number' && Number.isInteger(a.v) && a.v >= 0 && a.v <= 1e6 && isId(a.id) && isHost(a.host) && isPort(a.port)
     && (a.parent === null || isId(a.parent)) && isCount(a.depth) && isCount(a.children)
     && typeof mc === 'number' && Number.isInteger(mc) && mc >= 1 && mc <= 1024 && typeof a.token === 'string' && TOKEN_RE.test(a.token);
+}
+function isTopoNode(x: unknown): boolean {
+  if (!isRecord(x, 7) || !isId(x.id) || !isHost(x.host) || !isPort(x.port) || !(x.parent === null || isId(x.parent)) || !isCount(x.depth) || !isCount(x.files)) return false;
+  const c = x.children;
+  if (!Array.isArray(c) || c.length > 1024) return false;
+  for (const id of c) if (!isId(id)) return false;
+  return true;
+}
+function isTopoReply(v: object): v is Msg<'topo-reply'> {
+  const r = v as Record<string, unknown>;
+  if (!isRecord(r, 9) || !isQid(r.qid) || typeof r.final !== 'boolean' || !isCount(r.reached) || !isCount(r.messages) || !isCount(r.duplicates) || !isCount(r.maxHops)) return false;
+  const { nodes, missing } = r;
+  if (!Array.isArray(nodes) || nodes.length > 5000 || !Array.isArray(missing) || missing.length > 5000) return false;
+  for (const n of nodes) if (!isTopoNode(n)) return false;
+  for (const m of missing) if (!isId(m)) return false;
+  return true;
+}
+function isSizeMsg(v: object): boolean {
+  const s = (v as { subtree?: unknown }).subtree;
+  return isRecord(v, 2) && typeof s === 'number' && Number.isInteger(s) && s >= 1 && s <= 1e9;
 }
 function isQueryReply(v: object): v is Msg<'query-reply'> {
   const r = v as Record<string, unknown>;
@@ -311,3 +329,9 @@ function parseHeartbeat(line: Buffer, start: number, stop: number): Msg<'ping'> 
   if (n > 1e9) return undefined;
   return c === 0x69 ? { t: 'ping', n } : { t: 'pong', n };
 }
+
+/** Types with a hand check (each true only when every schema rule holds; otherwise the schema decides and explains). */
+const FAST = new Map<string, (v: object) => boolean>([
+  ['query', isQuery], ['query-reply', isQueryReply], ['topo', isTopo], ['topo-reply', isTopoReply],
+  ['announce', isAnnounce], ['ok', (v) => isRecord(v, 1)], ['size', isSizeMsg],
+]);

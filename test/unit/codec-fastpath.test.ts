@@ -1,5 +1,6 @@
 /**
- * The hand-checked fast paths of the codec (flood frames, announce/ok, heartbeats read from bytes)
+ * The hand-checked fast paths of the codec (flood frames, topology answers, announce/ok, size,
+ * heartbeats read from bytes)
  * accept and refuse exactly what the schema does, with the same result: valid frames and
  * random mutations of them go through validate() and through the schema alone (validateSlow).
  */
@@ -25,6 +26,11 @@ const frames = fc.oneof(
   fc.record({ t: fc.constant('query-reply'), qid, hits: fc.array(fc.record({ id, host, port, size: count, hops: count }), { maxLength: 3 }), missing: fc.array(id, { maxLength: 3 }), reached: count, messages: count, duplicates: count, maxHops: count }),
   fc.record({ t: fc.constant('announce'), v: fc.constantFrom(PROTOCOL_VERSION, -1, 1.5), id, host, port, parent: fc.oneof(fc.constant(null), id), depth: count, children: count, maxChildren: fc.integer({ min: 0, max: 1025 }), token }),
   fc.record({ t: fc.constant('ok') }),
+  fc.record({ t: fc.constant('size'), subtree: count }),
+  fc.record({
+    t: fc.constant('topo-reply'), qid, missing: fc.array(id, { maxLength: 3 }), final: fc.oneof(fc.boolean(), fc.constant(0)), reached: count, messages: count, duplicates: count, maxHops: count,
+    nodes: fc.array(fc.record({ id, host, port, parent: fc.oneof(fc.constant(null), id), children: fc.array(id, { maxLength: 3 }), depth: count, files: count }), { maxLength: 3 }),
+  }),
 );
 
 /** A random change: none, a field dropped, added, or replaced by another JSON value (nested too). */
@@ -52,7 +58,7 @@ function outcome(f: () => unknown): { ok: true; value: unknown } | { ok: false }
   }
 }
 
-test('flood, announce and ok frames: the fast path agrees with the schema on valid and mutated frames', (t) => {
+test('flood, topology, announce, ok and size frames: the fast path agrees with the schema on valid and mutated frames', (t) => {
   let accepted = 0;
   fc.assert(fc.property(frames, mutation, (v, m) => {
     const value = mutate(v as Record<string, unknown>, m);
