@@ -273,6 +273,8 @@ export class FloodHandler {
   }
 
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
+    // A leaf (nobody to wait on) answers at once: no entry to make and drop.
+    if (targets.length === 0) return this.complete({ qid, to: from?.ref.id ?? null, acc: own } as Completion<QueryAgg> & Completion<TopoAgg>, kind);
     const now = this.ctx.clock.now();
     const deadline = now + Math.max(1, budget);
     const c = cc.begin(qid, from?.ref.id ?? null, targets, own, deadline);
