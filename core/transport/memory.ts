@@ -245,8 +245,24 @@ export class MemoryLink extends EventEmitter implements ByteLink {
       this.inbox.push(item);
       return;
     }
-    this.emit('data', item);
+    this.data(item);
     from.acked(item.length);
+  }
+
+  /** The reader's sink (setDataSink) if any, then any 'data' listeners. */
+  private sink: ((b: Buffer) => void) | undefined;
+
+  setDataSink(fn: (b: Buffer) => void): boolean {
+    this.sink = fn;
+    return true;
+  }
+
+  private data(b: Buffer): void {
+    if (this.sink) {
+      this.sink(b);
+      if (this.listenerCount('data') === 0) return;
+    }
+    this.emit('data', b);
   }
 
   private drainInbox(): void {
@@ -254,7 +270,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     while (!this.paused && !this.destroyed && this.inboxHead < this.inbox.length) {
       const b = this.inbox[this.inboxHead]!;
       this.inbox[this.inboxHead++] = EMPTY;
-      this.emit('data', b);
+      this.data(b);
       this.other.acked(b.length);
     }
     if (this.inboxHead === this.inbox.length) {
