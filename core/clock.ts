@@ -8,8 +8,10 @@
  * SimClock cost per timer: one small object (the handle), one heap push and
  * one heap pop, O(log n); cancelling is O(1) (the entry is marked dead and
  * skipped when it reaches the top; the heap is compacted when dead entries
- * are more than half of it). Firing order is (due time, creation order), so
- * the same schedule of calls always fires in the same order.
+ * are more than half of it). Timers due at the current instant (defer(), 0 ms
+ * timeouts: every delivery of an unshaped memory link) skip the heap: they go
+ * to a FIFO, and defer() allocates no handle. Firing order is (due time,
+ * creation order), so the same schedule of calls always fires in the same order.
  */
 
 /** What a timer call returns: NodeJS.Timeout on the real clock. ref/unref as in Node. */
@@ -101,6 +103,8 @@ class SimTimer implements TimerHandle {
   seq = 0;
   /** false once fired (one-shot) or cancelled. */
   live = true;
+  /** Waiting in the clock's now lane, not its heap. */
+  inLane = false;
   refed = true;
   constructor(
     readonly clock: SimClock,
@@ -174,6 +178,20 @@ export class SimClock implements Clock {
   private seq = 0;
   private heap: SimTimer[] = [];
   private dead = 0;
+  /**
+   * Timers due at the instant they were created (the "now lane"), in creation order, as
+   * triples [fn, arg, handle]: a handle (setTimeout(fn, 0)) is read at firing time (it may have
+   * been cancelled); defer() stores fn and arg and no handle. Time does not move while this
+   * holds anything, so every entry is due at `laneAt`, after any heap timer due then (those were
+   * created earlier).
+   */
+  private lane: unknown[] = [];
+  private laneHead = 0;
+  /** Entries are lane[laneHead, laneLen): the array is reused, not shrunk, when the lane empties. */
+  private laneLen = 0;
+  private laneAt = 0;
+  /** Cancelled handles still in the lane. */
+  private laneDead = 0;
   /** Live timers that keep `run()` going (Node's ref). */
   refs = 0;
   /** Outstanding real work (see hold()); time does not jump while > 0. */
@@ -202,7 +220,7 @@ export class SimClock implements Clock {
 
   /** Live timers (scheduled, not yet fired or cancelled). */
   get pending(): number {
-    return this.heap.length - this.dead;
+    return this.heap.length - this.dead + (this.laneLen - this.laneHead) / 3 - this.laneDead;
   }
 
   setTimeout<A = void>(fn: (arg: A) => void, ms: number, arg?: A): TimerHandle {
@@ -218,9 +236,13 @@ export class SimClock implements Clock {
     if (!(h instanceof SimTimer) || !h.live || h.clock !== this) return;
     h.live = false;
     if (h.refed) this.refs--;
-    // A cancelled entry stays in the heap until it reaches the top: let go of what it holds.
+    // A cancelled entry stays in the heap (or lane) until it reaches the top: let go of what it holds.
     h.fn = noop;
     h.arg = undefined;
+    if (h.inLane) {
+      this.laneDead++;
+      return;
+    }
     this.dead++;
     if (this.dead > 1024 && this.dead * 2 > this.heap.length) this.compact();
   }
@@ -230,7 +252,25 @@ export class SimClock implements Clock {
   }
 
   defer<A = void>(fn: (arg: A) => void, arg?: A): void {
-    this.add(fn as (a: unknown) => void, arg, 0, 0);
+    const at = this.dueAt(0);
+    if (at !== this.t) {
+      this.add(fn as (a: unknown) => void, arg, 0, 0);
+      return;
+    }
+    this.seq++;
+    this.refs++;
+    this.toLane(fn, arg, null);
+    if (this.wake) this.wake();
+  }
+
+  private toLane(fn: unknown, arg: unknown, tm: SimTimer | null): void {
+    const q = this.lane;
+    const n = this.laneLen;
+    if (this.laneHead === n) this.laneAt = this.t;
+    q[n] = fn;
+    q[n + 1] = arg;
+    q[n + 2] = tm;
+    this.laneLen = n + 3;
   }
 
   timeoutSignal(ms: number): AbortSignal {
@@ -252,19 +292,25 @@ export class SimClock implements Clock {
    */
   hold<T>(p: Promise<T>): Promise<T> {
     this.holds++;
-    const done = () => {
-      this.holds--;
-      this.wake?.();
-    };
-    p.then(done, done);
+    p.then(this.released, this.released);
     return p;
   }
+
+  /** hold()'s settle callback, made once (a closure per call showed in profiles: every query's local lookup is held). */
+  private readonly released = (): void => {
+    this.holds--;
+    this.wake?.();
+  };
 
   private add(fn: (arg: unknown) => void, arg: unknown, ms: number, every: number): SimTimer {
     const d = ms > 0 && Number.isFinite(ms) ? ms : 0;
     const tm = new SimTimer(this, this.dueAt(d), fn, arg, every);
     this.refs++;
-    this.push(tm);
+    if (tm.at === this.t) {
+      tm.seq = this.seq++;
+      tm.inLane = true;
+      this.toLane(null, null, tm);
+    } else this.push(tm);
     if (this.wake) this.wake();
     return tm;
   }
@@ -315,6 +361,45 @@ export class SimClock implements Clock {
     return undefined;
   }
 
+  /** Drops cancelled handles from the lane's front; true when a live entry is left. */
+  private laneLive(): boolean {
+    const q = this.lane;
+    while (this.laneHead < this.laneLen) {
+      const tm = q[this.laneHead + 2] as SimTimer | null;
+      if (tm === null || tm.live) return true;
+      q[this.laneHead + 2] = null;
+      this.laneHead += 3;
+      this.laneDead--;
+    }
+    this.laneHead = this.laneLen = 0;
+    if (q.length > 3 * 65536) q.length = 0; // a burst's big lane is not kept
+    return false;
+  }
+
+  /** Fires the lane's front entry. */
+  private fireLane(): void {
+    const q = this.lane;
+    const i = this.laneHead;
+    const tm = q[i + 2] as SimTimer | null;
+    let fn = q[i] as (arg: unknown) => void, arg = q[i + 1];
+    q[i] = q[i + 1] = q[i + 2] = null;
+    this.laneHead = i + 3;
+    if (tm) {
+      fn = tm.fn;
+      arg = tm.arg;
+      tm.inLane = false;
+      if (tm.every > 0) {
+        tm.at = this.dueAt(tm.every);
+        this.push(tm);
+      } else {
+        tm.live = false;
+        if (tm.refed) this.refs--;
+      }
+    } else this.refs--;
+    this.fired++;
+    fn(arg);
+  }
+
   private compact(): void {
     const live = this.heap.filter((x) => x.live);
     live.sort((a, b) => (a.at - b.at) || (a.seq - b.seq));
@@ -324,7 +409,9 @@ export class SimClock implements Clock {
 
   /** When the next live timer is due, or undefined. */
   nextAt(): number | undefined {
-    return this.peek()?.at;
+    const top = this.peek();
+    if (this.laneLive() && (!top || top.at > this.laneAt)) return this.laneAt;
+    return top?.at;
   }
 
   /**
@@ -333,11 +420,20 @@ export class SimClock implements Clock {
    * call it only when pending work has settled (the drivers below do).
    */
   fireNext(limit = Infinity): boolean {
-    const first = this.peek();
-    if (!first || first.at > limit) return false;
-    const at = first.at;
+    const at = this.nextAt();
+    if (at === undefined || at > limit) return false;
     if (at > this.t) this.t = at;
     const batch = this.seq; // timers created while firing wait for the next turn
+    // A long instant (a flood rippling through the tree) never empties the lane: move what is left to the front.
+    if (this.laneHead > 3 * 4096 && this.laneHead * 2 > this.laneLen) {
+      this.lane.copyWithin(0, this.laneHead, this.laneLen);
+      this.laneLen -= this.laneHead;
+      this.lane.fill(null, this.laneLen, this.laneLen + this.laneHead);
+      this.laneHead = 0;
+    }
+    const laneEnd = this.laneLen;
+    // Heap timers due now come first (they were created before this instant began), then the lane
+    // up to its length now: anything added while firing waits for the next turn.
     for (let tm = this.peek(); tm && tm.at <= this.t && tm.seq < batch; tm = this.peek()) {
       this.pop();
       if (tm.every > 0) {
@@ -349,6 +445,10 @@ export class SimClock implements Clock {
       }
       this.fired++;
       tm.fn(tm.arg);
+    }
+    if (this.laneAt <= this.t) {
+      // (laneLive() may skip cancelled entries past `laneEnd`: check again after it.)
+      while (this.laneHead < laneEnd && this.laneLive() && this.laneHead < laneEnd) this.fireLane();
     }
     return true;
   }

@@ -11,7 +11,8 @@
  */
 import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
-import { childBudget, Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import { childBudget, Convergecast, emptyCounters, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import { frameOf } from '../protocol/codec.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
 import { TokenBucket } from '../protocol/ratelimit.ts';
@@ -63,7 +64,13 @@ export class FloodHandler {
     for (const n of p.nodes) a.nodes.push(n);
   });
   private readonly local = new Map<string, Local>();
-  private readonly timers = new Map<string, TimerHandle>();
+  /**
+   * One timer per peer for the floods' time budgets (not one per flood): armed for the earliest
+   * deadline of the floods waiting here; when it fires, the floods past their deadline complete
+   * with whoever has not answered as missing, and it is armed again for the next one.
+   */
+  private budgetTimer: TimerHandle | undefined;
+  private budgetAt = Infinity;
   private readonly buckets = new Map<string, TokenBucket>();
   /** Floods refused by the per-neighbour rate limit since start. */
   throttledCount = 0;
@@ -184,6 +191,9 @@ export class FloodHandler {
   }
 
   clear(): void {
+    this.ctx.clock.clearTimeout(this.budgetTimer);
+    this.budgetTimer = undefined;
+    this.budgetAt = Infinity;
     for (const c of this.queries.clear()) this.complete(c, 'query');
     for (const c of this.topos.clear()) this.complete(c, 'topo');
   }
@@ -195,12 +205,14 @@ export class FloodHandler {
       return;
     }
     const has = await this.deps.localHas(q.name);
-    const own: QueryAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: q.hops }, hits: [] };
+    const own: QueryAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: q.hops, missing: [] }, hits: [] };
     if (has) {
       own.hits.push({ ...this.ctx.ref(), size: has.size, hops: q.hops });
       if (q.want === 'download' && q.origin.id !== this.ctx.id) this.deps.serveHit(q);
     }
-    const fwd = { ...q, hops: q.hops + 1, budget: childBudget(q.budget, this.ctx.opts.hopSlackMs) };
+    // Written out rather than spread ({...q, hops, budget}: a slow object clone per peer and flood), in the
+    // order search() builds it.
+    const fwd: Msg<'query'> = { t: 'query', qid: q.qid, name: q.name, origin: q.origin, ttl: q.ttl, hops: q.hops + 1, budget: childBudget(q.budget, this.ctx.opts.hopSlackMs), want: q.want };
     const targets = this.forward(from, q.hops, q.ttl, q.budget, fwd, own.counters);
     this.begin(this.queries, q.qid, from, targets, own, q.budget, 'query');
   }
@@ -221,53 +233,75 @@ export class FloodHandler {
     const self: TopoNode = {
       ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: this.deps.depth(), files,
     };
-    const own: TopoAgg = { counters: { ...emptyCounters(), reached: 1, maxHops: m.hops }, nodes: [self] };
-    const fwd = { ...m, hops: m.hops + 1, budget: childBudget(m.budget, p.opts.hopSlackMs) };
+    const own: TopoAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: m.hops, missing: [] }, nodes: [self] };
+    const fwd: Msg<'topo'> = { t: 'topo', qid: m.qid, origin: m.origin, hops: m.hops + 1, ttl: m.ttl, budget: childBudget(m.budget, p.opts.hopSlackMs) };
     const targets = this.forward(from, m.hops, m.ttl, m.budget, fwd, own.counters);
     this.begin(this.topos, m.qid, from, targets, own, m.budget, 'topo');
   }
 
+  /**
+   * Sends `fwd` to every neighbour but the sender, within TTL and budget (as floodTargets() in
+   * flood.ts decides, written out here so a flood allocates no id lists per peer); the frame is
+   * encoded once for all of them. Returns the neighbours to wait on.
+   */
   private forward(from: Link | null, hops: number, ttl: number, budget: number, fwd: Msg<'query'> | Msg<'topo'>, counters: FloodCounters): string[] {
-    const { targets, cut } = floodTargets(this.ctx.links.ids(), from?.ref.id ?? null, hops, ttl, budget, this.ctx.opts.hopSlackMs);
+    const links = this.ctx.links;
+    const cut = hops >= ttl || budget < this.ctx.opts.hopSlackMs;
+    const fromId = from?.ref.id;
     const sent: string[] = [];
-    if (cut) {
+    let frame;
+    for (let i = -1, it = links.children.values(); ; i++) {
+      const l = i < 0 ? links.parent : (it.next().value as Link | undefined);
+      if (i >= 0 && !l) break;
+      if (!l || l.ref.id === fromId) continue;
       // Neighbours beyond the TTL or the time budget are reported as not answering.
-      for (const id of this.ctx.links.ids()) if (id !== from?.ref.id) counters.missing.push(id);
-    }
-    for (const id of targets) {
-      const l = this.ctx.links.get(id);
+      if (cut) {
+        counters.missing.push(l.ref.id);
+        continue;
+      }
       // send() returning false is backpressure, not failure: the frame is queued and will be
       // delivered, so the neighbour is waited on. The queue is bounded by the Connection
       // (maxBufferedBytes): past it the link is destroyed, and its close records the subtree
       // missing (neighbourGone). Only a link already closed is missing at once.
-      if (l && !l.conn.closed) {
-        l.conn.send(fwd);
-        sent.push(id);
+      if (!l.conn.closed) {
+        l.conn.sendFrame((frame ??= frameOf(fwd)));
+        sent.push(l.ref.id);
         counters.messages++;
-      } else counters.missing.push(id);
+      } else counters.missing.push(l.ref.id);
     }
     return sent;
   }
 
   private begin<P extends QueryAgg | TopoAgg>(cc: Convergecast<P>, qid: string, from: Link | null, targets: string[], own: P, budget: number, kind: 'query' | 'topo'): void {
-    const c = cc.begin(qid, from?.ref.id ?? null, targets, own);
+    // A leaf (nobody to wait on) answers at once: no entry to make and drop.
+    if (targets.length === 0) return this.complete({ qid, to: from?.ref.id ?? null, acc: own } as Completion<QueryAgg> & Completion<TopoAgg>, kind);
+    const now = this.ctx.clock.now();
+    const deadline = now + Math.max(1, budget);
+    const c = cc.begin(qid, from?.ref.id ?? null, targets, own, deadline);
     if (c) return this.complete(c as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    const t = this.ctx.clock.setTimeout(() => {
-      this.timers.delete(qid);
-      const done = cc.timeout(qid);
-      if (done) this.complete(done as Completion<QueryAgg> & Completion<TopoAgg>, kind);
-    }, Math.max(1, budget));
-    t.unref();
-    this.timers.set(qid, t);
+    this.armBudget(deadline, now);
+  }
+
+  private armBudget(at: number, now: number): void {
+    if (at >= this.budgetAt) return;
+    this.ctx.clock.clearTimeout(this.budgetTimer);
+    this.budgetAt = at;
+    this.budgetTimer = this.ctx.clock.setTimeout(onBudget, at - now, this).unref();
+  }
+
+  /** The budget timer fired: floods past their deadline here complete (whoever has not answered is missing). */
+  budgetSpent(): void {
+    this.budgetTimer = undefined;
+    this.budgetAt = Infinity;
+    const now = this.ctx.clock.now();
+    for (const c of this.queries.expire(now)) this.complete(c, 'query');
+    for (const c of this.topos.expire(now)) this.complete(c, 'topo');
+    const next = Math.min(this.queries.nextDeadline(), this.topos.nextDeadline());
+    if (next < Infinity) this.armBudget(next, now);
   }
 
   private complete(c: Completion<QueryAgg> | Completion<TopoAgg> | undefined, kind: 'query' | 'topo'): void {
     if (!c) return;
-    const t = this.timers.get(c.qid);
-    if (t) {
-      this.ctx.clock.clearTimeout(t);
-      this.timers.delete(c.qid);
-    }
     if (c.to === null) {
       this.local.get(c.qid)?.done(c);
       return;
@@ -277,7 +311,7 @@ export class FloodHandler {
     const k = c.acc.counters;
     if (kind === 'query') {
       const acc = c.acc as QueryAgg;
-      link.conn.send({ t: 'query-reply', qid: c.qid, hits: acc.hits, missing: k.missing.slice(0, 5000), reached: k.reached, messages: k.messages + 1, duplicates: k.duplicates, maxHops: k.maxHops });
+      link.conn.send({ t: 'query-reply', qid: c.qid, hits: acc.hits, missing: k.missing.length > 5000 ? k.missing.slice(0, 5000) : k.missing, reached: k.reached, messages: k.messages + 1, duplicates: k.duplicates, maxHops: k.maxHops });
       return;
     }
     const frames = chunkNodes((c.acc as TopoAgg).nodes);
@@ -289,8 +323,11 @@ export class FloodHandler {
 }
 
 function countersOf(m: Msg<'query-reply'> | Msg<'topo-reply'>): FloodCounters {
-  return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: [...m.missing] };
+  // The message is ours alone (decoded for this call): its missing list is taken, not copied.
+  return { reached: m.reached, messages: m.messages, duplicates: m.duplicates, maxHops: m.maxHops, missing: m.missing };
 }
+
+const onBudget = (h: FloodHandler): void => h.budgetSpent();
 
 /** Splits nodes into groups whose JSON stays under TOPO_FRAME_BUDGET (at least one group). */
 export function chunkNodes(nodes: TopoNode[]): TopoNode[][] {

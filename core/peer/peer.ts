@@ -21,6 +21,7 @@ import { describeError, errorCode, LocalError, MetaserverUnreachableError, Remot
 import { MetaChannel, request } from '../metaserver/client.ts';
 import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { proofOf, tagOf } from '../protocol/proof.ts';
+import { heartbeatFrame } from '../protocol/codec.ts';
 import { decideJoin, RedirectLedger, smallestChild } from '../protocol/placement.ts';
 import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
@@ -540,7 +541,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private onLinkMessage(link: Link, m: Message): void {
     switch (m.t) {
       case 'ping':
-        link.conn.send({ t: 'pong', n: m.n });
+        link.conn.sendFrame(heartbeatFrame('pong', m.n));
         return;
       case 'pong':
         return;
@@ -621,13 +622,14 @@ export class Peer extends EventEmitter<PeerEvents> {
     // unread in the sockets: ping only, and judge silence on the next tick.
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
     this.lastBeat = now;
+    const ping = heartbeatFrame('ping', Math.floor(now));
     for (const l of this.links.all()) {
       if (!stalled && now - l.lastHeard > this.opts.deadAfterMs) {
         this.log('warn', `${l.role} ${l.ref.id} silent for ${Math.round(now - l.lastHeard)} ms; declaring it dead`);
         this.repairer.silent.add(l); // already known unresponsive: repair skips the probe
         l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
       } else {
-        l.conn.send({ t: 'ping', n: Math.floor(now) });
+        l.conn.sendFrame(ping);
       }
     }
   }

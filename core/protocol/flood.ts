@@ -62,8 +62,18 @@ export interface Completion<P> {
 
 interface Entry<P> {
   from: string | null;
-  waiting: Set<string>;
+  /** Neighbours not answered yet (a handful: an array is smaller and faster than a Set). */
+  waiting: string[];
   acc: P;
+  /** When the entry times out (see expire()); Infinity: never by itself. */
+  deadline: number;
+}
+
+function drop(xs: string[], x: string): boolean {
+  const i = xs.indexOf(x);
+  if (i < 0) return false;
+  xs.splice(i, 1);
+  return true;
 }
 
 export class Convergecast<P extends { counters: FloodCounters }> {
@@ -79,9 +89,9 @@ export class Convergecast<P extends { counters: FloodCounters }> {
     return this.entries.has(qid);
   }
 
-  /** Starts waiting on `targets`; completes at once when there are none. */
-  begin(qid: string, from: string | null, targets: readonly string[], own: P): Completion<P> | undefined {
-    const entry: Entry<P> = { from, waiting: new Set(targets), acc: own };
+  /** Starts waiting on `targets` (the array is kept: the caller hands it over); completes at once when there are none. */
+  begin(qid: string, from: string | null, targets: string[], own: P, deadline = Infinity): Completion<P> | undefined {
+    const entry: Entry<P> = { from, waiting: targets, acc: own, deadline };
     this.entries.set(qid, entry);
     return this.check(qid, entry);
   }
@@ -89,8 +99,7 @@ export class Convergecast<P extends { counters: FloodCounters }> {
   /** A neighbour's answer (the final frame of it). Unknown or repeated answers are ignored. */
   reply(qid: string, neighbour: string, part: P): Completion<P> | undefined {
     const e = this.entries.get(qid);
-    if (!e || !e.waiting.has(neighbour)) return undefined;
-    e.waiting.delete(neighbour);
+    if (!e || !drop(e.waiting, neighbour)) return undefined;
     this.merge(e.acc, part);
     return this.check(qid, e);
   }
@@ -98,23 +107,23 @@ export class Convergecast<P extends { counters: FloodCounters }> {
   /** Adds to an entry's aggregate without completing (e.g. a non-final topo frame). */
   partial(qid: string, neighbour: string, part: P): void {
     const e = this.entries.get(qid);
-    if (!e || !e.waiting.has(neighbour)) return;
+    if (!e || !e.waiting.includes(neighbour)) return;
     this.merge(e.acc, part);
   }
 
   waitingOn(qid: string, neighbour: string): boolean {
-    return this.entries.get(qid)?.waiting.has(neighbour) ?? false;
+    return this.entries.get(qid)?.waiting.includes(neighbour) ?? false;
   }
 
   /** A neighbour went away: every entry waiting on it records it missing. */
   neighbourGone(neighbour: string): Completion<P>[] {
     const out: Completion<P>[] = [];
     for (const [qid, e] of this.entries) {
-      if (e.from === neighbour && e.waiting.size > 0) {
+      if (e.from === neighbour && e.waiting.length > 0) {
         // Nobody to answer any more; finish quietly (the answer is dropped by the caller).
         e.from = null;
       }
-      if (e.waiting.delete(neighbour)) {
+      if (drop(e.waiting, neighbour)) {
         e.acc.counters.missing.push(neighbour);
         const c = this.check(qid, e);
         if (c) out.push(c);
@@ -128,8 +137,26 @@ export class Convergecast<P extends { counters: FloodCounters }> {
     const e = this.entries.get(qid);
     if (!e) return undefined;
     for (const n of e.waiting) e.acc.counters.missing.push(n);
-    e.waiting.clear();
+    e.waiting = [];
     return this.check(qid, e);
+  }
+
+  /** Times out every entry whose deadline is ≤ now (as timeout()); returns their completions. */
+  expire(now: number): Completion<P>[] {
+    const out: Completion<P>[] = [];
+    for (const [qid, e] of this.entries) {
+      if (e.deadline > now) continue;
+      const c = this.timeout(qid);
+      if (c) out.push(c);
+    }
+    return out;
+  }
+
+  /** The earliest deadline of the entries still waiting (Infinity when none). */
+  nextDeadline(): number {
+    let min = Infinity;
+    for (const e of this.entries.values()) if (e.deadline < min) min = e.deadline;
+    return min;
   }
 
   /** Drops every entry (peer stopping); returns their completions. */
@@ -143,7 +170,7 @@ export class Convergecast<P extends { counters: FloodCounters }> {
   }
 
   private check(qid: string, e: Entry<P>): Completion<P> | undefined {
-    if (e.waiting.size > 0) return undefined;
+    if (e.waiting.length > 0) return undefined;
     this.entries.delete(qid);
     return { qid, to: e.from, acc: e.acc };
   }
@@ -161,6 +188,8 @@ export class SeenCache {
   readonly maxEntries: number;
   readonly ttlMs: number;
   private map = new Map<string, number>();
+  /** A lower bound of the oldest entry's time: nothing can have expired while now - firstAt < ttlMs. */
+  private firstAt = Infinity;
 
   constructor(opts: SeenCacheOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 10_000;
@@ -176,8 +205,9 @@ export class SeenCache {
     const at = this.map.get(id);
     if (at !== undefined && now - at < this.ttlMs) return true;
     if (at !== undefined) this.map.delete(id);
+    if (this.map.size === 0) this.firstAt = now;
     this.map.set(id, now);
-    this.evict(now);
+    if (this.map.size > this.maxEntries || now - this.firstAt >= this.ttlMs) this.evict(now);
     return false;
   }
 
@@ -192,8 +222,12 @@ export class SeenCache {
       this.map.delete(first);
     }
     // Drop expired ids from the old end (insertion order = age order).
+    this.firstAt = Infinity;
     for (const [k, at] of this.map) {
-      if (now - at < this.ttlMs) break;
+      if (now - at < this.ttlMs) {
+        this.firstAt = at;
+        break;
+      }
       this.map.delete(k);
     }
   }

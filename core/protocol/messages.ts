@@ -18,13 +18,15 @@ export const PROTOCOL_VERSION = 2;
 /** Peer ids: 1–64 chars, letters, digits, `_`, `-`, `.`; must start with a letter or digit. */
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Hosts: IPv4 dotted quad, `[v6]`-less IPv6 literal, or a DNS name. */
-const HOST_RE = /^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|[0-9A-Fa-f:.]{2,45})$/;
+export const HOST_RE = /^(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|[0-9A-Fa-f:.]{2,45})$/;
 
 export const Id = z.string().regex(ID_RE, 'peer id must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit');
 export const Host = z.string().max(253).regex(HOST_RE, 'not a host name or IP address');
 export const Port = z.number().int().min(1).max(65535);
 const Count = z.number().int().min(0).max(1e9);
-const Qid = z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'query id must be [A-Za-z0-9_.:-]');
+/** Query ids: 1-64 of [A-Za-z0-9_.:-]. */
+export const QID_RE = /^[A-Za-z0-9_.:-]+$/;
+const Qid = z.string().min(1).max(64).regex(QID_RE, 'query id must be [A-Za-z0-9_.:-]');
 /** File names are checked again by the share jail; this is only the wire bound. */
 const FileName = z.string().min(1).max(1024);
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits');

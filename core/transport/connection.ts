@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TreeshareError } from '../errors.ts';
-import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder } from '../protocol/codec.ts';
+import { checkVersion, DEFAULT_MAX_FRAME_BYTES, encode, FrameDecoder, type Frame } from '../protocol/codec.ts';
 import type { Message, MessageType, Msg } from '../protocol/messages.ts';
 
 /** First byte of a TLS handshake record (auth.ts); frames start with '{'. */
@@ -42,6 +42,11 @@ export interface ByteLink {
    * emitting 'data'. False when not possible (nothing changed).
    */
   readInto?(buf: Buffer, onBytes: (n: number) => void): boolean;
+  /**
+   * Optional (memory links): incoming bytes go to `fn` directly, before any 'data' listeners
+   * (saves an EventEmitter dispatch per frame). False when not supported: use 'data'.
+   */
+  setDataSink?(fn: (b: Buffer) => void): boolean;
 }
 
 export interface ConnectionOptions {
@@ -71,6 +76,9 @@ export interface ConnectionEvents {
 export const DEFAULT_HANDSHAKE_MS = 10_000;
 /** Frames by message type, as counted at a Connection. */
 export type FrameCounts = Partial<Record<MessageType, number>>;
+
+/** Marks "no error thrown" (a listener may throw undefined). */
+const NOTHING: unique symbol = Symbol('nothing');
 
 /** Most frames held for a listener that is not there yet (see Connection.held). */
 const MAX_HELD = 1024;
@@ -104,7 +112,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.decoder = new FrameDecoder({ maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
     this.maxBuffered = opts.maxBufferedBytes ?? 64 * 1024 * 1024;
     this.clock = opts.clock ?? realClock;
-    link.on('data', (b) => this.onData(b));
+    const onData = (b: Buffer) => this.onData(b);
+    if (!link.setDataSink?.(onData)) link.on('data', onData);
     link.on('drain', () => this.emit('drain'));
     link.on('end', () => this.onEnd());
     link.on('error', (e) => {
@@ -112,7 +121,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
     link.on('close', () => this.onClose());
     (this as EventEmitter).on('newListener', (ev: string | symbol) => {
-      if (ev === 'message' && this.held.length) queueMicrotask(() => this.flushHeld());
+      if (ev !== 'message') return;
+      this.messageListeners++;
+      if (this.held.length) queueMicrotask(() => this.flushHeld());
+    });
+    (this as EventEmitter).on('removeListener', (ev: string | symbol) => {
+      if (ev === 'message') this.messageListeners--;
     });
     const hs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS;
     if (accepted && hs > 0) {
@@ -140,6 +154,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.closedFlag || this.link.destroyed) return false;
     const ok = this.link.write(encode(msg));
     this.frames.sent[msg.t] = (this.frames.sent[msg.t] ?? 0) + 1;
+    this.checkBuffered();
+    return ok;
+  }
+
+  /** A frame encoded once (codec.ts frameOf / heartbeatFrame) for several connections; as send(). */
+  sendFrame(f: Frame): boolean {
+    if (this.closedFlag || this.link.destroyed) return false;
+    const ok = this.link.write(f.bytes);
+    this.frames.sent[f.t] = (this.frames.sent[f.t] ?? 0) + 1;
     this.checkBuffered();
     return ok;
   }
@@ -224,29 +247,40 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.fail(new TreeshareError('auth-unsupported', 'this node uses no network key (got a TLS handshake)'));
       return;
     }
-    const thrown: { err?: unknown } = {};
+    this.thrown = NOTHING;
     try {
       // Frames are delivered one by one so a handler can switch to raw mode mid-chunk.
-      this.decoder.push(b, (m) => {
-        try {
-          return this.deliver(m) && !this.rawMode;
-        } catch (err) {
-          thrown.err = err;
-          return false;
-        }
-      });
+      this.decoder.push(b, this.each);
     } catch (err) {
       if (this.closedFlag || this.rawMode) return;
       this.fail(err instanceof TreeshareError ? err : new RemoteProtocolError('bad-frame', String(err)));
       return;
     }
-    if ('err' in thrown) throw thrown.err; // a listener's own bug: not the remote's fault
+    if (this.thrown !== NOTHING) {
+      const err = this.thrown;
+      this.thrown = NOTHING;
+      throw err; // a listener's own bug: not the remote's fault
+    }
     if (this.rawMode && !this.closedFlag) {
       // A consumer switched to raw mode inside a message handler: the rest is file data.
       const rest = this.decoder.takeRest();
       if (rest.length) this.emit('data', rest);
     }
   }
+
+  /** 'message' listeners now (kept by newListener/removeListener: listenerCount() per frame showed in profiles). */
+  private messageListeners = 0;
+  /** What a 'message' listener threw while onData() delivered a chunk (NOTHING: none). */
+  private thrown: unknown = NOTHING;
+  /** The decoder's per-frame callback, made once per connection (not per chunk). */
+  private readonly each = (m: Message): boolean => {
+    try {
+      return this.deliver(m) && !this.rawMode;
+    } catch (err) {
+      this.thrown = err;
+      return false;
+    }
+  };
 
   private deliver(m: Message): boolean {
     this.frames.received[m.t] = (this.frames.received[m.t] ?? 0) + 1;
@@ -264,7 +298,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       }
     }
     if (this.closedFlag) return false;
-    if (this.held.length || this.listenerCount('message') === 0) {
+    if (this.held.length || this.messageListeners === 0) {
       if (this.held.length >= MAX_HELD) {
         this.fail(new RemoteProtocolError('buffer-overflow', `more than ${MAX_HELD} messages from ${this.remote} that nobody reads`));
         return false;

@@ -68,9 +68,14 @@ export class MemoryLink extends EventEmitter implements ByteLink {
   // ---- outgoing direction ----
   /** Bytes written and not yet consumed by the remote's reader (in flight + unread). */
   private unacked = 0;
-  /** In-flight queue as pairs [item, due time, item, due time, ...] from `head`; shared empty when idle. */
+  /**
+   * In-flight queue as pairs [item, due time, item, due time, ...] in q[head, len). The array is
+   * made on the first write and kept (a few dozen bytes per link) rather than made again each
+   * time the link goes busy: most writes find the link idle.
+   */
   private q: Array<Item | number> = IDLE as Array<Item | number>;
   private head = 0;
+  private len = 0;
   private armed = false;
   private txDone = 0;
   private needDrain = false;
@@ -169,7 +174,10 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     const start = Math.max(now, this.txDone);
     this.txDone = start + (this.p.bandwidth > 0 ? (len / this.p.bandwidth) * 1000 : 0);
     if (this.q === IDLE) this.q = [];
-    this.q.push(item, this.txDone + this.p.latencyMs);
+    const q = this.q;
+    q[this.len] = item;
+    q[this.len + 1] = this.txDone + this.p.latencyMs;
+    this.len += 2;
     if (!this.armed) this.arm(now);
   }
 
@@ -186,19 +194,21 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     // Node's timers may fire a fraction of a millisecond before performance.now() reaches the due time.
     const slack = this.p.clock.kind === 'real' ? 1 : 0;
     const q = this.q;
-    while (this.head < q.length && (q[this.head + 1] as number) <= now + slack) {
+    while (this.head < this.len && (q[this.head + 1] as number) <= now + slack) {
       const item = q[this.head] as Item;
       q[this.head] = END; // drop the reference
       this.head += 2;
       this.other.arrive(item, this);
     }
-    if (this.head === q.length) {
-      this.q = IDLE as Array<Item | number>;
-      this.head = 0;
+    if (this.head === this.len) {
+      this.head = this.len = 0;
+      if (q.length > 4096) q.length = 0; // a burst's big queue is not kept
     } else {
-      if (this.head > 2048 && this.head * 2 > q.length) {
-        this.q = q.slice(this.head);
+      if (this.head > 2048 && this.head * 2 > this.len) {
+        q.copyWithin(0, this.head, this.len);
+        this.len -= this.head;
         this.head = 0;
+        q.length = this.len;
       }
       // A handler may have written on this link during the loop (and armed it already).
       if (!this.armed) this.arm(now);
@@ -235,8 +245,24 @@ export class MemoryLink extends EventEmitter implements ByteLink {
       this.inbox.push(item);
       return;
     }
-    this.emit('data', item);
+    this.data(item);
     from.acked(item.length);
+  }
+
+  /** The reader's sink (setDataSink) if any, then any 'data' listeners. */
+  private sink: ((b: Buffer) => void) | undefined;
+
+  setDataSink(fn: (b: Buffer) => void): boolean {
+    this.sink = fn;
+    return true;
+  }
+
+  private data(b: Buffer): void {
+    if (this.sink) {
+      this.sink(b);
+      if (this.listenerCount('data') === 0) return;
+    }
+    this.emit('data', b);
   }
 
   private drainInbox(): void {
@@ -244,7 +270,7 @@ export class MemoryLink extends EventEmitter implements ByteLink {
     while (!this.paused && !this.destroyed && this.inboxHead < this.inbox.length) {
       const b = this.inbox[this.inboxHead]!;
       this.inbox[this.inboxHead++] = EMPTY;
-      this.emit('data', b);
+      this.data(b);
       this.other.acked(b.length);
     }
     if (this.inboxHead === this.inbox.length) {

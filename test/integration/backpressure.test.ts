@@ -27,13 +27,16 @@ test('thousands of concurrent searches over a link with latency: frames queued b
   // Watch A's side of the link: the test must really run into backpressure.
   let refused = 0;
   let peak = 0;
-  const send = link.conn.send.bind(link.conn);
-  link.conn.send = (m: Message) => {
-    const ok = send(m);
-    if (!ok && m.t === 'query') refused++;
+  const watch = (t: Message['t'], ok: boolean) => {
+    if (!ok && t === 'query') refused++;
     peak = Math.max(peak, link.conn.writableLength);
     return ok;
   };
+  const send = link.conn.send.bind(link.conn);
+  link.conn.send = (m: Message) => watch(m.t, send(m));
+  // Forwarded floods are encoded once and sent as frames.
+  const sendFrame = link.conn.sendFrame.bind(link.conn);
+  link.conn.sendFrame = (f) => watch(f.t, sendFrame(f));
   const N = 4000;
   const results: SearchResult[] = await Promise.all(Array.from({ length: N }, () => a.search(name)));
   t.true(refused > 0, `send() reported backpressure (${refused} queries queued behind a full buffer, peak ${peak} bytes)`);
