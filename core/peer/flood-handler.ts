@@ -44,7 +44,10 @@ const MAX_HITS = 1000;
 /** What the flood handler needs from the rest of the peer (wired by peer.ts). */
 export interface FloodDeps {
   /** Does this peer share `name` (transfers.ts)? */
-  localHas(name: string): Promise<{ size: number } | null>;
+  /** At once when the store can tell (most searches, and every one in the memory runner), else a promise. */
+  localHas(name: string): { size: number } | null | Promise<{ size: number } | null>;
+  /** The number of shared files when known at once (topology replies), else undefined. */
+  fileCount?(): number | undefined;
   /** A local hit on a download query: offer the file to its origin (transfers.ts). */
   serveHit(q: Msg<'query'>): void;
   /** The shared files (for topology answers). */
@@ -198,13 +201,19 @@ export class FloodHandler {
     for (const c of this.topos.clear()) this.complete(c, 'topo');
   }
 
-  private async onQuery(from: Link | null, q: Msg<'query'>): Promise<void> {
+  private onQuery(from: Link | null, q: Msg<'query'>): void {
     const now = this.ctx.clock.now();
     if (this.seen.checkAndAdd(q.qid, now)) {
       from?.conn.send({ t: 'query-reply', qid: q.qid, hits: [], missing: [], reached: 0, messages: 1, duplicates: 1, maxHops: q.hops });
       return;
     }
-    const has = await this.deps.localHas(q.name);
+    // Answered at once when the store can tell (no promise and no turn of the loop per peer and flood).
+    const has = this.deps.localHas(q.name);
+    if (has instanceof Promise) void has.then((h) => this.queryWith(from, q, h));
+    else this.queryWith(from, q, has);
+  }
+
+  private queryWith(from: Link | null, q: Msg<'query'>, has: { size: number } | null): void {
     const own: QueryAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: q.hops, missing: [] }, hits: [] };
     if (has) {
       own.hits.push({ ...this.ctx.ref(), size: has.size, hops: q.hops });
@@ -223,11 +232,13 @@ export class FloodHandler {
       from?.conn.send({ t: 'topo-reply', qid: m.qid, nodes: [], missing: [], final: true, reached: 0, messages: 1, duplicates: 1, maxHops: m.hops });
       return;
     }
-    let files = 0;
-    try {
-      files = (await this.deps.files()).length;
-    } catch {
-      /* share folder gone: report 0 */
+    let files = this.deps.fileCount?.() ?? -1;
+    if (files < 0) {
+      try {
+        files = (await this.deps.files()).length;
+      } catch {
+        files = 0; // share folder gone: report 0
+      }
     }
     const p = this.ctx;
     const self: TopoNode = {

@@ -153,6 +153,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       localHas: (name) => this.transfers.localHas(name),
       serveHit: (q) => this.transfers.serveHit(q),
       files: () => this.files(),
+      fileCount: () => this.store.countNow?.(),
       depth: () => this.depth,
     });
     this.transfers = new Transfers(this.ctx, {

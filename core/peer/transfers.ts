@@ -180,9 +180,10 @@ export class Transfers {
       .finally(() => this.uploads.delete(ac));
   }
 
-  /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
-  localHas(name: string): Promise<{ size: number } | null> {
-    return this.ctx.clock.hold(this.ctx.store.stat(name));
+  /** Does this peer share `name`? At once when the store can tell (statNow), else a promise. */
+  localHas(name: string): { size: number } | null | Promise<{ size: number } | null> {
+    const now = this.ctx.store.statNow?.(name);
+    return now !== undefined ? now : this.ctx.clock.hold(this.ctx.store.stat(name));
   }
 
   /**

@@ -64,6 +64,13 @@ export interface ShareStore {
   list(): Promise<{ name: string; size: number }[]>;
   /** The size of `name` when it is served (answering queries); null otherwise, never throws. */
   stat(name: string): Promise<{ size: number } | null>;
+  /**
+   * stat() answered at once when the store can (a memory store always; the folder store for a
+   * name its fresh listing does not have); undefined when only stat() can tell.
+   */
+  statNow?(name: string): { size: number } | null | undefined;
+  /** How many files list() would return, when the store knows at once; undefined otherwise. */
+  countNow?(): number | undefined;
   /** Any entry under `name`, served or not (a download must not overwrite it). Throws `no-share` without a share. */
   exists(name: string): Promise<boolean>;
   /** Opens a served file (JailError / `not-found` LocalError otherwise). */
@@ -136,7 +143,7 @@ function writeAll(fd: number, b: Buffer): void {
 export class FsStore implements ShareStore {
   readonly kind = 'fs' as const;
   /** Names in the folder, at most 1 s old (refreshed after each download): absent names are answered without the jail. */
-  private names: { at: number; names: Promise<Set<string> | null> } | undefined;
+  private names: { at: number; names: Promise<Set<string> | null>; set?: Set<string> } | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -159,10 +166,22 @@ export class FsStore implements ShareStore {
     return listShared(this.dir);
   }
 
+  statNow(name: string): { size: number } | null | undefined {
+    // Absent from a listing under a second old: not shared (the common answer to a search).
+    return this.names?.set && performance.now() - this.names.at <= 1000 && !this.names.set.has(name) ? null : undefined;
+  }
+
   async stat(name: string): Promise<{ size: number } | null> {
     const now = performance.now();
     if (!this.names || now - this.names.at > 1000) {
-      this.names = { at: now, names: fsp.readdir(this.dir).then((n) => new Set(n), () => null) };
+      const entry: { at: number; names: Promise<Set<string> | null>; set?: Set<string> } = {
+        at: now,
+        names: fsp.readdir(this.dir).then(
+          (n) => (entry.set = new Set(n)),
+          () => null,
+        ),
+      };
+      this.names = entry;
     }
     const names = await this.names.names;
     if (names && !names.has(name)) return null;
@@ -402,9 +421,17 @@ export class MemoryStore implements ShareStore {
   }
 
   async stat(name: string): Promise<{ size: number } | null> {
+    return this.statNow(name);
+  }
+
+  statNow(name: string): { size: number } | null {
     if (this.files.length === 0 || !checkFileName(name).ok) return null;
     const c = this.find(name);
     return c ? { size: c.size } : null;
+  }
+
+  countNow(): number {
+    return this.files.length;
   }
 
   async exists(name: string): Promise<boolean> {
