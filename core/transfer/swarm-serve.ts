@@ -3,7 +3,8 @@
  * connection with `swarm-open`; the holder answers its manifest (after
  * `hashing` progress frames if the file was never hashed), then serves `want`
  * requests: each wanted piece's bytes are sent raw, back to back, in the order
- * asked, read from disk up to 4 MiB at a time and sent in slices of about
+ * asked, read from disk up to 4 MiB at a time (two reused buffers, the next
+ * chunk read while this one is sent) and sent in slices of about
  * 1/50 s of the peer's shared UploadBucket (its uplink cap, over all its
  * connections), with backpressure.
  *
@@ -90,38 +91,68 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     const onClose = () => wake?.();
     conn.on('message', onMsg);
     conn.on('close', onClose);
+    // Double buffering on two reused buffers, as the single-source send path (send.ts
+    // streamFile): the next chunk is read from disk while this one is being sent, and a buffer
+    // is reused only once the link holds no unsent bytes (else a fresh one is taken). Measured
+    // before (a fresh buffer per read, no read ahead), unshaped loopback: the holders spent
+    // 3.6-7.6 ms of CPU per MB with 75-254 page faults/MB, against 1.2-1.5 and 16 on the offer path.
+    const chunkLen = Math.min(READ_BYTES, manifest.pieceSize);
+    const free: Buffer[] = [];
+    interface Chunk { piece: number; at: number; n: number; last: boolean }
+    let cur: { piece: number; off: number } | undefined;
+    const nextChunk = (): Chunk | undefined => {
+      if (!cur) {
+        const piece = queue.shift();
+        if (piece === undefined) return undefined;
+        cur = { piece, off: 0 };
+      }
+      const len = pieceLength(manifest, cur.piece);
+      const n = Math.min(chunkLen, len - cur.off);
+      const c = { piece: cur.piece, at: cur.piece * manifest.pieceSize + cur.off, n, last: cur.off + n === len };
+      cur.off += n;
+      if (c.last) cur = undefined;
+      return c;
+    };
+    const readChunk = (c: Chunk) => {
+      const buf = free.pop() ?? Buffer.allocUnsafe(chunkLen);
+      const p = f.handle.read(buf, 0, c.n, c.at).then((r) => ({ c, buf, got: r.bytesRead }));
+      p.catch(() => undefined); // awaited later; a failure is not unhandled meanwhile
+      return p;
+    };
+    let pending: ReturnType<typeof readChunk> | undefined;
     try {
       for (;;) {
-        while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-        if (conn.closed || failure || o.signal?.aborted) break;
-        const i = queue.shift()!;
-        const len = pieceLength(manifest, i);
-        // Read up to READ_BYTES at once (one fresh buffer: links may keep it past write()),
-        // then send it in slices, each taken from the uplink cap when there is one.
-        let off = 0;
-        while (off < len && !conn.closed) {
-          const n = Math.min(READ_BYTES, len - off);
-          const data = Buffer.allocUnsafe(n);
-          const at = i * manifest.pieceSize + off;
-          const { bytesRead } = await f.handle.read(data, 0, n, at);
-          if (bytesRead !== n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
-          if (o.tamper) o.tamper(open.name, i, data);
-          const step = Math.min(n, o.bucket.sliceBytes());
-          for (let p = 0; p < n && !conn.closed; p += step) {
-            const slice = data.subarray(p, Math.min(n, p + step));
-            await o.bucket.take(slice.length, o.signal);
-            bytes += slice.length;
-            if (!conn.write(slice)) await drained(conn);
-          }
-          off += n;
+        if (!pending) {
+          while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          if (conn.closed || failure || o.signal?.aborted) break;
+          pending = readChunk(nextChunk()!);
         }
+        const { c, buf, got } = await pending;
+        pending = undefined;
+        if (conn.closed || failure || o.signal?.aborted) break;
+        if (got !== c.n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
+        const data = c.n === buf.length ? buf : buf.subarray(0, c.n);
+        if (o.tamper) o.tamper(open.name, c.piece, data);
+        const next = nextChunk();
+        if (next) pending = readChunk(next);
+        // Sent in slices, each taken from the uplink cap when there is one.
+        const step = Math.min(c.n, o.bucket.sliceBytes());
+        for (let p = 0; p < c.n && !conn.closed; p += step) {
+          const slice = data.subarray(p, Math.min(c.n, p + step));
+          await o.bucket.take(slice.length, o.signal);
+          bytes += slice.length;
+          if (!conn.write(slice)) await drained(conn);
+        }
+        if (conn.writableLength === 0) free.push(buf);
         if (conn.closed) break;
-        served++;
+        if (c.last) served++;
       }
     } finally {
       conn.off('message', onMsg);
       conn.off('close', onClose);
+      // A read still running must finish before the file handle is closed.
+      if (pending) await pending.catch(() => undefined);
     }
     if (o.signal?.aborted) throw new TransferError('aborted', `upload of ${open.name} aborted after ${served} piece(s)`);
     conn.end();
