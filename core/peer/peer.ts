@@ -411,8 +411,23 @@ export class Peer extends EventEmitter<PeerEvents> {
     return [...this.rootPath, tagOf(this.id)].slice(0, PATH_MAX);
   }
 
-  /** Tells the parent our subtree size when it changed. */
+  /**
+   * Tells the parent our subtree size when it changed: once per event-loop turn (clock.defer), with
+   * the size then. Every join changes the sizes all the way up, so near the root many changes of one
+   * turn go up as one frame instead of one each.
+   */
   reportSubtree(): void {
+    if (this.reportQueued) return;
+    this.reportQueued = true;
+    this.clock.defer(flushSubtreeReport, this);
+  }
+
+  /** A size report is queued for the end of this turn (reportSubtree). */
+  private reportQueued = false;
+
+  /** Sends the queued size report (see reportSubtree). */
+  flushSubtreeReport(): void {
+    this.reportQueued = false;
     const n = this.links.subtree();
     if (n !== this.lastReportedSubtree && this.links.parent) this.links.parent.conn.send({ t: 'size', subtree: n });
     this.lastReportedSubtree = n;
@@ -718,6 +733,10 @@ function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { s
   for (const dir of ['sent', 'received'] as const) {
     for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
   }
+}
+
+function flushSubtreeReport(p: Peer): void {
+  p.flushSubtreeReport();
 }
 
 function samePath(a: readonly string[], b: readonly string[]): boolean {
