@@ -77,7 +77,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   token: string | undefined;
   /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
   private rootPath: string[] = [];
-  private rootPathSet = new Set<string>();
+  /** `rootPath` as a Set when it is long (made by setDepth; a short path is scanned). */
+  private rootPathSet: Set<string> | undefined;
   /** Newcomers redirected into each child's subtree that its reports do not show yet (made by the first redirect). */
   private ledger: RedirectLedger | undefined;
 
@@ -372,7 +373,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.depth = depth;
     if (path !== this.rootPath) {
       this.rootPath = path;
-      this.rootPathSet = new Set(path);
+      this.rootPathSet = path.length > 32 ? new Set(path) : undefined;
     }
     const down = this.childPath();
     for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth, path: down });
@@ -672,7 +673,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree + (ledger ? ledger.pending(c.ref.id, now) : 0) }));
     // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
     const parentId = this.links.parent?.ref.id;
-    const ancestors = { has: (id: string) => id === parentId || this.rootPathSet.has(tagOf(id)) };
+    const rootPath = this.rootPath, rootPathSet = this.rootPathSet;
+    const ancestors = { has: (id: string) => id === parentId || (rootPathSet ? rootPathSet.has(tagOf(id)) : rootPath.includes(tagOf(id))) };
     const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
