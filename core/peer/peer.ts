@@ -273,7 +273,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return this.clock.hold(this.store.list());
+    // A memory store does no I/O (it settles in microtasks, before the clock's next turn): no hold needed.
+    return this.store.kind === 'memory' ? this.store.list() : this.clock.hold(this.store.list());
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {

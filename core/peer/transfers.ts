@@ -195,7 +195,9 @@ export class Transfers {
 
   /** Does this peer share `name`? (The store answers; the folder store without touching the disk for absent names.) */
   localHas(name: string): Promise<{ size: number } | null> {
-    return this.ctx.clock.hold(this.ctx.store.stat(name));
+    // A memory store does no I/O (it settles in microtasks, before the clock's next turn): no hold needed.
+    const store = this.ctx.store;
+    return store.kind === 'memory' ? store.stat(name) : this.ctx.clock.hold(store.stat(name));
   }
 
   /**
