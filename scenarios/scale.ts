@@ -79,6 +79,7 @@ export const scale: ScenarioDef = {
       const holder = s.rng.pick(ids.slice(1));
       await phase('join all', () => c.addPeers(ids.map((id) => (id === holder ? { id, files: [{ name: 'needle.txt', bytes: 4096 }] } : { id, folder: 'common' as const })), { joinConcurrency: conc }));
       const joinAll = phases[0]!.simMs ?? phases[0]!.wallMs;
+      if (runner !== 'process') s.log(`  N=${N}: overlay frames sent per join ${framesPerJoin(c.alive().map((id) => c.peer(id)), N)}`);
       const mem = await c.memory();
       const t = await phase('topology', () => c.topo(ids[0]!, { expectWhole: true }));
       const searches = await phase(`${nSearch} searches + 1 not-found`, async () => {
@@ -167,6 +168,17 @@ export const scale: ScenarioDef = {
     s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms', 'CPU ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase; CPU: this process\'s user + system time in the phase (in-process runners).');
   },
 };
+
+/** Overlay frames the in-process peers sent so far ÷ joins, by type (a log line: not in the records). */
+function framesPerJoin(handles: unknown[], joins: number): string {
+  const sum: Record<string, number> = {};
+  for (const h of handles) {
+    const p = (h as { peer?: { wireFrames(): { sent: Record<string, number> } } }).peer;
+    for (const [t, n] of Object.entries(p?.wireFrames().sent ?? {})) sum[t] = (sum[t] ?? 0) + n;
+  }
+  const total = Object.values(sum).reduce((a, b) => a + b, 0);
+  return `${(total / joins).toFixed(2)} (${Object.entries(sum).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} ${(n / joins).toFixed(2)}`).join(', ')})`;
+}
 
 function cpuMs(): number {
   const u = process.cpuUsage();

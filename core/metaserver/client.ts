@@ -7,7 +7,8 @@ import { TreeshareError } from '../errors.ts';
 import { newNonce, proofOf, sameSecret } from '../protocol/proof.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
-import { deadline, realClock, type Clock } from '../clock.ts';
+import { realClock, type Clock } from '../clock.ts';
+import { OpDeadline } from '../op-deadline.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface RequestOptions {
@@ -22,14 +23,19 @@ export interface RequestOptions {
 
 export async function request<T extends MessageType>(transport: Transport, to: HostPortLike, msg: Message, expect: readonly T[], opts: RequestOptions = {}): Promise<Msg<T>> {
   const clock = opts.clock ?? realClock;
-  const signal = deadline(clock, opts.timeoutMs ?? 5000, opts.signal);
-  const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes, ...(opts.clock ? { clock } : {}) } });
+  const d = new OpDeadline(clock, opts.timeoutMs ?? 5000, opts.signal);
+  const signal = d.signal;
   try {
-    const reply = nextMessage(conn, expect, { signal });
-    conn.send(msg);
-    return await reply;
+    const conn = await transport.connect(to, { signal, localHost: opts.localHost, connection: { maxFrameBytes: opts.maxFrameBytes, ...(opts.clock ? { clock } : {}) } });
+    try {
+      const reply = nextMessage(conn, expect, { signal });
+      conn.send(msg);
+      return await reply;
+    } finally {
+      conn.end();
+    }
   } finally {
-    conn.end();
+    d.done();
   }
 }
 
@@ -84,19 +90,24 @@ export class MetaChannel {
   private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number, outer: AbortSignal | undefined, now: boolean): Promise<Msg<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');
-      const signal = deadline(this.clock, timeoutMs, outer);
-      const reused = this.conn !== undefined && !this.conn.closed;
-      const conn = reused ? this.conn! : await this.connect(signal, now);
+      const d = new OpDeadline(this.clock, timeoutMs, outer);
+      const signal = d.signal;
       try {
-        const reply = nextMessage(conn, expect, { signal });
-        conn.send(msg);
-        return await reply;
-      } catch (err) {
-        conn.destroy();
-        if (this.conn === conn) this.conn = undefined;
-        // The metaserver closed a kept connection (idle, restarted) just as we used it: once more on a new one.
-        if (reused && attempt === 0 && err instanceof TreeshareError && err.code === 'connection-closed') continue;
-        throw err;
+        const reused = this.conn !== undefined && !this.conn.closed;
+        const conn = reused ? this.conn! : await this.connect(signal, now);
+        try {
+          const reply = nextMessage(conn, expect, { signal });
+          conn.send(msg);
+          return await reply;
+        } catch (err) {
+          conn.destroy();
+          if (this.conn === conn) this.conn = undefined;
+          // The metaserver closed a kept connection (idle, restarted) just as we used it: once more on a new one.
+          if (reused && attempt === 0 && err instanceof TreeshareError && err.code === 'connection-closed') continue;
+          throw err;
+        }
+      } finally {
+        d.done();
       }
     }
   }

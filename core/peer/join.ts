@@ -11,7 +11,8 @@ import { RedirectTracker } from '../protocol/placement.ts';
 import { metaLeave, request, type MetaChannel } from '../metaserver/client.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
 import { backoffDelays, retry } from '../backoff.ts';
-import { deadline, realClock, type Clock } from '../clock.ts';
+import { realClock, type Clock } from '../clock.ts';
+import { OpDeadline } from '../op-deadline.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {
@@ -130,23 +131,28 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
     const v = tracker.visit(addrKey(target));
     if (!v.ok) throw new TreeshareError('redirect-loop', `join failed: ${v.reason}`);
     const sentAt = clock.now();
-    const signal = deadline(clock, step, p.signal);
+    const d = new OpDeadline(clock, step, p.signal);
+    const signal = d.signal;
     // Any failure at the target, but our own abort, is the target's: reported, and we ask again.
     const bad = (err: unknown) => (err instanceof TreeshareError && !p.signal?.aborted ? new BadTarget(target, err) : err);
     let conn: Connection;
-    try {
-      conn = await p.transport.connect(target, { signal, localHost: p.localHost });
-    } catch (err) {
-      throw bad(err);
-    }
     let reply;
     try {
-      const wait = nextMessage(conn, ['accept', 'redirect'], { signal, what: `an answer to JOIN from ${target.id}` });
-      conn.send({ t: 'join', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, subtree: p.subtree() });
-      reply = await wait;
-    } catch (err) {
-      conn.destroy();
-      throw bad(err);
+      try {
+        conn = await p.transport.connect(target, { signal, localHost: p.localHost });
+      } catch (err) {
+        throw bad(err);
+      }
+      try {
+        const wait = nextMessage(conn, ['accept', 'redirect'], { signal, what: `an answer to JOIN from ${target.id}` });
+        conn.send({ t: 'join', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, subtree: p.subtree() });
+        reply = await wait;
+      } catch (err) {
+        conn.destroy();
+        throw bad(err);
+      }
+    } finally {
+      d.done();
     }
     if (reply.t === 'accept') {
       const now = clock.now();

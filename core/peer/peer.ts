@@ -33,12 +33,12 @@ import { DEFAULT_PIECE_BYTES } from '../transfer/manifest.ts';
 import { sweepPartials } from '../transfer/swarm.ts';
 import { SwarmUploads } from './swarm-download.ts';
 import type { PeerContext, ResolvedPeerOptions } from './context.ts';
-import { FloodHandler } from './flood-handler.ts';
+import { FloodHandler, type FloodDeps } from './flood-handler.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { joinOverlay, type JoinTimeline } from './join.ts';
 import { Links, type Link } from './links.ts';
-import { Repairer } from './repair.ts';
-import { Transfers } from './transfers.ts';
+import { Repairer, type RepairDeps } from './repair.ts';
+import { Transfers, type TransferDeps } from './transfers.ts';
 import type { DownloadResult, PeerEvents, PeerOptions, PeerState, RepairRecord, SearchResult, TopoResult } from './types.ts';
 
 type Resolved = ResolvedPeerOptions;
@@ -78,7 +78,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   token: string | undefined;
   /** Tags of our ancestors, root first, parent last (see messages.ts PathTag): JOINs from them are refused. */
   private rootPath: string[] = [];
-  private rootPathSet = new Set<string>();
+  /** `rootPath` as a Set when it is long (made by setDepth; a short path is scanned). */
+  private rootPathSet: Set<string> | undefined;
   /** Newcomers redirected into each child's subtree that its reports do not show yet (made by the first redirect). */
   private ledger: RedirectLedger | undefined;
 
@@ -130,56 +131,27 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.transport = options.networkKey ? keyedTransport(base, options.networkKey) : base;
     this.connectionOptions = options.connection;
     this.store = options.store ?? new FsStore(this.opts.share);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
-    this.ctx = {
-      id: this.opts.id,
-      opts: this.opts,
-      links: this.links,
-      transport: this.transport,
-      clock: this.clock,
-      store: this.store,
-      life: this.life,
-      get depth() {
-        return self.depth;
-      },
-      ref: () => self.ref,
-      localHost: () => self.localHost,
-      log: (level, message) => self.log(level, message),
-      emit: (event, ...args) => void (self.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
-      newQid: () => self.newQid(),
-    };
-    this.flood = new FloodHandler(this.ctx, {
-      localHas: (name) => this.transfers.localHas(name),
-      serveHit: (q) => this.transfers.serveHit(q),
-      files: () => this.files(),
-      fileCount: () => this.store.countNow?.(),
-      depth: () => this.depth,
-    });
-    this.transfers = new Transfers(this.ctx, {
-      search: (name, want, qid, o) => this.flood.search(name, want, qid, o),
-      noteHit: (qid) => this.flood.noteHit(qid),
-    });
-    this.repairer = new Repairer(this.ctx, {
-      attach: (conn, t, path) => this.attach(conn, t, path),
-      detachParent: (link) => this.detachParent(link),
-      removeChild: (link) => this.removeChild(link),
-      stop: (o) => this.stop(o),
-      timeline: () => this.timeline,
-      token: () => this.token,
-      setToken: (token) => {
-        this.token = token;
-      },
-      record: (rec) => this.repairs.push(rec),
-    });
-    this.swarmUploads = new SwarmUploads({
-      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
-      hashingIntervalMs: this.opts.preparingIntervalMs, tamper: options.swarmTamper,
-      log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
-    });
+    // The helpers' views of this peer are small objects with prototype methods, not closures: a peer
+    // made ~25 closures here (each, under tsx's keep-names, with its own property dictionary: ~6 KiB a peer).
+    this.ctx = new PeerView(this);
+    this.flood = new FloodHandler(this.ctx, new FloodHooks(this));
+    this.transfers = new Transfers(this.ctx, new TransferHooks(this));
+    this.repairer = new Repairer(this.ctx, new RepairHooks(this));
+    this.swarmTamper = options.swarmTamper;
   }
 
-  readonly swarmUploads: SwarmUploads;
+  private readonly swarmTamper: PeerOptions['swarmTamper'];
+  private swarm: SwarmUploads | undefined;
+
+  /** Swarm uploads this peer serves (made on first use: most peers never serve one). */
+  get swarmUploads(): SwarmUploads {
+    return (this.swarm ??= new SwarmUploads({
+      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      hashingIntervalMs: this.opts.preparingIntervalMs, tamper: this.swarmTamper,
+      log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
+    }));
+  }
+
 
   private readonly connectionOptions: PeerOptions['connection'];
   /** What this peer shares and where downloads land (the share folder unless PeerOptions.store). */
@@ -221,7 +193,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       port: this.opts.port,
       connection: this.connectionOptions,
       maxConnections: this.opts.maxConnections,
-      onConnection: (c) => this.onInbound(c),
+      onConnection: this.onInbound.bind(this),
     });
     if (this.opts.heartbeatMs > 0) this.every(this.opts.heartbeatMs, () => this.heartbeat());
     if (this.opts.announceMs > 0) this.every(this.opts.announceMs, () => this.life.joined && void this.announce());
@@ -272,7 +244,7 @@ export class Peer extends EventEmitter<PeerEvents> {
    * Installs `conn` as the parent link (null: this peer is the root); `path`: the parent's root path,
    * its own tag last. The lifecycle moves to attached: joined (first join) or reattached (repair).
    */
-  private attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
+  attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
       const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), leaving: false };
@@ -302,7 +274,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   async files(): Promise<{ name: string; size: number }[]> {
-    return this.clock.hold(this.store.list());
+    // A memory store does no I/O (it settles in microtasks, before the clock's next turn): no hold needed.
+    return this.store.kind === 'memory' ? this.store.list() : this.clock.hold(this.store.list());
   }
 
   topo(o: { signal?: AbortSignal } = {}): Promise<TopoResult> {
@@ -355,7 +328,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
     this.metaChannel?.close();
     this.transfers.abortAll();
-    this.swarmUploads.abortAll();
+    this.swarm?.abortAll();
     this.flood.clear();
     const closing = this.listener?.close();
     for (const c of this.conns) {
@@ -402,7 +375,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.depth = depth;
     if (path !== this.rootPath) {
       this.rootPath = path;
-      this.rootPathSet = new Set(path);
+      this.rootPathSet = path.length > 32 ? new Set(path) : undefined;
     }
     const down = this.childPath();
     for (const c of this.links.children.values()) c.conn.send({ t: 'depth', depth, path: down });
@@ -413,8 +386,23 @@ export class Peer extends EventEmitter<PeerEvents> {
     return [...this.rootPath, tagOf(this.id)].slice(0, PATH_MAX);
   }
 
-  /** Tells the parent our subtree size when it changed. */
+  /**
+   * Tells the parent our subtree size when it changed: once per event-loop turn (clock.defer), with
+   * the size then. Every join changes the sizes all the way up, so near the root many changes of one
+   * turn go up as one frame instead of one each.
+   */
   reportSubtree(): void {
+    if (this.reportQueued) return;
+    this.reportQueued = true;
+    this.clock.defer(flushSubtreeReport, this);
+  }
+
+  /** A size report is queued for the end of this turn (reportSubtree). */
+  private reportQueued = false;
+
+  /** Sends the queued size report (see reportSubtree). */
+  flushSubtreeReport(): void {
+    this.reportQueued = false;
     const n = this.links.subtree();
     if (n !== this.lastReportedSubtree && this.links.parent) this.links.parent.conn.send({ t: 'size', subtree: n });
     this.lastReportedSubtree = n;
@@ -688,7 +676,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     const children = [...this.links.children.values()].map((c) => ({ ref: c.ref, subtree: c.subtree + (ledger ? ledger.pending(c.ref.id, now) : 0) }));
     // Our whole root path, not only the parent: a peer above us joining here would close a cycle.
     const parentId = this.links.parent?.ref.id;
-    const ancestors = { has: (id: string) => id === parentId || this.rootPathSet.has(tagOf(id)) };
+    const rootPath = this.rootPath, rootPathSet = this.rootPathSet;
+    const ancestors = { has: (id: string) => id === parentId || (rootPathSet ? rootPathSet.has(tagOf(id)) : rootPath.includes(tagOf(id))) };
     const d = decideJoin({ id: this.id, maxChildren: this.opts.maxChildren, ancestors }, children, m);
     if (d.kind === 'refuse') throw new TreeshareError(d.code, d.message);
     if (d.kind === 'redirect') {
@@ -717,10 +706,131 @@ export class Peer extends EventEmitter<PeerEvents> {
 
 }
 
+/** What the helpers see of a peer (context.ts). */
+class PeerView implements PeerContext {
+  readonly id: string;
+  readonly opts: Resolved;
+  readonly links: Links;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly store: ShareStore;
+  readonly life: Lifecycle;
+
+  constructor(private readonly p: Peer) {
+    this.id = p.opts.id;
+    this.opts = p.opts;
+    this.links = p.links;
+    this.transport = p.transport;
+    this.clock = p.clock;
+    this.store = p.store;
+    this.life = p.life;
+  }
+
+  get depth(): number {
+    return this.p.depth;
+  }
+
+  ref(): PeerRef {
+    return this.p.ref;
+  }
+
+  localHost(): string | undefined {
+    return this.p.localHost;
+  }
+
+  log(level: 'info' | 'warn', message: string): void {
+    this.p.log(level, message);
+  }
+
+  emit<K extends keyof PeerEvents>(event: K, ...args: PeerEvents[K]): void {
+    (this.p.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args);
+  }
+
+  newQid(): string {
+    return this.p.newQid();
+  }
+}
+
+class FloodHooks implements FloodDeps {
+  constructor(private readonly p: Peer) {}
+
+  localHas(name: string): { size: number } | null | Promise<{ size: number } | null> {
+    return this.p.transfers.localHas(name);
+  }
+
+  fileCount(): number | undefined {
+    return this.p.store.countNow?.();
+  }
+
+  serveHit(q: Msg<'query'>): void {
+    this.p.transfers.serveHit(q);
+  }
+
+  files(): Promise<{ name: string; size: number }[]> {
+    return this.p.files();
+  }
+
+  depth(): number {
+    return this.p.depth;
+  }
+}
+
+class TransferHooks implements TransferDeps {
+  constructor(private readonly p: Peer) {}
+
+  search(name: string, want: 'search' | 'download', qid: string, o: { signal?: AbortSignal }): Promise<SearchResult> {
+    return this.p.flood.search(name, want, qid, o);
+  }
+
+  noteHit(qid: string): void {
+    this.p.flood.noteHit(qid);
+  }
+}
+
+class RepairHooks implements RepairDeps {
+  constructor(private readonly p: Peer) {}
+
+  attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
+    this.p.attach(conn, t, path);
+  }
+
+  detachParent(link: Link): boolean {
+    return this.p.detachParent(link);
+  }
+
+  removeChild(link: Link): boolean {
+    return this.p.removeChild(link);
+  }
+
+  stop(o: { graceful?: boolean }): Promise<void> {
+    return this.p.stop(o);
+  }
+
+  timeline(): JoinTimeline | null {
+    return this.p.timeline;
+  }
+
+  token(): string | undefined {
+    return this.p.token;
+  }
+
+  setToken(token: string): void {
+    this.p.token = token;
+  }
+
+  record(rec: RepairRecord): void {
+    this.p.repairs.push(rec);
+  }
+}
+
 function addFrames(into: { sent: FrameCounts; received: FrameCounts }, from: { sent: FrameCounts; received: FrameCounts }): void {
   for (const dir of ['sent', 'received'] as const) {
     for (const [t, n] of Object.entries(from[dir]) as [keyof FrameCounts, number][]) into[dir][t] = (into[dir][t] ?? 0) + n;
   }
+}
+
+function flushSubtreeReport(p: Peer): void {
+  p.flushSubtreeReport();
 }
 
 function samePath(a: readonly string[], b: readonly string[]): boolean {

@@ -54,8 +54,22 @@ export interface TransferDeps {
 }
 
 export class Transfers {
-  private downloads = new Map<string, Download>();
-  private uploads = new Set<AbortController>();
+  // Made on first use (most simulated peers never download or upload).
+  private downloadsMap: Map<string, Download> | undefined;
+  private uploadsSet: Set<AbortController> | undefined;
+  private swarmsSet: Set<AbortController> | undefined;
+
+  private get downloads(): Map<string, Download> {
+    return (this.downloadsMap ??= new Map());
+  }
+
+  private get uploads(): Set<AbortController> {
+    return (this.uploadsSet ??= new Set());
+  }
+
+  private get swarms(): Set<AbortController> {
+    return (this.swarmsSet ??= new Set());
+  }
 
   constructor(
     private readonly ctx: PeerContext,
@@ -64,9 +78,9 @@ export class Transfers {
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
-    for (const u of this.uploads) u.abort();
-    for (const s of this.swarms) s.abort();
-    for (const d of this.downloads.values()) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
+    for (const u of this.uploadsSet ?? []) u.abort();
+    for (const s of this.swarmsSet ?? []) s.abort();
+    for (const d of this.downloadsMap?.values() ?? []) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
   }
 
   /**
@@ -161,7 +175,6 @@ export class Transfers {
     }
   }
 
-  private swarms = new Set<AbortController>();
 
   /** Called by the flood handler for a local hit on a download query. */
   serveHit(q: Msg<'query'>): void {
