@@ -18,7 +18,7 @@ import { registerCloser, removeDir, tempDir } from '../testnet/cleanup.ts';
 import b from 'benny';
 import { encode, FrameDecoder, validate } from '../core/protocol/codec.ts';
 import { Convergecast, emptyCounters, floodTargets, mergeCounters, SeenCache, type FloodCounters } from '../core/protocol/flood.ts';
-import type { Message } from '../core/protocol/messages.ts';
+import { PROTOCOL_VERSION, type Message } from '../core/protocol/messages.ts';
 import { SimClock } from '../core/clock.ts';
 import { memoryPair } from '../core/transport/memory.ts';
 import { Connection } from '../core/transport/connection.ts';
@@ -39,7 +39,7 @@ const hits = Array.from({ length: 10 }, (_, i) => ({ id: `S${i + 2}`, host: '127
 const queryReply: Message = { t: 'query-reply', qid: 'S1:3f2a9c0b1d2e', hits, missing: [], reached: 57, messages: 112, duplicates: 0, maxHops: 6 };
 const topoNodes = Array.from({ length: 100 }, (_, i) => ({ id: `P${i}`, host: '127.0.0.1', port: 10000 + i, parent: i ? `P${(i - 1) >> 1}` : null, children: [`P${2 * i + 1}`, `P${2 * i + 2}`], depth: Math.floor(Math.log2(i + 1)), files: 3 }));
 const topoReply: Message = { t: 'topo-reply', qid: 'S1:77aa00bb11cc', nodes: topoNodes, missing: [], final: true, reached: 100, messages: 198, duplicates: 0, maxHops: 6 };
-const register: Message = { t: 'register', v: 1, id: 'S7', host: '127.0.0.1', port: 9007, maxChildren: 2 };
+const register: Message = { t: 'register', v: PROTOCOL_VERSION, id: 'S7', host: '127.0.0.1', port: 9007, maxChildren: 2 };
 
 function encodeSuite(): CaseDef[] {
   return [

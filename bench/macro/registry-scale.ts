@@ -21,6 +21,7 @@ import { Registry } from '../../core/metaserver/registry.ts';
 import { MetaService } from '../../core/metaserver/service.ts';
 import type { Policy } from '../../core/protocol/referral.ts';
 import type { Ctx } from '../lib/context.ts';
+import { PROTOCOL_VERSION } from '../../core/protocol/messages.ts';
 
 /** The simulated peers' own state, by number (what each real peer keeps about itself). */
 interface Sim {
@@ -60,7 +61,7 @@ async function newcomer(o: Overlay): Promise<number> {
   const id = `p${i}`;
   const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const port = 1 + (i % 60000);
-  const r = await o.svc.register({ t: 'register', v: 1, id, host, port, maxChildren: 2 });
+  const r = await o.svc.register({ t: 'register', v: PROTOCOL_VERSION, id, host, port, maxChildren: 2 });
   const pi = r.referral ? numberOf(r.referral.id) : -1;
   const parent = pi >= 0 ? o.peers[pi]! : undefined;
   const me: Sim = { id, host, port, token: r.token, depth: parent ? parent.depth + 1 : 0, parent: pi, kids: 0 };
@@ -73,13 +74,13 @@ async function newcomer(o: Overlay): Promise<number> {
 }
 
 function announceOf(o: Overlay, p: Sim): Promise<void> {
-  return o.svc.announce({ t: 'announce', v: 1, id: p.id, host: p.host, port: p.port, parent: p.parent >= 0 ? o.peers[p.parent]!.id : null, depth: p.depth, children: p.kids, maxChildren: 2, token: p.token });
+  return o.svc.announce({ t: 'announce', v: PROTOCOL_VERSION, id: p.id, host: p.host, port: p.port, parent: p.parent >= 0 ? o.peers[p.parent]!.id : null, depth: p.depth, children: p.kids, maxChildren: 2, token: p.token });
 }
 
 /** A leaf leaves as a real peer does: its own leave (with its token), then its parent announces one child less. */
 async function leaveLeaf(o: Overlay, i: number): Promise<void> {
   const p = o.peers[i]!;
-  await o.svc.leave({ t: 'leave', v: 1, id: p.id, token: p.token });
+  await o.svc.leave({ t: 'leave', v: PROTOCOL_VERSION, id: p.id, token: p.token });
   if (p.parent < 0) return;
   const parent = o.peers[p.parent]!;
   parent.kids--;
