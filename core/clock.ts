@@ -388,16 +388,21 @@ export class SimClock implements Clock {
       fn = tm.fn;
       arg = tm.arg;
       tm.inLane = false;
-      if (tm.every > 0) {
-        tm.at = this.dueAt(tm.every);
-        this.push(tm);
-      } else {
-        tm.live = false;
-        if (tm.refed) this.refs--;
-      }
+      this.afterFire(tm);
     } else this.refs--;
     this.fired++;
     fn(arg);
+  }
+
+  /** A timer about to fire: an interval is due again one period on; a timeout is spent. */
+  private afterFire(tm: SimTimer): void {
+    if (tm.every > 0) {
+      tm.at = this.dueAt(tm.every);
+      this.push(tm);
+    } else {
+      tm.live = false;
+      if (tm.refed) this.refs--;
+    }
   }
 
   private compact(): void {
@@ -436,13 +441,7 @@ export class SimClock implements Clock {
     // up to its length now: anything added while firing waits for the next turn.
     for (let tm = this.peek(); tm && tm.at <= this.t && tm.seq < batch; tm = this.peek()) {
       this.pop();
-      if (tm.every > 0) {
-        tm.at = this.dueAt(tm.every);
-        this.push(tm);
-      } else {
-        tm.live = false;
-        if (tm.refed) this.refs--;
-      }
+      this.afterFire(tm);
       this.fired++;
       tm.fn(tm.arg);
     }

@@ -15,12 +15,11 @@
  * median over the pairs of big ÷ small, each pair measured back to back
  * (under the same load from the rest of the machine).
  */
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { Registry } from '../../core/metaserver/registry.ts';
 import { MetaService } from '../../core/metaserver/service.ts';
 import type { Policy } from '../../core/protocol/referral.ts';
 import type { Ctx } from '../lib/context.ts';
+import { forceGc } from '../../testnet/gc.ts';
 import { PROTOCOL_VERSION } from '../../core/protocol/messages.ts';
 
 /** The simulated peers' own state, by number (what each real peer keeps about itself). */
@@ -107,7 +106,7 @@ export async function measureScale(small: number, big: number, groups: number, p
   const little = await build(small, policy);
   const out = { small: [] as number[], big: [] as number[], ratios: [] as number[], buildMs };
   // The build's garbage is not charged to the first groups.
-  fullGc();
+  forceGc();
   const prev = new Map<Overlay, number>();
   const steps = async (o: Overlay, n: number) => {
     const t = cpuMs();
@@ -137,19 +136,6 @@ export async function measureScale(small: number, big: number, groups: number, p
   return out;
 }
 
-let gcFn: (() => void) | null | undefined;
-/** A full collection, when the runtime lets us ask for one. */
-function fullGc(): void {
-  if (gcFn === undefined) {
-    try {
-      v8.setFlagsFromString('--expose-gc');
-      gcFn = vm.runInNewContext('gc') as () => void;
-    } catch {
-      gcFn = null;
-    }
-  }
-  gcFn?.();
-}
 
 /**
  * This process's CPU time (user + system), ms. The rows count registrations

@@ -16,30 +16,12 @@
  * under a 20,000 file limit; bigger runs belong to the memory runner.
  */
 import { EventEmitter } from 'node:events';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
 import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
+import { forceGc } from '../../testnet/gc.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
-let gcFn: (() => void) | null | undefined;
-
-/** A real GC when the engine lets us expose it, so heap deltas are stable. */
-export function forceGc(): boolean {
-  if (gcFn === undefined) {
-    try {
-      v8.setFlagsFromString('--expose-gc');
-      gcFn = vm.runInNewContext('gc') as () => void;
-    } catch {
-      gcFn = null;
-    }
-  }
-  if (!gcFn) return false;
-  gcFn();
-  gcFn();
-  return true;
-}
 
 /**
  * Runs `fn` with the operation's signal: `o.signal` or its timeout on
