@@ -13,6 +13,9 @@ export interface Link {
   /** Child links: the child's subtree size as it last reported. */
   subtree: number;
   lastHeard: number;
+  /** When we last sent this neighbour a heartbeat ping, and when its last ping arrived (see Peer.onLinkMessage). */
+  pingOutAt: number;
+  pingInAt: number;
   /** Set when the neighbour said it is leaving (so its close is not a crash). */
   leaving: boolean;
 }

@@ -247,7 +247,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
-      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), leaving: false };
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false };
       this.links.parent = link;
       this.track(conn);
       this.serveLink(link);
@@ -529,9 +529,16 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onLinkMessage(link: Link, m: Message): void {
     switch (m.t) {
-      case 'ping':
-        link.conn.sendFrame(heartbeatFrame('pong', m.n));
+      case 'ping': {
+        // Liveness on a link is "heard from lately", and both ends ping: a neighbour we pinged since
+        // its previous ping hears from us at least once per its own period, so a pong would only
+        // double the heartbeat frames. We answer when we have not (our heartbeats are off or slower
+        // than its own, or this is its first ping).
+        const now = this.clock.now();
+        if (link.pingOutAt <= link.pingInAt) link.conn.sendFrame(heartbeatFrame('pong', m.n));
+        link.pingInAt = now;
         return;
+      }
       case 'pong':
         return;
       case 'size':
@@ -619,6 +626,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
       } else {
         l.conn.sendFrame(ping);
+        l.pingOutAt = now;
       }
     }
   }
@@ -695,7 +703,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.ledger?.forget(m.id);
       old.conn.destroy();
     }
-    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), leaving: false };
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false };
     this.links.children.set(m.id, link);
     this.serveLink(link);
     conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });

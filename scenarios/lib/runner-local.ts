@@ -215,7 +215,7 @@ export class LocalRunner implements Runner {
       transport: this.transport,
       store: this.storeFor(spec),
       rng: this.qidRng,
-      heartbeatMs: this.o.heartbeatMs ?? 1000,
+      heartbeatMs: spec.heartbeatMs ?? this.o.heartbeatMs ?? 1000,
       announceMs: this.announceMs(),
       clock: this.clock,
       ...(this.o.floodTimeoutMs ? { floodTimeoutMs: this.o.floodTimeoutMs } : {}),

@@ -29,6 +29,8 @@ export interface PeerSpec {
    * or fixed `data` (a copy of a repository file).
    */
   memFiles?: { name: string; bytes: number; seed: number; data?: Buffer }[];
+  /** In-process runners only: this peer's heartbeat interval, ms (0: off), instead of the runner's. */
+  heartbeatMs?: number;
 }
 
 export interface JoinOutcome {

@@ -87,3 +87,42 @@ test('memory runner: a frozen inner peer is declared dead after deadAfterMs simu
   }
   t.true(ok, `the six live peers form one tree (last topo: ${last})`);
 });
+
+test('memory runner: both ends ping, so links carry no pongs; a neighbour whose own heartbeats are off answers every ping and stays alive', async (t) => {
+  const dir = tmpDir('treeshare-sim-');
+  const runner = new LocalRunner('memory', { metaSeed: 7 });
+  t.teardown(async () => {
+    await runner.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const clock = runner.clock as SimClock;
+  const meta = await runner.startMetaserver({ policy: 'least-loaded' });
+  const start = async (id: string, heartbeatMs: number) => {
+    const share = path.join(dir, id);
+    fs.mkdirSync(share);
+    const h = await runner.startPeer({ id, share, maxChildren: 2, heartbeatMs }, meta.address);
+    await h.join();
+    return h;
+  };
+  const sent = (h: PeerHandle) => (h as unknown as { peer: { wireFrames(): { sent: Record<string, number> } } }).peer.wireFrames().sent;
+  const a = await start('A', HEARTBEAT);
+  const b = await start('B', HEARTBEAT);
+  const repairs: RepairRecord[] = [];
+  for (const h of [a, b]) h.on('repaired', (r) => repairs.push(r));
+  await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 10 * HEARTBEAT));
+  t.true((sent(a).ping ?? 0) >= 9 && (sent(b).ping ?? 0) >= 9, `both ends ping (A ${sent(a).ping}, B ${sent(b).ping})`);
+  t.true((sent(a).pong ?? 0) + (sent(b).pong ?? 0) <= 2, `at most the first ping of each end is answered (pongs: A ${sent(a).pong ?? 0}, B ${sent(b).pong ?? 0})`);
+
+  // C runs without heartbeats (heartbeatMs 0): it sends nothing on its own, so it answers every ping
+  // of its parent, and the parent, which judges silence, never declares it dead.
+  const c = await start('C', 0);
+  const parentId = (await c.status()).parent?.id;
+  t.true(parentId === 'A' || parentId === 'B', `C joined under A or B (${parentId})`);
+  const before = sent(c).pong ?? 0;
+  const left: string[] = [];
+  for (const h of [a, b]) h.on('child-left', (e: { id: string }) => left.push(e.id));
+  await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 3 * DEAD_AFTER));
+  t.true((sent(c).pong ?? 0) - before >= (3 * DEAD_AFTER) / HEARTBEAT - 1, `C answered its parent's pings (${(sent(c).pong ?? 0) - before} pongs)`);
+  t.deepEqual(left, [], 'the parent never declared C dead');
+  t.deepEqual(repairs, [], 'nobody was declared dead');
+});
