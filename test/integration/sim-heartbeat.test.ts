@@ -5,7 +5,7 @@
  * after deadAfterMs of simulated time, and its subtree is repaired around it.
  * Every assertion on time is on simulated ms; wall time is only a safety net.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SimClock } from '../../core/clock.ts';
@@ -17,14 +17,19 @@ import { nextEvent, tmpDir } from '../helpers.ts';
 const HEARTBEAT = 1000;
 const DEAD_AFTER = 4000;
 
-test('memory runner: a frozen inner peer is declared dead after deadAfterMs simulated, and its children reattach', async (t) => {
+/** A memory runner on a SimClock and a scratch folder, both removed when the test ends. */
+function simRunner(t: ExecutionContext): { dir: string; runner: LocalRunner; clock: SimClock } {
   const dir = tmpDir('treeshare-sim-');
   const runner = new LocalRunner('memory', { metaSeed: 7 });
   t.teardown(async () => {
     await runner.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  const clock = runner.clock as SimClock;
+  return { dir, runner, clock: runner.clock as SimClock };
+}
+
+test('memory runner: a frozen inner peer is declared dead after deadAfterMs simulated, and its children reattach', async (t) => {
+  const { dir, runner, clock } = simRunner(t);
   t.is(clock.kind, 'sim');
   const meta = await runner.startMetaserver({ policy: 'least-loaded' });
   const ids = ['P01', 'P02', 'P03', 'P04', 'P05', 'P06', 'P07'];
@@ -89,13 +94,7 @@ test('memory runner: a frozen inner peer is declared dead after deadAfterMs simu
 });
 
 test('memory runner: both ends ping, so links carry no pongs; a neighbour whose own heartbeats are off answers every ping and stays alive', async (t) => {
-  const dir = tmpDir('treeshare-sim-');
-  const runner = new LocalRunner('memory', { metaSeed: 7 });
-  t.teardown(async () => {
-    await runner.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const clock = runner.clock as SimClock;
+  const { dir, runner, clock } = simRunner(t);
   const meta = await runner.startMetaserver({ policy: 'least-loaded' });
   const start = async (id: string, heartbeatMs: number) => {
     const share = path.join(dir, id);
