@@ -138,15 +138,7 @@ export const churn: ScenarioDef = {
 
     const tree = await c.waitWhole();
     s.setTree(c.round, tree);
-    const alive = new Set(c.alive());
-    // The metaserver learns of crashed peers from their neighbours' reports: give it until the tree is whole plus a few re-checks.
-    let registry: string[] = [];
-    for (let tries = 0; tries < 40; tries++) {
-      registry = (await c.meta.status()).map((e) => e.id);
-      if (registry.length === alive.size && registry.every((id) => alive.has(id))) break;
-      await s.sleep(250);
-    }
-    s.check(registry.length === alive.size && registry.every((id) => alive.has(id)), 'the metaserver lists exactly the live peers', `registry: ${registry.sort().join(' ')}; live: ${[...alive].sort().join(' ')}`);
+    await checkRegistryLive(s, c);
 
     const searches = s.records.floods.filter((f) => f.kind === 'search' && f.label === 'under churn');
     const dls = s.records.transfers.filter((t) => t.label === 'under churn');
@@ -165,6 +157,22 @@ export const churn: ScenarioDef = {
 
 /** Files each peer holds: one of 16–256 KiB named after it. */
 /** One request of the load under churn: a search or (as often) a download of `name` by `by`; a verified download makes `by` a holder. */
+/**
+ * Checks that the metaserver lists exactly the live peers. It learns of crashed peers from their
+ * neighbours' reports, so it gets until the tree is whole plus a few re-checks (scenario time).
+ */
+async function checkRegistryLive(s: Scenario, c: Cluster): Promise<void> {
+  const alive = new Set(c.alive());
+  let registry: string[] = [];
+  for (let tries = 0; tries < 40; tries++) {
+    registry = (await c.meta.status()).map((e) => e.id);
+    if (registry.length === alive.size && registry.every((id) => alive.has(id))) break;
+    await s.sleep(250);
+  }
+  const detail = alive.size <= 100 ? `registry: ${registry.sort().join(' ')}; live: ${[...alive].sort().join(' ')}` : `registry ${registry.length}, live ${alive.size}`;
+  s.check(registry.length === alive.size && registry.every((id) => alive.has(id)), 'the metaserver lists exactly the live peers', detail);
+}
+
 async function ask(c: Cluster, r: { next(): number }, catalog: Map<string, Set<string>>, by: string, name: string): Promise<void> {
   if (r.next() < 0.5) await c.search(by, name, { label: 'under churn' });
   else {
@@ -285,14 +293,7 @@ async function timed(s: Scenario, duration: number): Promise<void> {
   await Promise.all([load, sampler, ...running]);
   const tree = await c.waitWhole({ timeoutMs: 120_000 });
   if (!big) s.setTree(c.round, tree);
-  const alive = new Set(c.alive());
-  let registry: string[] = [];
-  for (let tries = 0; tries < 40; tries++) {
-    registry = (await c.meta.status()).map((e) => e.id);
-    if (registry.length === alive.size && registry.every((id) => alive.has(id))) break;
-    await s.sleep(250);
-  }
-  s.check(registry.length === alive.size && registry.every((id) => alive.has(id)), 'the metaserver lists exactly the live peers', `registry ${registry.length}, live ${alive.size}`);
+  await checkRegistryLive(s, c);
   s.check(events.every((e) => e.ok), 'every churn event completed (joins joined, orphans of leaves and crashes reattached)', `${events.filter((e) => !e.ok).map((e) => `${e.kind} ${e.peer}`).join(', ')}`);
 
   const searches = s.records.floods.filter((f) => f.kind === 'search' && f.label === 'under churn');
@@ -318,7 +319,7 @@ async function timed(s: Scenario, duration: number): Promise<void> {
     `${s.simulated ? 'simulated' : 'wall-clock'} minutes; repairs: orphans reattached (ms: detection → reattached, as the peer measured it); complete: every live peer reached (no missing subtree).`);
   // Heartbeats actually sent, from the peers' own frame counters (in-process runners; peers still running).
   let pings = 0;
-  for (const id of alive) {
+  for (const id of c.alive()) {
     const p = (c.peer(id) as unknown as { peer?: { wireFrames(): { sent: Record<string, number> } } }).peer;
     pings += p?.wireFrames().sent.ping ?? 0;
   }
