@@ -7,8 +7,7 @@ import { TreeshareError } from '../errors.ts';
 import { newNonce, proofOf, sameSecret } from '../protocol/proof.ts';
 import { PROTOCOL_VERSION, type HostPortLike, type Message, type MessageType, type Msg, type RegistryEntry } from '../protocol/messages.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
-import { realClock, type Clock } from '../clock.ts';
-import { OpDeadline } from '../op-deadline.ts';
+import { realClock, type Clock, OpDeadline } from '../clock.ts';
 import type { Transport } from '../transport/transport.ts';
 
 export interface RequestOptions {

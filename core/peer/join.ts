@@ -11,8 +11,7 @@ import { RedirectTracker } from '../protocol/placement.ts';
 import { metaLeave, request, type MetaChannel } from '../metaserver/client.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
 import { backoffDelays, retry } from '../backoff.ts';
-import { realClock, type Clock } from '../clock.ts';
-import { OpDeadline } from '../op-deadline.ts';
+import { realClock, type Clock, OpDeadline } from '../clock.ts';
 import type { HostPort, Transport } from '../transport/transport.ts';
 
 export interface JoinTimeline {

@@ -25,10 +25,10 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import type { Clock, TimerHandle } from '../clock.ts';
+import { OpDeadline, type Clock, type TimerHandle } from '../clock.ts';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
 import { MAX_PIECES, PROTOCOL_VERSION, type Hit, type Message, type PeerRef } from '../protocol/messages.ts';
-import { withTimeout, type Connection } from '../transport/connection.ts';
+import type { Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
@@ -575,10 +575,13 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const startSource = async (s: Source) => {
     let conn: Connection;
     const tc = clock.now();
+    const connecting = new OpDeadline(clock, manifestMs, o.signal);
     try {
-      conn = await o.transport.connect(s.hit, { signal: withTimeout(o.signal, manifestMs), localHost: o.localHost });
+      conn = await o.transport.connect(s.hit, { signal: connecting.signal, localHost: o.localHost });
     } catch (err) {
       return drop(s, `cannot connect: ${describeError(err)}`);
+    } finally {
+      connecting.done();
     }
     // A TCP connect takes one round trip: the link's RTT estimate, for its pipeline depth.
     s.rttMs = clock.now() - tc;
