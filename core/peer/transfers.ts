@@ -204,14 +204,18 @@ export class Transfers {
    * grow, the no-offer deadline moves with them. The offer follows on the
    * same connection and is handled like any other.
    */
+  /** The download a holder's opener (offer or preparing) is for, or why it is declined. */
+  private waitingFor(m: { qid: string; name: string }): Download | string {
+    const d = this.downloads.get(m.qid);
+    if (!d || d.name !== m.name) return 'no such download here (finished, expired or never asked)';
+    if (d.holder) return `already downloading ${m.name} from ${d.holder.id}`;
+    return d;
+  }
+
   onPreparing(conn: Connection, first: Msg<'preparing'>): void {
-    const d = this.downloads.get(first.qid);
-    const decline = (reason: string) => {
-      conn.send({ t: 'decline', reason });
-      conn.end();
-    };
-    if (!d || d.name !== first.name) return decline('no such download here (finished, expired or never asked)');
-    if (d.holder) return decline(`already downloading ${first.name} from ${d.holder.id}`);
+    const decline = (reason: string) => declineOn(conn, reason);
+    const d = this.waitingFor(first);
+    if (typeof d === 'string') return decline(d);
     if (first.hashed > first.size) throw new RemoteProtocolError('bad-message', `preparing: hashed ${first.hashed} of ${first.size} bytes`);
     d.preparing.add(conn);
     let last = first.hashed;
@@ -257,13 +261,9 @@ export class Transfers {
   }
 
   async onOffer(conn: Connection, offer: Msg<'offer'>): Promise<void> {
-    const d = this.downloads.get(offer.qid);
-    const decline = (reason: string) => {
-      conn.send({ t: 'decline', reason });
-      conn.end();
-    };
-    if (!d || d.name !== offer.name) return decline('no such download here (finished, expired or never asked)');
-    if (d.holder) return decline(`already downloading ${offer.name} from ${d.holder.id}`);
+    const decline = (reason: string) => declineOn(conn, reason);
+    const d = this.waitingFor(offer);
+    if (typeof d === 'string') return decline(d);
     // Refusals for size end the download at once with the reason (every holder has the same file).
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);
@@ -295,4 +295,10 @@ export class Transfers {
       d.settle({ ok: false, err: err instanceof Error ? err : new TransferError('io', String(err)) });
     }
   }
+}
+
+/** Answers a holder's opener with `decline` and closes. */
+function declineOn(conn: Connection, reason: string): void {
+  conn.send({ t: 'decline', reason });
+  conn.end();
 }
