@@ -16,6 +16,7 @@
  *   npx tsx scenarios/churn.ts [--peers 8] [--events 6] [--workers 3] [--runner process|inproc|memory]
  */
 import { durationOption, int, intOption, isMain, main, ms, numberOption, pointChart, summarize, UsageError, type Cluster, type Scenario, type ScenarioDef } from './lib/index.ts';
+import { respawnWithHeapRoom, wantsMemoryRunner } from './lib/heap.ts';
 
 export const churn: ScenarioDef = {
   name: 'churn',
@@ -329,4 +330,9 @@ async function timed(s: Scenario, duration: number): Promise<void> {
   s.log(`  ${int(events.length)} events, ${int(searches.length)} searches (${int(answered)} answered), ${int(dls.length)} downloads (${int(dls.filter((t) => t.ok).length)} verified), ${int(pings)} pings sent by the live peers`);
 }
 
-if (isMain(import.meta.url)) await main(churn);
+if (isMain(import.meta.url)) {
+  // A long simulated run at 10,000 peers: a larger young generation keeps each flood's state out of the old space.
+  const code = wantsMemoryRunner() ? await respawnWithHeapRoom({ oldMiB: 6144, semiMiB: 256 }) : null;
+  if (code === null) await main(churn);
+  else process.exitCode = code;
+}

@@ -19,6 +19,7 @@
  *   npx tsx scenarios/scale.ts [--sizes 100,1000,10000] [--peers N] [--join-concurrency N] [--searches 10] [--runner …]
  */
 import { UsageError, intOption, isMain, lineChart, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
+import { respawnWithHeapRoom } from './lib/heap.ts';
 
 const INPROC_MAX = 2000;
 
@@ -185,32 +186,8 @@ function cpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/**
- * Heap room for 100,000 simulated peers (~28 KiB of heap each). With Node's default
- * limit here (~4 GiB) the live heap of a 100,000-peer run sits near the limit and V8
- * collects again and again (most of the run's CPU); a larger young generation also
- * keeps the many short-lived frames and promises out of the old one. So when run as
- * a command, scale re-runs itself once with `--max-old-space-size` (6 GiB: peak RSS
- * stays under 8 GB) and `--max-semi-space-size` unless given (NODE_OPTIONS or flags)
- * or TREESHARE_SCALE_NO_RESPAWN is set. Returns the child's exit code, or null when
- * this process should run the scenario itself.
- */
-async function respawnWithHeapRoom(): Promise<number | null> {
-  const v8 = await import('node:v8');
-  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  if (process.env.TREESHARE_SCALE_NO_RESPAWN || flags.some((f) => f.startsWith('--max-old-space-size') || f.startsWith('--max-semi-space-size'))) return null;
-  if (v8.getHeapStatistics().heap_size_limit >= 6 * 1024 ** 3) return null;
-  const { spawn } = await import('node:child_process');
-  const child = spawn(process.execPath, [...process.execArgv, '--max-old-space-size=6144', '--max-semi-space-size=64', ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, TREESHARE_SCALE_NO_RESPAWN: '1' },
-  });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
-  return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
-}
-
 if (isMain(import.meta.url)) {
-  const code = await respawnWithHeapRoom();
+  const code = await respawnWithHeapRoom({ oldMiB: 6144, semiMiB: 64 });
   if (code === null) await main(scale);
   else process.exitCode = code;
 }

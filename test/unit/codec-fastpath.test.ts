@@ -86,3 +86,67 @@ test('heartbeats read from bytes agree with JSON.parse and the schema', (t) => {
   // What encode() writes is read back.
   t.deepEqual(new FrameDecoder().push(encode({ t: 'pong', n: 1e9 })), [{ t: 'pong', n: 1e9 }]);
 });
+
+// ---- query and query-reply written and read in canonical form (canonical.ts) ----
+
+/** Mostly valid strings, sometimes ones that JSON must escape or encode as UTF-8 (each such must fall back). */
+const anyText = fc.oneof(
+  { weight: 6, arbitrary: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,11}$/) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 6 }) },
+  { weight: 2, arbitrary: fc.constantFrom('a"b', 'a\\b', 'a\\"b', 'é', 'a\u2028', 'a\nb', 'a\u0001', '') },
+);
+const anyNumber = fc.oneof({ weight: 6, arbitrary: fc.nat({ max: 1e9 + 5 }) }, { weight: 1, arbitrary: fc.constantFrom(-1, 1.5, -0, 2 ** 53, 1e21, Number.NaN) });
+const queryValue = fc.record({
+  t: fc.constant('query' as const), qid: anyText, name: anyText,
+  origin: fc.record({ id: anyText, host: fc.oneof(anyText, fc.constant('127.0.0.1')), port: anyNumber }),
+  ttl: anyNumber, hops: anyNumber, budget: anyNumber, want: fc.constantFrom('search', 'download', 'x"'),
+});
+const replyValue = fc.record({
+  t: fc.constant('query-reply' as const), qid: anyText,
+  hits: fc.oneof(fc.constant([]), fc.array(fc.record({ id: anyText, host: fc.constant('127.0.0.1'), port: anyNumber, size: anyNumber, hops: anyNumber }), { maxLength: 2 })),
+  missing: fc.oneof(fc.constant([]), fc.array(anyText, { maxLength: 2 })),
+  reached: anyNumber, messages: anyNumber, duplicates: anyNumber, maxHops: anyNumber,
+});
+
+/** What the general path makes of a line: JSON.parse, then the schema. */
+function viaJson(text: string): ReturnType<typeof outcome> {
+  return outcome(() => {
+    const v = JSON.parse(text) as { t: string };
+    if (typeof v !== 'object' || v === null) throw new Error('not an object');
+    return validateSlow(v, v.t);
+  });
+}
+
+test('query and query-reply: encode() writes what JSON.stringify writes, and bytes read back as JSON.parse + schema would', (t) => {
+  let canonical = 0;
+  fc.assert(fc.property(fc.oneof(queryValue, replyValue), fc.nat(), fc.integer({ min: 0, max: 255 }), (m, pos, byte) => {
+    const bytes = encode(m as never);
+    t.is(bytes.toString('utf8'), JSON.stringify(m) + '\n');
+    if (/^[\x20-\x7e]*\n$/.test(bytes.toString('latin1')) && !/\\/.test(bytes.toString('latin1'))) canonical++;
+    const text = bytes.subarray(0, -1).toString('utf8');
+    t.deepEqual(outcome(() => new FrameDecoder().push(bytes)[0]), viaJson(text), text);
+    // One byte changed anywhere: the byte reader and the general path still agree.
+    const bad = Buffer.from(bytes);
+    bad[pos % (bad.length - 1)] = byte === 0x0a ? 0x20 : byte;
+    const badText = bad.subarray(0, -1).toString('utf8');
+    if (!badText.includes('\uFFFD')) t.deepEqual(outcome(() => new FrameDecoder().push(bad)[0]), viaJson(badText), badText);
+  }), params);
+  t.true(canonical > 0, 'some frames took the canonical path');
+});
+
+test('a search flood frame in canonical form is read without JSON and equals the parsed one', (t) => {
+  const q = { t: 'query' as const, qid: 'p7-3:12', name: 'common.txt', origin: { id: 'p7', host: '127.0.0.1', port: 4000 }, ttl: 64, hops: 2, budget: 9000, want: 'search' as const };
+  const r = { t: 'query-reply' as const, qid: 'p7-3:12', hits: [], missing: [], reached: 3, messages: 6, duplicates: 0, maxHops: 4 };
+  for (const m of [q, r]) {
+    const b = encode(m);
+    t.is(b.toString(), JSON.stringify(m) + '\n');
+    t.deepEqual(new FrameDecoder().push(b), [m]);
+  }
+  // Names JSON escapes or encodes as UTF-8 take the general path and arrive unchanged.
+  for (const name of ['a"b', 'a\\b', 'é.txt', 'tab\there']) {
+    t.deepEqual(new FrameDecoder().push(encode({ ...q, name })), [{ ...q, name }]);
+  }
+  // Canonical bytes whose values break the schema's rules are refused as the schema refuses them.
+  const err = t.throws(() => new FrameDecoder().push(Buffer.from(JSON.stringify({ ...q, want: 'steal' }) + '\n')));
+  t.regex(err!.message, /want/);
+});
