@@ -12,7 +12,7 @@
  */
 import { RemoteProtocolError } from '../errors.ts';
 import { HOST_RE, ID_RE, Message, MESSAGE_TYPES, OPENERS, PROTOCOL_VERSION, QID_RE, type Msg } from './messages.ts';
-import { canonicalQuery, canonicalQueryReply, readCanonical } from './canonical.ts';
+import { canonicalQuery, canonicalQueryReply } from './canonical.ts';
 
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 const NL = 0x0a;
@@ -297,8 +297,6 @@ export class FrameDecoder {
     if (end === start) throw new RemoteProtocolError('bad-frame', 'empty frame');
     const beat = parseHeartbeat(buf, start, end);
     if (beat) return beat;
-    const flood = readFlood(buf, start, end);
-    if (flood) return flood;
     // Reject invalid UTF-8 outright rather than letting replacement chars through.
     const text = buf.toString('utf8', start, end);
     if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(buf.subarray(start, end))) {
@@ -340,18 +338,6 @@ function parseHeartbeat(line: Buffer, start: number, stop: number): Msg<'ping'> 
   }
   if (n > 1e9) return undefined;
   return c === 0x69 ? { t: 'ping', n } : { t: 'pong', n };
-}
-
-/**
- * A query or query-reply exactly as encode() writes it, read from the bytes
- * (canonical.ts) and then held to the same hand check as a parsed one;
- * anything else (another order or spacing, escapes, non-ASCII, hits) returns
- * undefined and takes the general path.
- */
-function readFlood(line: Buffer, start: number, stop: number): Message | undefined {
-  const v = readCanonical(line, start, stop);
-  if (v === undefined) return undefined;
-  return (v.t === 'query' ? isQuery(v) : isQueryReply(v)) ? (v as Message) : undefined;
 }
 
 /** Types with a hand check (each true only when every schema rule holds; otherwise the schema decides and explains). */

@@ -87,7 +87,7 @@ test('heartbeats read from bytes agree with JSON.parse and the schema', (t) => {
   t.deepEqual(new FrameDecoder().push(encode({ t: 'pong', n: 1e9 })), [{ t: 'pong', n: 1e9 }]);
 });
 
-// ---- query and query-reply written and read in canonical form (canonical.ts) ----
+// ---- query and query-reply written in canonical form (canonical.ts) ----
 
 /** Mostly valid strings, sometimes ones that JSON must escape or encode as UTF-8 (each such must fall back). */
 const anyText = fc.oneof(
@@ -117,7 +117,7 @@ function viaJson(text: string): ReturnType<typeof outcome> {
   });
 }
 
-test('query and query-reply: encode() writes what JSON.stringify writes, and bytes read back as JSON.parse + schema would', (t) => {
+test('query and query-reply: encode() writes exactly what JSON.stringify writes, and the decoder reads it (and any one-byte change) as JSON.parse + schema would', (t) => {
   let canonical = 0;
   fc.assert(fc.property(fc.oneof(queryValue, replyValue), fc.nat(), fc.integer({ min: 0, max: 255 }), (m, pos, byte) => {
     const bytes = encode(m as never);
@@ -134,7 +134,7 @@ test('query and query-reply: encode() writes what JSON.stringify writes, and byt
   t.true(canonical > 0, 'some frames took the canonical path');
 });
 
-test('a search flood frame in canonical form is read without JSON and equals the parsed one', (t) => {
+test('search flood frames written in canonical form decode to the same message', (t) => {
   const q = { t: 'query' as const, qid: 'p7-3:12', name: 'common.txt', origin: { id: 'p7', host: '127.0.0.1', port: 4000 }, ttl: 64, hops: 2, budget: 9000, want: 'search' as const };
   const r = { t: 'query-reply' as const, qid: 'p7-3:12', hits: [], missing: [], reached: 3, messages: 6, duplicates: 0, maxHops: 4 };
   for (const m of [q, r]) {
@@ -142,6 +142,9 @@ test('a search flood frame in canonical form is read without JSON and equals the
     t.is(b.toString(), JSON.stringify(m) + '\n');
     t.deepEqual(new FrameDecoder().push(b), [m]);
   }
+  // Hits, missing ids and names JSON escapes are written by JSON.stringify, and still match it.
+  const withHit = { ...r, hits: [{ id: 'p1', host: '127.0.0.1', port: 1, size: 2, hops: 1 }], missing: ['p9'] };
+  t.is(encode(withHit).toString(), JSON.stringify(withHit) + '\n');
   // Names JSON escapes or encodes as UTF-8 take the general path and arrive unchanged.
   for (const name of ['a"b', 'a\\b', 'é.txt', 'tab\there']) {
     t.deepEqual(new FrameDecoder().push(encode({ ...q, name })), [{ ...q, name }]);
