@@ -137,15 +137,17 @@ export const scale: ScenarioDef = {
       const ratio = lat > 0 && depth > 0 ? sd.median / (2 * depth * lat) : null;
       // A search from a peer at depth d reaches the deepest peer after about d + depth hops: per search, completion ÷ (2 × its deepest hop × latency).
       const hopRatio = lat > 0 ? summarize(searches.filter((f) => f.maxHops > 0).map((f) => f.completionMs / (2 * f.maxHops * lat))) : null;
+      // The not-found search starts at the first peer, the root (nobody has left yet), so it reaches the deepest peer after `depth` hops.
+      const rootRatio = lat > 0 && depth > 0 ? none.completionMs / (2 * depth * lat) : null;
       const rssPeak = process.resourceUsage().maxRSS * 1024;
       rows.push([
         int(N), runner, ms(joinAll), int(N / (phases[0]!.wallMs / 1000)), ms(jt.median), ms(jt.p95), depth,
-        ms(t.row.completionMs), int(t.row.messages), int(t.row.reached), ms(sd.median), ms(sd.max), ratio === null ? '—' : ratio.toFixed(2), hopRatio ? hopRatio.median.toFixed(2) : '—', int(searches[0]!.messages), ms(none.completionMs),
+        ms(t.row.completionMs), int(t.row.messages), int(t.row.reached), ms(sd.median), ms(sd.max), ratio === null ? '—' : ratio.toFixed(2), hopRatio ? hopRatio.median.toFixed(2) : '—', int(searches[0]!.messages), ms(none.completionMs), rootRatio === null ? '—' : rootRatio.toFixed(2),
         mem.kind === 'heap' ? kib(mem.perPeerBytes) : '—', kib(mem.rssPerPeerBytes), (rssPeak / 1024 ** 3).toFixed(2),
       ]);
       for (const p of phases) phaseRows.push([int(N), runner, p.phase, p.simMs === null ? '—' : ms(p.simMs), ms(p.wallMs), runner === 'process' ? '—' : ms(p.cpuMs)]);
       if (runner !== 'process') s.log(`  N=${N}: CPU per join ${(1000 * phases[0]!.cpuMs / N).toFixed(0)} µs (join all: ${ms(phases[0]!.cpuMs)} ms CPU, ${ms(phases[0]!.wallMs)} ms wall)`);
-      figures.push({ N, runner, joinConcurrency: conc, joinAllMs: joinAll, joinMedianMs: jt.median, joinP95Ms: jt.p95, depth, topoMs: t.row.completionMs, topoMessages: t.row.messages, searchMedianMs: sd.median, searchMaxMs: sd.max, searchRatio: ratio, searchHopRatio: hopRatio?.median ?? null, searchMessages: searches[0]!.messages, notFoundMs: none.completionMs, memory: mem, crashed: crashed.length, left: left.length, repairs, phases, peakRssBytes: rssPeak, simulated: s.simulated });
+      figures.push({ N, runner, joinConcurrency: conc, joinAllMs: joinAll, joinMedianMs: jt.median, joinP95Ms: jt.p95, depth, topoMs: t.row.completionMs, topoMessages: t.row.messages, searchMedianMs: sd.median, searchMaxMs: sd.max, searchRatio: ratio, searchHopRatio: hopRatio?.median ?? null, rootSearchRatio: rootRatio, searchMessages: searches[0]!.messages, notFoundMs: none.completionMs, memory: mem, crashed: crashed.length, left: left.length, repairs, phases, peakRssBytes: rssPeak, simulated: s.simulated });
       if (N <= 2500) s.setTree(round, whole);
       s.log(`  N=${N}: joined in ${ms(joinAll)} ms${s.simulated ? ' (simulated)' : ''}, search ${ms(sd.median)} ms, ${kib(mem.perPeerBytes)} KiB ${mem.kind === 'heap' ? 'heap' : 'RSS'} per peer, ${repairs} repairs`);
       await s.closeCluster(c);
@@ -164,7 +166,7 @@ export const scale: ScenarioDef = {
     ]) }));
     s.table('Scale', [
       'N', 'runner', 'join all ms', 'joins/s (wall)', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
-      'search median ms', 'search max ms', 'search ÷ (2·depth·latency)', 'search ÷ (2·hops·latency)', 'search msgs', 'not-found ms', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB',
+      'search median ms', 'search max ms', 'search ÷ (2·depth·latency)', 'search ÷ (2·hops·latency)', 'search msgs', 'not-found ms', 'not-found from root ÷ (2·depth·latency)', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB',
     ], rows, `max-children ${s.opts.maxChildren}, policy ${s.opts.policy}; times are simulated under the memory runner, wall clock otherwise; heap/peer: JS heap growth after GC ÷ N (in-process runners); RSS/peer: process RSS growth ÷ N in-process, each peer process's RSS under the process runner; peak RSS: this process's maximum so far.`);
     s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms', 'CPU ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase; CPU: this process\'s user + system time in the phase (in-process runners).');
   },

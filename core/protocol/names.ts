@@ -8,7 +8,18 @@
  */
 export const MAX_NAME_BYTES = 255;
 
+/** The last name accepted: a search asks every peer of a process (the memory runner) about the same name. */
+let lastAccepted = '';
+const ACCEPTED = { ok: true } as const;
+
 export function checkFileName(name: unknown): { ok: true } | { ok: false; reason: string } {
+  if (name === lastAccepted && name !== '') return ACCEPTED;
+  const r = checkFileNameOnce(name);
+  if (r.ok) lastAccepted = name as string;
+  return r;
+}
+
+function checkFileNameOnce(name: unknown): { ok: true } | { ok: false; reason: string } {
   if (typeof name !== 'string') return { ok: false, reason: 'file name must be a string' };
   if (name.length === 0) return { ok: false, reason: 'file name is empty' };
   // Before the byte count: lone surrogates are counted as 3 bytes of U+FFFD.
@@ -23,5 +34,5 @@ export function checkFileName(name: unknown): { ok: true } | { ok: false; reason
   if (/[. ]$/.test(name) || /^\s/.test(name)) return { ok: false, reason: 'file name must not start with a space or end with a dot or space' };
   if (name.normalize('NFC') !== name) return { ok: false, reason: 'file name must be in Unicode NFC form' };
   if (/[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]/.test(name)) return { ok: false, reason: 'file name must not contain invisible or bidi control characters' };
-  return { ok: true };
+  return ACCEPTED;
 }
