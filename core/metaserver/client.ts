@@ -89,13 +89,13 @@ export class MetaChannel {
   private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number, outer: AbortSignal | undefined, now: boolean): Promise<Msg<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');
-      const d = new OpDeadline(this.clock, timeoutMs, outer);
-      const signal = d.signal;
+      // On the kept connection (most announces) the timeout is a plain timer; a new connection's connect and answer share one deadline.
+      const reused = this.conn !== undefined && !this.conn.closed;
+      const d = reused ? undefined : new OpDeadline(this.clock, timeoutMs, outer);
       try {
-        const reused = this.conn !== undefined && !this.conn.closed;
-        const conn = reused ? this.conn! : await this.connect(signal, now);
+        const conn = d ? await this.connect(d.signal, now) : this.conn!;
         try {
-          const reply = nextMessage(conn, expect, { signal });
+          const reply = nextMessage(conn, expect, d ? { signal: d.signal } : { signal: outer, timeout: { clock: this.clock, ms: timeoutMs } });
           conn.send(msg);
           return await reply;
         } catch (err) {
@@ -106,7 +106,7 @@ export class MetaChannel {
           throw err;
         }
       } finally {
-        d.done();
+        d?.done();
       }
     }
   }

@@ -342,13 +342,22 @@ export class Connection extends EventEmitter<ConnectionEvents> {
  * message from the remote rejects with RemoteRefusedError-like info, as does
  * close, abort or any other type.
  */
-export function nextMessage<T extends MessageType>(conn: Connection, types: readonly T[], opts: { signal?: AbortSignal; what?: string } = {}): Promise<Msg<T>> {
+export function nextMessage<T extends MessageType>(conn: Connection, types: readonly T[], opts: { signal?: AbortSignal; what?: string; timeout?: { clock: Clock; ms: number } } = {}): Promise<Msg<T>> {
   return new Promise((resolve, reject) => {
     const what = opts.what ?? `${types.join('/')} from ${conn.remote}`;
+    // A timeout given as such is a timer on its clock (no AbortController and signal listeners per request).
+    const timer = opts.timeout
+      ? opts.timeout.clock.setTimeout(() => {
+        cleanup();
+        conn.destroy();
+        reject(new TreeshareError('timeout', `timed out waiting for ${what}`));
+      }, opts.timeout.ms).unref()
+      : undefined;
     const cleanup = () => {
       conn.off('message', onMsg);
       conn.off('close', onClose);
       opts.signal?.removeEventListener('abort', onAbort);
+      if (timer) opts.timeout!.clock.clearTimeout(timer);
     };
     const onMsg = (m: Message) => {
       cleanup();

@@ -9,7 +9,7 @@
 import test from 'ava';
 import { SimClock } from '../../core/clock.ts';
 import { Metaserver } from '../../core/metaserver/metaserver.ts';
-import { request } from '../../core/metaserver/client.ts';
+import { MetaChannel, request } from '../../core/metaserver/client.ts';
 import { Peer } from '../../core/peer/peer.ts';
 import { PROTOCOL_VERSION, type Message } from '../../core/protocol/messages.ts';
 import { MemoryShares } from '../../core/transfer/store.ts';
@@ -137,4 +137,34 @@ test('a kept announce connection takes only announces for its own id (TCP)', asy
   // A bad token never gets a kept connection: error, closed.
   const r = request(transport, addr, { ...announce(A), token: 'f'.repeat(32) } as Message, ['ok']);
   await t.throwsAsync(r, { message: /token/ });
+});
+
+test('a request on a kept connection that gets no answer times out on the channel\'s clock; the next one opens a new connection', async (t) => {
+  const clock = new SimClock();
+  const net = new MemoryNetwork({ latencyMs: 1 }, { clock }).transport();
+  // A metaserver that answers the first request on each connection and then goes silent (keeps it open).
+  let accepted = 0;
+  const server = await net.listen({
+    host: '127.0.0.1', port: 0, connection: { clock },
+    onConnection: (conn) => {
+      accepted++;
+      let answered = false;
+      conn.on('message', () => {
+        if (!answered) conn.send({ t: 'ok' });
+        answered = true;
+      });
+    },
+  });
+  const ch = new MetaChannel(net, server.address, { clock });
+  const announce: Message = { t: 'announce', v: PROTOCOL_VERSION, id: 'A', host: '127.0.0.1', port: 1, parent: null, depth: 0, children: 0, maxChildren: 2, token: '0'.repeat(32) };
+  await clock.drive(ch.request(announce, ['ok'], { timeoutMs: 3000 }));
+  t.is(accepted, 1);
+  const t0 = clock.now();
+  const err = await t.throwsAsync(clock.drive(ch.request(announce, ['ok'], { timeoutMs: 3000 })));
+  t.is((err as { code?: string }).code, 'timeout');
+  t.is(clock.now() - t0, 3000, 'after exactly the timeout, in simulated time');
+  await clock.drive(ch.request(announce, ['ok'], { timeoutMs: 3000 }));
+  t.is(accepted, 2, 'the silent connection was dropped and a new one answered');
+  ch.close();
+  await server.close();
 });
