@@ -207,7 +207,9 @@ export class SeenCache {
     if (at !== undefined) this.map.delete(id);
     if (this.map.size === 0) this.firstAt = now;
     this.map.set(id, now);
-    if (this.map.size > this.maxEntries || now - this.firstAt >= this.ttlMs) this.evict(now);
+    // Expired ids are swept in batches (an eighth of the TTL apart), not one per call: an expired id
+    // still held is not "seen" (the test above), it only waits for the next sweep.
+    if (this.map.size > this.maxEntries || now - this.firstAt >= this.ttlMs + (this.ttlMs >> 3)) this.evict(now);
     return false;
   }
 

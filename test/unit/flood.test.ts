@@ -162,10 +162,15 @@ test('SeenCache: ids expire after ttlMs', (t) => {
   t.true(s.has('a', 99));
   t.false(s.has('a', 100));
   t.false(s.checkAndAdd('a', 120), 'expired: handled again');
-  // Adding at 160 evicts b (seen at 50) from the old end.
+  // b (seen at 50) has expired at 160 but is swept with others, an eighth of the TTL later.
   s.checkAndAdd('c', 160);
   t.false(s.has('b', 160));
-  t.is(s.size, 2);
+  t.is(s.size, 3);
+  // Past ttl + ttl/8 after the oldest entry (b, 50), an add sweeps every expired id from the old end.
+  s.checkAndAdd('d', 240);
+  t.false(s.has('b', 240));
+  t.is(s.size, 2, 'b (50) and a (120) swept; c (160) and d kept');
+  t.true(s.checkAndAdd('c', 250), 'c is still seen 90 ms after it came');
 });
 
 test('chunkNodes keeps every topo-reply frame under the frame budget and loses nothing', (t) => {
