@@ -49,9 +49,9 @@ interface Node {
   slot: number;
   /** Bumped whenever the heap key or membership changes: older `all` heap items are stale. */
   stampAll: number;
-  /** Bumped as stampAll, and when it stops having a free slot: older `free` heap items are stale. */
+  /** Bumped as stampAll: older `free` heap items are stale. */
   stamp: number;
-  /** It has a valid item in the `free` heap. */
+  /** It has a current item in the `free` heap (one stamped `stamp`; it may be full for now). */
   inFree: boolean;
   /** Joined entries naming it as parent (the size of its set in `kids`), kept here so a load check needs no lookup. */
   kidCount: number;
@@ -64,6 +64,9 @@ interface Node {
   /** Its address key in `byAddr` (made once per address, not per announce). */
   addr: string;
 }
+
+/** How many ineligible heap items a choice looks past before it takes them out of the heap. */
+const SEARCH_BUDGET = 16;
 
 /** (depth, joined-at, first registered) of `a` before that of `b`. */
 const before = (ad: number, aj: number, as: number, bd: number, bj: number, bs: number): boolean =>
@@ -102,6 +105,36 @@ class LazyHeap {
 
   topStamp(): number {
     return this.stamp[0]!;
+  }
+
+  /** Positions still to look at in `search` (reused). */
+  private frontier: number[] = [];
+
+  /**
+   * The least item for which `want` holds, found best-first from the top
+   * past items for which it does not (they stay where they are): null when
+   * there is none, undefined when more than `budget` items were passed.
+   * By the heap order the first wanted item taken from the frontier is the
+   * least wanted one.
+   */
+  search(want: (n: Node, stamp: number) => boolean, budget: number): Node | null | undefined {
+    const len = this.node.length;
+    const f = this.frontier;
+    f.length = 0;
+    if (len > 0) f.push(0);
+    while (f.length > 0) {
+      let b = 0;
+      for (let k = 1; k < f.length; k++) if (this.less(f[k]!, f[b]!)) b = k;
+      const i = f[b]!;
+      f[b] = f[f.length - 1]!;
+      f.pop();
+      if (want(this.node[i]!, this.stamp[i]!)) return this.node[i]!;
+      if (--budget < 0) return undefined;
+      const l = 2 * i + 1;
+      if (l < len) f.push(l);
+      if (l + 1 < len) f.push(l + 1);
+    }
+    return null;
   }
 
   /** Drops the top item. */
@@ -366,15 +399,33 @@ export class Registry {
     }
   }
 
-  /** The valid minimum of `heap`, skipping (and keeping) peers in `exclude`'s subtree. */
+  /**
+   * The valid minimum of `heap`, skipping (and keeping) peers in `exclude`'s
+   * subtree. Stale items are dropped from the top; a current item that is not
+   * eligible now (a full peer in `free`: it may free a slot again; an excluded
+   * one) stays in place and the search looks past it, so a peer that fills
+   * and frees a slot keeps its one heap item. Only when more than a few such
+   * items sit at the top are they taken out (a full one is pushed again when
+   * it frees a slot, see loadChanged).
+   */
   private minOf(heap: LazyHeap, ok: (n: Node) => boolean, exclude: string | null): Node | null {
     const all = heap === this.allHeap;
+    const current = (n: Node, stamp: number) => !n.dead && (all ? n.stampAll : n.stamp) === stamp;
+    for (let n = heap.topNode(); n && !current(n, heap.topStamp()); n = heap.topNode()) heap.pop();
+    const found = heap.search((n, stamp) => current(n, stamp) && ok(n) && !this.inSubtree(n.e.id, exclude), SEARCH_BUDGET);
+    if (found !== undefined) return found;
+    // Many ineligible items at the top (a burst of referrals filled the shallowest peers): take them out.
     const skipped: [Node, number][] = [];
-    let found: Node | null = null;
+    let best: Node | null = null;
     for (let n = heap.topNode(); n; n = heap.topNode()) {
       const stamp = heap.topStamp();
-      if (n.dead || (all ? n.stampAll : n.stamp) !== stamp || !ok(n)) {
+      if (!current(n, stamp)) {
         heap.pop();
+        continue;
+      }
+      if (!ok(n)) {
+        heap.pop();
+        if (!all) n.inFree = false;
         continue;
       }
       if (this.inSubtree(n.e.id, exclude)) {
@@ -382,11 +433,11 @@ export class Registry {
         heap.pop();
         continue;
       }
-      found = n;
+      best = n;
       break;
     }
     for (const [n, stamp] of skipped) heap.push(n, stamp);
-    return found;
+    return best;
   }
 
   private isFree(n: Node): boolean {
@@ -415,14 +466,15 @@ export class Registry {
     this.compactHeaps();
   }
 
-  /** Its children or pending referrals changed: the `free` heap changes only if it gained or lost its free slot. */
+  /**
+   * Its children or pending referrals changed. A peer that fills up keeps
+   * its `free` item (the search looks past it while it is full); one that
+   * has a free slot and no current item gets one.
+   */
   private loadChanged(n: Node): void {
-    if (n.slot < 0) return;
-    const free = this.isFree(n);
-    if (free === n.inFree) return;
-    n.inFree = free;
-    if (free) this.freeHeap.push(n, n.stamp);
-    else n.stamp = ++this.tick;
+    if (n.slot < 0 || n.inFree || !this.isFree(n)) return;
+    n.inFree = true;
+    this.freeHeap.push(n, n.stamp);
     this.compactHeaps();
   }
 
