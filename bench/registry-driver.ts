@@ -9,6 +9,7 @@
 import { build, newcomer, leaveLeaf } from './macro/registry-scale.ts';
 import fs from 'node:fs';
 import inspector from 'node:inspector';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { forceGc } from '../testnet/gc.ts';
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d);
@@ -35,12 +36,27 @@ if (session) {
   await post('Profiler.enable');
   await post('Profiler.start');
 }
+// GC time during the timed steps, by kind (minor = scavenge, major = mark-compact).
+const gcMs = { minor: 0, major: 0, nMinor: 0, nMajor: 0 };
+const count = (entries: readonly PerformanceEntry[]) => {
+  for (const e of entries) {
+    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) (gcMs.major += e.duration), gcMs.nMajor++;
+    else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) (gcMs.minor += e.duration), gcMs.nMinor++;
+  }
+};
+const obs = new PerformanceObserver((list) => count(list.getEntries()));
+obs.observe({ entryTypes: ['gc'] });
 const t = cpu();
 await run(steps);
 const ms = cpu() - t;
+await new Promise((r) => setTimeout(r, 100));
+count(obs.takeRecords());
+obs.disconnect();
 if (session) {
   const { profile } = await post('Profiler.stop');
   fs.writeFileSync(profFile!, JSON.stringify(profile));
   session.disconnect();
 }
-console.log(`size ${size}: ${steps} steps, ${((1000 * ms) / steps).toFixed(2)} µs CPU per step (${Math.round((1000 * steps) / ms)}/s)`);
+const per = (x: number) => ((1000 * x) / steps).toFixed(2);
+console.log(`size ${size}: ${steps} steps, ${per(ms)} µs CPU per step (${Math.round((1000 * steps) / ms)}/s); GC (wall) per step: minor ${per(gcMs.minor)} µs (${gcMs.nMinor}), major ${per(gcMs.major)} µs (${gcMs.nMajor})`);

@@ -11,7 +11,7 @@
  *
  * Indexes, all kept in step with `entries`:
  * - byAddr: address → id.
- * - kids: parent id → ids of joined entries naming it as parent (the
+ * - kids: on each node, the joined entries naming it as parent (the
  *   children index: a subtree is walked without a rescan).
  * - attached: entries whose parent chain reaches a root, with that root and
  *   the size of each root's tree; changed only along the subtree whose
@@ -53,8 +53,8 @@ interface Node {
   stamp: number;
   /** It has a current item in the `free` heap (one stamped `stamp`; it may be full for now). */
   inFree: boolean;
-  /** Joined entries naming it as parent (the size of its set in `kids`), kept here so a load check needs no lookup. */
-  kidCount: number;
+  /** Joined entries naming it as parent, in the order they linked (the children index: no map lookup per child). */
+  kids: Node[];
   /** Newcomers referred to it and not confirmed yet. */
   pending: number;
   /** Its own pending referral while it is a newcomer (the same object sits in the FIFO), else null. */
@@ -212,8 +212,13 @@ class LazyHeap {
 export class Registry {
   private nodes = new Map<string, Node>();
   private byAddr = new Map<string, string>();
-  /** parent id → its children's ids in the order they linked (an array: most parents have 1–2; a Set each cost far more memory). */
-  private kids = new Map<string, string[]>();
+  /**
+   * Children naming a parent id the registry does not hold (yet: after a
+   * restart children may announce before their parent; or their parent was
+   * removed). Usually empty; a node takes its list over when it is added.
+   * The children of held ids sit on their node (`Node.kids`).
+   */
+  private orphans = new Map<string, Node[]>();
   private pool: Node[] = [];
   private treeSize = new Map<string, number>();
   private freeHeap = new LazyHeap();
@@ -252,9 +257,13 @@ export class Registry {
     this.clearPendingOf(n);
     // Referrals to it lapse: their newcomers' refs are dropped when met (clearPendingOf, expiry).
     n.dead = true;
-    this.unlinkParent(n.e);
-    this.setDetached(id);
+    this.unlinkParent(n);
+    this.setDetached(n);
     this.nodes.delete(id);
+    if (n.kids.length > 0) {
+      this.orphans.set(id, n.kids);
+      n.kids = [];
+    }
     if (this.byAddr.get(n.addr) === id) this.byAddr.delete(n.addr);
     return true;
   }
@@ -441,11 +450,11 @@ export class Registry {
   }
 
   private isFree(n: Node): boolean {
-    return n.kidCount + n.pending < n.e.maxChildren;
+    return n.kids.length + n.pending < n.e.maxChildren;
   }
 
   private load(n: Node): number {
-    return (n.kidCount + n.pending) / n.e.maxChildren;
+    return (n.kids.length + n.pending) / n.e.maxChildren;
   }
 
   /**
@@ -490,14 +499,22 @@ export class Registry {
   private put(e: Entry): Node {
     const n = this.nodes.get(e.id);
     if (!n) {
+      let kids: Node[] = [];
+      if (this.orphans.size > 0) {
+        const o = this.orphans.get(e.id);
+        if (o) {
+          kids = o;
+          this.orphans.delete(e.id);
+        }
+      }
       const node: Node = {
         e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false,
-        kidCount: this.kids.get(e.id)?.length ?? 0, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
+        kids, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
       };
       this.nodes.set(e.id, node);
       this.byAddr.set(node.addr, e.id);
-      this.link(e);
-      this.reattach(e.id);
+      this.link(node);
+      this.reattach(node);
       return node;
     }
     const old = n.e;
@@ -507,11 +524,11 @@ export class Registry {
     }
     this.byAddr.set(n.addr, e.id);
     const structural = old.state !== e.state || old.parent !== e.parent;
-    if (structural) this.unlinkParent(old);
+    if (structural) this.unlinkParent(n);
     n.e = e;
     if (structural) {
-      this.link(e);
-      this.reattach(e.id);
+      this.link(n);
+      this.reattach(n);
     } else if (old.depth !== e.depth || old.joinedAt !== e.joinedAt) {
       this.touch(n, true);
     } else if (old.maxChildren !== e.maxChildren) {
@@ -520,56 +537,51 @@ export class Registry {
     return n;
   }
 
-  /** Adds `e` to its parent's children (joined entries with a parent only). */
-  private link(e: Entry): void {
+  /** Adds `n` to its parent's children (joined entries with a parent only). */
+  private link(n: Node): void {
+    const e = n.e;
     if (e.state !== 'joined' || e.parent === null) return;
-    let s = this.kids.get(e.parent);
-    if (!s) this.kids.set(e.parent, (s = []));
-    if (!s.includes(e.id)) s.push(e.id);
     const p = this.nodes.get(e.parent);
-    if (p) {
-      p.kidCount = s.length;
-      this.touch(p);
-    }
+    let s = p?.kids ?? this.orphans.get(e.parent);
+    if (!s) this.orphans.set(e.parent, (s = []));
+    if (!s.includes(n)) s.push(n);
+    if (p) this.touch(p);
   }
 
-  private unlinkParent(e: Entry): void {
+  /** Takes `n` out of its parent's children (as its entry is now: call before replacing it). */
+  private unlinkParent(n: Node): void {
+    const e = n.e;
     if (e.state !== 'joined' || e.parent === null) return;
-    const s = this.kids.get(e.parent);
-    const at = s ? s.indexOf(e.id) : -1;
+    const p = this.nodes.get(e.parent);
+    const s = p?.kids ?? this.orphans.get(e.parent);
+    const at = s ? s.indexOf(n) : -1;
     if (!s || at < 0) return;
     s.splice(at, 1);
-    if (s.length === 0) this.kids.delete(e.parent);
-    const p = this.nodes.get(e.parent);
-    if (p) {
-      p.kidCount = s.length;
-      this.touch(p);
-    }
+    if (p) this.touch(p);
+    else if (s.length === 0) this.orphans.delete(e.parent);
   }
 
   /**
-   * `id`'s chain changed: detach its subtree, then attach it again if the
+   * `n`'s chain changed: detach its subtree, then attach it again if the
    * new chain reaches a root. Detaching first means a parent inside its own
    * subtree (a loop) is seen as detached.
    */
-  private reattach(id: string): void {
-    this.setDetached(id);
-    const n = this.nodes.get(id);
-    if (!n || n.e.state !== 'joined') return;
+  private reattach(n: Node): void {
+    this.setDetached(n);
+    if (n.dead || n.e.state !== 'joined') return;
     let root: string | null;
-    if (n.e.parent === null) root = id;
+    if (n.e.parent === null) root = n.e.id;
     else root = this.nodes.get(n.e.parent)?.root ?? null;
-    if (root !== null) this.setAttached(id, root);
+    if (root !== null) this.setAttached(n, root);
   }
 
-  /** Marks `id` and everything below it (by the children index) detached. */
-  private setDetached(id: string): void {
-    const stack = [id];
+  /** Marks `top` and everything below it (by the children index) detached. */
+  private setDetached(top: Node): void {
+    const stack = [top];
     let first = true;
     while (stack.length) {
-      const cur = stack.pop()!;
-      const n = this.nodes.get(cur);
-      if (n && n.slot >= 0) {
+      const n = stack.pop()!;
+      if (n.slot >= 0) {
         this.poolRemove(n);
         const r = n.root!;
         const left = (this.treeSize.get(r) ?? 1) - 1;
@@ -581,25 +593,22 @@ export class Registry {
         continue; // already detached: so is its subtree (this also ends a walk round a loop)
       }
       first = false;
-      const ks = this.kids.get(cur);
-      if (ks) for (const k of ks) stack.push(k);
+      for (const k of n.kids) stack.push(k);
     }
   }
 
-  /** Marks `id` and everything below it attached under `root`. */
-  private setAttached(id: string, root: string): void {
-    const stack = [id];
+  /** Marks `top` and everything below it attached under `root`. */
+  private setAttached(top: Node, root: string): void {
+    const stack = [top];
     while (stack.length) {
-      const cur = stack.pop()!;
-      const n = this.nodes.get(cur);
-      if (!n || n.slot >= 0 || n.e.state !== 'joined') continue;
+      const n = stack.pop()!;
+      if (n.slot >= 0 || n.e.state !== 'joined') continue;
       n.root = root;
       n.slot = this.pool.length;
       this.pool.push(n);
       this.treeSize.set(root, (this.treeSize.get(root) ?? 0) + 1);
       this.touch(n, true);
-      const ks = this.kids.get(cur);
-      if (ks) for (const k of ks) stack.push(k);
+      for (const k of n.kids) stack.push(k);
     }
   }
 
