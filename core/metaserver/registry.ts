@@ -65,6 +65,9 @@ interface Node {
   addr: string;
 }
 
+/** The children of a node without any (shared, never written: link gives a node its own array). */
+const NO_KIDS: Node[] = [];
+
 /** How many ineligible heap items a choice looks past before it takes them out of the heap. */
 const SEARCH_BUDGET = 16;
 
@@ -262,7 +265,7 @@ export class Registry {
     this.nodes.delete(id);
     if (n.kids.length > 0) {
       this.orphans.set(id, n.kids);
-      n.kids = [];
+      n.kids = NO_KIDS;
     }
     if (this.byAddr.get(n.addr) === id) this.byAddr.delete(n.addr);
     return true;
@@ -382,7 +385,7 @@ export class Registry {
           this.allOn = true;
           for (const n of this.pool) this.allHeap.push(n, n.stampAll);
         }
-        return this.minOf(this.allHeap, (n) => n.slot >= 0, exclude);
+        return this.minOf(this.allHeap, exclude);
       case 'random': {
         // Rejection sampling keeps the choice uniform over the eligible peers.
         for (let tries = 0; tries < 32; tries++) {
@@ -394,7 +397,7 @@ export class Registry {
         return ok[Math.floor(rng() * ok.length)] ?? ok[0]!;
       }
       case 'least-loaded': {
-        const free = this.minOf(this.freeHeap, (n) => n.slot >= 0 && this.isFree(n), exclude);
+        const free = this.minOf(this.freeHeap, exclude);
         if (free) return free;
         // Every attached peer is full (all leaves have pending referrals): the least loaded, shallowest.
         // Rare (a burst of newcomers larger than the free slots), so a scan.
@@ -417,22 +420,26 @@ export class Registry {
    * items sit at the top are they taken out (a full one is pushed again when
    * it frees a slot, see loadChanged).
    */
-  private minOf(heap: LazyHeap, ok: (n: Node) => boolean, exclude: string | null): Node | null {
+  private minOf(heap: LazyHeap, exclude: string | null): Node | null {
     const all = heap === this.allHeap;
-    const current = (n: Node, stamp: number) => !n.dead && (all ? n.stampAll : n.stamp) === stamp;
-    for (let n = heap.topNode(); n && !current(n, heap.topStamp()); n = heap.topNode()) heap.pop();
-    const found = heap.search((n, stamp) => current(n, stamp) && ok(n) && !this.inSubtree(n.e.id, exclude), SEARCH_BUDGET);
+    for (let n = heap.topNode(); n && !this.current(n, heap.topStamp(), all); n = heap.topNode()) heap.pop();
+    const top = heap.topNode();
+    if (!top) return null;
+    this.wantAll = all;
+    this.wantExclude = exclude;
+    if (this.want(top, heap.topStamp())) return top;
+    const found = heap.search(this.wantFn, SEARCH_BUDGET);
     if (found !== undefined) return found;
     // Many ineligible items at the top (a burst of referrals filled the shallowest peers): take them out.
     const skipped: [Node, number][] = [];
     let best: Node | null = null;
     for (let n = heap.topNode(); n; n = heap.topNode()) {
       const stamp = heap.topStamp();
-      if (!current(n, stamp)) {
+      if (!this.current(n, stamp, all)) {
         heap.pop();
         continue;
       }
-      if (!ok(n)) {
+      if (!this.eligible(n, all)) {
         heap.pop();
         if (!all) n.inFree = false;
         continue;
@@ -447,6 +454,26 @@ export class Registry {
     }
     for (const [n, stamp] of skipped) heap.push(n, stamp);
     return best;
+  }
+
+  /** Which heap and which excluded subtree `want` is asked about (set by minOf; saves a closure per choice). */
+  private wantAll = false;
+  private wantExclude: string | null = null;
+  private readonly wantFn = (n: Node, stamp: number): boolean => this.want(n, stamp);
+
+  /** Heap item (n, stamp) is current, its peer eligible now and not in the excluded subtree. */
+  private want(n: Node, stamp: number): boolean {
+    return this.current(n, stamp, this.wantAll) && this.eligible(n, this.wantAll) && !this.inSubtree(n.e.id, this.wantExclude);
+  }
+
+  /** Heap item (n, stamp) of the `all` (else `free`) heap is not stale. */
+  private current(n: Node, stamp: number, all: boolean): boolean {
+    return !n.dead && (all ? n.stampAll : n.stamp) === stamp;
+  }
+
+  /** Attached, and for the `free` heap with a free slot now. */
+  private eligible(n: Node, all: boolean): boolean {
+    return n.slot >= 0 && (all || this.isFree(n));
   }
 
   private isFree(n: Node): boolean {
@@ -499,7 +526,7 @@ export class Registry {
   private put(e: Entry): Node {
     const n = this.nodes.get(e.id);
     if (!n) {
-      let kids: Node[] = [];
+      let kids = NO_KIDS;
       if (this.orphans.size > 0) {
         const o = this.orphans.get(e.id);
         if (o) {
@@ -542,8 +569,9 @@ export class Registry {
     const e = n.e;
     if (e.state !== 'joined' || e.parent === null) return;
     const p = this.nodes.get(e.parent);
-    let s = p?.kids ?? this.orphans.get(e.parent);
-    if (!s) this.orphans.set(e.parent, (s = []));
+    let s = p ? p.kids : this.orphans.get(e.parent);
+    if (p && s === NO_KIDS) p.kids = s = [];
+    else if (!s) this.orphans.set(e.parent, (s = []));
     if (!s.includes(n)) s.push(n);
     if (p) this.touch(p);
   }
