@@ -12,7 +12,8 @@
  * Indexes, all kept in step with `entries`:
  * - byAddr: address → id.
  * - kids: on each node, the joined entries naming it as parent (the
- *   children index: a subtree is walked without a rescan).
+ *   children index: a subtree is walked without a rescan, and no map lookup
+ *   per child); children naming an id not held wait in `orphans`.
  * - attached: entries whose parent chain reaches a root, with that root and
  *   the size of each root's tree; changed only along the subtree whose
  *   chain changed.
@@ -21,10 +22,15 @@
  *   joined-at, first registered): `free` holds those with a free slot
  *   (children + pending < maxChildren) for least-loaded, `all` every one for
  *   the root policy. Stale heap items are dropped when they reach the top.
+ *   A peer that fills its slots keeps its `free` item: a choice looks past
+ *   up to SEARCH_BUDGET such items at the top (best-first, by the heap
+ *   order) and only then takes them out, so a slot taken and freed again
+ *   (a referral, then that newcomer leaves) moves nothing in a heap of
+ *   100,000 (each level of which would be a cache miss).
  * - pending: on each node, the newcomers referred to it and not confirmed,
  *   its own pending referral while a newcomer, and a FIFO in referral order
- *   (expiry); an announce or leave clears it in O(1). Children counts are
- *   kept on the node too, so a load check needs no lookup.
+ *   (expiry); an announce or leave clears it in O(1). With the children on
+ *   the node, a load check needs no lookup.
  *
  * Choices are exactly those of core/protocol/referral.ts chooseReferral over
  * the attached peers (test/unit/referral.test.ts checks both agree).
