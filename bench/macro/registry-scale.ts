@@ -33,7 +33,7 @@ interface Sim {
   kids: number;
 }
 
-interface Overlay {
+export interface Overlay {
   svc: MetaService;
   /** By number; a peer's number is in its id (`p<n>`), so finding a referred peer costs the same at every size. */
   peers: Sim[];
@@ -55,7 +55,7 @@ function overlay(policy: Policy): Overlay {
  * One newcomer, as a real peer does it: register, announce under the
  * referral, the parent announces its new child count. Returns its number.
  */
-async function newcomer(o: Overlay): Promise<number> {
+export async function newcomer(o: Overlay): Promise<number> {
   const i = o.peers.length;
   const id = `p${i}`;
   const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -77,7 +77,7 @@ function announceOf(o: Overlay, p: Sim): Promise<void> {
 }
 
 /** A leaf leaves as a real peer does: its own leave (with its token), then its parent announces one child less. */
-async function leaveLeaf(o: Overlay, i: number): Promise<void> {
+export async function leaveLeaf(o: Overlay, i: number): Promise<void> {
   const p = o.peers[i]!;
   await o.svc.leave({ t: 'leave', v: PROTOCOL_VERSION, id: p.id, token: p.token });
   if (p.parent < 0) return;
@@ -86,7 +86,7 @@ async function leaveLeaf(o: Overlay, i: number): Promise<void> {
   await announceOf(o, parent);
 }
 
-async function build(size: number, policy: Policy): Promise<Overlay> {
+export async function build(size: number, policy: Policy): Promise<Overlay> {
   const o = overlay(policy);
   for (let i = 0; i < size; i++) await newcomer(o);
   return o;

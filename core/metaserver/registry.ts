@@ -11,8 +11,9 @@
  *
  * Indexes, all kept in step with `entries`:
  * - byAddr: address → id.
- * - kids: parent id → ids of joined entries naming it as parent (the
- *   children index: a subtree is walked without a rescan).
+ * - kids: on each node, the joined entries naming it as parent (the
+ *   children index: a subtree is walked without a rescan, and no map lookup
+ *   per child); children naming an id not held wait in `orphans`.
  * - attached: entries whose parent chain reaches a root, with that root and
  *   the size of each root's tree; changed only along the subtree whose
  *   chain changed.
@@ -21,10 +22,15 @@
  *   joined-at, first registered): `free` holds those with a free slot
  *   (children + pending < maxChildren) for least-loaded, `all` every one for
  *   the root policy. Stale heap items are dropped when they reach the top.
+ *   A peer that fills its slots keeps its `free` item: a choice looks past
+ *   up to SEARCH_BUDGET such items at the top (best-first, by the heap
+ *   order) and only then takes them out, so a slot taken and freed again
+ *   (a referral, then that newcomer leaves) moves nothing in a heap of
+ *   100,000 (each level of which would be a cache miss).
  * - pending: on each node, the newcomers referred to it and not confirmed,
  *   its own pending referral while a newcomer, and a FIFO in referral order
- *   (expiry); an announce or leave clears it in O(1). Children counts are
- *   kept on the node too, so a load check needs no lookup.
+ *   (expiry); an announce or leave clears it in O(1). With the children on
+ *   the node, a load check needs no lookup.
  *
  * Choices are exactly those of core/protocol/referral.ts chooseReferral over
  * the attached peers (test/unit/referral.test.ts checks both agree).
@@ -49,12 +55,12 @@ interface Node {
   slot: number;
   /** Bumped whenever the heap key or membership changes: older `all` heap items are stale. */
   stampAll: number;
-  /** Bumped as stampAll, and when it stops having a free slot: older `free` heap items are stale. */
+  /** Bumped as stampAll: older `free` heap items are stale. */
   stamp: number;
-  /** It has a valid item in the `free` heap. */
+  /** It has a current item in the `free` heap (one stamped `stamp`; it may be full for now). */
   inFree: boolean;
-  /** Joined entries naming it as parent (the size of its set in `kids`), kept here so a load check needs no lookup. */
-  kidCount: number;
+  /** Joined entries naming it as parent, in the order they linked (the children index: no map lookup per child). */
+  kids: Node[];
   /** Newcomers referred to it and not confirmed yet. */
   pending: number;
   /** Its own pending referral while it is a newcomer (the same object sits in the FIFO), else null. */
@@ -64,6 +70,12 @@ interface Node {
   /** Its address key in `byAddr` (made once per address, not per announce). */
   addr: string;
 }
+
+/** The children of a node without any (shared, never written: link gives a node its own array). */
+const NO_KIDS: Node[] = [];
+
+/** How many ineligible heap items a choice looks past before it takes them out of the heap. */
+const SEARCH_BUDGET = 16;
 
 /** (depth, joined-at, first registered) of `a` before that of `b`. */
 const before = (ad: number, aj: number, as: number, bd: number, bj: number, bs: number): boolean =>
@@ -102,6 +114,36 @@ class LazyHeap {
 
   topStamp(): number {
     return this.stamp[0]!;
+  }
+
+  /** Positions still to look at in `search` (reused). */
+  private frontier: number[] = [];
+
+  /**
+   * The least item for which `want` holds, found best-first from the top
+   * past items for which it does not (they stay where they are): null when
+   * there is none, undefined when more than `budget` items were passed.
+   * By the heap order the first wanted item taken from the frontier is the
+   * least wanted one.
+   */
+  search(want: (n: Node, stamp: number) => boolean, budget: number): Node | null | undefined {
+    const len = this.node.length;
+    const f = this.frontier;
+    f.length = 0;
+    if (len > 0) f.push(0);
+    while (f.length > 0) {
+      let b = 0;
+      for (let k = 1; k < f.length; k++) if (this.less(f[k]!, f[b]!)) b = k;
+      const i = f[b]!;
+      f[b] = f[f.length - 1]!;
+      f.pop();
+      if (want(this.node[i]!, this.stamp[i]!)) return this.node[i]!;
+      if (--budget < 0) return undefined;
+      const l = 2 * i + 1;
+      if (l < len) f.push(l);
+      if (l + 1 < len) f.push(l + 1);
+    }
+    return null;
   }
 
   /** Drops the top item. */
@@ -179,8 +221,13 @@ class LazyHeap {
 export class Registry {
   private nodes = new Map<string, Node>();
   private byAddr = new Map<string, string>();
-  /** parent id → its children's ids in the order they linked (an array: most parents have 1–2; a Set each cost far more memory). */
-  private kids = new Map<string, string[]>();
+  /**
+   * Children naming a parent id the registry does not hold (yet: after a
+   * restart children may announce before their parent; or their parent was
+   * removed). Usually empty; a node takes its list over when it is added.
+   * The children of held ids sit on their node (`Node.kids`).
+   */
+  private orphans = new Map<string, Node[]>();
   private pool: Node[] = [];
   private treeSize = new Map<string, number>();
   private freeHeap = new LazyHeap();
@@ -219,9 +266,13 @@ export class Registry {
     this.clearPendingOf(n);
     // Referrals to it lapse: their newcomers' refs are dropped when met (clearPendingOf, expiry).
     n.dead = true;
-    this.unlinkParent(n.e);
-    this.setDetached(id);
+    this.unlinkParent(n);
+    this.setDetached(n);
     this.nodes.delete(id);
+    if (n.kids.length > 0) {
+      this.orphans.set(id, n.kids);
+      n.kids = NO_KIDS;
+    }
     if (this.byAddr.get(n.addr) === id) this.byAddr.delete(n.addr);
     return true;
   }
@@ -340,7 +391,7 @@ export class Registry {
           this.allOn = true;
           for (const n of this.pool) this.allHeap.push(n, n.stampAll);
         }
-        return this.minOf(this.allHeap, (n) => n.slot >= 0, exclude);
+        return this.minOf(this.allHeap, exclude);
       case 'random': {
         // Rejection sampling keeps the choice uniform over the eligible peers.
         for (let tries = 0; tries < 32; tries++) {
@@ -352,7 +403,7 @@ export class Registry {
         return ok[Math.floor(rng() * ok.length)] ?? ok[0]!;
       }
       case 'least-loaded': {
-        const free = this.minOf(this.freeHeap, (n) => n.slot >= 0 && this.isFree(n), exclude);
+        const free = this.minOf(this.freeHeap, exclude);
         if (free) return free;
         // Every attached peer is full (all leaves have pending referrals): the least loaded, shallowest.
         // Rare (a burst of newcomers larger than the free slots), so a scan.
@@ -366,15 +417,37 @@ export class Registry {
     }
   }
 
-  /** The valid minimum of `heap`, skipping (and keeping) peers in `exclude`'s subtree. */
-  private minOf(heap: LazyHeap, ok: (n: Node) => boolean, exclude: string | null): Node | null {
+  /**
+   * The valid minimum of `heap`, skipping (and keeping) peers in `exclude`'s
+   * subtree. Stale items are dropped from the top; a current item that is not
+   * eligible now (a full peer in `free`: it may free a slot again; an excluded
+   * one) stays in place and the search looks past it, so a peer that fills
+   * and frees a slot keeps its one heap item. Only when more than a few such
+   * items sit at the top are they taken out (a full one is pushed again when
+   * it frees a slot, see loadChanged).
+   */
+  private minOf(heap: LazyHeap, exclude: string | null): Node | null {
     const all = heap === this.allHeap;
+    for (let n = heap.topNode(); n && !this.current(n, heap.topStamp(), all); n = heap.topNode()) heap.pop();
+    const top = heap.topNode();
+    if (!top) return null;
+    this.wantAll = all;
+    this.wantExclude = exclude;
+    if (this.want(top, heap.topStamp())) return top;
+    const found = heap.search(this.wantFn, SEARCH_BUDGET);
+    if (found !== undefined) return found;
+    // Many ineligible items at the top (a burst of referrals filled the shallowest peers): take them out.
     const skipped: [Node, number][] = [];
-    let found: Node | null = null;
+    let best: Node | null = null;
     for (let n = heap.topNode(); n; n = heap.topNode()) {
       const stamp = heap.topStamp();
-      if (n.dead || (all ? n.stampAll : n.stamp) !== stamp || !ok(n)) {
+      if (!this.current(n, stamp, all)) {
         heap.pop();
+        continue;
+      }
+      if (!this.eligible(n, all)) {
+        heap.pop();
+        if (!all) n.inFree = false;
         continue;
       }
       if (this.inSubtree(n.e.id, exclude)) {
@@ -382,19 +455,39 @@ export class Registry {
         heap.pop();
         continue;
       }
-      found = n;
+      best = n;
       break;
     }
     for (const [n, stamp] of skipped) heap.push(n, stamp);
-    return found;
+    return best;
+  }
+
+  /** Which heap and which excluded subtree `want` is asked about (set by minOf; saves a closure per choice). */
+  private wantAll = false;
+  private wantExclude: string | null = null;
+  private readonly wantFn = (n: Node, stamp: number): boolean => this.want(n, stamp);
+
+  /** Heap item (n, stamp) is current, its peer eligible now and not in the excluded subtree. */
+  private want(n: Node, stamp: number): boolean {
+    return this.current(n, stamp, this.wantAll) && this.eligible(n, this.wantAll) && !this.inSubtree(n.e.id, this.wantExclude);
+  }
+
+  /** Heap item (n, stamp) of the `all` (else `free`) heap is not stale. */
+  private current(n: Node, stamp: number, all: boolean): boolean {
+    return !n.dead && (all ? n.stampAll : n.stamp) === stamp;
+  }
+
+  /** Attached, and for the `free` heap with a free slot now. */
+  private eligible(n: Node, all: boolean): boolean {
+    return n.slot >= 0 && (all || this.isFree(n));
   }
 
   private isFree(n: Node): boolean {
-    return n.kidCount + n.pending < n.e.maxChildren;
+    return n.kids.length + n.pending < n.e.maxChildren;
   }
 
   private load(n: Node): number {
-    return (n.kidCount + n.pending) / n.e.maxChildren;
+    return (n.kids.length + n.pending) / n.e.maxChildren;
   }
 
   /**
@@ -415,14 +508,15 @@ export class Registry {
     this.compactHeaps();
   }
 
-  /** Its children or pending referrals changed: the `free` heap changes only if it gained or lost its free slot. */
+  /**
+   * Its children or pending referrals changed. A peer that fills up keeps
+   * its `free` item (the search looks past it while it is full); one that
+   * has a free slot and no current item gets one.
+   */
   private loadChanged(n: Node): void {
-    if (n.slot < 0) return;
-    const free = this.isFree(n);
-    if (free === n.inFree) return;
-    n.inFree = free;
-    if (free) this.freeHeap.push(n, n.stamp);
-    else n.stamp = ++this.tick;
+    if (n.slot < 0 || n.inFree || !this.isFree(n)) return;
+    n.inFree = true;
+    this.freeHeap.push(n, n.stamp);
     this.compactHeaps();
   }
 
@@ -438,14 +532,22 @@ export class Registry {
   private put(e: Entry): Node {
     const n = this.nodes.get(e.id);
     if (!n) {
+      let kids = NO_KIDS;
+      if (this.orphans.size > 0) {
+        const o = this.orphans.get(e.id);
+        if (o) {
+          kids = o;
+          this.orphans.delete(e.id);
+        }
+      }
       const node: Node = {
         e, seq: this.seq++, root: null, slot: -1, stamp: ++this.tick, stampAll: ++this.tick, inFree: false,
-        kidCount: this.kids.get(e.id)?.length ?? 0, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
+        kids, pending: 0, ref: null, dead: false, addr: addr(e.host, e.port),
       };
       this.nodes.set(e.id, node);
       this.byAddr.set(node.addr, e.id);
-      this.link(e);
-      this.reattach(e.id);
+      this.link(node);
+      this.reattach(node);
       return node;
     }
     const old = n.e;
@@ -455,11 +557,11 @@ export class Registry {
     }
     this.byAddr.set(n.addr, e.id);
     const structural = old.state !== e.state || old.parent !== e.parent;
-    if (structural) this.unlinkParent(old);
+    if (structural) this.unlinkParent(n);
     n.e = e;
     if (structural) {
-      this.link(e);
-      this.reattach(e.id);
+      this.link(n);
+      this.reattach(n);
     } else if (old.depth !== e.depth || old.joinedAt !== e.joinedAt) {
       this.touch(n, true);
     } else if (old.maxChildren !== e.maxChildren) {
@@ -468,56 +570,52 @@ export class Registry {
     return n;
   }
 
-  /** Adds `e` to its parent's children (joined entries with a parent only). */
-  private link(e: Entry): void {
+  /** Adds `n` to its parent's children (joined entries with a parent only). */
+  private link(n: Node): void {
+    const e = n.e;
     if (e.state !== 'joined' || e.parent === null) return;
-    let s = this.kids.get(e.parent);
-    if (!s) this.kids.set(e.parent, (s = []));
-    if (!s.includes(e.id)) s.push(e.id);
     const p = this.nodes.get(e.parent);
-    if (p) {
-      p.kidCount = s.length;
-      this.touch(p);
-    }
+    let s = p ? p.kids : this.orphans.get(e.parent);
+    if (p && s === NO_KIDS) p.kids = s = [];
+    else if (!s) this.orphans.set(e.parent, (s = []));
+    if (!s.includes(n)) s.push(n);
+    if (p) this.touch(p);
   }
 
-  private unlinkParent(e: Entry): void {
+  /** Takes `n` out of its parent's children (as its entry is now: call before replacing it). */
+  private unlinkParent(n: Node): void {
+    const e = n.e;
     if (e.state !== 'joined' || e.parent === null) return;
-    const s = this.kids.get(e.parent);
-    const at = s ? s.indexOf(e.id) : -1;
+    const p = this.nodes.get(e.parent);
+    const s = p?.kids ?? this.orphans.get(e.parent);
+    const at = s ? s.indexOf(n) : -1;
     if (!s || at < 0) return;
     s.splice(at, 1);
-    if (s.length === 0) this.kids.delete(e.parent);
-    const p = this.nodes.get(e.parent);
-    if (p) {
-      p.kidCount = s.length;
-      this.touch(p);
-    }
+    if (p) this.touch(p);
+    else if (s.length === 0) this.orphans.delete(e.parent);
   }
 
   /**
-   * `id`'s chain changed: detach its subtree, then attach it again if the
+   * `n`'s chain changed: detach its subtree, then attach it again if the
    * new chain reaches a root. Detaching first means a parent inside its own
    * subtree (a loop) is seen as detached.
    */
-  private reattach(id: string): void {
-    this.setDetached(id);
-    const n = this.nodes.get(id);
-    if (!n || n.e.state !== 'joined') return;
+  private reattach(n: Node): void {
+    this.setDetached(n);
+    if (n.dead || n.e.state !== 'joined') return;
     let root: string | null;
-    if (n.e.parent === null) root = id;
+    if (n.e.parent === null) root = n.e.id;
     else root = this.nodes.get(n.e.parent)?.root ?? null;
-    if (root !== null) this.setAttached(id, root);
+    if (root !== null) this.setAttached(n, root);
   }
 
-  /** Marks `id` and everything below it (by the children index) detached. */
-  private setDetached(id: string): void {
-    const stack = [id];
+  /** Marks `top` and everything below it (by the children index) detached. */
+  private setDetached(top: Node): void {
+    const stack = [top];
     let first = true;
     while (stack.length) {
-      const cur = stack.pop()!;
-      const n = this.nodes.get(cur);
-      if (n && n.slot >= 0) {
+      const n = stack.pop()!;
+      if (n.slot >= 0) {
         this.poolRemove(n);
         const r = n.root!;
         const left = (this.treeSize.get(r) ?? 1) - 1;
@@ -529,25 +627,22 @@ export class Registry {
         continue; // already detached: so is its subtree (this also ends a walk round a loop)
       }
       first = false;
-      const ks = this.kids.get(cur);
-      if (ks) for (const k of ks) stack.push(k);
+      for (const k of n.kids) stack.push(k);
     }
   }
 
-  /** Marks `id` and everything below it attached under `root`. */
-  private setAttached(id: string, root: string): void {
-    const stack = [id];
+  /** Marks `top` and everything below it attached under `root`. */
+  private setAttached(top: Node, root: string): void {
+    const stack = [top];
     while (stack.length) {
-      const cur = stack.pop()!;
-      const n = this.nodes.get(cur);
-      if (!n || n.slot >= 0 || n.e.state !== 'joined') continue;
+      const n = stack.pop()!;
+      if (n.slot >= 0 || n.e.state !== 'joined') continue;
       n.root = root;
       n.slot = this.pool.length;
       this.pool.push(n);
       this.treeSize.set(root, (this.treeSize.get(root) ?? 0) + 1);
       this.touch(n, true);
-      const ks = this.kids.get(cur);
-      if (ks) for (const k of ks) stack.push(k);
+      for (const k of n.kids) stack.push(k);
     }
   }
 

@@ -4,7 +4,7 @@
  * sent to under root / random / least-loaded, pending referrals spreading
  * concurrent newcomers, and which entries count as attached to the tree.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { chooseReferral, isPolicy, POLICIES, type Candidate } from '../../core/protocol/referral.ts';
 import { Registry } from '../../core/metaserver/registry.ts';
@@ -224,17 +224,24 @@ function scanCandidates(r: Registry, exclude: string | null, pending: Map<string
   return list.filter((e) => attached(e.id)).map((e) => ({ id: e.id, host: e.host, port: e.port, joinedAt: e.joinedAt, depth: e.depth, maxChildren: e.maxChildren, children: kids.get(e.id) ?? 0, pending: pend.get(e.id) ?? 0 }));
 }
 
-test('indexed registry: every referral equals chooseReferral over a full scan (property, root and least-loaded; random stays among the candidates)', (t) => {
+/**
+ * Random register / announce / remove / rejoin / wait sequences over ids
+ * N0..N`ids-1`; every referral is checked against the scan. With more ids
+ * and registers weighted up, more full peers (pending referrals) sit in the
+ * free heap and choices look past them; the burst test below takes the path
+ * where more than the search budget (16) sit at its top.
+ */
+function referralsMatchScan(t: ExecutionContext, ids: number, maxLength: number, numRuns: number, registerWeight = 1): number {
   const op = fc.oneof(
-    fc.record({ k: fc.constant('register' as const), id: fc.nat(14), max: fc.integer({ min: 1, max: 3 }) }),
-    fc.record({ k: fc.constant('announce' as const), id: fc.nat(14), parent: fc.nat(15), depth: fc.nat(6), max: fc.integer({ min: 1, max: 3 }) }),
-    fc.record({ k: fc.constant('remove' as const), id: fc.nat(14) }),
-    fc.record({ k: fc.constant('rejoin' as const), id: fc.nat(14) }),
+    { arbitrary: fc.record({ k: fc.constant('register' as const), id: fc.nat(ids - 1), max: fc.integer({ min: 1, max: 3 }) }), weight: registerWeight },
+    fc.record({ k: fc.constant('announce' as const), id: fc.nat(ids - 1), parent: fc.nat(ids), depth: fc.nat(6), max: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ k: fc.constant('remove' as const), id: fc.nat(ids - 1) }),
+    fc.record({ k: fc.constant('rejoin' as const), id: fc.nat(ids - 1) }),
     fc.record({ k: fc.constant('wait' as const), ms: fc.nat(80) }),
   );
   let checked = 0;
   fc.assert(
-    fc.property(fc.constantFrom(...POLICIES), fc.array(op, { maxLength: 60, size: 'max' }), (policy, ops) => {
+    fc.property(fc.constantFrom(...POLICIES), fc.array(op, { maxLength, size: 'max' }), (policy, ops) => {
       const TTL = 50;
       const r = new Registry(TTL);
       const pending = new Map<string, { to: string; at: number }>();
@@ -254,7 +261,7 @@ test('indexed registry: every referral equals chooseReferral over a full scan (p
           pending.delete(id);
           if (got) pending.set(id, { to: got.id, at: now });
         } else if (o.k === 'announce') {
-          r.announce({ id, host: '127.0.0.1', port: 1000 + o.id, parent: o.parent === 15 ? null : `N${o.parent}`, depth: o.depth, children: 0, maxChildren: o.max }, now, now);
+          r.announce({ id, host: '127.0.0.1', port: 1000 + o.id, parent: o.parent === ids ? null : `N${o.parent}`, depth: o.depth, children: 0, maxChildren: o.max }, now, now);
           pending.delete(id);
         } else if (o.k === 'remove') {
           r.remove(id);
@@ -265,7 +272,48 @@ test('indexed registry: every referral equals chooseReferral over a full scan (p
         }
       }
     }),
-    { numRuns: 400 },
+    { numRuns },
   );
-  t.log(`${checked} referrals checked against the scan`);
+  return checked;
+}
+
+test('indexed registry: every referral equals chooseReferral over a full scan (property, root and least-loaded; random stays among the candidates)', (t) => {
+  t.log(`${referralsMatchScan(t, 15, 60, 400)} referrals checked against the scan`);
+});
+
+test('indexed registry: the same over 60 ids, registers weighted up (property)', (t) => {
+  t.log(`${referralsMatchScan(t, 60, 200, 120, 4)} referrals checked against the scan`);
+});
+
+test('indexed registry: a burst of referrals fills the shallowest peers; choices stay those of the scan while slots fill and free again', (t) => {
+  // Root R with 39 children K0..K38 (one slot each) and M (full: its child D, at depth 2, has 100
+  // slots). 45 newcomers register without announcing: each pending referral fills a K (more full
+  // peers at the top of the free heap than a choice looks past), the last ones go to D. Then they
+  // announce or leave: a K freed again must be chosen before D.
+  const r = new Registry(1e9);
+  const join = (id: string, port: number, parent: string, depth: number, maxChildren: number, at: number) => {
+    r.register({ id, host: '127.0.0.1', port, maxChildren }, 'least-loaded', 0, at, () => 0);
+    r.announce({ id, host: '127.0.0.1', port, parent, depth, children: 0, maxChildren }, 0, at);
+  };
+  r.register({ id: 'R', host: '127.0.0.1', port: 1, maxChildren: 40 }, 'least-loaded', 0, 0, () => 0);
+  for (let i = 0; i < 39; i++) join(`K${i}`, 100 + i, 'R', 1, 1, i + 1);
+  join('M', 2, 'R', 1, 1, 40);
+  join('D', 3, 'M', 2, 100, 41);
+  const pending = new Map<string, { to: string; at: number }>();
+  const check = (id: string, port: number) => {
+    const want = chooseReferral('least-loaded', scanCandidates(r, null, pending))?.id ?? null;
+    const got = r.register({ id, host: '127.0.0.1', port, maxChildren: 1 }, 'least-loaded', 0, 0, () => 0).referral;
+    t.is(got?.id ?? null, want, `referral of ${id}`);
+    if (got) pending.set(id, { to: got.id, at: 0 });
+  };
+  for (let i = 0; i < 45; i++) check(`X${i}`, 1000 + i);
+  // Every second newcomer leaves (its slot frees again), the others announce under their referral.
+  for (let i = 0; i < 45; i++) {
+    const to = pending.get(`X${i}`)!.to;
+    pending.delete(`X${i}`);
+    if (i % 2 === 0) r.remove(`X${i}`);
+    else r.announce({ id: `X${i}`, host: '127.0.0.1', port: 1000 + i, parent: to, depth: to === 'R' ? 1 : 2, children: 0, maxChildren: 1 }, 0, 0);
+    check(`Y${i}`, 2000 + i);
+  }
+  t.is(pending.size, 45);
 });
