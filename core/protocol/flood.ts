@@ -72,7 +72,9 @@ interface Entry<P> {
 function drop(xs: string[], x: string): boolean {
   const i = xs.indexOf(x);
   if (i < 0) return false;
-  xs.splice(i, 1);
+  // In place, order kept (splice would allocate the array of removed items: once per reply per peer).
+  for (let j = i + 1; j < xs.length; j++) xs[j - 1] = xs[j]!;
+  xs.pop();
   return true;
 }
 
