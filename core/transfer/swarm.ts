@@ -24,6 +24,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { OpDeadline, type Clock, type TimerHandle } from '../clock.ts';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
@@ -32,6 +33,7 @@ import type { Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
+import { FANOUT_WINDOW_MS, FanoutGovernor, type FanoutAction, type FanoutOptions } from './swarm-fanout.ts';
 import { freeBytes, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
@@ -61,6 +63,30 @@ export interface SwarmDownloadOptions {
   onProgress?: (bytes: number, size: number) => void;
   onResume?: (r: { name: string; pieces: number; of: number; bytes: number; percent: number }) => void;
   log?: (level: 'info' | 'warn', message: string) => void;
+  /**
+   * Use only as many sources as the requester can absorb (swarm-fanout.ts; docs/SWARM.md,
+   * "Adaptive number of sources"). Default true; false: every source all the time; an object:
+   * the governor's thresholds.
+   */
+  adaptive?: boolean | FanoutOptions;
+  /**
+   * The requester's load signal for `adaptive`: called once per governor window, returns the
+   * event loop's utilisation (0–1) since the previous call, or undefined (no signal: nothing is
+   * parked). Default: performance.eventLoopUtilization on the real clock; none on a simulated
+   * clock (real-time load says nothing about simulated time).
+   */
+  loadSignal?: () => number | undefined;
+}
+
+/** Event-loop utilisation since the previous call (performance.eventLoopUtilization). */
+export function loopUtilisation(): () => number {
+  let prev = performance.eventLoopUtilization();
+  return () => {
+    const cur = performance.eventLoopUtilization();
+    const u = performance.eventLoopUtilization(cur, prev).utilization;
+    prev = cur;
+    return u;
+  };
 }
 
 export interface SourceReport {
@@ -69,6 +95,20 @@ export interface SourceReport {
   bytes: number;
   /** Why this holder was dropped, if it was. */
   dropped?: string;
+  /** Parked (no new pieces asked) when the download ended. */
+  parked?: boolean;
+}
+
+/** What the adaptive number of sources did (swarm-fanout.ts). */
+export interface FanoutReport {
+  /** Sources parked (trials), unparked (failed trials, spare capacity, faults), trials undone because the rate fell. */
+  parks: number;
+  unparks: number;
+  failedTrials: number;
+  /** Governor windows run; 0 when off (one source, simulated clock, adaptive false). */
+  windows: number;
+  /** The loop's mean utilisation over those windows (0–1; 0 when off). */
+  utilisation: number;
 }
 
 export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPath'> {
@@ -92,6 +132,7 @@ export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPa
   bytesOutstandingLost: number;
   /** Whole pieces received twice (end-game copies that lost the race). Part of bytesWasted. */
   bytesDuplicate: number;
+  fanout: FanoutReport;
 }
 
 /** Resume file: untrusted on load (zod, size limit); pieces listed are re-verified on disk. */
@@ -203,6 +244,8 @@ interface Source {
   fast?: boolean;
   /** Round trip estimate (the connect), ms. */
   rttMs: number;
+  /** Parked by the governor: finishes its outstanding pieces, is asked for no new ones. */
+  parked: boolean;
 }
 
 /** Link rate the default pipeline depth is sized for, bytes/s. */
@@ -277,7 +320,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let tFirst = 0;
   let settled = false;
   const reasons: string[] = [];
-  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0 }));
+  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false }));
 
   let resolveDone!: () => void;
   let rejectDone!: (e: Error) => void;
@@ -321,6 +364,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     s.conn?.destroy();
     if (!settled) log('warn', `dropped ${s.hit.id} from the download of ${o.name}: ${why}`);
     checkAlive();
+    if (!settled && governor) apply(governor.onDrop(views()));
     if (!settled) for (const x of live()) fill(x);
   };
 
@@ -411,7 +455,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
 
   function fill(s: Source): void {
-    if (s.gone || settled || !manifest || !s.conn || fd < 0) return;
+    if (s.gone || s.parked || settled || !manifest || !s.conn || fd < 0) return;
     const asked: number[] = [];
     const depth = depthOf(s);
     while (s.queue.length < depth) {
@@ -564,6 +608,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     manifest = m;
     advanceWhole(-1, undefined);
     saveState();
+    startGovernor();
     if (haveCount === n) {
       completed = true;
       settle();
@@ -646,6 +691,39 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? null });
   };
 
+  // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the loop's
+  // utilisation over it. Off with one source, without a signal (simulated clock) or adaptive false.
+  const adaptive = o.adaptive ?? true;
+  const signal = o.loadSignal ?? (clock.kind === 'real' ? loopUtilisation() : undefined);
+  const governor = adaptive !== false && signal && sources.length > 1 ? new FanoutGovernor(adaptive === true ? {} : adaptive) : undefined;
+  let windows = 0;
+  let govTimer: TimerHandle | undefined;
+  let lastTick = 0;
+  const views = () => sources.map((s) => ({ bytes: s.bytes, queued: s.queue.length, gone: s.gone, parked: s.parked }));
+  function apply(a: FanoutAction): void {
+    if (!a || settled) return;
+    if ('park' in a) {
+      for (const i of a.park) sources[i]!.parked = true;
+      log('info', `${o.name}: parked ${a.park.map((i) => sources[i]!.hit.id).join(', ')} (requester saturated; ${live().filter((x) => !x.parked).length} active)`);
+    } else {
+      for (const i of a.unpark) sources[i]!.parked = false;
+      log('info', `${o.name}: unparked ${a.unpark.map((i) => sources[i]!.hit.id).join(', ')}`);
+      for (const i of a.unpark) fill(sources[i]!);
+    }
+  }
+  const startGovernor = () => {
+    if (!governor || govTimer || settled) return;
+    signal!();
+    lastTick = clock.now();
+    govTimer = clock.setInterval(() => {
+      if (settled) return;
+      const now = clock.now();
+      windows++;
+      apply(governor.tick(signal!(), now - lastTick, views()));
+      lastTick = now;
+    }, FANOUT_WINDOW_MS);
+  };
+
   const onAbort = () => settle(new TransferError('aborted', `download of ${o.name} aborted (verified pieces kept for a resume)`));
   if (o.signal?.aborted) throw new TransferError('aborted', `download of ${o.name} aborted`);
   o.signal?.addEventListener('abort', onAbort, { once: true });
@@ -707,7 +785,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       readPath: sources.every((s) => s.pieces === 0 || s.fast) ? 'fast' : 'stream',
       fsyncMs,
       holder: { id: first.hit.id, host: first.hit.host, port: first.hit.port },
-      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}) })),
+      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}), ...(s.parked && !s.dropped ? { parked: true } : {}) })),
       pieceSize: m.pieceSize,
       pieces: n,
       resumedPieces,
@@ -717,6 +795,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       badPieces,
       bytesOutstandingLost,
       bytesDuplicate,
+      fanout: { parks: governor?.parks ?? 0, unparks: governor?.unparks ?? 0, failedTrials: governor?.failedTrials ?? 0, windows, utilisation: Number((governor?.utilisation ?? 0).toFixed(2)) },
     };
   } catch (err) {
     if (err instanceof TreeshareError) throw err;
@@ -724,6 +803,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   } finally {
     settle(new TransferError('aborted', 'download ended'));
     clock.clearInterval(idle);
+    clock.clearInterval(govTimer);
     o.signal?.removeEventListener('abort', onAbort);
     await ready?.catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.
