@@ -716,7 +716,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     signal!();
     lastTick = clock.now();
     govTimer = clock.setInterval(() => {
-      if (settled) return;
+      // In the end-game every piece is asked for: the rates only measure the last pieces' race.
+      if (settled || endGame) return clock.clearInterval(govTimer);
       const now = clock.now();
       windows++;
       apply(governor.tick(signal!(), now - lastTick, views()));
