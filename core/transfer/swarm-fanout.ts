@@ -9,8 +9,9 @@
  * saturated, and keeps a park only when it costs no throughput:
  *
  * - every window (`FANOUT_WINDOW_MS` on the download's clock) the governor gets
- *   the loop's utilisation over the window (0–1; none under a simulated clock)
- *   and each source's received bytes;
+ *   the requester's load over the window (0–1: event-loop utilisation capped by
+ *   the process's CPU share, swarm.ts requesterLoad; none under a simulated
+ *   clock) and each source's received bytes;
  * - loop saturated (≥ `high` in the last window and on average over the last
  *   `spanMs`, none in the first `spanMs`) and more than one source
  *   delivering: a trial.

@@ -71,21 +71,36 @@ export interface SwarmDownloadOptions {
   adaptive?: boolean | FanoutOptions;
   /**
    * The requester's load signal for `adaptive`: called once per governor window, returns the
-   * event loop's utilisation (0–1) since the previous call, or undefined (no signal: nothing is
-   * parked). Default: performance.eventLoopUtilization on the real clock; none on a simulated
-   * clock (real-time load says nothing about simulated time).
+   * load (0–1) since the previous call, or undefined (no signal: nothing is parked). Default on
+   * the real clock: requesterLoad() (event-loop utilisation capped by the process's CPU share);
+   * none on a simulated clock (real-time load says nothing about simulated time).
    */
   loadSignal?: () => number | undefined;
 }
 
-/** Event-loop utilisation since the previous call (performance.eventLoopUtilization). */
-export function loopUtilisation(): () => number {
-  let prev = performance.eventLoopUtilization();
+/**
+ * The requester's load since the previous call: the event loop's utilisation
+ * (performance.eventLoopUtilization), capped by the process's CPU share over the same time
+ * (process.cpuUsage ÷ wall time). ELU alone counts time the loop had work but the machine ran
+ * other processes as busy: on a loaded machine a requester taking 20 MB/s from each of 8 capped
+ * holders showed 0.91 ELU at 0.48 of a core (5.7 ms/MB × 85 MB/s), and parking a holder then
+ * only loses its uplink. Saturated means: the loop never waits and its thread runs flat out.
+ */
+export function requesterLoad(): () => number {
+  let prevElu = performance.eventLoopUtilization();
+  let prevCpu = process.cpuUsage();
+  let prevAt = performance.now();
   return () => {
-    const cur = performance.eventLoopUtilization();
-    const u = performance.eventLoopUtilization(cur, prev).utilization;
-    prev = cur;
-    return u;
+    const elu = performance.eventLoopUtilization();
+    const cpu = process.cpuUsage();
+    const at = performance.now();
+    const u = performance.eventLoopUtilization(elu, prevElu).utilization;
+    const wallUs = Math.max(1, (at - prevAt) * 1000);
+    const share = (cpu.user - prevCpu.user + cpu.system - prevCpu.system) / wallUs;
+    prevElu = elu;
+    prevCpu = cpu;
+    prevAt = at;
+    return Math.max(0, Math.min(u, share, 1));
   };
 }
 
@@ -107,7 +122,7 @@ export interface FanoutReport {
   failedTrials: number;
   /** Governor windows run; 0 when off (one source, simulated clock, adaptive false). */
   windows: number;
-  /** The loop's mean utilisation over those windows (0–1; 0 when off). */
+  /** The requester's mean load over those windows (0–1: event-loop use capped by CPU share, requesterLoad; 0 when off). */
   utilisation: number;
 }
 
@@ -694,7 +709,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the loop's
   // utilisation over it. Off with one source, without a signal (simulated clock) or adaptive false.
   const adaptive = o.adaptive ?? true;
-  const signal = o.loadSignal ?? (clock.kind === 'real' ? loopUtilisation() : undefined);
+  const signal = o.loadSignal ?? (clock.kind === 'real' ? requesterLoad() : undefined);
   const governor = adaptive !== false && signal && sources.length > 1 ? new FanoutGovernor(adaptive === true ? {} : adaptive) : undefined;
   let windows = 0;
   let govTimer: TimerHandle | undefined;
