@@ -615,11 +615,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     if (!fh) {
       fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644);
-      // Sized up front (sparse: no block is allocated): every piece write then lands inside the
-      // file instead of growing it. Measured (cpu-prof, 128 MiB from one unshaped holder, load
-      // 5-10): growing by appends, pwrite took 2-3 ms/MB of kernel time in 2 of 3 runs (and about half
-      // of the one-holder runs in other rounds) against 0.3-0.5 normally; sized first, 0 of 5.
-      await fh.truncate(m.size);
     }
     fd = fh.fd;
     fdHandle = fh;
