@@ -27,7 +27,9 @@
  * - loop with spare capacity (< `low`) and sources parked: unpark the last one
  *   parked;
  * - a source dropped (fault) ends any trial and unparks its source; when no
- *   active source is left, a parked one is unparked at once (`onDrop`).
+ *   active source is left, a parked one is unparked at once (`onDrop`);
+ * - the end-game (every piece asked for): every parked source comes back, so
+ *   idle links can copy the last pieces in flight, and trials stop (`release`).
  *
  * Pure and synchronous: the caller measures, the governor decides (tested with
  * an injected signal in test/unit/swarm-fanout.test.ts).
@@ -51,7 +53,7 @@ export interface FanoutOptions {
   high?: number;
   /** Loop utilisation below which it has spare capacity. Default 0.6. */
   low?: number;
-  /** Share of the parked sources' rate the others must pick up for the park to be kept. Default 0.8. */
+  /** Share of the parked sources' rate the others must pick up for the park to be kept. Default 0.9. */
   keepShare?: number;
   /** Time a rate is measured over (before a trial, and for its verdict), ms. Default 100. */
   spanMs?: number;
@@ -99,7 +101,7 @@ export class FanoutGovernor {
   constructor(o: FanoutOptions = {}) {
     this.high = o.high ?? 0.9;
     this.low = o.low ?? 0.6;
-    this.keepShare = o.keepShare ?? 0.8;
+    this.keepShare = o.keepShare ?? 0.9;
     this.spanMs = Math.max(1, o.spanMs ?? 100);
     this.cooldownBase = o.cooldown ?? 4;
   }
@@ -214,6 +216,16 @@ export class FanoutGovernor {
     if (src.some((s) => !s.gone && !s.parked)) return null;
     const any = this.parkedOrder[this.parkedOrder.length - 1] ?? src.findIndex((s) => !s.gone && s.parked);
     return any >= 0 ? this.unpark([any]) : null;
+  }
+
+  /**
+   * The end-game: every piece is asked for, so every parked source comes back (idle links copy
+   * pieces still in flight elsewhere, docs/SWARM.md) and no trial starts again.
+   */
+  release(src: readonly FanoutView[]): FanoutAction {
+    this.trial = undefined;
+    const back = src.flatMap((s, i) => (!s.gone && s.parked ? [i] : []));
+    return back.length ? this.unpark(back) : null;
   }
 
   private unpark(list: number[]): FanoutAction {

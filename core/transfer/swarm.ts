@@ -731,8 +731,13 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     signal!();
     lastTick = clock.now();
     govTimer = clock.setInterval(() => {
-      // In the end-game every piece is asked for: the rates only measure the last pieces' race.
-      if (settled || endGame) return clock.clearInterval(govTimer);
+      if (settled) return;
+      if (endGame) {
+        // Every piece is asked for: rates would only measure the last pieces' race. Parked sources
+        // come back so their idle links can copy pieces still in flight (end-game).
+        clock.clearInterval(govTimer);
+        return apply(governor.release(views()));
+      }
       const now = clock.now();
       windows++;
       apply(governor.tick(signal!(), now - lastTick, views()));

@@ -181,3 +181,14 @@ test('a parked source that is the only survivor comes back even after its trial 
   const a = g.onDrop(src);
   t.truthy(a && 'unpark' in a && a.unpark.length === 1 && src[a.unpark[0]!]!.parked, JSON.stringify(a));
 });
+
+test('the end-game brings every parked source back and ends a running trial', (t) => {
+  const r = run(4, 40, () => 0.99, absorb);
+  t.is(r.src.filter((s) => s.parked).length, 3);
+  const a = r.g.release(r.src);
+  t.deepEqual(a && 'unpark' in a ? [...a.unpark].sort() : a, [0, 1, 2, 3].filter((i) => r.src[i]!.parked));
+  t.is(r.g.parks - r.g.unparks, 0);
+  t.false(r.g.trying);
+  for (const s of r.src) s.parked = false;
+  t.is(r.g.release(r.src), null, 'nothing parked: nothing to do');
+});
