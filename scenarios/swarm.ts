@@ -6,7 +6,7 @@
  * connections to one holder gain nothing). Then, with the same holders:
  *
  * - bench: unshaped loopback, a swarm from four holders (adaptive number of
- *   sources) against a swarm from one, same run, its own 256 MiB file (a
+ *   sources) against a swarm from one, same run, its own 512 MiB file (a
  *   multi-source download must be no slower); the single-source offer path
  *   and four holders with adaptive sources off as references;
  * - a holder killed (stopped at once, no goodbyes) at ~30%: rate, bytes
@@ -22,7 +22,7 @@
  * loopback (the fault hooks need it). Every figure comes from the requester's
  * own counters; CPU figures from each process's own usage.
  *
- *   npx tsx scenarios/swarm.ts [--size 64] [--bench-size 256] [--bandwidth 20M] [--holders 8] [--inproc]
+ *   npx tsx scenarios/swarm.ts [--size 64] [--bench-size 512] [--bandwidth 20M] [--holders 8] [--inproc]
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -106,7 +106,7 @@ class ProcPeer {
 
 function plan(o: CommonOptions): { size: number; holders: number; cap: number; piece: number; benchSize: number } {
   const size = Number(o.extra.size ?? 64);
-  const benchSize = Number(o.extra['bench-size'] ?? 256);
+  const benchSize = Number(o.extra['bench-size'] ?? 512);
   if (!Number.isFinite(benchSize) || benchSize < 1 || benchSize > 4096) throw new UsageError('--bench-size is MiB from 1 to 4096');
   const piece = Number(o.extra['piece-kib'] ?? 1024) * 1024;
   if (!Number.isInteger(piece) || piece < 64 * 1024 || piece > 64 * MiB) throw new UsageError('--piece-kib is from 64 to 65536');
@@ -122,7 +122,7 @@ export const swarm: ScenarioDef = {
   defaults: { runner: 'inproc', peers: 8, maxChildren: 4, bandwidth: 20_000_000 },
   options: {
     size: { type: 'string', placeholder: 'MIB', description: 'file size in MiB (default 64)' },
-    'bench-size': { type: 'string', placeholder: 'MIB', description: 'file size of the unshaped bench row in MiB (default 256)' },
+    'bench-size': { type: 'string', placeholder: 'MIB', description: 'file size of the unshaped bench row in MiB (default 512)' },
     holders: { type: 'string', placeholder: 'N', description: 'holders (default 8); k runs over 1, 2, 4, … up to it' },
     inproc: { type: 'boolean', description: 'speedup table with every peer in this process (default: each holder and the requester in its own OS process, test/fixtures/peer-proc.ts)' },
     'piece-kib': { type: 'string', placeholder: 'KIB', description: 'smallest piece size of the holders\' manifests, KiB (default 1024)' },
@@ -238,9 +238,10 @@ export const swarm: ScenarioDef = {
       s.summary.holderProcesses = procs.length > 0;
       s.summary.loadAvg = os.loadavg().map((x) => Number(x.toFixed(2)));
       // ---- bench row: unshaped loopback, multi-source vs single source ----
-      // Same run, same holder processes, no cap, a file of its own (--bench-size, default 256 MiB:
-      // the adaptive number of sources needs ~0.1 s of measured history before its first trial and
-      // 0.1-0.2 s per trial, so a 64 MiB file, ~0.2 s at 300 MB/s, would measure the ramp only).
+      // Same run, same holder processes, no cap, a file of its own (--bench-size, default 512 MiB:
+      // the adaptive number of sources needs 50 ms of measured history before its first trial and
+      // ~0.1 s per trial, 1 then 2 sources parked: ~0.3 s at four sources before it settles; a
+      // 256 MiB file lasted 0.5-0.6 s at 450-520 MB/s on the test VM, so half of it was the ramp).
       // Each requester in its own process (one per kind, reused across rounds; the file is removed
       // between runs). Required: a swarm from multiK holders (default: adaptive) against a swarm from
       // one holder (the same code), median of the per-round ratios (each pair ran in the same round;

@@ -55,7 +55,12 @@ export interface FanoutOptions {
   low?: number;
   /** Share of the parked sources' rate the others must pick up for the park to be kept. Default 0.9. */
   keepShare?: number;
-  /** Time a rate is measured over (before a trial, and for its verdict), ms. Default 100. */
+  /**
+   * Time a rate is measured over (before a trial, and for its verdict), ms. Default 50: at the
+   * rates where trials happen (a requester-bound download, hundreds of MB/s) that is tens of
+   * 1 MiB pieces; each trial costs about two spans, and a download of a few hundred MB lasts
+   * well under a second.
+   */
   spanMs?: number;
   /** Windows without a trial after a failed one (doubled per consecutive failure, at most ×16). Default 4. */
   cooldown?: number;
@@ -102,7 +107,7 @@ export class FanoutGovernor {
     this.high = o.high ?? 0.9;
     this.low = o.low ?? 0.6;
     this.keepShare = o.keepShare ?? 0.9;
-    this.spanMs = Math.max(1, o.spanMs ?? 100);
+    this.spanMs = Math.max(1, o.spanMs ?? 50);
     this.cooldownBase = o.cooldown ?? 4;
   }
 

@@ -20,7 +20,8 @@ const DEPTH = 2;
 /** Runs `windows` governor windows; `perSource(active, i)` is what an active source delivers in one. */
 function run(k: number, windows: number, util: (w: number) => number | undefined, perSource: (active: number, i: number) => number, opts?: FanoutOptions) {
   const src: Src[] = Array.from({ length: k }, () => ({ bytes: 0, queued: DEPTH, gone: false, parked: false }));
-  const g = new FanoutGovernor(opts);
+  // A span of 100 ms = 4 windows (the default is 50 ms: 2 windows).
+  const g = new FanoutGovernor({ spanMs: 100, ...opts });
   const active: number[] = [];
   const actions: string[] = [];
   for (let w = 0; w < windows; w++) {
@@ -121,7 +122,7 @@ test('no signal (simulated clock): nothing is parked', (t) => {
 });
 
 test('a source still connecting (no byte yet) is neither parked nor counted as a second source', (t) => {
-  const g = new FanoutGovernor();
+  const g = new FanoutGovernor({ spanMs: 100 });
   const src: Src[] = [
     { bytes: 0, queued: 2, gone: false, parked: false },
     { bytes: 0, queued: 0, gone: false, parked: false },
@@ -138,7 +139,7 @@ test('a source still connecting (no byte yet) is neither parked nor counted as a
 });
 
 test('faults: a drop ends the trial and unparks its sources; the only survivor is unparked at once', (t) => {
-  const g = new FanoutGovernor();
+  const g = new FanoutGovernor({ spanMs: 100 });
   const src: Src[] = Array.from({ length: 3 }, () => ({ bytes: 0, queued: 2, gone: false, parked: false }));
   const step = () => {
     for (const s of src) if (!s.gone && !s.parked) s.bytes += MB;
@@ -191,4 +192,16 @@ test('the end-game brings every parked source back and ends a running trial', (t
   t.false(r.g.trying);
   for (const s of r.src) s.parked = false;
   t.is(r.g.release(r.src), null, 'nothing parked: nothing to do');
+});
+
+test('default span: 50 ms, the first trial after two windows of history', (t) => {
+  const g = new FanoutGovernor();
+  const src: Src[] = Array.from({ length: 2 }, () => ({ bytes: 0, queued: 2, gone: false, parked: false }));
+  const acts: unknown[] = [];
+  for (let w = 0; w < 4; w++) {
+    src[0]!.bytes += 2 * MB;
+    src[1]!.bytes += MB;
+    acts.push(g.tick(0.99, WINDOW, src));
+  }
+  t.deepEqual(acts, [null, null, { park: [1] }, null]);
 });
