@@ -245,11 +245,11 @@ export const swarm: ScenarioDef = {
       // Each requester in its own process (one per kind, reused across rounds; the file is removed
       // between runs). Required: a swarm from multiK holders (default: adaptive) against a swarm from
       // one holder (the same code), median of the per-round ratios (each pair ran in the same round;
-      // the order of the kinds rotates per round). Printed as references with their own ratios: the
+      // the order of the kinds rotates per round; 7 rounds: about one run in three on the test VM hits slow page-cache writes). Printed as references with their own ratios: the
       // single-source offer path (`--swarm never`: a different receive path with one SHA-256 pass
       // instead of two) and multiK holders with adaptive sources off.
       const multiK = Math.min(4, nh);
-      const rounds = 5;
+      const rounds = 7;
       const benchFile = 'bench.bin';
       type Kind = { label: string; key: string; opts: Record<string, unknown> };
       const kinds: Kind[] = [
