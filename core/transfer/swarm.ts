@@ -706,8 +706,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? null });
   };
 
-  // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the loop's
-  // utilisation over it. Off with one source, without a signal (simulated clock) or adaptive false.
+  // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the requester's
+  // load over it. Off with one source, without a signal (simulated clock) or adaptive false.
   const adaptive = o.adaptive ?? true;
   const signal = o.loadSignal ?? (clock.kind === 'real' ? requesterLoad() : undefined);
   const governor = adaptive !== false && signal && sources.length > 1 ? new FanoutGovernor(adaptive === true ? {} : adaptive) : undefined;
