@@ -13,11 +13,11 @@
  *   the process's CPU share, swarm.ts requesterLoad; none under a simulated
  *   clock) and each source's received bytes;
  * - loop saturated (≥ `high` in the last window and on average over the last
- *   `spanMs`, none in the first `spanMs`) and more than one source
+ *   `triggerMs`, none in the first `triggerMs`) and more than one source
  *   delivering: a trial.
  *   Park the slowest delivering source(s) (a parked source finishes its
  *   outstanding pieces and is asked for no new ones) and remember the rates
- *   over the last `spanMs` before. Once the parked sources have drained, the
+ *   over the last `triggerMs` before. Once the parked sources have drained, the
  *   next `spanMs` are the verdict: the others must have picked up at least
  *   `keepShare` of the parked sources' rate (capped links cannot, so a park
  *   there is undone); otherwise they are unparked, and trials wait `cooldown`
@@ -56,12 +56,18 @@ export interface FanoutOptions {
   /** Share of the parked sources' rate the others must pick up for the park to be kept. Default 0.9. */
   keepShare?: number;
   /**
-   * Time a rate is measured over (before a trial, and for its verdict), ms. Default 50: at the
-   * rates where trials happen (a requester-bound download, hundreds of MB/s) that is tens of
-   * 1 MiB pieces; each trial costs about two spans, and a download of a few hundred MB lasts
-   * well under a second.
+   * Time a trial's verdict measures the rates over, once the parked sources drained, ms.
+   * Default 50: at the rates where trials happen (a requester-bound download, hundreds of MB/s)
+   * that is tens of 1 MiB pieces; a download of a few hundred MB lasts well under a second.
    */
   spanMs?: number;
+  /**
+   * History a trial needs: the load on average over it must be saturated, and the rates before the
+   * park are measured over it, ms. Default 150: capped holders make the requester's load bursty
+   * (mean 0.65 with 50 ms stretches at 1 for 8 holders at 20 MB/s on the test VM, where 50 ms
+   * started about one trial per download); a requester-bound download stays at 1.
+   */
+  triggerMs?: number;
   /** Windows without a trial after a failed one (doubled per consecutive failure, at most ×16). Default 4. */
   cooldown?: number;
 }
@@ -71,7 +77,7 @@ export const FANOUT_WINDOW_MS = 25;
 
 interface Trial {
   parked: number[];
-  /** Bytes per ms of every active source, the parked ones included, over spanMs before the trial. */
+  /** Bytes per ms of every active source, the parked ones included, over triggerMs before the trial. */
   before: number;
   /** The parked sources' bytes per ms over that span. */
   own: number;
@@ -85,8 +91,9 @@ export class FanoutGovernor {
   private readonly low: number;
   private readonly keepShare: number;
   private readonly spanMs: number;
+  private readonly triggerMs: number;
   private readonly cooldownBase: number;
-  /** Per tick: its time (ms, summed over ticks), each source's cumulative bytes, the loop's busy ms so far; the last ~spanMs and one more. */
+  /** Per tick: its time (ms, summed over ticks), each source's cumulative bytes, the loop's busy ms so far; the last ~triggerMs and one more. */
   private hist: { at: number; bytes: number[]; busy: number }[] = [];
   private busy = 0;
   private at = 0;
@@ -108,6 +115,7 @@ export class FanoutGovernor {
     this.low = o.low ?? 0.6;
     this.keepShare = o.keepShare ?? 0.9;
     this.spanMs = Math.max(1, o.spanMs ?? 50);
+    this.triggerMs = Math.max(1, o.triggerMs ?? 150);
     this.cooldownBase = o.cooldown ?? 4;
   }
 
@@ -131,8 +139,8 @@ export class FanoutGovernor {
     this.busy += Math.max(ms, 0) * Math.min(1, Math.max(0, util ?? 0));
     const now = { at: this.at, bytes: src.map((s) => s.bytes), busy: this.busy };
     this.hist.push(now);
-    // Keep the newest entry at least spanMs old, and everything after it.
-    while (this.hist.length > 2 && this.hist[1]!.at <= this.at - this.spanMs) this.hist.shift();
+    // Keep the newest entry at least triggerMs old, and everything after it.
+    while (this.hist.length > 2 && this.hist[1]!.at <= this.at - this.triggerMs) this.hist.shift();
     this.parkedOrder = this.parkedOrder.filter((i) => src[i]!.parked && !src[i]!.gone);
     if (this.ticks++ === 0) return null;
     const t = this.trial;
@@ -179,11 +187,11 @@ export class FanoutGovernor {
       this.size = 1;
       return this.unpark([last]);
     }
-    // A trial needs a full span of history (none in the first spanMs: connections, manifests and
-    // first bursts are no measure) saturated on average over it, not one busy window.
+    // A trial needs triggerMs of history (none at the start: connections, manifests and first
+    // bursts are no measure) saturated on average over it, not a busy stretch.
     const from = this.hist[0]!;
     const dt = this.at - from.at;
-    if (util < this.high || this.cool > 0 || dt < this.spanMs || (this.busy - from.busy) / dt < this.high) return null;
+    if (util < this.high || this.cool > 0 || dt < this.triggerMs || (this.busy - from.busy) / dt < this.high) return null;
     const rate = (i: number) => (src[i]!.bytes - (from.bytes[i] ?? 0)) / dt;
     // Candidates: active sources that have delivered bytes (one still connecting is no measure).
     const cand: number[] = [];

@@ -20,8 +20,8 @@ const DEPTH = 2;
 /** Runs `windows` governor windows; `perSource(active, i)` is what an active source delivers in one. */
 function run(k: number, windows: number, util: (w: number) => number | undefined, perSource: (active: number, i: number) => number, opts?: FanoutOptions) {
   const src: Src[] = Array.from({ length: k }, () => ({ bytes: 0, queued: DEPTH, gone: false, parked: false }));
-  // A span of 100 ms = 4 windows (the default is 50 ms: 2 windows).
-  const g = new FanoutGovernor({ spanMs: 100, ...opts });
+  // Spans of 100 ms = 4 windows (the defaults are 50 ms for a verdict, 150 ms of history for a trial).
+  const g = new FanoutGovernor({ spanMs: 100, triggerMs: 100, ...opts });
   const active: number[] = [];
   const actions: string[] = [];
   for (let w = 0; w < windows; w++) {
@@ -122,7 +122,7 @@ test('no signal (simulated clock): nothing is parked', (t) => {
 });
 
 test('a source still connecting (no byte yet) is neither parked nor counted as a second source', (t) => {
-  const g = new FanoutGovernor({ spanMs: 100 });
+  const g = new FanoutGovernor({ spanMs: 100, triggerMs: 100 });
   const src: Src[] = [
     { bytes: 0, queued: 2, gone: false, parked: false },
     { bytes: 0, queued: 0, gone: false, parked: false },
@@ -139,7 +139,7 @@ test('a source still connecting (no byte yet) is neither parked nor counted as a
 });
 
 test('faults: a drop ends the trial and unparks its sources; the only survivor is unparked at once', (t) => {
-  const g = new FanoutGovernor({ spanMs: 100 });
+  const g = new FanoutGovernor({ spanMs: 100, triggerMs: 100 });
   const src: Src[] = Array.from({ length: 3 }, () => ({ bytes: 0, queued: 2, gone: false, parked: false }));
   const step = () => {
     for (const s of src) if (!s.gone && !s.parked) s.bytes += MB;
@@ -194,14 +194,24 @@ test('the end-game brings every parked source back and ends a running trial', (t
   t.is(r.g.release(r.src), null, 'nothing parked: nothing to do');
 });
 
-test('default span: 50 ms, the first trial after two windows of history', (t) => {
+test('defaults: a trial after 150 ms of saturated history, its verdict 50 ms after the drain', (t) => {
   const g = new FanoutGovernor();
   const src: Src[] = Array.from({ length: 2 }, () => ({ bytes: 0, queued: 2, gone: false, parked: false }));
   const acts: unknown[] = [];
-  for (let w = 0; w < 4; w++) {
-    src[0]!.bytes += 2 * MB;
-    src[1]!.bytes += MB;
-    acts.push(g.tick(0.99, WINDOW, src));
+  for (let w = 0; w < 12; w++) {
+    if (!src[0]!.parked) src[0]!.bytes += MB;
+    if (!src[1]!.parked) src[1]!.bytes += MB / 2;
+    else src[1]!.queued = 0;
+    // The other source makes up for the parked one: the trial is kept.
+    if (src[1]!.parked) src[0]!.bytes += MB / 2;
+    const a = g.tick(0.99, WINDOW, src);
+    if (a && 'park' in a) for (const i of a.park) src[i]!.parked = true;
+    acts.push(a);
   }
-  t.deepEqual(acts, [null, null, { park: [1] }, null]);
+  // Window 0 is the baseline; 150 ms of history at window 6; drained at 7; verdict at 9 (kept).
+  t.deepEqual(acts.findIndex((a) => a !== null), 6);
+  t.deepEqual(acts[6], { park: [1] });
+  t.true(acts.slice(7).every((a) => a === null));
+  t.is(g.failedTrials, 0);
+  t.false(g.trying, 'the verdict came');
 });
