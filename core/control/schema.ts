@@ -81,7 +81,7 @@ export const DownloadResult = z.strictObject({
   search: SearchResult,
   /** Swarm downloads (docs/SWARM.md): holders used, pieces, resume, bytes thrown away. */
   swarm: z.strictObject({
-    sources: z.array(z.strictObject({ id: Id, pieces: Count, bytes: Count, dropped: z.string().optional() })),
+    sources: z.array(z.strictObject({ id: Id, pieces: Count, bytes: Count, dropped: z.string().optional(), parked: z.boolean().optional() })),
     pieceSize: Count,
     pieces: Count,
     resumedPieces: Count,
@@ -91,6 +91,7 @@ export const DownloadResult = z.strictObject({
     badPieces: Count,
     bytesOutstandingLost: Count,
     bytesDuplicate: Count,
+    fanout: z.strictObject({ parks: Count, unparks: Count, failedTrials: Count, windows: Count, utilisation: z.number().min(0).max(1) }),
   }).optional(),
 });
 

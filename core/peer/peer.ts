@@ -120,6 +120,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       swarm: options.swarm ?? true,
       maxSources: options.maxSources ?? 8,
       swarmDepth: options.swarmDepth ?? 0,
+      swarmAdaptive: options.swarmAdaptive ?? true,
       uploadRate: options.uploadRate ?? 0,
       minPieceBytes: options.minPieceBytes ?? DEFAULT_PIECE_BYTES,
       partialMaxAgeMs: options.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,

@@ -28,6 +28,7 @@ export interface SwarmPeerContext {
   share: string;
   maxSources: number;
   swarmDepth: number;
+  swarmAdaptive: boolean;
   idleTimeoutMs: number;
   manifestTimeoutMs: number;
   maxFileBytes: number;
@@ -67,6 +68,7 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
     hits,
     maxSources: ctx.maxSources,
     depth: ctx.swarmDepth,
+    adaptive: ctx.swarmAdaptive,
     signal: o.signal,
     idleTimeoutMs: ctx.idleTimeoutMs,
     manifestTimeoutMs: ctx.manifestTimeoutMs,
@@ -77,8 +79,8 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
     onResume: (x) => ctx.emit.resume(x),
     log: ctx.emit.log,
   });
-  const { holder, sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate, ...metrics } = r;
-  return { ...metrics, holder, search, swarm: { sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate } };
+  const { holder, sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate, fanout, ...metrics } = r;
+  return { ...metrics, holder, search, swarm: { sources, pieceSize, pieces, resumedPieces, resumedBytes, bytesReceived, bytesWasted, badPieces, bytesOutstandingLost, bytesDuplicate, fanout } };
 }
 
 export interface SwarmUploadsOptions {

@@ -162,7 +162,7 @@ export class Transfers {
     try {
       const result = await downloadSwarm({
         id: ctx.id, ref: ctx.ref(), transport: ctx.transport, clock: ctx.clock, localHost: ctx.localHost(), share: ctx.opts.share,
-        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs,
+        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, swarmAdaptive: ctx.opts.swarmAdaptive, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs,
         manifestTimeoutMs: ctx.opts.offerTimeoutMs, maxFileBytes: ctx.opts.maxFileBytes, fsync: ctx.opts.fsync,
         search: (n, signal) => (search && n === name ? Promise.resolve(search) : this.deps.search(n, 'search', ctx.newQid(), { signal })),
         emit: { progress: (x) => ctx.emit('progress', x), resume: (x) => ctx.emit('resume', x), log: (l, m) => ctx.log(l, m) },

@@ -87,6 +87,12 @@ export interface PeerOptions {
   maxSources?: number;
   /** Pieces a swarm download asks ahead on each link. Default 0: sized per link to its round trip (2 on a LAN; core/transfer/swarm.ts linkDepth). */
   swarmDepth?: number;
+  /**
+   * A swarm download uses only as many holders as it can absorb: while the requester's event loop
+   * is saturated it parks the slowest holder, and keeps it parked only if the others make up its
+   * rate (docs/SWARM.md, "Adaptive number of sources"). Default true; off under a simulated clock.
+   */
+  swarmAdaptive?: boolean;
   /** Upload cap of the whole peer (all its swarm uploads together), bytes/s (--upload-rate); 0: none. Default 0. */
   uploadRate?: number;
   /** Smallest piece size of this peer's manifests, bytes (doubled for large files). Default 1 MiB. */
@@ -104,7 +110,7 @@ export interface PeerOptions {
 }
 
 /** Swarm figures of a download (docs/SWARM.md): the swarm's own report, less what every download has. */
-export type SwarmStats = Pick<SwarmMetrics, 'sources' | 'pieceSize' | 'pieces' | 'resumedPieces' | 'resumedBytes' | 'bytesReceived' | 'bytesWasted' | 'badPieces' | 'bytesOutstandingLost' | 'bytesDuplicate'>;
+export type SwarmStats = Pick<SwarmMetrics, 'sources' | 'pieceSize' | 'pieces' | 'resumedPieces' | 'resumedBytes' | 'bytesReceived' | 'bytesWasted' | 'badPieces' | 'bytesOutstandingLost' | 'bytesDuplicate' | 'fanout'>;
 
 export interface FloodResult extends FloodCounters {
   qid: string;

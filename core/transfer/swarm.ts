@@ -24,6 +24,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { OpDeadline, type Clock, type TimerHandle } from '../clock.ts';
 import { describeError, RemoteProtocolError, RemoteRefusedError, TransferError, TreeshareError } from '../errors.ts';
@@ -32,6 +33,7 @@ import type { Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
+import { FANOUT_WINDOW_MS, FanoutGovernor, type FanoutAction, type FanoutOptions } from './swarm-fanout.ts';
 import { freeBytes, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
@@ -61,6 +63,45 @@ export interface SwarmDownloadOptions {
   onProgress?: (bytes: number, size: number) => void;
   onResume?: (r: { name: string; pieces: number; of: number; bytes: number; percent: number }) => void;
   log?: (level: 'info' | 'warn', message: string) => void;
+  /**
+   * Use only as many sources as the requester can absorb (swarm-fanout.ts; docs/SWARM.md,
+   * "Adaptive number of sources"). Default true; false: every source all the time; an object:
+   * the governor's thresholds.
+   */
+  adaptive?: boolean | FanoutOptions;
+  /**
+   * The requester's load signal for `adaptive`: called once per governor window, returns the
+   * load (0–1) since the previous call, or undefined (no signal: nothing is parked). Default on
+   * the real clock: requesterLoad() (event-loop utilisation capped by the process's CPU share);
+   * none on a simulated clock (real-time load says nothing about simulated time).
+   */
+  loadSignal?: () => number | undefined;
+}
+
+/**
+ * The requester's load since the previous call: the event loop's utilisation
+ * (performance.eventLoopUtilization), capped by the process's CPU share over the same time
+ * (process.cpuUsage ÷ wall time). ELU alone counts time the loop had work but the machine ran
+ * other processes as busy: on a loaded machine a requester taking 20 MB/s from each of 8 capped
+ * holders showed 0.91 ELU at 0.48 of a core (5.7 ms/MB × 85 MB/s), and parking a holder then
+ * only loses its uplink. Saturated means: the loop never waits and its thread runs flat out.
+ */
+export function requesterLoad(): () => number {
+  let prevElu = performance.eventLoopUtilization();
+  let prevCpu = process.cpuUsage();
+  let prevAt = performance.now();
+  return () => {
+    const elu = performance.eventLoopUtilization();
+    const cpu = process.cpuUsage();
+    const at = performance.now();
+    const u = performance.eventLoopUtilization(elu, prevElu).utilization;
+    const wallUs = Math.max(1, (at - prevAt) * 1000);
+    const share = (cpu.user - prevCpu.user + cpu.system - prevCpu.system) / wallUs;
+    prevElu = elu;
+    prevCpu = cpu;
+    prevAt = at;
+    return Math.max(0, Math.min(u, share, 1));
+  };
 }
 
 export interface SourceReport {
@@ -69,6 +110,20 @@ export interface SourceReport {
   bytes: number;
   /** Why this holder was dropped, if it was. */
   dropped?: string;
+  /** Parked (no new pieces asked) when the download ended. */
+  parked?: boolean;
+}
+
+/** What the adaptive number of sources did (swarm-fanout.ts). */
+export interface FanoutReport {
+  /** Sources parked (trials), unparked (failed trials, spare capacity, faults), trials undone because the rate fell. */
+  parks: number;
+  unparks: number;
+  failedTrials: number;
+  /** Governor windows run; 0 when off (one source, simulated clock, adaptive false). */
+  windows: number;
+  /** The requester's mean load over those windows (0–1: event-loop use capped by CPU share, requesterLoad; 0 when off). */
+  utilisation: number;
 }
 
 export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPath'> {
@@ -92,6 +147,7 @@ export interface SwarmMetrics extends Omit<TransferMetrics, 'verified' | 'readPa
   bytesOutstandingLost: number;
   /** Whole pieces received twice (end-game copies that lost the race). Part of bytesWasted. */
   bytesDuplicate: number;
+  fanout: FanoutReport;
 }
 
 /** Resume file: untrusted on load (zod, size limit); pieces listed are re-verified on disk. */
@@ -203,6 +259,8 @@ interface Source {
   fast?: boolean;
   /** Round trip estimate (the connect), ms. */
   rttMs: number;
+  /** Parked by the governor: finishes its outstanding pieces, is asked for no new ones. */
+  parked: boolean;
 }
 
 /** Link rate the default pipeline depth is sized for, bytes/s. */
@@ -222,12 +280,12 @@ export function linkDepth(rttMs: number, pieceSize: number): number {
 }
 
 /**
- * Bytes per read on a piece connection that reads into a reused buffer. 256 KiB rather than
- * 1 MiB: each link's buffer is fresh memory (faults) and the bytes are copied on into the piece
- * buffer while still in cache; measured at k=4 unshaped, 256 KiB with 4 MiB kept ahead
- * 3.1-4.5 ms/MB and 38 faults/MB vs 4.0-4.9 and 65 with 1 MiB (load 7).
+ * Where a plain TCP piece link reads bytes nobody asked for (none asked yet, or past the last
+ * piece asked): they only prove the holder wrong (too-long), so one small buffer shared by
+ * every link of every download (reads land and are handled one at a time, synchronously).
  */
-const READ_BUFFER_BYTES = 256 * 1024;
+let strayBuf: Buffer | undefined;
+const STRAY_READ_BYTES = 16 * 1024;
 
 export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
   assertName(o.name);
@@ -277,7 +335,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let tFirst = 0;
   let settled = false;
   const reasons: string[] = [];
-  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0 }));
+  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false }));
 
   let resolveDone!: () => void;
   let rejectDone!: (e: Error) => void;
@@ -321,6 +379,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     s.conn?.destroy();
     if (!settled) log('warn', `dropped ${s.hit.id} from the download of ${o.name}: ${why}`);
     checkAlive();
+    if (!settled && governor) apply(governor.onDrop(views()));
     if (!settled) for (const x of live()) fill(x);
   };
 
@@ -411,7 +470,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
 
   function fill(s: Source): void {
-    if (s.gone || settled || !manifest || !s.conn || fd < 0) return;
+    if (s.gone || s.parked || settled || !manifest || !s.conn || fd < 0) return;
     const asked: number[] = [];
     const depth = depthOf(s);
     while (s.queue.length < depth) {
@@ -479,7 +538,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       const len = pieceLength(m, i);
       s.buf ??= Buffer.allocUnsafe(m.pieceSize);
       const take = Math.min(len - s.got, to - off);
-      chunk.copy(s.buf, s.got, off, off + take);
+      // Plain TCP reads land in place (pieceTail): nothing to copy.
+      if (chunk.buffer !== s.buf.buffer || chunk.byteOffset + off !== s.buf.byteOffset + s.got) chunk.copy(s.buf, s.got, off, off + take);
       s.got += take;
       off += take;
       if (s.got === len) {
@@ -494,6 +554,20 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       // A piece landing may leave other links idle in the end-game.
       if (endGame) for (const x of sources) if (x !== s && !x.gone && x.queue.length === 0) fill(x);
     }
+  };
+
+  /**
+   * The buffer of a plain TCP link's next read: the unfilled part of the piece at the head of
+   * its queue, in the link's piece buffer, so the kernel copies the bytes to their place (no
+   * copy out of a read buffer: that copy cost 77 ms per 64 MiB at k=4 vs 7 at k=1, cache-cold
+   * with 4 links interleaved). Called after every read, once the read's bytes are handled.
+   */
+  const pieceTail = (s: Source): Buffer => {
+    const m = manifest;
+    const i = s.queue[0];
+    if (!m || i === undefined || s.gone || settled) return (strayBuf ??= Buffer.allocUnsafe(STRAY_READ_BYTES));
+    s.buf ??= Buffer.allocUnsafe(m.pieceSize);
+    return s.buf.subarray(s.got, pieceLength(m, i));
   };
 
   /** First manifest: the file. Opens (or resumes) the partial. */
@@ -549,6 +623,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     manifest = m;
     advanceWhole(-1, undefined);
     saveState();
+    startGovernor();
     if (haveCount === n) {
       completed = true;
       settle();
@@ -615,10 +690,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       }
       if (msg.name !== o.name) return drop(s, `manifest for another name`);
       // From here the holder sends raw piece bytes only (in the order asked).
-      // Plain TCP: every read lands in one reused buffer of this link (Connection.rawInto, as the
-      // single-source receive path); other links deliver 'data' chunks.
-      const rbuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-      let rest = conn.rawInto(rbuf, (k) => onData(s, rbuf, 0, k));
+      // Plain TCP: every read lands straight in the free tail of the piece this link is filling
+      // (Connection.rawInto with a buffer function); other links deliver 'data' chunks.
+      let rest = conn.rawInto(() => pieceTail(s), (k, b) => onData(s, b, 0, k));
       if (rest) s.fast = true;
       else {
         conn.on('data', (b: Buffer) => onData(s, b, 0, b.length));
@@ -630,6 +704,45 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     conn.on('message', onMsg);
     conn.on('close', () => clock.clearTimeout(timer));
     conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? null });
+  };
+
+  // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the requester's
+  // load over it. Off with one source, without a signal (simulated clock) or adaptive false.
+  const adaptive = o.adaptive ?? true;
+  const signal = o.loadSignal ?? (clock.kind === 'real' ? requesterLoad() : undefined);
+  const governor = adaptive !== false && signal && sources.length > 1 ? new FanoutGovernor(adaptive === true ? {} : adaptive) : undefined;
+  let windows = 0;
+  let govTimer: TimerHandle | undefined;
+  let lastTick = 0;
+  const views = () => sources.map((s) => ({ bytes: s.bytes, queued: s.queue.length, gone: s.gone, parked: s.parked }));
+  function apply(a: FanoutAction): void {
+    if (!a || settled) return;
+    if ('park' in a) {
+      for (const i of a.park) sources[i]!.parked = true;
+      log('info', `${o.name}: parked ${a.park.map((i) => sources[i]!.hit.id).join(', ')} (requester saturated; ${live().filter((x) => !x.parked).length} active)`);
+    } else {
+      for (const i of a.unpark) sources[i]!.parked = false;
+      log('info', `${o.name}: unparked ${a.unpark.map((i) => sources[i]!.hit.id).join(', ')}`);
+      for (const i of a.unpark) fill(sources[i]!);
+    }
+  }
+  const startGovernor = () => {
+    if (!governor || govTimer || settled) return;
+    signal!();
+    lastTick = clock.now();
+    govTimer = clock.setInterval(() => {
+      if (settled) return;
+      if (endGame) {
+        // Every piece is asked for: rates would only measure the last pieces' race. Parked sources
+        // come back so their idle links can copy pieces still in flight (end-game).
+        clock.clearInterval(govTimer);
+        return apply(governor.release(views()));
+      }
+      const now = clock.now();
+      windows++;
+      apply(governor.tick(signal!(), now - lastTick, views()));
+      lastTick = now;
+    }, FANOUT_WINDOW_MS);
   };
 
   const onAbort = () => settle(new TransferError('aborted', `download of ${o.name} aborted (verified pieces kept for a resume)`));
@@ -693,7 +806,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       readPath: sources.every((s) => s.pieces === 0 || s.fast) ? 'fast' : 'stream',
       fsyncMs,
       holder: { id: first.hit.id, host: first.hit.host, port: first.hit.port },
-      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}) })),
+      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}), ...(s.parked && !s.dropped ? { parked: true } : {}) })),
       pieceSize: m.pieceSize,
       pieces: n,
       resumedPieces,
@@ -703,6 +816,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       badPieces,
       bytesOutstandingLost,
       bytesDuplicate,
+      fanout: { parks: governor?.parks ?? 0, unparks: governor?.unparks ?? 0, failedTrials: governor?.failedTrials ?? 0, windows, utilisation: Number((governor?.utilisation ?? 0).toFixed(2)) },
     };
   } catch (err) {
     if (err instanceof TreeshareError) throw err;
@@ -710,6 +824,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   } finally {
     settle(new TransferError('aborted', 'download ended'));
     clock.clearInterval(idle);
+    clock.clearInterval(govTimer);
     o.signal?.removeEventListener('abort', onAbort);
     await ready?.catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.

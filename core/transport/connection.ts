@@ -37,11 +37,12 @@ export interface ByteLink {
   on(ev: 'close', fn: () => void): unknown;
   on(ev: 'error', fn: (e: Error) => void): unknown;
   /**
-   * Optional (accepted plain TCP sockets, see tcp-link.ts): switch reads to the
-   * reused buffer `buf`, calling `onBytes(n)` synchronously per read instead of
-   * emitting 'data'. False when not possible (nothing changed).
+   * Optional (plain TCP sockets, see tcp-link.ts): switch reads to the reused
+   * buffer `target` (or to the buffer a function returns after each read),
+   * calling `onBytes(n, b)` synchronously per read (n bytes at the start of b)
+   * instead of emitting 'data'. False when not possible (nothing changed).
    */
-  readInto?(buf: Buffer, onBytes: (n: number) => void): boolean;
+  readInto?(target: Buffer | (() => Buffer), onBytes: (n: number, b: Buffer) => void): boolean;
   /**
    * Optional (memory links): incoming bytes go to `fn` directly, before any 'data' listeners
    * (saves an EventEmitter dispatch per frame). False when not supported: use 'data'.
@@ -183,15 +184,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /**
    * Raw mode with a reused buffer: later bytes are read into `buf` (up to its
-   * length per read, overwritten by the next read) and `onBytes(n)` is called
-   * for each read; no 'data' events. Returns the bytes already buffered (to be
-   * consumed first), or null when the link cannot do it (memory, shaped or
-   * encrypted links), in which case nothing changed and raw() applies.
+   * length per read, overwritten by the next read) and `onBytes(n, buf)` is
+   * called for each read; no 'data' events. `buf` may instead be a function,
+   * called after every read for the buffer of the next one (the caller can
+   * return the free part of where the bytes belong, so they are never copied);
+   * then `onBytes(n, b)` names the buffer the n bytes are at the start of
+   * (what the function returned, or once another buffer: copy from it).
+   * Returns the bytes already buffered (to be consumed first), or null when
+   * the link cannot do it (memory, shaped or encrypted links), in which case
+   * nothing changed and raw() applies.
    */
-  rawInto(buf: Buffer, onBytes: (n: number) => void): Buffer | null {
+  rawInto(buf: Buffer | (() => Buffer), onBytes: (n: number, b: Buffer) => void): Buffer | null {
     if (this.closedFlag || !this.link.readInto) return null;
-    const ok = this.link.readInto(buf, (n) => {
-      if (!this.closedFlag) onBytes(n);
+    const ok = this.link.readInto(buf, (n, b) => {
+      if (!this.closedFlag) onBytes(n, b);
     });
     return ok ? this.raw() : null;
   }

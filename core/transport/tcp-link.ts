@@ -30,7 +30,13 @@
  * (framed messages: one small copy, as the stream path's own allocation);
  * after it, the next read lands in the caller's buffer. A read already
  * armed with the small buffer when the switch happens is copied into the
- * caller's buffer first, so no byte is lost or reordered.
+ * caller's buffer first (fixed buffer) or handed over as it is (buffer
+ * function), so no byte is lost or reordered.
+ *
+ * `readInto` takes either one reused buffer or a buffer *function*, called
+ * after every read for the buffer of the next one: the swarm requester
+ * returns the free tail of the piece it is filling, so the kernel copies
+ * piece bytes straight to their place (docs/SWARM.md, receive path).
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -43,11 +49,22 @@ interface HandleLike {
 /** Read buffer of an outgoing link before `readInto` (framed messages), bytes. */
 export const FRAME_READ_BYTES = 64 * 1024;
 
+/**
+ * Where a read lands after `readInto`: one reused buffer, or a function called after every
+ * read (and once at the switch) for the buffer of the next read (a non-empty Buffer).
+ */
+export type ReadTarget = Buffer | (() => Buffer);
+/** Called synchronously per read: `n` new bytes at the start of `b`, the buffer they landed in. */
+export type OnRead = (n: number, b: Buffer) => void;
+
 /** Reads of an outgoing socket built with `onread` (TcpLink.connect). */
 interface UserReads {
   frame: Buffer;
+  /** After readInto with one fixed buffer. */
   buf?: Buffer;
-  onBytes?: (n: number) => void;
+  /** After readInto with a buffer function. */
+  next?: () => Buffer;
+  onBytes?: OnRead;
   link?: TcpLink;
 }
 
@@ -71,20 +88,20 @@ export class TcpLink extends EventEmitter implements ByteLink {
       ...opts,
       onread: {
         // Called after every read (and once at connect) for the buffer of the next read.
-        buffer: () => st.buf ?? st.frame,
+        buffer: () => (st.next ? st.next() : (st.buf ?? st.frame)),
         callback: (n: number, b: Uint8Array): boolean => {
-          if (st.onBytes && st.buf) {
-            if (b === st.buf) st.onBytes(n);
-            else {
-              // Read into the frame buffer before the switch: hand it over through the caller's buffer.
-              for (let off = 0; off < n; ) {
-                const k = Math.min(n - off, st.buf.length);
-                st.buf.set(b.subarray(off, off + k), 0);
-                off += k;
-                st.onBytes(k);
-              }
+          if (!st.onBytes) st.link?.emit('data', Buffer.from(b.subarray(0, n)));
+          else if (b !== st.frame || st.next) st.onBytes(n, b as Buffer);
+          else {
+            // Read into the frame buffer before the switch: hand it over through the caller's buffer.
+            const buf = st.buf!;
+            for (let off = 0; off < n; ) {
+              const k = Math.min(n - off, buf.length);
+              buf.set(b.subarray(off, off + k), 0);
+              off += k;
+              st.onBytes(k, buf);
             }
-          } else st.link?.emit('data', Buffer.from(b.subarray(0, n)));
+          }
           return true;
         },
       },
@@ -151,15 +168,21 @@ export class TcpLink extends EventEmitter implements ByteLink {
   }
 
   /**
-   * From now on every read lands in `buf` (overwritten by the next read) and
-   * `onBytes(n)` is called synchronously with the number of new bytes; no
-   * 'data' events follow. 'end', 'close', 'error', 'drain', pause/resume and
-   * writes keep working. Returns false (nothing changed) when not possible.
+   * From now on every read lands in `target` (one buffer, overwritten by the
+   * next read; or, for a function, the buffer it returns after each read) and
+   * `onBytes(n, b)` is called synchronously with the number of new bytes and
+   * the buffer they are at the start of; no 'data' events follow. With a
+   * fixed buffer, `b` is always that buffer; with a function, `b` is what it
+   * returned, or (once, for a read armed before the switch) another buffer.
+   * 'end', 'close', 'error', 'drain', pause/resume and writes keep working.
+   * Returns false (nothing changed) when not possible.
    */
-  readInto(buf: Buffer, onBytes: (n: number) => void): boolean {
+  readInto(target: ReadTarget, onBytes: OnRead): boolean {
+    const fn = typeof target === 'function' ? target : undefined;
     if (this.user) {
-      if (this.user.onBytes || buf.length === 0 || this.sock.destroyed) return false;
-      this.user.buf = buf;
+      if (this.user.onBytes || (!fn && (target as Buffer).length === 0) || this.sock.destroyed) return false;
+      if (fn) this.user.next = fn;
+      else this.user.buf = target as Buffer;
       this.user.onBytes = onBytes;
       return true;
     }
@@ -174,7 +197,7 @@ export class TcpLink extends EventEmitter implements ByteLink {
     old._handle = null;
     let s: net.Socket;
     try {
-      s = new net.Socket({ handle: h, allowHalfOpen: old.allowHalfOpen, onread: { buffer: buf, callback: (n: number) => void onBytes(n) } } as net.SocketConstructorOpts);
+      s = new net.Socket({ handle: h, allowHalfOpen: old.allowHalfOpen, onread: { buffer: target, callback: (n: number, b: Uint8Array) => void onBytes(n, b as Buffer) } } as net.SocketConstructorOpts);
     } catch {
       old._handle = h as never;
       this.attach(old);

@@ -11,6 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { errorCode, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
+import { realClock } from '../../core/clock.ts';
+import { swarmDownload } from '../../core/transfer/swarm.ts';
 import { cluster, nextEvent, until } from '../helpers.ts';
 
 const PIECE = 64 * 1024;
@@ -33,7 +35,9 @@ test('a file on four capped holders comes from all four, every piece verified', 
   const body = randomBytes(2 * 1024 * 1024);
   // 4 MB/s per holder: one holder alone would need ~0.5 s.
   const { c, holders } = await swarmNet(t, 4, body, { uploadRate: 4e6 });
-  const r = await c.add('R');
+  // Adaptive sources off: every peer of this test shares one event loop with the other tests of
+  // the file, so the requester may well be saturated and park a holder (tested on its own below).
+  const r = await c.add('R', { swarmAdaptive: false });
   const res = await r.download('f.bin');
   t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
   t.is(res.sha256, sha(body));
@@ -159,4 +163,32 @@ test('a protocol-1 requester gets version-mismatch from a swarm holder, not a ha
   const m = await answer;
   t.is(m.t, 'error');
   t.is(m.code, 'version-mismatch');
+});
+
+test('adaptive sources: a saturated requester parks holders and finishes from the rest; parked ones are reported; off without a signal', async (t) => {
+  t.timeout(30_000);
+  const body = randomBytes(24 * 1024 * 1024);
+  // Holders capped at 20 MB/s each, so the download lasts ~0.4 s even with all three (the first
+  // trial comes after 150 ms of measured history).
+  const { holders } = await swarmNet(t, 3, body, { uploadRate: 20e6 });
+  const hits = holders.map((h) => ({ ...h.ref, size: body.length, hops: 1 }));
+  const run = async (tag: string, o: { loadSignal?: () => number | undefined; adaptive?: boolean }) => {
+    const share = fs.mkdtempSync(path.join(path.dirname(holders[0]!.opts.share), `${tag}-`));
+    const res = await swarmDownload({ transport: tcpTransport(), clock: realClock, shareDir: share, self: { id: tag, host: '127.0.0.1', port: 1 }, name: 'f.bin', hits, tmpTag: tag, fsync: false, ...o });
+    t.is(sha(fs.readFileSync(path.join(share, 'f.bin'))), sha(body), `${tag}: verified`);
+    t.deepEqual(partials(share), [], `${tag}: no partial left`);
+    return res;
+  };
+  // Always saturated: the governor tries; whatever it decided, what it reports adds up.
+  const busy = await run('RB', { loadSignal: () => 1 });
+  t.true(busy.fanout.windows > 0, 'the governor ran');
+  t.true(busy.fanout.parks > 0, JSON.stringify(busy.fanout));
+  t.is(busy.fanout.utilisation, 1);
+  t.is(busy.fanout.parks - busy.fanout.unparks, busy.sources.filter((s) => s.parked).length, JSON.stringify(busy.sources));
+  t.true(busy.sources.some((s) => !s.parked && s.pieces > 0), 'at least one source never stops');
+  // Never saturated: nothing parked. No signal, or adaptive off: no governor at all.
+  const idle = await run('RI', { loadSignal: () => 0.1 });
+  t.is(idle.fanout.parks, 0);
+  t.is((await run('RN', { loadSignal: () => undefined })).fanout.parks, 0);
+  t.is((await run('RO', { loadSignal: () => 1, adaptive: false })).fanout.windows, 0);
 });

@@ -92,3 +92,71 @@ test('an outgoing plain socket reads frames, then switches to a reused buffer wi
   t.is(bytes, payload.length);
   t.is(h.digest('hex'), createHash('sha256').update(payload).digest('hex'));
 });
+
+/**
+ * Reads that land where a buffer function says: each read is armed with the unfilled tail of
+ * the current "piece" (as the swarm requester does), so bytes arrive in place; only a read
+ * armed before the switch lands elsewhere and is copied.
+ */
+async function readIntoPieces(t: import('ava').ExecutionContext, conn: Connection, payload: Buffer, piece: number, start: () => void): Promise<void> {
+  const out = Buffer.alloc(payload.length);
+  let filled = 0;
+  let elsewhere = 0;
+  let reads = 0;
+  const tail = () => out.subarray(filled, Math.min(payload.length, (Math.floor(filled / piece) + 1) * piece));
+  const rest = conn.rawInto(
+    () => (filled < payload.length ? tail() : Buffer.allocUnsafe(16)),
+    (n, b) => {
+      reads++;
+      t.true(n <= b.length);
+      if (b.buffer === out.buffer && b.byteOffset === filled) {
+        // In place: a read never crosses the end of the piece it was armed for.
+        t.true(filled + n <= (Math.floor(filled / piece) + 1) * piece);
+      } else {
+        elsewhere++;
+        b.copy(out, filled, 0, n);
+      }
+      filled += n;
+    },
+  );
+  t.truthy(rest, 'plain TCP supports a buffer function');
+  t.is(rest!.length, 0);
+  rest!.copy(out, 0);
+  filled += rest!.length;
+  const closed = new Promise<void>((r) => conn.once('close', () => r()));
+  start();
+  await closed;
+  t.is(filled, payload.length);
+  t.true(out.equals(payload), 'every byte in order');
+  t.true(elsewhere <= 1, `${elsewhere} reads landed outside the piece tails (only one armed before the switch may)`);
+  t.true(reads >= Math.ceil(payload.length / piece), `${reads} reads for ${Math.ceil(payload.length / piece)} pieces`);
+}
+
+test('an outgoing plain socket switched to a buffer function reads every byte in place, piece by piece', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(3 * 1024 * 1024 + 77);
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.write(encode({ t: 'ack' }));
+    s.once('data', () => s.end(payload));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const conn = await tcpTransport().connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  const first = await new Promise<Message>((r) => conn.once('message', r));
+  t.is(first.t, 'ack');
+  await readIntoPieces(t, conn, payload, 200 * 1024 + 3, () => conn.write(Buffer.from('go')));
+});
+
+test('an accepted socket switched to a buffer function reads every byte in place', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(2 * 1024 * 1024 + 5);
+  let accepted!: (c: Connection) => void;
+  const got = new Promise<Connection>((r) => (accepted = r));
+  const listener = await tcpTransport().listen({ host: '127.0.0.1', port: 0, onConnection: (c) => accepted(c) });
+  const client = net.connect({ host: '127.0.0.1', port: listener.address.port });
+  client.on('error', () => undefined);
+  const conn = await got;
+  await readIntoPieces(t, conn, payload, 300 * 1024, () => client.end(payload));
+  await listener.close();
+});
