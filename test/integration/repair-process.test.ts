@@ -76,8 +76,11 @@ test.serial('kill -9 of the root process: one child becomes root, one tree of 14
 
 test.serial('a peer frozen with SIGSTOP is detected by heartbeat and repaired around; after SIGCONT it rejoins', async (t) => {
   const { c, pp } = await treeWithProcess(t, 'P02', FAST);
-  const kids = ['P04', 'P05'];
-  t.deepEqual(kids.map((k) => c.peer(k).state().parent?.id), ['P02', 'P02']);
+  // Its children as the tree has them: which newcomers it got depends on when its first announce reached
+  // the metaserver (it runs in another process), so the shape is read, not assumed.
+  const kids = (await c.peer('P01').topo()).nodes.find((n) => n.id === 'P02')!.children;
+  t.true(kids.length > 0, 'the frozen peer has children to repair');
+  t.true(kids.every((k) => c.peer(k).state().parent?.id === 'P02'));
   const parentSaw = nextEvent<[{ id: string; reason: string }]>(c.peer('P01'), 'child-left');
   const recs = repairedAll(kids.map(inproc(c)));
   const t0 = performance.now();
