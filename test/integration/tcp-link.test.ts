@@ -6,21 +6,27 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { Connection } from '../../core/transport/connection.ts';
 import type { Message } from '../../core/protocol/messages.ts';
 import { encode } from '../../core/protocol/codec.ts';
 import { tcpTransport } from '../../core/transport/tcp.ts';
+import type { Listener } from '../../core/transport/transport.ts';
 
-test('an accepted socket switched to a reused read buffer delivers every byte in order, then closes cleanly', async (t) => {
-  t.timeout(20_000);
-  const payload = randomBytes(5 * 1024 * 1024 + 123);
+/** A TCP listener, a plain client socket connected to it, and the listener's Connection for it. */
+async function acceptedPair(): Promise<{ listener: Listener; client: net.Socket; conn: Connection }> {
   let accepted!: (c: Connection) => void;
   const got = new Promise<Connection>((r) => (accepted = r));
   const listener = await tcpTransport().listen({ host: '127.0.0.1', port: 0, onConnection: (c) => accepted(c) });
   const client = net.connect({ host: '127.0.0.1', port: listener.address.port });
   client.on('error', () => undefined);
-  const conn = await got;
+  return { listener, client, conn: await got };
+}
+
+test('an accepted socket switched to a reused read buffer delivers every byte in order, then closes cleanly', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(5 * 1024 * 1024 + 123);
+  const { listener, client, conn } = await acceptedPair();
   const buf = Buffer.alloc(64 * 1024);
   const h = createHash('sha256');
   let bytes = 0;
@@ -61,13 +67,13 @@ test('a shaped TCP link keeps the stream path (rawInto answers null)', async (t)
   await listener.close();
 });
 
-test('an outgoing plain socket reads frames, then switches to a reused buffer with no byte lost (onread from the start)', async (t) => {
-  t.timeout(20_000);
-  const payload = randomBytes(3 * 1024 * 1024 + 77);
+/**
+ * An outgoing plain connection to a server that sends one frame (`ack`, read here) and then,
+ * once it hears anything, `payload` as raw bytes and closes.
+ */
+async function ackThenPayload(t: ExecutionContext, payload: Buffer): Promise<Connection> {
   const server = net.createServer((s) => {
     s.on('error', () => undefined);
-    // A frame, then (once asked) raw bytes: the first read after the switch was armed with the
-    // link's frame buffer, so it goes through the copy into the caller's buffer.
     s.write(encode({ t: 'ack' }));
     s.once('data', () => s.end(payload));
   });
@@ -76,6 +82,14 @@ test('an outgoing plain socket reads frames, then switches to a reused buffer wi
   const conn = await tcpTransport().connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
   const first = await new Promise<Message>((r) => conn.once('message', r));
   t.is(first.t, 'ack');
+  return conn;
+}
+
+test('an outgoing plain socket reads frames, then switches to a reused buffer with no byte lost (onread from the start)', async (t) => {
+  t.timeout(20_000);
+  const payload = randomBytes(3 * 1024 * 1024 + 77);
+  // The first read after the switch was armed with the link's frame buffer, so it goes through the copy into the caller's buffer.
+  const conn = await ackThenPayload(t, payload);
   const buf = Buffer.alloc(256 * 1024);
   const h = createHash('sha256');
   let bytes = 0;
@@ -135,28 +149,14 @@ async function readIntoPieces(t: import('ava').ExecutionContext, conn: Connectio
 test('an outgoing plain socket switched to a buffer function reads every byte in place, piece by piece', async (t) => {
   t.timeout(20_000);
   const payload = randomBytes(3 * 1024 * 1024 + 77);
-  const server = net.createServer((s) => {
-    s.on('error', () => undefined);
-    s.write(encode({ t: 'ack' }));
-    s.once('data', () => s.end(payload));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  const conn = await tcpTransport().connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
-  const first = await new Promise<Message>((r) => conn.once('message', r));
-  t.is(first.t, 'ack');
+  const conn = await ackThenPayload(t, payload);
   await readIntoPieces(t, conn, payload, 200 * 1024 + 3, () => conn.write(Buffer.from('go')));
 });
 
 test('an accepted socket switched to a buffer function reads every byte in place', async (t) => {
   t.timeout(20_000);
   const payload = randomBytes(2 * 1024 * 1024 + 5);
-  let accepted!: (c: Connection) => void;
-  const got = new Promise<Connection>((r) => (accepted = r));
-  const listener = await tcpTransport().listen({ host: '127.0.0.1', port: 0, onConnection: (c) => accepted(c) });
-  const client = net.connect({ host: '127.0.0.1', port: listener.address.port });
-  client.on('error', () => undefined);
-  const conn = await got;
+  const { listener, client, conn } = await acceptedPair();
   await readIntoPieces(t, conn, payload, 300 * 1024, () => client.end(payload));
   await listener.close();
 });
