@@ -11,7 +11,7 @@
  */
 import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
-import { childBudget, Convergecast, emptyCounters, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
+import { childBudget, Convergecast, floodCut, emptyCounters, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
 import { frameOf } from '../protocol/codec.ts';
 import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
@@ -52,8 +52,6 @@ export interface FloodDeps {
   serveHit(q: Msg<'query'>): void;
   /** The shared files (for topology answers). */
   files(): Promise<{ name: string; size: number }[]>;
-  /** Our depth in the tree. */
-  depth(): number;
 }
 
 export class FloodHandler {
@@ -242,7 +240,7 @@ export class FloodHandler {
     }
     const p = this.ctx;
     const self: TopoNode = {
-      ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: this.deps.depth(), files,
+      ...p.ref(), parent: p.links.parent?.ref.id ?? null, children: [...p.links.children.keys()], depth: p.depth, files,
     };
     const own: TopoAgg = { counters: { reached: 1, messages: 0, duplicates: 0, maxHops: m.hops, missing: [] }, nodes: [self] };
     const fwd: Msg<'topo'> = { t: 'topo', qid: m.qid, origin: m.origin, hops: m.hops + 1, ttl: m.ttl, budget: childBudget(m.budget, p.opts.hopSlackMs) };
@@ -251,13 +249,12 @@ export class FloodHandler {
   }
 
   /**
-   * Sends `fwd` to every neighbour but the sender, within TTL and budget (as floodTargets() in
-   * flood.ts decides, written out here so a flood allocates no id lists per peer); the frame is
-   * encoded once for all of them. Returns the neighbours to wait on.
+   * Sends `fwd` to every neighbour but the sender unless floodCut() (TTL or budget) says no, with no
+   * id lists made per peer; the frame is encoded once for all of them. Returns the neighbours to wait on.
    */
   private forward(from: Link | null, hops: number, ttl: number, budget: number, fwd: Msg<'query'> | Msg<'topo'>, counters: FloodCounters): string[] {
     const links = this.ctx.links;
-    const cut = hops >= ttl || budget < this.ctx.opts.hopSlackMs;
+    const cut = floodCut(hops, ttl, budget, this.ctx.opts.hopSlackMs);
     const fromId = from?.ref.id;
     const sent: string[] = [];
     let frame;

@@ -778,10 +778,6 @@ class FloodHooks implements FloodDeps {
   files(): Promise<{ name: string; size: number }[]> {
     return this.p.files();
   }
-
-  depth(): number {
-    return this.p.depth;
-  }
 }
 
 class TransferHooks implements TransferDeps {

@@ -39,13 +39,17 @@ export function mergeCounters(into: FloodCounters, from: FloodCounters): void {
   for (const m of from.missing) into.missing.push(m);
 }
 
-/** Who to forward a request to: every neighbour but the sender, within TTL and budget. */
+/** A request that has reached its TTL or spent its time budget is forwarded no further (its other neighbours count as missing). */
+export function floodCut(hops: number, ttl: number, budgetMs: number, minBudgetMs: number): boolean {
+  return hops >= ttl || budgetMs < minBudgetMs;
+}
+
+/** Who to forward a request to: every neighbour but the sender, unless floodCut() (the flood model in tests and benches; FloodHandler.forward walks its links the same way). */
 export function floodTargets(neighbours: Iterable<string>, from: string | null, hops: number, ttl: number, budgetMs: number, minBudgetMs: number): { targets: string[]; cut: 'ttl' | 'budget' | null } {
   const others = [...neighbours].filter((n) => n !== from);
   if (others.length === 0) return { targets: [], cut: null };
-  if (hops >= ttl) return { targets: [], cut: 'ttl' };
-  if (budgetMs < minBudgetMs) return { targets: [], cut: 'budget' };
-  return { targets: others, cut: null };
+  if (!floodCut(hops, ttl, budgetMs, minBudgetMs)) return { targets: others, cut: null };
+  return { targets: [], cut: hops >= ttl ? 'ttl' : 'budget' };
 }
 
 /** The budget a forwarded request carries: what this hop had, less a per-hop slack. */
