@@ -156,8 +156,6 @@ export const churn: ScenarioDef = {
   },
 };
 
-/** Files each peer holds: one of 16–256 KiB named after it. */
-/** One request of the load under churn: a search or (as often) a download of `name` by `by`; a verified download makes `by` a holder. */
 /**
  * Checks that the metaserver lists exactly the live peers. It learns of crashed peers from their
  * neighbours' reports, so it gets until the tree is whole plus a few re-checks (scenario time).
@@ -174,6 +172,7 @@ async function checkRegistryLive(s: Scenario, c: Cluster): Promise<void> {
   s.check(registry.length === alive.size && registry.every((id) => alive.has(id)), 'the metaserver lists exactly the live peers', detail);
 }
 
+/** One request of the load under churn: a search or (as often) a download of `name` by `by`; a verified download makes `by` a holder. */
 async function ask(c: Cluster, r: { next(): number }, catalog: Map<string, Set<string>>, by: string, name: string): Promise<void> {
   if (r.next() < 0.5) await c.search(by, name, { label: 'under churn' });
   else {
