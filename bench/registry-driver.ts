@@ -6,9 +6,9 @@
  * runs `warm` steps (JIT), then `steps` of its churn step (newcomer registers + announces +
  * parent announces; the previous newcomer, if a leaf, leaves) and prints CPU µs per step.
  */
-import { build, newcomer, leaveLeaf } from './macro/registry-scale.ts';
+import { build, churnStep } from './macro/registry-scale.ts';
 import fs from 'node:fs';
-import inspector from 'node:inspector';
+import { Session } from 'node:inspector/promises';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { forceGc } from '../testnet/gc.ts';
 
@@ -17,24 +17,19 @@ const size = arg('size', 100_000);
 const steps = arg('steps', 200_000);
 const warm = arg('warm', 30_000);
 const o = await build(size, 'least-loaded');
-let last: number | undefined;
 const run = async (n: number) => {
-  for (let j = 0; j < n; j++) {
-    if (last !== undefined && o.peers[last]!.kids === 0) await leaveLeaf(o, last);
-    last = await newcomer(o);
-  }
+  for (let j = 0; j < n; j++) await churnStep(o);
 };
 // JIT warm-up (the 100-peer build alone is too short for it).
 await run(warm);
 forceGc();
 const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const profFile = process.argv.find((a) => a.startsWith('--prof='))?.slice(7);
-const session = profFile ? new inspector.Session() : undefined;
-const post = (m: string, p?: object) => new Promise<any>((res, rej) => session!.post(m, p ?? {}, (e, r) => (e ? rej(e) : res(r))));
+const session = profFile ? new Session() : undefined;
 if (session) {
   session.connect();
-  await post('Profiler.enable');
-  await post('Profiler.start');
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
 }
 // GC time during the timed steps, by kind (minor = scavenge, major = mark-compact).
 const gcMs = { minor: 0, major: 0, nMinor: 0, nMajor: 0 };
@@ -54,7 +49,7 @@ await new Promise((r) => setTimeout(r, 100));
 count(obs.takeRecords());
 obs.disconnect();
 if (session) {
-  const { profile } = await post('Profiler.stop');
+  const { profile } = await session.post('Profiler.stop');
   fs.writeFileSync(profFile!, JSON.stringify(profile));
   session.disconnect();
 }

@@ -31,7 +31,7 @@ import path from 'node:path';
 import type { DownloadResult, Peer } from '../core/index.ts';
 import { createTestnet } from '../testnet/testnet.ts';
 import { LineProcess } from '../testnet/driver.ts';
-import { REPO } from './lib/index.ts';
+import { REPO, sha256File, summarize } from './lib/index.ts';
 import { manifestOf, pieceSizeFor as pieceSizeOf } from '../core/transfer/manifest.ts';
 import { openShared } from '../core/transfer/jail.ts';
 import { isMain, main, ms, UsageError, type CommonOptions, type ScenarioDef } from './lib/index.ts';
@@ -90,17 +90,11 @@ class ProcPeer {
     return Number((await this.next(['cpu'])).ms);
   }
 
-  /** Graceful leave (killed after 10 s). */
-  leave(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (!this.lp.alive) return resolve();
-      const t = setTimeout(() => this.lp.cp.kill('SIGKILL'), 10_000);
-      this.lp.cp.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      this.lp.send({ cmd: 'leave' });
-    });
+  /** Graceful leave (killed by pid after 10 s). */
+  async leave(): Promise<void> {
+    if (!this.lp.alive) return;
+    this.lp.send({ cmd: 'leave' });
+    await this.lp.exited(10_000).catch(() => this.lp.kill());
   }
 }
 
@@ -281,13 +275,8 @@ export const swarm: ScenarioDef = {
         await wb.download(benchFile);
         fs.rmSync(path.join(wb.opts.share, benchFile));
         await wb.leave();
-        const verifyBench = (share: string, r: DownloadResult, what: string) => {
-          const h = createHash('sha256');
-          const f = fs.openSync(path.join(share, benchFile), 'r');
-          const b = Buffer.allocUnsafe(4 * MiB);
-          for (let n; (n = fs.readSync(f, b, 0, b.length, null)) > 0; ) h.update(b.subarray(0, n));
-          fs.closeSync(f);
-          const got = h.digest('hex');
+        const verifyBench = async (share: string, r: DownloadResult, what: string) => {
+          const got = await sha256File(path.join(share, benchFile));
           s.check(got === benchHex && r.sha256 === benchHex, `${what}: file verified on disk`);
           const left = fs.readdirSync(share).filter((n) => n.startsWith('.treeshare-'));
           s.check(left.length === 0, `${what}: no partial left`, left.join(', '));
@@ -309,7 +298,7 @@ export const swarm: ScenarioDef = {
             if (out.event !== 'downloaded') throw new Error(`U-${kd.key}: ${String(out.message)}`);
             const res = out.result as DownloadResult;
             const c1 = await r.cpuMs();
-            verifyBench(share, res, `unshaped ${kd.label}`);
+            await verifyBench(share, res, `unshaped ${kd.label}`);
             fs.rmSync(path.join(share, benchFile));
             (samples[kd.key] ??= []).push(res.bytes / 1e6 / (res.durationMs / 1000));
             (cpuPer[kd.key] ??= []).push((c1 - c0) / (benchSize / 1e6));
@@ -339,10 +328,7 @@ export const swarm: ScenarioDef = {
         }
         for (const h of holders) h.swarmUploads.bucket.bytesPerSec = cap;
       }
-      const median = (v: number[]) => {
-        const o = [...v].sort((a, b) => a - b);
-        return o.length % 2 ? o[(o.length - 1) / 2]! : (o[o.length / 2 - 1]! + o[o.length / 2]!) / 2;
-      };
+      const median = (v: number[]) => summarize(v)!.median;
       // Per round: a kind's rate over the one-holder swarm's in the same round.
       const ratiosOf = (key: string) => samples[key]!.map((v, i) => v / samples.swarm1![i]!);
       const multiKey = `swarm${multiK}`;
@@ -416,8 +402,7 @@ export const swarm: ScenarioDef = {
         if (p.event !== 'progress') throw new Error(`requester Z ended before the kill: ${JSON.stringify(p).slice(0, 300)}`);
         if (Number(p.bytes) >= size / 2) break;
       }
-      z1.lp.cp.kill('SIGKILL');
-      await z1.lp.exited();
+      await z1.lp.kill();
       // Lines printed before death are all read by now (stdout to a pipe is synchronous).
       const atKill = z1.maxProgress();
       const exposed = fs.existsSync(path.join(zShare, FILE));

@@ -37,6 +37,8 @@ export interface Overlay {
   svc: MetaService;
   /** By number; a peer's number is in its id (`p<n>`), so finding a referred peer costs the same at every size. */
   peers: Sim[];
+  /** The previous churn step's newcomer (churnStep). */
+  last?: number;
 }
 
 /** The number in a simulated peer's id. */
@@ -55,7 +57,7 @@ function overlay(policy: Policy): Overlay {
  * One newcomer, as a real peer does it: register, announce under the
  * referral, the parent announces its new child count. Returns its number.
  */
-export async function newcomer(o: Overlay): Promise<number> {
+async function newcomer(o: Overlay): Promise<number> {
   const i = o.peers.length;
   const id = `p${i}`;
   const host = `127.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -77,7 +79,7 @@ function announceOf(o: Overlay, p: Sim): Promise<void> {
 }
 
 /** A leaf leaves as a real peer does: its own leave (with its token), then its parent announces one child less. */
-export async function leaveLeaf(o: Overlay, i: number): Promise<void> {
+async function leaveLeaf(o: Overlay, i: number): Promise<void> {
   const p = o.peers[i]!;
   await o.svc.leave({ t: 'leave', v: PROTOCOL_VERSION, id: p.id, token: p.token });
   if (p.parent < 0) return;
@@ -90,6 +92,12 @@ export async function build(size: number, policy: Policy): Promise<Overlay> {
   const o = overlay(policy);
   for (let i = 0; i < size; i++) await newcomer(o);
   return o;
+}
+
+/** One timed step: the previous newcomer leaves if it is still a leaf, then a newcomer joins (the overlay stays its size). */
+export async function churnStep(o: Overlay): Promise<void> {
+  if (o.last !== undefined && o.peers[o.last]!.kids === 0) await leaveLeaf(o, o.last);
+  o.last = await newcomer(o);
 }
 
 /**
@@ -107,14 +115,9 @@ export async function measureScale(small: number, big: number, groups: number, p
   const out = { small: [] as number[], big: [] as number[], ratios: [] as number[], buildMs };
   // The build's garbage is not charged to the first groups.
   forceGc();
-  const prev = new Map<Overlay, number>();
   const steps = async (o: Overlay, n: number) => {
     const t = cpuMs();
-    for (let j = 0; j < n; j++) {
-      const last = prev.get(o);
-      if (last !== undefined && o.peers[last]!.kids === 0) await leaveLeaf(o, last);
-      prev.set(o, await newcomer(o));
-    }
+    for (let j = 0; j < n; j++) await churnStep(o);
     return (1000 * n) / (cpuMs() - t);
   };
   // One warm-up pair (JIT), not counted.

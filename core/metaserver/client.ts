@@ -42,14 +42,12 @@ export async function request<T extends MessageType>(transport: Transport, to: H
 /**
  * A peer's kept connection to the metaserver for its announces (the
  * metaserver keeps a connection opened by an accepted announce open for that
- * peer's next ones; see metaserver.ts; a register is answered and closed, so a
- * register sent through it (JoinParams.channel) leaves the next request to
- * open a new connection). One request at a time, in order. A
+ * peer's next ones; see metaserver.ts). One request at a time, in order. A
  * connection that closed (idle, the metaserver restarted or over its limit)
  * is replaced on the next request; a request that finds its reused
  * connection closed is sent once more on a new one. After a failed connect,
  * new connects wait with backoff (250 ms doubling, at most `maxBackoffMs`); a
- * request meanwhile fails at once with `unreachable` (unless it says `now`).
+ * request meanwhile fails at once with `unreachable`.
  */
 export class MetaChannel {
   private conn: Connection | undefined;
@@ -64,12 +62,9 @@ export class MetaChannel {
     this.clock = o.clock ?? realClock;
   }
 
-  /**
-   * Sends `msg` and waits for one of `expect` (an `error` answer rejects with its code).
-   * `now`: connect even while backing off (the caller has its own retry policy, e.g. join).
-   */
-  request<T extends MessageType>(msg: Message, expect: readonly T[], o: { timeoutMs?: number; signal?: AbortSignal; now?: boolean } = {}): Promise<Msg<T>> {
-    const run = this.tail.then(() => this.send(msg, expect, o.timeoutMs ?? 5000, o.signal, o.now ?? false));
+  /** Sends `msg` and waits for one of `expect` (an `error` answer rejects with its code). */
+  request<T extends MessageType>(msg: Message, expect: readonly T[], o: { timeoutMs?: number } = {}): Promise<Msg<T>> {
+    const run = this.tail.then(() => this.send(msg, expect, o.timeoutMs ?? 5000));
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -86,16 +81,16 @@ export class MetaChannel {
     this.conn?.pause();
   }
 
-  private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number, outer: AbortSignal | undefined, now: boolean): Promise<Msg<T>> {
+  private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number): Promise<Msg<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');
       // On the kept connection (most announces) the timeout is a plain timer; a new connection's connect and answer share one deadline.
       const reused = this.conn !== undefined && !this.conn.closed;
-      const d = reused ? undefined : new OpDeadline(this.clock, timeoutMs, outer);
+      const d = reused ? undefined : new OpDeadline(this.clock, timeoutMs);
       try {
-        const conn = d ? await this.connect(d.signal, now) : this.conn!;
+        const conn = d ? await this.connect(d.signal) : this.conn!;
         try {
-          const reply = nextMessage(conn, expect, d ? { signal: d.signal } : { signal: outer, timeout: { clock: this.clock, ms: timeoutMs } });
+          const reply = nextMessage(conn, expect, d ? { signal: d.signal } : { timeout: { clock: this.clock, ms: timeoutMs } });
           conn.send(msg);
           return await reply;
         } catch (err) {
@@ -111,9 +106,9 @@ export class MetaChannel {
     }
   }
 
-  private async connect(signal: AbortSignal, anyway: boolean): Promise<Connection> {
+  private async connect(signal: AbortSignal): Promise<Connection> {
     const now = this.clock.now();
-    if (!anyway && now < this.retryAt) throw new TreeshareError('unreachable', `metaserver ${this.meta.host}:${this.meta.port} unreachable; next try in ${Math.ceil(this.retryAt - now)} ms`);
+    if (now < this.retryAt) throw new TreeshareError('unreachable', `metaserver ${this.meta.host}:${this.meta.port} unreachable; next try in ${Math.ceil(this.retryAt - now)} ms`);
     try {
       const conn = await this.transport.connect(this.meta, { signal, localHost: this.o.localHost, connection: this.o.clock ? { clock: this.clock } : {} });
       this.failures = 0;

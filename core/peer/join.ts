@@ -8,7 +8,7 @@
 import { MetaserverUnreachableError, RemoteRefusedError, TreeshareError } from '../errors.ts';
 import { addrKey, PROTOCOL_VERSION, type PeerRef } from '../protocol/messages.ts';
 import { RedirectTracker } from '../protocol/placement.ts';
-import { metaLeave, request, type MetaChannel } from '../metaserver/client.ts';
+import { metaLeave, request } from '../metaserver/client.ts';
 import { nextMessage, type Connection } from '../transport/connection.ts';
 import { backoffDelays, retry } from '../backoff.ts';
 import { realClock, type Clock, OpDeadline } from '../clock.ts';
@@ -53,8 +53,6 @@ export interface JoinParams {
   maxAttempts?: number;
   /** Time source for timestamps, step timeouts and backoff. Default realClock. */
   clock?: Clock;
-  /** The peer's kept metaserver connection: register over it (default: a connection of its own). */
-  channel?: MetaChannel;
 }
 
 export interface JoinOutcome {
@@ -109,7 +107,7 @@ async function joinOnce(p: JoinParams, registerSentAt: number): Promise<JoinOutc
   } else {
     const old = p.token?.();
     const msg = { t: 'register', v: PROTOCOL_VERSION, id: p.self.id, host: p.self.host, port: p.self.port, maxChildren: p.maxChildren, ...(old ? { token: old } : {}) } as const;
-    const asked = p.channel ? p.channel.request(msg, ['registered'], { timeoutMs: step, signal: p.signal, now: true }) : request(p.transport, p.meta, msg, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock });
+    const asked = request(p.transport, p.meta, msg, ['registered'], { signal: p.signal, timeoutMs: step, localHost: p.localHost, clock });
     const reg = await asked.catch((err: unknown) => {
       throw metaUnreachable(err);
     });

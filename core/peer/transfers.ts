@@ -199,11 +199,6 @@ export class Transfers {
     return now !== undefined ? now : this.ctx.clock.hold(this.ctx.store.stat(name));
   }
 
-  /**
-   * A holder is hashing the file before its offer: while the bytes hashed
-   * grow, the no-offer deadline moves with them. The offer follows on the
-   * same connection and is handled like any other.
-   */
   /** The download a holder's opener (offer or preparing) is for, or why it is declined. */
   private waitingFor(m: { qid: string; name: string }): Download | string {
     const d = this.downloads.get(m.qid);
@@ -212,6 +207,11 @@ export class Transfers {
     return d;
   }
 
+  /**
+   * A holder is hashing the file before its offer: while the bytes hashed
+   * grow, the no-offer deadline moves with them. The offer follows on the
+   * same connection and is handled like any other.
+   */
   onPreparing(conn: Connection, first: Msg<'preparing'>): void {
     const decline = (reason: string) => declineOn(conn, reason);
     const d = this.waitingFor(first);

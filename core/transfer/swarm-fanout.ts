@@ -119,6 +119,11 @@ export class FanoutGovernor {
     this.cooldownBase = o.cooldown ?? 4;
   }
 
+  /** Windows seen so far (tick() calls). */
+  get windows(): number {
+    return this.ticks;
+  }
+
   /** The loop's mean utilisation over the windows so far (0–1). */
   get utilisation(): number {
     return this.at > 0 ? this.busy / this.at : 0;

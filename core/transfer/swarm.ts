@@ -461,7 +461,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let endGame = false;
   const pick = (s: Source): number | undefined => {
     while (nextFree < n && (have[nextFree] || copies[nextFree]! > 0)) nextFree++;
-    for (let i = nextFree; i < n; i++) if (!have[i] && copies[i] === 0) return i;
+    if (nextFree < n) return nextFree;
     endGame = true;
     // End-game: an idle link takes a piece still in flight elsewhere (at most two copies).
     if (s.queue.length > 0) return undefined;
@@ -499,8 +499,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       return;
     }
     try {
-      let off = 0;
-      while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, i * m.pieceSize + off);
+      writeAll(fd, buf, i * m.pieceSize);
     } catch (err) {
       settle(new TransferError('io', `cannot write ${o.name}: ${describeError(err)}`));
       return;
@@ -711,7 +710,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const adaptive = o.adaptive ?? true;
   const signal = o.loadSignal ?? (clock.kind === 'real' ? requesterLoad() : undefined);
   const governor = adaptive !== false && signal && sources.length > 1 ? new FanoutGovernor(adaptive === true ? {} : adaptive) : undefined;
-  let windows = 0;
   let govTimer: TimerHandle | undefined;
   let lastTick = 0;
   const views = () => sources.map((s) => ({ bytes: s.bytes, queued: s.queue.length, gone: s.gone, parked: s.parked }));
@@ -739,7 +737,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
         return apply(governor.release(views()));
       }
       const now = clock.now();
-      windows++;
       apply(governor.tick(signal!(), now - lastTick, views()));
       lastTick = now;
     }, FANOUT_WINDOW_MS);
@@ -816,7 +813,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       badPieces,
       bytesOutstandingLost,
       bytesDuplicate,
-      fanout: { parks: governor?.parks ?? 0, unparks: governor?.unparks ?? 0, failedTrials: governor?.failedTrials ?? 0, windows, utilisation: Number((governor?.utilisation ?? 0).toFixed(2)) },
+      fanout: { parks: governor?.parks ?? 0, unparks: governor?.unparks ?? 0, failedTrials: governor?.failedTrials ?? 0, windows: governor?.windows ?? 0, utilisation: Number((governor?.utilisation ?? 0).toFixed(2)) },
     };
   } catch (err) {
     if (err instanceof TreeshareError) throw err;

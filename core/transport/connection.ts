@@ -153,17 +153,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   send(msg: Message): boolean {
     if (this.closedFlag || this.link.destroyed) return false;
-    const ok = this.link.write(encode(msg));
-    this.frames.sent[msg.t] = (this.frames.sent[msg.t] ?? 0) + 1;
-    this.checkBuffered();
-    return ok;
+    return this.sendBytes(msg.t, encode(msg));
   }
 
   /** A frame encoded once (codec.ts frameOf / heartbeatFrame) for several connections; as send(). */
   sendFrame(f: Frame): boolean {
     if (this.closedFlag || this.link.destroyed) return false;
-    const ok = this.link.write(f.bytes);
-    this.frames.sent[f.t] = (this.frames.sent[f.t] ?? 0) + 1;
+    return this.sendBytes(f.t, f.bytes);
+  }
+
+  private sendBytes(t: Message['t'], bytes: Buffer): boolean {
+    const ok = this.link.write(bytes);
+    this.frames.sent[t] = (this.frames.sent[t] ?? 0) + 1;
     this.checkBuffered();
     return ok;
   }
