@@ -72,7 +72,6 @@ export class FloodHandler {
    */
   private budgetTimer: TimerHandle | undefined;
   private budgetAt = Infinity;
-  private readonly buckets = new Map<string, TokenBucket>();
   /** Floods refused by the per-neighbour rate limit since start. */
   throttledCount = 0;
   private lastThrottleLog = -Infinity;
@@ -171,8 +170,7 @@ export class FloodHandler {
    */
   private throttled(link: Link, m: Msg<'topo' | 'query'>): boolean {
     const now = this.ctx.clock.now();
-    let b = this.buckets.get(link.ref.id);
-    if (!b) this.buckets.set(link.ref.id, (b = new TokenBucket(this.ctx.opts.queryRatePerSec, this.ctx.opts.queryBurst, now)));
+    const b = (link.floods ??= new TokenBucket(this.ctx.opts.queryRatePerSec, this.ctx.opts.queryBurst, now));
     if (b.take(now)) return false;
     this.throttledCount++;
     if (now - this.lastThrottleLog > 1000) {
@@ -186,7 +184,6 @@ export class FloodHandler {
   }
 
   neighbourGone(id: string): void {
-    this.buckets.delete(id);
     for (const c of this.queries.neighbourGone(id)) this.complete(c, 'query');
     for (const c of this.topos.neighbourGone(id)) this.complete(c, 'topo');
   }

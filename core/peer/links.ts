@@ -3,6 +3,7 @@
  * child. Each link is a long-lived Connection on which both ends send
  * requests and answers; `lastHeard` feeds the heartbeat failure detector.
  */
+import type { TokenBucket } from '../protocol/ratelimit.ts';
 import type { PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 
@@ -18,6 +19,8 @@ export interface Link {
   pingInAt: number;
   /** Set when the neighbour said it is leaving (so its close is not a crash). */
   leaving: boolean;
+  /** The rate limit of floods from this neighbour (flood-handler.ts), made on its first flood. */
+  floods: TokenBucket | undefined;
 }
 
 export class Links {

@@ -248,7 +248,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
-      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false };
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false, floods: undefined };
       this.links.parent = link;
       this.track(conn);
       this.serveLink(link);
@@ -516,7 +516,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Serves requests on a parent or child link until it closes. */
   serveLink(link: Link): void {
     const { conn } = link;
-    conn.on('message', (m) => {
+    conn.serve((m) => {
       if (this.frozen) return;
       link.lastHeard = this.clock.now();
       try {
@@ -704,7 +704,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.ledger?.forget(m.id);
       old.conn.destroy();
     }
-    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false };
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false, floods: undefined };
     this.links.children.set(m.id, link);
     this.serveLink(link);
     conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });

@@ -162,15 +162,48 @@ test('SeenCache: ids expire after ttlMs', (t) => {
   t.true(s.has('a', 99));
   t.false(s.has('a', 100));
   t.false(s.checkAndAdd('a', 120), 'expired: handled again');
-  // b (seen at 50) has expired at 160 but is swept with others, an eighth of the TTL later.
+  // b (seen at 50) has expired at 160: it leaves as soon as a call sees it.
   s.checkAndAdd('c', 160);
   t.false(s.has('b', 160));
-  t.is(s.size, 3);
-  // Past ttl + ttl/8 after the oldest entry (b, 50), an add sweeps every expired id from the old end.
+  t.is(s.size, 2, 'b (50) swept; a (120) and c (160) kept');
   s.checkAndAdd('d', 240);
-  t.false(s.has('b', 240));
-  t.is(s.size, 2, 'b (50) and a (120) swept; c (160) and d kept');
+  t.false(s.has('a', 240));
+  t.is(s.size, 2, 'a (120) swept; c (160) and d kept');
   t.true(s.checkAndAdd('c', 250), 'c is still seen 90 ms after it came');
+});
+
+test('SeenCache agrees with a plain model (Map of ids, oldest evicted, exact TTL) on any sequence', (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 400 }),
+      fc.array(fc.record({ id: fc.integer({ min: 0, max: 50 }), dt: fc.integer({ min: 0, max: 4 }), op: fc.constantFrom('add', 'add', 'has') }), { minLength: 50, maxLength: 400 }),
+      (maxEntries, ttlMs, ops) => {
+        const s = new SeenCache({ maxEntries, ttlMs });
+        const model = new Map<string, number>();
+        let now = 0;
+        for (const { id, dt, op } of ops) {
+          now += dt;
+          const key = `P${id}:${(id * 7919).toString(16)}`;
+          for (const [k, at] of model) if (now - at >= ttlMs) model.delete(k);
+          const seen = model.has(key);
+          if (op === 'has') {
+            if (s.has(key, now) !== seen) return false;
+            continue;
+          }
+          if (s.checkAndAdd(key, now) !== seen) return false;
+          if (!seen) {
+            if (model.size === maxEntries) model.delete(model.keys().next().value!);
+            model.set(key, now);
+          }
+          if (s.size !== model.size) return false;
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass();
 });
 
 test('chunkNodes keeps every topo-reply frame under the frame budget and loses nothing', (t) => {
