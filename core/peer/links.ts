@@ -14,9 +14,13 @@ export interface Link {
   /** Child links: the child's subtree size as it last reported. */
   subtree: number;
   lastHeard: number;
-  /** When we last sent this neighbour a heartbeat ping, and when its last ping arrived (see Peer.onLinkMessage). */
-  pingOutAt: number;
-  pingInAt: number;
+  /**
+   * `conn.sends` at our last heartbeat tick and when the neighbour's last ping arrived: a tick
+   * pings only a link we sent nothing on since the previous tick, and a ping is answered only when
+   * we sent the neighbour nothing since its previous ping (see Peer.heartbeat, Peer.onLinkMessage).
+   */
+  sendsAtTick: number;
+  sendsAtPing: number;
   /** Set when the neighbour said it is leaving (so its close is not a crash). */
   leaving: boolean;
   /** The rate limit of floods from this neighbour (flood-handler.ts), made on its first flood. */

@@ -21,7 +21,7 @@ import { describeError, errorCode, LocalError, MetaserverUnreachableError, Remot
 import { MetaChannel, request } from '../metaserver/client.ts';
 import { PATH_MAX, PROTOCOL_VERSION, ID_RE, type Message, type Msg, type PeerRef } from '../protocol/messages.ts';
 import { proofOf, tagOf } from '../protocol/proof.ts';
-import { heartbeatFrame } from '../protocol/codec.ts';
+import { heartbeatFrame, type Frame } from '../protocol/codec.ts';
 import { decideJoin, RedirectLedger, smallestChild } from '../protocol/placement.ts';
 import type { Connection, FrameCounts } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
@@ -248,7 +248,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   attach(conn: Connection | null, t: JoinTimeline, path?: string[]): void {
     this.life.to(this.life.state === 'idle' ? 'joined' : 'attached');
     if (conn && t.parent) {
-      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false, floods: undefined };
+      const link: Link = { ref: t.parent, role: 'parent', conn, subtree: 0, lastHeard: this.clock.now(), sendsAtTick: conn.sends, sendsAtPing: conn.sends, leaving: false, floods: undefined };
       this.links.parent = link;
       this.track(conn);
       this.serveLink(link);
@@ -531,13 +531,12 @@ export class Peer extends EventEmitter<PeerEvents> {
   private onLinkMessage(link: Link, m: Message): void {
     switch (m.t) {
       case 'ping': {
-        // Liveness on a link is "heard from lately", and both ends ping: a neighbour we pinged since
-        // its previous ping hears from us at least once per its own period, so a pong would only
-        // double the heartbeat frames. We answer when we have not (our heartbeats are off or slower
-        // than its own, or this is its first ping).
-        const now = this.clock.now();
-        if (link.pingOutAt <= link.pingInAt) link.conn.sendFrame(heartbeatFrame('pong', m.n));
-        link.pingInAt = now;
+        // Liveness on a link is "heard from lately", and any frame counts: a neighbour that sent us
+        // anything since its previous ping has been heard from since, so a pong would only add a
+        // frame. We answer when we sent it nothing since then (our heartbeats are off or slower than
+        // its own, our link was idle, or this is its first ping).
+        if (link.conn.sends === link.sendsAtPing) link.conn.sendFrame(heartbeatFrame('pong', m.n));
+        link.sendsAtPing = link.conn.sends;
         return;
       }
       case 'pong':
@@ -620,16 +619,25 @@ export class Peer extends EventEmitter<PeerEvents> {
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
     this.lastBeat = now;
     const ping = heartbeatFrame('ping', Math.floor(now));
-    for (const l of this.links.all()) {
-      if (!stalled && now - l.lastHeard > this.opts.deadAfterMs) {
-        this.log('warn', `${l.role} ${l.ref.id} silent for ${Math.round(now - l.lastHeard)} ms; declaring it dead`);
-        this.repairer.silent.add(l); // already known unresponsive: repair skips the probe
-        l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
-      } else {
-        l.conn.sendFrame(ping);
-        l.pingOutAt = now;
-      }
+    const p = this.links.parent;
+    if (p) this.beat(p, now, stalled, ping);
+    for (const l of this.links.children.values()) this.beat(l, now, stalled, ping);
+  }
+
+  /**
+   * One link's heartbeat: declared dead after `deadAfterMs` of silence; otherwise pinged, unless we
+   * sent it anything since the previous tick (a flood, an answer: it heard from us already, as a
+   * keepalive is only sent on an idle connection).
+   */
+  private beat(l: Link, now: number, stalled: boolean, ping: Frame): void {
+    if (!stalled && now - l.lastHeard > this.opts.deadAfterMs) {
+      this.log('warn', `${l.role} ${l.ref.id} silent for ${Math.round(now - l.lastHeard)} ms; declaring it dead`);
+      this.repairer.silent.add(l); // already known unresponsive: repair skips the probe
+      l.conn.destroy(new TreeshareError('heartbeat-timeout', `${l.ref.id} missed heartbeats`));
+      return;
     }
+    if (stalled || l.conn.sends === l.sendsAtTick) l.conn.sendFrame(ping);
+    l.sendsAtTick = l.conn.sends;
   }
 
   private every(ms: number, fn: () => void): void {
@@ -704,7 +712,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.ledger?.forget(m.id);
       old.conn.destroy();
     }
-    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), pingOutAt: -Infinity, pingInAt: -Infinity, leaving: false, floods: undefined };
+    const link: Link = { ref: { id: m.id, host: m.host, port: m.port }, role: 'child', conn, subtree: m.subtree, lastHeard: this.clock.now(), sendsAtTick: conn.sends, sendsAtPing: conn.sends, leaving: false, floods: undefined };
     this.links.children.set(m.id, link);
     this.serveLink(link);
     conn.send({ t: 'accept', ...this.ref, depth: this.depth, path: this.childPath() });

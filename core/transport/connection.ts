@@ -162,7 +162,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.sendBytes(f.t, f.bytes);
   }
 
+  /** Frames handed to the link so far, of any type (heartbeats compare it between ticks). */
+  sends = 0;
+
   private sendBytes(t: Message['t'], bytes: Buffer): boolean {
+    this.sends++;
     const ok = this.link.write(bytes);
     this.frames.sent[t] = (this.frames.sent[t] ?? 0) + 1;
     this.checkBuffered();

@@ -121,7 +121,50 @@ test('memory runner: both ends ping, so links carry no pongs; a neighbour whose 
   const left: string[] = [];
   for (const h of [a, b]) h.on('child-left', (e: { id: string }) => left.push(e.id));
   await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 3 * DEAD_AFTER));
-  t.true((sent(c).pong ?? 0) - before >= (3 * DEAD_AFTER) / HEARTBEAT - 1, `C answered its parent's pings (${(sent(c).pong ?? 0) - before} pongs)`);
+  // One ping per tick of the parent, less the first tick after C joined (the parent had just sent
+  // it the JOIN's accept and its depth: that tick's ping was not needed).
+  t.true((sent(c).pong ?? 0) - before >= (3 * DEAD_AFTER) / HEARTBEAT - 2, `C answered its parent's pings (${(sent(c).pong ?? 0) - before} pongs)`);
   t.deepEqual(left, [], 'the parent never declared C dead');
   t.deepEqual(repairs, [], 'nobody was declared dead');
+});
+
+test('memory runner: a link that carries other frames every tick carries no pings; once idle it is pinged again, and a frozen neighbour is still found by silence', async (t) => {
+  const { dir, runner, clock } = simRunner(t);
+  const meta = await runner.startMetaserver({ policy: 'least-loaded' });
+  const start = async (id: string) => {
+    const share = path.join(dir, id);
+    fs.mkdirSync(share);
+    const h = await runner.startPeer({ id, share, maxChildren: 2, heartbeatMs: HEARTBEAT }, meta.address);
+    await h.join();
+    return h;
+  };
+  const sent = (h: PeerHandle) => (h as unknown as { peer: { wireFrames(): { sent: Record<string, number> } } }).peer.wireFrames().sent;
+  const sleep = (ms: number) => new Promise<void>((resolve) => clock.setTimeout(() => resolve(), ms));
+  const a = await start('A');
+  const b = await start('B');
+  const c = await start('C');
+  await sleep(2 * HEARTBEAT);
+  // Busy: a search from A every half tick crosses every link both ways (query down, reply up).
+  const pings0 = (sent(a).ping ?? 0) + (sent(b).ping ?? 0) + (sent(c).ping ?? 0);
+  for (let i = 0; i < 20; i++) {
+    await a.search('nothing-here.txt');
+    await sleep(HEARTBEAT / 2);
+  }
+  const busyPings = (sent(a).ping ?? 0) + (sent(b).ping ?? 0) + (sent(c).ping ?? 0) - pings0;
+  t.true(busyPings <= 4, `10 ticks of a busy tree: at most the first tick's pings on its 2 links, both ends (${busyPings})`);
+  // Idle again: every end pings every tick.
+  const pings1 = (sent(a).ping ?? 0) + (sent(b).ping ?? 0) + (sent(c).ping ?? 0);
+  await sleep(10 * HEARTBEAT);
+  const idlePings = (sent(a).ping ?? 0) + (sent(b).ping ?? 0) + (sent(c).ping ?? 0) - pings1;
+  t.true(idlePings >= 2 * 2 * 9, `10 idle ticks: both ends of both links ping (${idlePings})`);
+  // A peer that stops answering right after a busy spell (it closes nothing) is still found by
+  // silence, after deadAfterMs, on a tick.
+  for (let i = 0; i < 4; i++) await a.search('nothing-here.txt');
+  const victim = (await a.status()).children.map((x) => x.id).includes('B') ? b : c;
+  const t0 = clock.now();
+  const lost = nextEvent<[{ id: string }]>(a, 'child-left', (e) => e.id === victim.id, 60_000);
+  await victim.freeze!();
+  await lost;
+  const noticed = clock.now() - t0;
+  t.true(noticed >= DEAD_AFTER - HEARTBEAT && noticed <= DEAD_AFTER + 2 * HEARTBEAT, `the frozen child is dropped after ${noticed} simulated ms of silence`);
 });
