@@ -19,6 +19,10 @@
  *
  * The whole file is hashed again from disk, fsynced, and only then linked
  * under its final name (never overwriting one), as single-source downloads do.
+ * That second hash runs on a worker thread (hash-pool.ts), fed in file order
+ * with pieces read back from the partial once they are verified and written;
+ * the main thread does what the offer path does (receive, one hash, write).
+ * With `pieceThreads`, pieces are verified and written on workers too.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -78,12 +82,20 @@ export interface SwarmDownloadOptions {
    */
   loadSignal?: () => number | undefined;
   /**
-   * Where pieces are verified and written and the whole file hashed (hash-pool.ts): worker
-   * threads (the default on the real clock: the process's HashPool), or false: on this thread,
-   * synchronously as each piece lands (the default on a simulated clock, whose time says nothing
-   * about worker threads). Tests inject a wrapper to delay or fail verifications.
+   * Where the whole-file hash runs (and, with `pieceThreads`, pieces are verified and written;
+   * hash-pool.ts): worker threads (the default on the real clock: the process's HashPool), or
+   * false: on this thread, fed as pieces land (the default on a simulated clock, whose time
+   * says nothing about worker threads). Tests inject a wrapper to delay or fail verifications.
    */
   hashing?: HashBackend | false;
+  /**
+   * Verify and write each piece on a `hashing` worker too, not on this thread as it lands.
+   * Default false: on the 2-core VM this was measured on, it cost 0.3-0.5 ms of CPU per MB more
+   * in all than hashing a piece on this thread right after it arrived (cross-core, cache-cold
+   * hashing; more slow page-cache writes from several writer threads), and the download was
+   * bound by the machine's total CPU (docs/SWARM.md, "Hashing off the main thread").
+   */
+  pieceThreads?: boolean;
 }
 
 /**
@@ -300,12 +312,14 @@ const STRAY_READ_BYTES = 16 * 1024;
 
 /**
  * Piece buffers per link when pieces are verified off the main thread: one filling, the others
- * waiting for their verification and write (bounded: 2-4, at most ~8 MiB per link unless a piece
- * is larger). With every buffer of a link busy, the piece that just landed is verified and
- * written on the main thread instead (backpressure without pausing the socket).
+ * waiting for their verification and write (bounded: 2-8, at most 8 MiB per link unless a piece
+ * is larger than 4 MiB). With every buffer of a link busy, the piece that just landed is verified
+ * and written on the main thread instead (backpressure without pausing the socket). Measured
+ * (harness, 256 MiB, k=1 and k=4, load 3-3.5): with 4 buffers of 1 MiB, 48-198 of 256 pieces
+ * went that way; with 8, 30-41 (up to 187 in runs where page-cache writes were slow).
  */
 const SLOT_BYTES = 8 * 1024 * 1024;
-export const slotsPerLink = (pieceSize: number) => Math.max(2, Math.min(4, Math.floor(SLOT_BYTES / pieceSize)));
+export const slotsPerLink = (pieceSize: number) => Math.max(2, Math.min(8, Math.floor(SLOT_BYTES / pieceSize)));
 
 export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
   assertName(o.name);
@@ -357,13 +371,14 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const reasons: string[] = [];
   const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false, free: [], slots: 0 }));
   const hasher: HashBackend | undefined = o.hashing === false ? undefined : (o.hashing ?? (clock.kind === 'real' ? hashPool() : undefined));
+  const pieceHasher = o.pieceThreads ? hasher : undefined;
   // Verifications (and writes) in flight off the main thread, and how many per piece.
   const jobs = new Set<Promise<void>>();
   let verifying: Uint8Array = new Uint8Array(0);
   /** A piece buffer: shared memory when a worker reads it in place. */
   const newSlot = (): Buffer => {
     const size = manifest!.pieceSize;
-    return hasher ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
+    return pieceHasher ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
   };
 
   let resolveDone!: () => void;
@@ -534,12 +549,12 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       bytesDuplicate += buf.length; // the other copy won (end-game): this one is dropped
       return;
     }
-    const next = hasher ? (s.free.pop() ?? (s.slots < slotsPerLink(m.pieceSize) ? (s.slots++, newSlot()) : undefined)) : undefined;
-    if (hasher && next) {
+    const next = pieceHasher ? (s.free.pop() ?? (s.slots < slotsPerLink(m.pieceSize) ? (s.slots++, newSlot()) : undefined)) : undefined;
+    if (pieceHasher && next) {
       const slot = s.buf!;
       s.buf = next;
       verifying[i]!++;
-      const job: Promise<void> = hasher.verifyWrite(buf, m.pieces[i]!, fd, i * m.pieceSize).then(
+      const job: Promise<void> = pieceHasher.verifyWrite(buf, m.pieces[i]!, fd, i * m.pieceSize).then(
         (ok) => {
           verifying[i]!--;
           release(i);
@@ -576,7 +591,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
 
   /** Piece `i` from `s` was verified (`ok`: and written whole at its offset), or failed. */
   const verified = (s: Source, i: number, buf: Buffer, ok: boolean) => {
-    if (settled) return;
+    if (settled) {
+      if (completed && ok) bytesDuplicate += buf.length; // a copy still being verified when the last piece counted
+      return;
+    }
     const m = manifest!;
     if (!ok) {
       badPieces++;
