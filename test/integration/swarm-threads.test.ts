@@ -33,7 +33,7 @@ async function holdersOf(t: import('ava').ExecutionContext, k: number, body: Buf
   const get = (tag: string, o: Partial<SwarmDownloadOptions> = {}) => {
     const share = path.join(dir, tag);
     fs.mkdirSync(share, { recursive: true });
-    const p = swarmDownload({ transport: tcpTransport(), clock: realClock, shareDir: share, self: { id: tag, host: '127.0.0.1', port: 1 }, name: 'f.bin', hits, tmpTag: tag, fsync: false, adaptive: false, pieceThreads: true, ...o });
+    const p = swarmDownload({ transport: tcpTransport(), clock: realClock, shareDir: share, self: { id: tag, host: '127.0.0.1', port: 1 }, name: 'f.bin', hits, tmpTag: tag, fsync: false, adaptive: false, pieceThreads: true, wholeThreadMinBytes: 0, ...o });
     return { share, p };
   };
   return { c, holders, hits, get };
@@ -139,4 +139,28 @@ test('a write that fails while other pieces are in flight fails the download; th
   t.is(again.resumedPieces, new Set(l).size);
   t.is(sha(fs.readFileSync(path.join(share, 'f.bin'))), sha(body));
   t.deepEqual(partials(share), []);
+});
+
+test('default: pieces verified on the main thread, the whole-file hash on its worker (from a size on, or once it runs)', async (t) => {
+  const body = randomBytes(1024 * 1024 + 5);
+  const { get } = await holdersOf(t, 2, body);
+  const pool = hashPool();
+  const seen = { verify: 0, whole: 0 };
+  const counting = (running: boolean): HashBackend => ({
+    verifyWrite: (...a) => (seen.verify++, pool.verifyWrite(...a)),
+    whole: () => (seen.whole++, pool.whole()),
+    wholeRunning: running,
+  });
+  const a = get('RD', { pieceThreads: false, hashing: counting(false) });
+  t.is((await a.p).sha256, sha(body));
+  t.deepEqual(seen, { verify: 0, whole: 1 });
+  t.is(sha(fs.readFileSync(path.join(a.share, 'f.bin'))), sha(body));
+  // Below wholeThreadMinBytes and the worker not running: hashed here.
+  const b = get('RS', { pieceThreads: false, hashing: counting(false), wholeThreadMinBytes: 2 * body.length });
+  t.is((await b.p).sha256, sha(body));
+  t.deepEqual(seen, { verify: 0, whole: 1 });
+  // Running already: used whatever the size.
+  const c = get('RR', { pieceThreads: false, hashing: counting(true), wholeThreadMinBytes: 2 * body.length });
+  t.is((await c.p).sha256, sha(body));
+  t.deepEqual(seen, { verify: 0, whole: 2 });
 });
