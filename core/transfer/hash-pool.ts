@@ -101,12 +101,15 @@ class HashWorker {
   }
   private readonly pending = new Map<number, { res: (r: Reply) => void; rej: (e: Error) => void }>();
   private seq = 0;
+  /** Workers started so far: a whole-file hash lives in one of them. */
+  gen = 0;
   get load(): number {
     return this.pending.size;
   }
   private worker(): Worker {
     if (this.w) return this.w;
     const w = new Worker(WORKER_JS, { eval: true, execArgv: [] });
+    this.gen++;
     w.on('message', (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -127,9 +130,16 @@ class HashWorker {
     this.w = w;
     return w;
   }
-  /** Post without an answer (ordered with the calls after it). */
-  post(m: object): void {
+  /** Stops the worker (its pending calls fail); the next call starts a fresh one. */
+  async stop(): Promise<void> {
+    const w = this.w;
+    this.w = undefined;
+    await w?.terminate();
+  }
+  /** Post without an answer (ordered with the calls after it); returns the worker's generation. */
+  post(m: object): number {
     this.worker().postMessage(m);
+    return this.gen;
   }
   call(m: object): Promise<Reply> {
     const w = this.worker();
@@ -158,27 +168,38 @@ export class HashPool implements HashBackend {
     if (r.err) throw new Error(r.err);
     return r.ok === true;
   }
+  /** Stops every worker of this pool (calls waiting fail; whole-file hashes in them are lost). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.pieces, this.wholeWorker].map((w) => w.stop()));
+  }
   get wholeRunning(): boolean {
     return this.wholeWorker.running;
   }
   whole(): WholeHash {
     const key = ++this.keys;
     const w = this.wholeWorker;
-    // Nothing fed yet: no need to start (or wait for) the worker.
+    // Nothing fed yet: no need to start (or wait for) the worker. A worker that died took the
+    // hash with it: a later worker would answer for another (empty) hash, so that is an error.
     let fed = false;
+    let gen = 0;
+    const lost = () => new Error('the whole-file hash worker exited; its hash is lost');
     return {
       feed: (fd, at, len) => {
         fed = true;
-        w.post({ op: 'feed', key, fd, at, len });
+        const g = w.post({ op: 'feed', key, fd, at, len });
+        if (gen !== 0 && g !== gen) gen = -1;
+        else if (gen === 0) gen = g;
       },
       digest: async () => {
         if (!fed) return createHash('sha256').digest('hex');
+        if (!w.running || w.gen !== gen) throw lost();
         const r = await w.call({ op: 'digest', key });
+        if (w.gen !== gen) throw lost();
         if (r.err !== undefined) throw new Error(r.err);
         return r.hex!;
       },
       close: async () => {
-        if (fed) await w.call({ op: 'close', key });
+        if (fed && w.running && w.gen === gen) await w.call({ op: 'close', key }).catch(() => undefined);
       },
     };
   }

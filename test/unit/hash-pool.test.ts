@@ -57,3 +57,20 @@ test('the whole-file hash reads ranges back in the order fed; a short read fails
   d.feed(fd, 0, 5);
   await d.close(); // answers once its read is done
 });
+
+test('a whole-file hash whose worker stopped fails its digest (never the hash of what a new worker saw)', async (t) => {
+  const pool = new HashPool(1);
+  const { fd } = tmpFile(t);
+  fs.writeSync(fd, randomBytes(4096), 0, 4096, 0);
+  const a = pool.whole();
+  a.feed(fd, 0, 4096);
+  t.true(pool.wholeRunning);
+  await pool.stop();
+  t.false(pool.wholeRunning);
+  await t.throwsAsync(a.digest(), { message: /exited/ });
+  // The pool works again with a fresh worker.
+  const b = pool.whole();
+  b.feed(fd, 0, 10);
+  t.is((await b.digest()).length, 64);
+  await pool.stop();
+});
