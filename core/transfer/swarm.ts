@@ -19,6 +19,10 @@
  *
  * The whole file is hashed again from disk, fsynced, and only then linked
  * under its final name (never overwriting one), as single-source downloads do.
+ * That second hash runs on a worker thread (hash-pool.ts), fed in file order
+ * with pieces read back from the partial once they are verified and written;
+ * the main thread does what the offer path does (receive, one hash, write).
+ * With `pieceThreads`, pieces are verified and written on workers too.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -34,6 +38,7 @@ import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
 import { FANOUT_WINDOW_MS, FanoutGovernor, type FanoutAction, type FanoutOptions } from './swarm-fanout.ts';
+import { hashPool, type HashBackend, type WholeHash } from './hash-pool.ts';
 import { freeBytes, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
@@ -76,6 +81,27 @@ export interface SwarmDownloadOptions {
    * none on a simulated clock (real-time load says nothing about simulated time).
    */
   loadSignal?: () => number | undefined;
+  /**
+   * Where the whole-file hash runs (and, with `pieceThreads`, pieces are verified and written;
+   * hash-pool.ts): worker threads (the default on the real clock: the process's HashPool), or
+   * false: on this thread, fed as pieces land (the default on a simulated clock, whose time
+   * says nothing about worker threads). Tests inject a wrapper to delay or fail verifications.
+   */
+  hashing?: HashBackend | false;
+  /**
+   * Verify and write each piece on a `hashing` worker too, not on this thread as it lands.
+   * Default false: on the 2-core VM this was measured on, it cost 0.3-0.5 ms of CPU per MB more
+   * in all than hashing a piece on this thread right after it arrived (cross-core, cache-cold
+   * hashing; more slow page-cache writes from several writer threads), and the download was
+   * bound by the machine's total CPU (docs/SWARM.md, "Hashing off the main thread").
+   */
+  pieceThreads?: boolean;
+  /**
+   * The whole-file hash goes to the worker when at least this many bytes are left to fetch, or
+   * when the worker already runs (it stays up for the process). Default 128 MiB: starting it
+   * costs ~65 ms of CPU, what hashing ~85 MB costs; below that the hash runs here.
+   */
+  wholeThreadMinBytes?: number;
 }
 
 /**
@@ -261,6 +287,9 @@ interface Source {
   rttMs: number;
   /** Parked by the governor: finishes its outstanding pieces, is asked for no new ones. */
   parked: boolean;
+  /** Piece buffers of this link free again (their verification and write answered); with `slots` allocated in all. */
+  free: Buffer[];
+  slots: number;
 }
 
 /** Link rate the default pipeline depth is sized for, bytes/s. */
@@ -286,6 +315,18 @@ export function linkDepth(rttMs: number, pieceSize: number): number {
  */
 let strayBuf: Buffer | undefined;
 const STRAY_READ_BYTES = 16 * 1024;
+
+/**
+ * Piece buffers per link when pieces are verified off the main thread: one filling, the others
+ * waiting for their verification and write (bounded: 2-8, at most 8 MiB per link unless a piece
+ * is larger than 4 MiB). With every buffer of a link busy, the piece that just landed is verified
+ * and written on the main thread instead (backpressure without pausing the socket). Measured
+ * (harness, 256 MiB, k=1 and k=4, load 3-3.5): with 4 buffers of 1 MiB, 48-198 of 256 pieces
+ * went that way; with 8, 30-41 (up to 187 in runs where page-cache writes were slow).
+ */
+const SLOT_BYTES = 8 * 1024 * 1024;
+const WHOLE_THREAD_MIN_BYTES = 128 * 1024 * 1024;
+export const slotsPerLink = (pieceSize: number) => Math.max(2, Math.min(8, Math.floor(SLOT_BYTES / pieceSize)));
 
 export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
   assertName(o.name);
@@ -335,7 +376,17 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let tFirst = 0;
   let settled = false;
   const reasons: string[] = [];
-  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false }));
+  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false, free: [], slots: 0 }));
+  const hasher: HashBackend | undefined = o.hashing === false ? undefined : (o.hashing ?? (clock.kind === 'real' ? hashPool() : undefined));
+  const pieceHasher = o.pieceThreads ? hasher : undefined;
+  // Verifications (and writes) in flight off the main thread, and how many per piece.
+  const jobs = new Set<Promise<void>>();
+  let verifying: Uint8Array = new Uint8Array(0);
+  /** A piece buffer: shared memory when a worker reads it in place. */
+  const newSlot = (): Buffer => {
+    const size = manifest!.pieceSize;
+    return pieceHasher ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
+  };
 
   let resolveDone!: () => void;
   let rejectDone!: (e: Error) => void;
@@ -359,7 +410,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
 
   const live = () => sources.filter((s) => !s.gone);
   const checkAlive = () => {
-    if (settled || live().length > 0) return;
+    // Pieces still being verified may yet count (and a bad one needs a holder): decided when they answer.
+    if (settled || live().length > 0 || jobs.size > 0) return;
     const got = manifest ? ` (kept ${haveCount} of ${n} verified pieces for a later resume)` : '';
     settle(new TransferError('all-holders-gone', `every holder of ${o.name} failed or left${got}: ${reasons.join('; ')}`));
   };
@@ -387,6 +439,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   // Whole-file SHA-256 of the bytes written, fed in file order: a piece landing at the front
   // is hashed from memory, pieces that landed ahead of it are read back from the partial.
   const whole = createHash('sha256');
+  // Off the main thread (chosen at setup): the pool's worker reads every piece back from the partial, in order.
+  let wholeOff: WholeHash | undefined;
+  let wholeDigested = false;
   let wholeNext = 0;
   // Pieces that landed ahead of the hash front are read back from the partial (page cache)
   // when the front reaches them; none is kept in memory. Each link fills one piece buffer of
@@ -401,7 +456,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const m = manifest!;
     while (wholeNext < n && have[wholeNext]) {
       const len = pieceLength(m, wholeNext);
-      if (wholeNext === landedAt && buf) whole.update(buf);
+      if (wholeOff) wholeOff.feed(fd, wholeNext * m.pieceSize, len);
+      else if (wholeNext === landedAt && buf) whole.update(buf);
       else {
         scratch ??= Buffer.allocUnsafe(m.pieceSize);
         let off = 0;
@@ -465,7 +521,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     endGame = true;
     // End-game: an idle link takes a piece still in flight elsewhere (at most two copies).
     if (s.queue.length > 0) return undefined;
-    for (let i = 0; i < n; i++) if (!have[i] && copies[i]! < 2 && !s.queue.includes(i)) return i;
+    for (let i = 0; i < n; i++) if (!have[i] && copies[i]! < 2 && !verifying[i] && !s.queue.includes(i)) return i;
     return undefined;
   };
 
@@ -486,22 +542,74 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
   }
 
+  /**
+   * Piece `i` from `s` is complete in `buf` (the link's current piece buffer). Off the main
+   * thread (hasher): the buffer goes to a worker, which hashes it and writes it only if it
+   * matches; the link goes on in another buffer of its own. The piece stays asked for (copies)
+   * until the answer, so nobody asks for it again meanwhile. Without a hasher, or with every
+   * buffer of the link busy: verified and written here, now.
+   */
   const landed = (s: Source, i: number, buf: Buffer) => {
     const m = manifest!;
     if (have[i]) {
+      release(i);
       bytesDuplicate += buf.length; // the other copy won (end-game): this one is dropped
       return;
     }
-    const h = createHash('sha256').update(buf).digest('hex');
-    if (h !== m.pieces[i]) {
+    const next = pieceHasher ? (s.free.pop() ?? (s.slots < slotsPerLink(m.pieceSize) ? (s.slots++, newSlot()) : undefined)) : undefined;
+    if (pieceHasher && next) {
+      const slot = s.buf!;
+      s.buf = next;
+      verifying[i]!++;
+      const job: Promise<void> = pieceHasher.verifyWrite(buf, m.pieces[i]!, fd, i * m.pieceSize).then(
+        (ok) => {
+          verifying[i]!--;
+          release(i);
+          verified(s, i, buf, ok);
+        },
+        (err) => {
+          verifying[i]!--;
+          release(i);
+          settle(new TransferError('io', `cannot write ${o.name}: ${describeError(err)}`));
+        },
+      ).finally(() => {
+        s.free.push(slot);
+        jobs.delete(job);
+        if (!settled) {
+          checkAlive();
+          for (const x of live()) if (x.queue.length === 0) fill(x);
+        }
+      });
+      jobs.add(job);
+      return;
+    }
+    release(i);
+    const ok = createHash('sha256').update(buf).digest('hex') === m.pieces[i];
+    if (ok) {
+      try {
+        writeAll(fd, buf, i * m.pieceSize);
+      } catch (err) {
+        settle(new TransferError('io', `cannot write ${o.name}: ${describeError(err)}`));
+        return;
+      }
+    }
+    verified(s, i, buf, ok);
+  };
+
+  /** Piece `i` from `s` was verified (`ok`: and written whole at its offset), or failed. */
+  const verified = (s: Source, i: number, buf: Buffer, ok: boolean) => {
+    if (settled) {
+      if (completed && ok) bytesDuplicate += buf.length; // a copy still being verified when the last piece counted
+      return;
+    }
+    const m = manifest!;
+    if (!ok) {
       badPieces++;
       drop(s, `piece ${i} failed verification (bad-piece)`);
       return;
     }
-    try {
-      writeAll(fd, buf, i * m.pieceSize);
-    } catch (err) {
-      settle(new TransferError('io', `cannot write ${o.name}: ${describeError(err)}`));
+    if (have[i]) {
+      bytesDuplicate += buf.length; // another copy answered first (end-game): same bytes, written twice
       return;
     }
     have[i] = 1;
@@ -517,7 +625,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     s.pieces++;
     if (!tFirst) tFirst = clock.now();
     if (haveCount === n) completed = true;
-    // Saved before it is reported: a piece said to be verified is in the resume file.
+    // Saved before it is reported, and only once verified and written: a piece said to be verified is in the resume file.
     else saveState();
     o.onProgress?.(haveBytes, m.size);
     if (completed) settle();
@@ -535,7 +643,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       const i = s.queue[0];
       if (i === undefined) return drop(s, 'sent bytes nobody asked for (too-long)');
       const len = pieceLength(m, i);
-      s.buf ??= Buffer.allocUnsafe(m.pieceSize);
+      if (!s.buf) {
+        s.buf = newSlot();
+        s.slots++;
+      }
       const take = Math.min(len - s.got, to - off);
       // Plain TCP reads land in place (pieceTail): nothing to copy.
       if (chunk.buffer !== s.buf.buffer || chunk.byteOffset + off !== s.buf.byteOffset + s.got) chunk.copy(s.buf, s.got, off, off + take);
@@ -543,7 +654,6 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       off += take;
       if (s.got === len) {
         s.queue.shift();
-        release(i);
         s.got = 0;
         landed(s, i, len === s.buf.length ? s.buf : s.buf.subarray(0, len));
       }
@@ -565,7 +675,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const m = manifest;
     const i = s.queue[0];
     if (!m || i === undefined || s.gone || settled) return (strayBuf ??= Buffer.allocUnsafe(STRAY_READ_BYTES));
-    s.buf ??= Buffer.allocUnsafe(m.pieceSize);
+    if (!s.buf) {
+      s.buf = newSlot();
+      s.slots++;
+    }
     return s.buf.subarray(s.got, pieceLength(m, i));
   };
 
@@ -576,6 +689,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     n = pieceCount(m);
     have = new Uint8Array(n);
+    verifying = new Uint8Array(n);
     for (let i = 0; i < n; i++) copies.push(0);
     tmp = path.join(root, partName(o.tmpTag, m.sha256));
     statePath = path.join(root, stateName(o.tmpTag, m.sha256));
@@ -620,6 +734,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const free = await freeBytes(root);
     if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
     manifest = m;
+    if (hasher && (hasher.wholeRunning || m.size - haveBytes >= (o.wholeThreadMinBytes ?? WHOLE_THREAD_MIN_BYTES))) wholeOff = hasher.whole();
     advanceWhole(-1, undefined);
     saveState();
     startGovernor();
@@ -755,6 +870,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     for (const s of sources) void startSource(s);
     await done;
     await ready;
+    // Copies still being verified (end-game duplicates) write the same bytes: let them finish first.
+    await Promise.allSettled([...jobs]);
     const m = manifest!;
     if (durable) {
       const ts = clock.now();
@@ -763,7 +880,15 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     // The whole file, hashed in file order from the bytes written, before it becomes visible.
     if (wholeNext !== n) throw new TransferError('io', `internal: ${wholeNext} of ${n} pieces hashed at the end of ${o.name}`);
-    const sha256 = whole.digest('hex');
+    let sha256: string;
+    if (wholeOff) {
+      wholeDigested = true;
+      try {
+        sha256 = await wholeOff.digest();
+      } catch (err) {
+        throw new TransferError('truncated', `cannot hash ${o.name} back from its partial: ${describeError(err)}`);
+      }
+    } else sha256 = whole.digest('hex');
     if (sha256 !== m.sha256) {
       await discard();
       throw new TransferError('hash-mismatch', `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…); partial removed`);
@@ -824,6 +949,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     clock.clearInterval(govTimer);
     o.signal?.removeEventListener('abort', onAbort);
     await ready?.catch(() => undefined);
+    // Workers write to and read from the partial's fd: every call naming it answers before it is closed.
+    await Promise.allSettled([...jobs]);
+    if (wholeOff && !wholeDigested) await wholeOff.close().catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.
     if (!completed && manifest) saveState();
     closeState();

@@ -12,7 +12,7 @@ import path from 'node:path';
 import test from 'ava';
 import { errorCode, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
-import { swarmDownload } from '../../core/transfer/swarm.ts';
+import { slotsPerLink, swarmDownload } from '../../core/transfer/swarm.ts';
 import { cluster, nextEvent, until } from '../helpers.ts';
 
 const PIECE = 64 * 1024;
@@ -62,11 +62,14 @@ test('a holder sending a bad piece is dropped; only what it spoiled is fetched a
   const bad = res.swarm!.sources.find((s) => s.id === 'BAD')!;
   t.regex(bad.dropped ?? '', /bad-piece/);
   t.is(bad.pieces, 0);
-  t.is(res.swarm!.badPieces, 1, 'the first bad piece drops the holder');
-  // Thrown away (end-game copies apart): the bad piece plus what that holder had in flight,
+  // The first bad piece to be verified drops the holder. Pieces are verified off the main thread,
+  // so the pieces it sent while that one was being hashed (at most its link's piece buffers) are
+  // verified too: they are bad as well here (every piece is tampered with), nothing more.
+  t.true(res.swarm!.badPieces >= 1 && res.swarm!.badPieces <= slotsPerLink(PIECE), `bad pieces ${res.swarm!.badPieces}`);
+  // Thrown away (end-game copies apart): the bad pieces plus what that holder had in flight,
   // which is at most its pipeline depth (≤ 16 pieces, sized to the link's round trip).
   const lost = res.swarm!.bytesWasted - res.swarm!.bytesDuplicate;
-  t.true(lost <= res.swarm!.bytesOutstandingLost + PIECE, `thrown away ${lost}, outstanding at BAD ${res.swarm!.bytesOutstandingLost}`);
+  t.true(lost <= res.swarm!.bytesOutstandingLost + res.swarm!.badPieces * PIECE, `thrown away ${lost}, outstanding at BAD ${res.swarm!.bytesOutstandingLost}`);
   t.true(res.swarm!.bytesOutstandingLost <= 16 * PIECE);
 });
 
