@@ -197,20 +197,22 @@ export interface SeenCacheOptions {
  * 2^-52 per pair (a peer holds a few thousand at most); a hostile peer choosing an id that
  * collides gains nothing a peer on the path could not do by dropping the request.
  *
- * The ids sit in a ring in arrival order (= age order: `now` never goes back), indexed by an
- * open-addressing table; expired ids leave from the old end as soon as a call sees them, and
- * over `maxEntries` the oldest is evicted.
+ * The ids sit in a ring in arrival order (= age order: `now` never goes back), pairs of hash and
+ * arrival time, and in an open-addressing table of the hashes themselves (a lookup reads the table
+ * only); expired ids leave from the old end as soon as a call sees them, and over `maxEntries` the
+ * oldest is evicted. A new id touches two places of memory: its table slot and the ring's end.
  */
 export class SeenCache {
   readonly maxEntries: number;
   readonly ttlMs: number;
-  /** Ring of hashes and arrival times: slots head, head+1, … (mod cap), `count` of them. */
-  private keys = new Float64Array(16);
-  private times = new Float64Array(16);
+  /** Ring of [hash, arrival time] pairs: entries head, head+1, … (mod cap), `count` of them. */
+  private ring = new Float64Array(32);
   private head = 0;
   private count = 0;
-  /** Open-addressing index: ring slot + 1, 0 = empty; twice the ring's size. */
-  private index = new Int32Array(32);
+  /** Arrival time of the oldest entry (Infinity when empty): expiry needs no read of the ring. */
+  private oldestAt = Infinity;
+  /** Open-addressing table of the hashes (0 = empty), at least twice the ring's capacity. */
+  private table = new Float64Array(32);
 
   constructor(opts: SeenCacheOptions = {}) {
     this.maxEntries = Math.max(1, opts.maxEntries ?? 10_000);
@@ -223,95 +225,110 @@ export class SeenCache {
 
   /** Returns true if `id` was seen (and not expired); otherwise records it and returns false. */
   checkAndAdd(id: string, now: number): boolean {
-    this.expire(now);
+    if (now - this.oldestAt >= this.ttlMs) this.expire(now);
     const key = idHash(id);
-    if (this.find(key) >= 0) return true;
-    if (this.count === this.maxEntries) this.dropOldest();
-    else if (this.count === this.keys.length) this.grow();
-    const cap = this.keys.length;
-    const slot = (this.head + this.count) & (cap - 1);
-    this.keys[slot] = key;
-    this.times[slot] = now;
-    this.count++;
-    const mask = this.index.length - 1;
+    const table = this.table;
+    const mask = table.length - 1;
     let i = key & mask;
-    while (this.index[i] !== 0) i = (i + 1) & mask;
-    this.index[i] = slot + 1;
+    for (let v = table[i]!; v !== 0; v = table[i]!) {
+      if (v === key) return true;
+      i = (i + 1) & mask;
+    }
+    const cap = this.ring.length >> 1;
+    if (this.count === this.maxEntries) {
+      // The eviction may open a hole anywhere in the probe run: find the first empty slot again.
+      this.dropOldest();
+      i = key & mask;
+      while (table[i] !== 0) i = (i + 1) & mask;
+    } else if (this.count === cap) {
+      this.grow();
+      return this.checkAndAdd(id, now);
+    }
+    table[i] = key;
+    const slot = (this.head + this.count) & ((this.ring.length >> 1) - 1);
+    this.ring[2 * slot] = key;
+    this.ring[2 * slot + 1] = now;
+    if (this.count++ === 0) this.oldestAt = now;
     return false;
   }
 
   has(id: string, now: number): boolean {
-    const slot = this.find(idHash(id));
-    return slot >= 0 && now - this.times[slot]! < this.ttlMs;
-  }
-
-  /** The ring slot holding `key`, or -1. */
-  private find(key: number): number {
-    const mask = this.index.length - 1;
-    for (let i = key & mask; ; i = (i + 1) & mask) {
-      const v = this.index[i]!;
-      if (v === 0) return -1;
-      if (this.keys[v - 1] === key) return v - 1;
+    const key = idHash(id);
+    const mask = this.table.length - 1;
+    for (let i = key & mask; this.table[i] !== 0; i = (i + 1) & mask) {
+      if (this.table[i] !== key) continue;
+      // Found: its arrival time is in the ring (entries are few; this is not a hot path).
+      const cap = this.ring.length >> 1;
+      for (let k = 0; k < this.count; k++) {
+        const slot = (this.head + k) & (cap - 1);
+        if (this.ring[2 * slot] === key) return now - this.ring[2 * slot + 1]! < this.ttlMs;
+      }
     }
+    return false;
   }
 
   private expire(now: number): void {
-    while (this.count > 0 && now - this.times[this.head]! >= this.ttlMs) this.dropOldest();
+    while (this.count > 0 && now - this.oldestAt >= this.ttlMs) this.dropOldest();
   }
 
+  /** Removes the oldest entry from the ring and the table. */
   private dropOldest(): void {
-    const slot = this.head;
-    const mask = this.index.length - 1;
-    let i = this.keys[slot]! & mask;
-    while (this.index[i] !== slot + 1) i = (i + 1) & mask;
+    const cap = this.ring.length >> 1;
+    const key = this.ring[2 * this.head]!;
+    const table = this.table;
+    const mask = table.length - 1;
+    let i = key & mask;
+    while (table[i] !== key) i = (i + 1) & mask;
     // Backward-shift deletion: entries after the hole that may not stay past it move into it.
-    for (let j = (i + 1) & mask; this.index[j] !== 0; j = (j + 1) & mask) {
-      const home = this.keys[this.index[j]! - 1]! & mask;
+    for (let j = (i + 1) & mask; table[j] !== 0; j = (j + 1) & mask) {
+      const home = table[j]! & mask;
       if (((j - home) & mask) >= ((j - i) & mask)) {
-        this.index[i] = this.index[j]!;
+        table[i] = table[j]!;
         i = j;
       }
     }
-    this.index[i] = 0;
-    this.head = (this.head + 1) & (this.keys.length - 1);
-    this.count--;
+    table[i] = 0;
+    this.head = (this.head + 1) & (cap - 1);
+    this.oldestAt = --this.count > 0 ? this.ring[2 * this.head + 1]! : Infinity;
   }
 
-  /** Doubles the ring (laid out from slot 0 again) and rebuilds the index. */
+  /** Doubles the ring (laid out from slot 0 again) and the table, and fills the table again. */
   private grow(): void {
-    const cap = this.keys.length * 2;
-    const keys = new Float64Array(cap);
-    const times = new Float64Array(cap);
+    const oldCap = this.ring.length >> 1;
+    const cap = oldCap * 2;
+    const ring = new Float64Array(2 * cap);
     for (let k = 0; k < this.count; k++) {
-      const from = (this.head + k) & (this.keys.length - 1);
-      keys[k] = this.keys[from]!;
-      times[k] = this.times[from]!;
+      const from = (this.head + k) & (oldCap - 1);
+      ring[2 * k] = this.ring[2 * from]!;
+      ring[2 * k + 1] = this.ring[2 * from + 1]!;
     }
-    this.keys = keys;
-    this.times = times;
+    this.ring = ring;
     this.head = 0;
-    this.index = new Int32Array(cap * 2);
-    const mask = cap * 2 - 1;
+    const table = new Float64Array(cap * 2);
+    const mask = table.length - 1;
     for (let k = 0; k < this.count; k++) {
-      let i = keys[k]! & mask;
-      while (this.index[i] !== 0) i = (i + 1) & mask;
-      this.index[i] = k + 1;
+      let i = ring[2 * k]! & mask;
+      while (table[i] !== 0) i = (i + 1) & mask;
+      table[i] = ring[2 * k]!;
     }
+    this.table = table;
   }
 }
 
-/** A 52-bit hash of a string (two 32-bit FNV-1a variants, 26 bits of each), never 0. */
+/** A 52-bit hash of a string (two 32-bit multiplicative lanes, each mixed at the end; 26 bits of each), never 0. */
 export function idHash(s: string): number {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ s.length;
+  let a = 0x811c9dc5 ^ s.length;
+  let b = 0x9747b28c;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
-    b ^= b >>> 15;
   }
-  a ^= a >>> 13;
+  a ^= a >>> 15;
   a = Math.imul(a, 0x85ebca6b);
-  a ^= a >>> 16;
+  a ^= a >>> 13;
+  b ^= b >>> 16;
+  b = Math.imul(b, 0xc2b2ae35);
+  b ^= b >>> 15;
   return ((a >>> 6) * 0x4000000 + (b >>> 6)) || 1;
 }

@@ -87,6 +87,8 @@ export class Cluster {
   meta!: MetaHandle;
   readonly peers = new Map<string, PeerHandle>();
   private readonly joined = new Set<string>();
+  /** alive() as last computed; dropped when a peer joins or exits (a churn run asks before every request). */
+  private aliveIds: string[] | undefined;
   private common: string | undefined;
   /** SHA-256 of holders' files by absolute path, valid while size and mtime are unchanged (see sourceHash). */
   private readonly sourceHashes = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
@@ -134,7 +136,8 @@ export class Cluster {
 
   /** Ids of peers that joined and are still running, in the order they were added. */
   alive(): string[] {
-    return [...this.peers.values()].filter((p) => p.alive && this.joined.has(p.id)).map((p) => p.id);
+    this.aliveIds ??= [...this.peers.values()].filter((p) => p.alive && this.joined.has(p.id)).map((p) => p.id);
+    return [...this.aliveIds];
   }
 
   /** Starts the peers, then joins them (in order unless joinConcurrency > 1). */
@@ -181,6 +184,7 @@ export class Cluster {
 
   private track(h: PeerHandle): void {
     this.peers.set(h.id, h);
+    h.on('exit', () => (this.aliveIds = undefined));
     h.on('repaired', (r) => this.s.records.repairs.push(repairRow(this.round, h.id, this.s.now(), r)));
   }
 
@@ -195,6 +199,7 @@ export class Cluster {
           const j = await h.join({ timeoutMs: 60_000 });
           this.s.records.joins.push(joinRow(this.round, h.id, at, j.timeline));
           this.joined.add(h.id);
+          this.aliveIds = undefined;
           if (settle) await this.settled(h.id);
           bar.tick();
         });
