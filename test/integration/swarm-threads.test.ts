@@ -5,7 +5,7 @@
  * verification and write have answered; a bad piece drops its holder; a failed write fails the
  * download and keeps only pieces verified and written.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
@@ -13,21 +13,11 @@ import { errorCode, tcpTransport } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
 import { hashPool, type HashBackend } from '../../core/transfer/hash-pool.ts';
 import { slotsPerLink, swarmDownload, type SwarmDownloadOptions } from '../../core/transfer/swarm.ts';
-import { cluster, until } from '../helpers.ts';
-
-const PIECE = 64 * 1024;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const partials = (dir: string) => fs.readdirSync(dir).filter((n) => n.startsWith('.treeshare-'));
+import { until } from '../helpers.ts';
+import { PIECE, partials, sha, swarmNet } from './swarm-net.ts';
 
 async function holdersOf(t: import('ava').ExecutionContext, k: number, body: Buffer, peer: Record<string, unknown> = {}) {
-  const c = await cluster({ peer: { minPieceBytes: PIECE, heartbeatMs: 0, announceMs: 0, ...peer } });
-  t.teardown(() => c.close());
-  const holders = [];
-  for (let i = 1; i <= k; i++) {
-    const h = await c.add(`H${i}`);
-    fs.writeFileSync(path.join(h.opts.share, 'f.bin'), body);
-    holders.push(h);
-  }
+  const { c, holders } = await swarmNet(t, k, body, peer);
   const hits = holders.map((h) => ({ ...h.ref, size: body.length, hops: 1 }));
   const dir = path.dirname(holders[0]!.opts.share);
   const get = (tag: string, o: Partial<SwarmDownloadOptions> = {}) => {

@@ -6,30 +6,15 @@
  * holder: a partial makes the download a swarm); one holder and no partial
  * take the offer path unless swarm is 'always'; a protocol-1 peer gets version-mismatch.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { errorCode, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
 import { realClock } from '../../core/clock.ts';
 import { slotsPerLink, swarmDownload } from '../../core/transfer/swarm.ts';
-import { cluster, nextEvent, until } from '../helpers.ts';
-
-const PIECE = 64 * 1024;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const partials = (dir: string) => fs.readdirSync(dir).filter((n) => n.startsWith('.treeshare-'));
-
-async function swarmNet(t: import('ava').ExecutionContext, k: number, body: Buffer, peer: Record<string, unknown> = {}) {
-  const c = await cluster({ peer: { minPieceBytes: PIECE, heartbeatMs: 0, announceMs: 0, ...peer } });
-  t.teardown(() => c.close());
-  const holders = [];
-  for (let i = 1; i <= k; i++) {
-    const h = await c.add(`H${i}`);
-    fs.writeFileSync(path.join(h.opts.share, 'f.bin'), body);
-    holders.push(h);
-  }
-  return { c, holders };
-}
+import { nextEvent, until } from '../helpers.ts';
+import { PIECE, partials, sha, swarmNet } from './swarm-net.ts';
 
 test('a file on four capped holders comes from all four, every piece verified', async (t) => {
   const body = randomBytes(2 * 1024 * 1024);
