@@ -599,7 +599,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   /** Piece `i` from `s` was verified (`ok`: and written whole at its offset), or failed. */
   const verified = (s: Source, i: number, buf: Buffer, ok: boolean) => {
     if (settled) {
-      if (completed && ok) bytesDuplicate += buf.length; // a copy still being verified when the last piece counted
+      // Still being verified when the download ended: a copy of a piece already counted, or a bad
+      // piece (counted as one: its bytes are wasted either way, and the metrics say why).
+      if (!ok) badPieces++;
+      else if (completed) bytesDuplicate += buf.length;
       return;
     }
     const m = manifest!;
