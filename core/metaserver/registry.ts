@@ -292,8 +292,9 @@ export class Registry {
       state: root ? 'joined' : 'joining', parent: null, depth: root ? 0 : null, children: 0,
     };
     const me = this.put(e);
-    if (!chosen) return { referral: null };
+    // Its earlier referral (if any) no longer counts, also when it now becomes a root.
     this.clearPendingOf(me);
+    if (!chosen) return { referral: null };
     chosen.pending++;
     const ref: Referral = { from: me, to: chosen, at: now };
     me.ref = ref;
