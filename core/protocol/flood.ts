@@ -228,18 +228,13 @@ export class SeenCache {
     if (now - this.oldestAt >= this.ttlMs) this.expire(now);
     const key = idHash(id);
     const table = this.table;
-    const mask = table.length - 1;
-    let i = key & mask;
-    for (let v = table[i]!; v !== 0; v = table[i]!) {
-      if (v === key) return true;
-      i = (i + 1) & mask;
-    }
+    let i = this.slotOf(key);
+    if (table[i] === key) return true;
     const cap = this.ring.length >> 1;
     if (this.count === this.maxEntries) {
       // The eviction may open a hole anywhere in the probe run: find the first empty slot again.
       this.dropOldest();
-      i = key & mask;
-      while (table[i] !== 0) i = (i + 1) & mask;
+      i = this.slotOf(key);
     } else if (this.count === cap) {
       this.grow();
       return this.checkAndAdd(id, now);
@@ -254,17 +249,23 @@ export class SeenCache {
 
   has(id: string, now: number): boolean {
     const key = idHash(id);
-    const mask = this.table.length - 1;
-    for (let i = key & mask; this.table[i] !== 0; i = (i + 1) & mask) {
-      if (this.table[i] !== key) continue;
-      // Found: its arrival time is in the ring (entries are few; this is not a hot path).
-      const cap = this.ring.length >> 1;
-      for (let k = 0; k < this.count; k++) {
-        const slot = (this.head + k) & (cap - 1);
-        if (this.ring[2 * slot] === key) return now - this.ring[2 * slot + 1]! < this.ttlMs;
-      }
+    if (this.table[this.slotOf(key)] !== key) return false;
+    // Found: its arrival time is in the ring (this is not a hot path).
+    const cap = this.ring.length >> 1;
+    for (let k = 0; k < this.count; k++) {
+      const slot = (this.head + k) & (cap - 1);
+      if (this.ring[2 * slot] === key) return now - this.ring[2 * slot + 1]! < this.ttlMs;
     }
     return false;
+  }
+
+  /** The table slot holding `key`, or the empty slot that ends its probe run. */
+  private slotOf(key: number): number {
+    const table = this.table;
+    const mask = table.length - 1;
+    let i = key & mask;
+    while (table[i] !== 0 && table[i] !== key) i = (i + 1) & mask;
+    return i;
   }
 
   private expire(now: number): void {
@@ -277,8 +278,7 @@ export class SeenCache {
     const key = this.ring[2 * this.head]!;
     const table = this.table;
     const mask = table.length - 1;
-    let i = key & mask;
-    while (table[i] !== key) i = (i + 1) & mask;
+    let i = this.slotOf(key);
     // Backward-shift deletion: entries after the hole that may not stay past it move into it.
     for (let j = (i + 1) & mask; table[j] !== 0; j = (j + 1) & mask) {
       const home = table[j]! & mask;

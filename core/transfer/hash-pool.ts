@@ -4,7 +4,8 @@
  * A swarm download hashes every byte twice (each piece against the manifest when it lands, the
  * whole file before the rename). On the main thread that was ~1.2 ms of CPU per MB of the
  * ~1.8 ms a swarm requester spent, against ~1.04 ms/MB for the single-pass offer path, and the
- * main thread was the limit. Here both passes run on worker threads:
+ * main thread was the limit. Either pass can run on worker threads here (swarm.ts moves the
+ * whole-file hash by default, pieces only with `pieceThreads`):
  *
  * - `verifyWrite`: a piece worker hashes a piece in place (a view of a SharedArrayBuffer, no
  *   copy) and, only when it matches, writes it at its offset in the partial (pwrite on the

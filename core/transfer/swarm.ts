@@ -387,6 +387,14 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const size = manifest!.pieceSize;
     return pieceHasher ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
   };
+  /** The link's current piece buffer, made on its first piece. */
+  const bufOf = (s: Source): Buffer => {
+    if (!s.buf) {
+      s.buf = newSlot();
+      s.slots++;
+    }
+    return s.buf;
+  };
 
   let resolveDone!: () => void;
   let rejectDone!: (e: Error) => void;
@@ -646,19 +654,16 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       const i = s.queue[0];
       if (i === undefined) return drop(s, 'sent bytes nobody asked for (too-long)');
       const len = pieceLength(m, i);
-      if (!s.buf) {
-        s.buf = newSlot();
-        s.slots++;
-      }
+      const buf = bufOf(s);
       const take = Math.min(len - s.got, to - off);
       // Plain TCP reads land in place (pieceTail): nothing to copy.
-      if (chunk.buffer !== s.buf.buffer || chunk.byteOffset + off !== s.buf.byteOffset + s.got) chunk.copy(s.buf, s.got, off, off + take);
+      if (chunk.buffer !== buf.buffer || chunk.byteOffset + off !== buf.byteOffset + s.got) chunk.copy(buf, s.got, off, off + take);
       s.got += take;
       off += take;
       if (s.got === len) {
         s.queue.shift();
         s.got = 0;
-        landed(s, i, len === s.buf.length ? s.buf : s.buf.subarray(0, len));
+        landed(s, i, len === buf.length ? buf : buf.subarray(0, len));
       }
     }
     if (!s.gone && !settled) {
@@ -678,11 +683,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     const m = manifest;
     const i = s.queue[0];
     if (!m || i === undefined || s.gone || settled) return (strayBuf ??= Buffer.allocUnsafe(STRAY_READ_BYTES));
-    if (!s.buf) {
-      s.buf = newSlot();
-      s.slots++;
-    }
-    return s.buf.subarray(s.got, pieceLength(m, i));
+    return bufOf(s).subarray(s.got, pieceLength(m, i));
   };
 
   /** First manifest: the file. Opens (or resumes) the partial. */

@@ -28,6 +28,18 @@ function simRunner(t: ExecutionContext): { dir: string; runner: LocalRunner; clo
   return { dir, runner, clock: runner.clock as SimClock };
 }
 
+/** Starts peer `id` (share folder under `dir`, max 2 children) with heartbeats every `heartbeatMs` and joins it. */
+async function joined(runner: LocalRunner, dir: string, meta: Parameters<LocalRunner['startPeer']>[1], id: string, heartbeatMs: number): Promise<PeerHandle> {
+  const share = path.join(dir, id);
+  fs.mkdirSync(share);
+  const h = await runner.startPeer({ id, share, maxChildren: 2, heartbeatMs }, meta);
+  await h.join();
+  return h;
+}
+
+/** Frames a peer of the in-process runner sent, by type (its own transport counters). */
+const sent = (h: PeerHandle) => (h as unknown as { peer: { wireFrames(): { sent: Record<string, number> } } }).peer.wireFrames().sent;
+
 test('memory runner: a frozen inner peer is declared dead after deadAfterMs simulated, and its children reattach', async (t) => {
   const { dir, runner, clock } = simRunner(t);
   t.is(clock.kind, 'sim');
@@ -96,14 +108,7 @@ test('memory runner: a frozen inner peer is declared dead after deadAfterMs simu
 test('memory runner: both ends ping, so links carry no pongs; a neighbour whose own heartbeats are off answers every ping and stays alive', async (t) => {
   const { dir, runner, clock } = simRunner(t);
   const meta = await runner.startMetaserver({ policy: 'least-loaded' });
-  const start = async (id: string, heartbeatMs: number) => {
-    const share = path.join(dir, id);
-    fs.mkdirSync(share);
-    const h = await runner.startPeer({ id, share, maxChildren: 2, heartbeatMs }, meta.address);
-    await h.join();
-    return h;
-  };
-  const sent = (h: PeerHandle) => (h as unknown as { peer: { wireFrames(): { sent: Record<string, number> } } }).peer.wireFrames().sent;
+  const start = (id: string, heartbeatMs: number) => joined(runner, dir, meta.address, id, heartbeatMs);
   const a = await start('A', HEARTBEAT);
   const b = await start('B', HEARTBEAT);
   const repairs: RepairRecord[] = [];
@@ -131,14 +136,7 @@ test('memory runner: both ends ping, so links carry no pongs; a neighbour whose 
 test('memory runner: a link that carries other frames every tick carries no pings; once idle it is pinged again, and a frozen neighbour is still found by silence', async (t) => {
   const { dir, runner, clock } = simRunner(t);
   const meta = await runner.startMetaserver({ policy: 'least-loaded' });
-  const start = async (id: string) => {
-    const share = path.join(dir, id);
-    fs.mkdirSync(share);
-    const h = await runner.startPeer({ id, share, maxChildren: 2, heartbeatMs: HEARTBEAT }, meta.address);
-    await h.join();
-    return h;
-  };
-  const sent = (h: PeerHandle) => (h as unknown as { peer: { wireFrames(): { sent: Record<string, number> } } }).peer.wireFrames().sent;
+  const start = (id: string) => joined(runner, dir, meta.address, id, HEARTBEAT);
   const sleep = (ms: number) => new Promise<void>((resolve) => clock.setTimeout(() => resolve(), ms));
   const a = await start('A');
   const b = await start('B');
