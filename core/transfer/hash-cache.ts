@@ -17,10 +17,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import { constants } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { TransferError } from '../errors.ts';
+import { openRegular } from './share-fs.ts';
 
 /**
  * An open shared file, as far as hashing needs it (jail.ts's SharedFile is
@@ -78,9 +78,10 @@ function shareCache(root: string): ShareCache {
 async function load(c: ShareCache): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
-    fh = await fsp.open(path.join(c.root, HASH_CACHE_FILE), constants.O_RDONLY | constants.O_NOFOLLOW);
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > MAX_FILE_BYTES) throw new Error('not a regular file of sane size');
+    // Never blocking (a FIFO under this name), regular files only (share-fs.ts).
+    const { handle, st } = await openRegular(path.join(c.root, HASH_CACHE_FILE));
+    fh = handle;
+    if (st.size > MAX_FILE_BYTES) throw new Error('not of sane size');
     const parsed = CacheFile.safeParse(JSON.parse(await fh.readFile('utf8')));
     if (!parsed.success) throw new Error('bad shape');
     let n = 0;

@@ -4,16 +4,17 @@
  * file whose real path lies directly inside the share folder's real path
  * (symlinks that escape are refused; hard links are refused outright, as a
  * second name of a file elsewhere cannot be told apart). The resolved path is
- * opened with O_NOFOLLOW and checked again on the open handle.
+ * opened with O_NOFOLLOW and O_NONBLOCK (a FIFO never holds the open) and
+ * checked again on the open handle (share-fs.ts).
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalError } from '../errors.ts';
 import { checkFileName } from '../protocol/names.ts';
 import { cachedSha256 as hashCached, type HashOptions, type SharedFile } from './hash-cache.ts';
+import { JailError, openRegular } from './share-fs.ts';
 
-
-export class JailError extends LocalError {}
+export { JailError };
 
 export function assertName(name: string): void {
   const c = checkFileName(name);
@@ -47,17 +48,8 @@ export async function openShared(dir: string, name: string): Promise<SharedFile>
     throw new LocalError('not-found', `${name} is not in the share folder`);
   }
   if (path.dirname(real) !== root) throw new JailError('outside-share', `${name} resolves outside the share folder`);
-  const handle = await fs.open(real, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new JailError('not-regular', `${name} is not a regular file`);
-    // A hard link may be another name of a file outside the folder: indistinguishable, so refused.
-    if (st.nlink > 1) throw new JailError('hard-link', `${name} has ${st.nlink} hard links; only singly-linked files are shared`);
-    return { name, path: real, size: st.size, handle, mtimeMs: st.mtimeMs, ino: st.ino };
-  } catch (err) {
-    await handle.close();
-    throw err;
-  }
+  const { handle, st } = await openRegular(real, { what: name, singleLink: true });
+  return { name, path: real, size: st.size, handle, mtimeMs: st.mtimeMs, ino: st.ino };
 }
 
 /** True when `name` is a regular file served from `dir` (for answering queries). */

@@ -9,12 +9,11 @@
  * frame) whatever the file size: 512 MiB → 1 MiB pieces, 64 GiB → 128 MiB.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import fsp from 'node:fs/promises';
 import { MAX_PIECES } from '../protocol/messages.ts';
 import { TransferError } from '../errors.ts';
 import type { SharedFile } from './jail.ts';
 import { rememberSha256 } from './hash-cache.ts';
+import { openRegular } from './share-fs.ts';
 
 export const DEFAULT_PIECE_BYTES = 1024 * 1024;
 
@@ -91,9 +90,9 @@ export function manifestOf(f: SharedFile, o: { minPieceBytes?: number; onProgres
 
 async function compute(shared: SharedFile, minPieceBytes: number, onProgress?: (n: number) => void, signal?: AbortSignal): Promise<Manifest> {
   // A handle of its own: the pass is shared by callers whose handles may close before it ends.
-  const handle = await fsp.open(shared.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  // Never blocking, regular files only: the name may have been replaced since the jail opened it.
+  const { handle, st } = await openRegular(shared.path, { what: shared.name });
   try {
-    const st = await handle.stat();
     if (st.size !== shared.size || st.mtimeMs !== shared.mtimeMs || st.ino !== shared.ino) throw new TransferError('changed', `${shared.name} changed while it was opened for hashing`);
     return await hashPieces({ ...shared, handle }, minPieceBytes, onProgress, signal);
   } finally {

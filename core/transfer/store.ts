@@ -26,6 +26,7 @@ import { checkFileName } from '../protocol/names.ts';
 import type { HashOptions } from './hash-cache.ts';
 import { knownSha256 } from './hash-cache.ts';
 import { assertName, hasShared, listShared, openShared, sha256Of, shareRoot } from './jail.ts';
+import { linkOwn, openDir } from './share-fs.ts';
 
 export type { HashOptions };
 
@@ -222,6 +223,8 @@ export class FsStore implements ShareStore {
     const fd = fh.fd;
     const durable = o.fsync;
     let bytes = 0;
+    // The written file's fstat (at seal): commit links only this very file into place.
+    let st: fs.Stats | undefined;
     let committed = false;
     // Durable downloads: flush written data to disk in the background every FLUSH_BYTES while
     // receiving, so the final fsync only has the tail to wait for (errors here are ignored:
@@ -250,6 +253,7 @@ export class FsStore implements ShareStore {
             await fh!.sync();
             ms += performance.now() - ts;
           }
+          st = await fh!.stat();
           await fh!.close();
         } finally {
           fh = undefined;
@@ -257,13 +261,8 @@ export class FsStore implements ShareStore {
         return ms;
       },
       commit: async (name) => {
-        const final = path.join(root, name);
-        try {
-          await fsp.link(tmp, final);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${name} already exists in ${this.dir}; not overwritten`);
-          throw new TransferError('io', `cannot move ${name} into place: ${(err as Error).message}`);
-        }
+        if (!st) throw new TransferError('io', `internal: ${name} committed before it was sealed`);
+        await linkOwn(st, tmp, path.join(root, name), name, this.dir);
         committed = true;
         this.names = undefined;
         // The new name reaches the disk (a temporary name surviving a crash is swept at the next start).
@@ -280,12 +279,12 @@ export class FsStore implements ShareStore {
   }
 }
 
-/** fsync of a file or folder by path; returns the time it took, ms. */
+/** fsync of a folder by path; returns the time it took, ms. */
 async function syncPath(p: string, name: string): Promise<number> {
   const t = performance.now();
   let h: fsp.FileHandle | undefined;
   try {
-    h = await fsp.open(p, 'r');
+    h = await openDir(p);
     await h.sync();
   } catch (err) {
     throw new TransferError('io', `cannot make ${name} durable (fsync ${path.basename(p)}): ${(err as Error).message}`);

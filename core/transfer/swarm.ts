@@ -36,10 +36,11 @@ import { MAX_PIECES, PROTOCOL_VERSION, type Hit, type Message, type PeerRef } fr
 import type { Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
+import { createFresh, linkOwn, openDir, openRegular } from './share-fs.ts';
 import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
 import { FANOUT_WINDOW_MS, FanoutGovernor, type FanoutAction, type FanoutOptions } from './swarm-fanout.ts';
 import { hashPool, type HashBackend, type WholeHash } from './hash-pool.ts';
-import { freeBytes, type TransferMetrics } from './receive.ts';
+import { freeBytes, tempName, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
   transport: Transport;
@@ -205,9 +206,10 @@ const active = new Set<string>();
 async function readResume(file: string): Promise<z.infer<typeof ResumeFile> | null> {
   let fh: fsp.FileHandle | undefined;
   try {
-    fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > MAX_RESUME_FILE_BYTES) return null;
+    // Never blocking (a FIFO under this name), regular files only (share-fs.ts).
+    const { handle, st } = await openRegular(file);
+    fh = handle;
+    if (st.size > MAX_RESUME_FILE_BYTES) return null;
     const r = ResumeFile.safeParse(JSON.parse(await fh.readFile('utf8')));
     if (!r.success || checkManifest({ name: r.data.name, ...r.data.manifest }) !== null) return null;
     return r.data;
@@ -238,19 +240,25 @@ export async function hasPartial(dir: string, tag: string, name: string): Promis
 
 /**
  * Removes this peer's swarm partials (and their resume files) not advanced for
- * `maxAgeMs`, and halves of a pair whose other half is missing. Returns the names removed.
+ * `maxAgeMs`, and halves of a pair whose other half is missing; and anything
+ * under those names that is not a regular file or a folder (a symlink, a FIFO:
+ * the entry itself, never what it points to). Returns the names removed.
  */
 export async function sweepPartials(dir: string, tag: string, maxAgeMs: number): Promise<string[]> {
   const re = partialRe(tag);
   const groups = new Map<string, Set<string>>();
+  const removed: string[] = [];
   for (const ent of await fsp.readdir(dir, { withFileTypes: true })) {
-    const m = ent.isFile() ? re.exec(ent.name) : null;
-    if (!m) continue;
+    const m = re.exec(ent.name);
+    if (!m || ent.isDirectory()) continue;
+    if (!ent.isFile()) {
+      await fsp.unlink(path.join(dir, ent.name)).then(() => removed.push(ent.name), () => undefined);
+      continue;
+    }
     const g = groups.get(m[1]!) ?? new Set();
     g.add(m[2]!);
     groups.set(m[1]!, g);
   }
-  const removed: string[] = [];
   for (const [sha, kinds] of groups) {
     const names = [...kinds].map((k) => `.treeshare-${tag}-${sha}.swarm.${k}`);
     let stale = kinds.size < 2;
@@ -365,6 +373,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let ready: Promise<void> | undefined;
   let fd = -1;
   let tmp = '';
+  /** Where the partial is: `tmp`, or a fresh name when something that cannot be replaced holds `tmp`. */
+  let partFile = '';
   let statePath = '';
   let resumedPieces = 0;
   let resumedBytes = 0;
@@ -487,21 +497,20 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   // over a file makes the kernel flush the new one.) A torn or unreadable resume file only
   // costs the resume, never a byte: the pieces it lists are re-hashed before they count.
   let stateFd = -1;
+  let stateHandle: fsp.FileHandle | undefined;
   let stateHead = '';
   let saveFailed = false;
   const saveState = () => {
-    if (!manifest || completed) return;
+    if (!manifest || completed || stateFd < 0) return;
     const m = manifest;
     const list: number[] = [];
     for (let i = 0; i < n; i++) if (have[i]) list.push(i);
     const tail = `,"have":[${list.join(',')}]}`;
     try {
-      if (stateFd < 0) {
+      if (!stateHead) {
+        // A new, empty file of ours (setup).
         stateHead = JSON.stringify({ v: 1, name: o.name, manifest: { size: m.size, sha256: m.sha256, pieceSize: m.pieceSize, pieces: m.pieces } }).slice(0, -1);
-        stateFd = fs.openSync(statePath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
-        const all = Buffer.from(stateHead + tail);
-        writeAll(stateFd, all, 0);
-        fs.ftruncateSync(stateFd, all.length);
+        writeAll(stateFd, Buffer.from(stateHead + tail), 0);
       } else writeAll(stateFd, Buffer.from(tail), Buffer.byteLength(stateHead));
       saveFailed = false;
     } catch (err) {
@@ -509,9 +518,11 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       saveFailed = true;
     }
   };
-  const closeState = () => {
-    if (stateFd >= 0) fs.closeSync(stateFd);
+  const closeState = async () => {
+    const h = stateHandle;
+    stateHandle = undefined;
     stateFd = -1;
+    await h?.close().catch(() => undefined);
   };
 
   // Lowest piece neither verified nor asked for; every piece below it is one of those.
@@ -706,9 +717,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     let fh: fsp.FileHandle | undefined;
     if (prior && sameManifest({ name: o.name, ...prior.manifest }, m)) {
       try {
-        fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
-        const st = await fh.stat();
-        if (!st.isFile()) throw new Error('not a file');
+        // Only our own regular, singly-linked file: never a FIFO, a symlink or a second name of a file elsewhere.
+        fh = (await openRegular(tmp, { flags: fs.constants.O_RDWR, singleLink: true, own: true })).handle;
+        // Bytes past the end would stay in the file: the pieces cover [0, size) only.
+        await fh.truncate(m.size);
         // Re-verify every piece the resume file lists; only those that check out count.
         for (const i of new Set(prior.have)) {
           if (i >= n) continue;
@@ -725,18 +737,27 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
         resumedBytes = haveBytes;
         const percent = m.size ? Math.floor((100 * haveBytes) / m.size) : 100;
         o.onResume?.({ name: o.name, pieces: haveCount, of: n, bytes: haveBytes, percent });
-      } catch {
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log('warn', `not resuming ${o.name} from ${path.basename(tmp)}: ${describeError(err)}`);
         await fh?.close().catch(() => undefined);
         fh = undefined;
+        have.fill(0);
+        haveCount = haveBytes = resumedPieces = resumedBytes = 0;
       }
     }
-    if (!fh) {
-      fh = await fsp.open(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644);
-    }
+    partFile = tmp;
+    // Else a new file, renamed over whatever has the partial's name (share-fs.ts): nothing there redirects the writes.
+    if (!fh) ({ handle: fh, path: partFile } = await createFresh(tmp, path.join(root, tempName(o.tmpTag))));
     fd = fh.fd;
     fdHandle = fh;
     const free = await freeBytes(root);
     if (m.size - haveBytes > free) throw new TransferError('no-space', `not enough disk space (${m.size - haveBytes} bytes still needed, ${free} free)`);
+    try {
+      ({ handle: stateHandle, path: statePath } = await createFresh(statePath, path.join(root, tempName(o.tmpTag))));
+      stateFd = stateHandle.fd;
+    } catch (err) {
+      log('warn', `cannot save the resume state of ${o.name}: ${describeError(err)}`);
+    }
     manifest = m;
     if (hasher && (hasher.wholeRunning || m.size - haveBytes >= (o.wholeThreadMinBytes ?? WHOLE_THREAD_MIN_BYTES))) wholeOff = hasher.whole();
     advanceWhole(-1, undefined);
@@ -897,14 +918,12 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       await discard();
       throw new TransferError('hash-mismatch', `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…); partial removed`);
     }
+    // What becomes visible is exactly what was hashed: this file, of the manifest's size.
+    const st = await fdHandle!.stat();
+    if (st.size !== m.size) throw new TransferError('io', `partial of ${o.name} has ${st.size} bytes, not ${m.size}`);
     await fdHandle!.close();
     fdHandle = undefined;
-    try {
-      await fsp.link(tmp, final);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferError('exists', `${o.name} already exists in ${o.shareDir}; not overwritten`);
-      throw new TransferError('io', `cannot move ${o.name} into place: ${(err as Error).message}`);
-    }
+    await linkOwn(st, partFile, final, o.name, o.shareDir);
     await discard();
     // Partials of other versions of this name: no holder offered them here; the name is taken now.
     for (const other of candidates.keys()) {
@@ -914,7 +933,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     }
     if (durable) {
       const ts = clock.now();
-      const dh = await fsp.open(root, 'r');
+      const dh = await openDir(root);
       await dh.sync().finally(() => dh.close());
       fsyncMs += clock.now() - ts;
     }
@@ -958,14 +977,14 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     if (wholeOff && !wholeDigested) await wholeOff.close().catch(() => undefined);
     // Failed or aborted: the resume file lists every piece verified so far.
     if (!completed && manifest) saveState();
-    closeState();
+    await closeState();
     await fdHandle?.close().catch(() => undefined);
     if (tmp) active.delete(tmp);
   }
 
   async function discard(): Promise<void> {
-    closeState();
-    await fsp.rm(tmp, { force: true });
+    await closeState();
+    await fsp.rm(partFile, { force: true });
     await fsp.rm(statePath, { force: true });
   }
 }
