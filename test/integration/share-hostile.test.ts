@@ -18,7 +18,7 @@ import { pieceCount, pieceSizeFor } from '../../core/transfer/manifest.ts';
 import { FsStore } from '../../core/transfer/store.ts';
 import { sweepPartials } from '../../core/transfer/swarm.ts';
 import { HASH_CACHE_FILE } from '../../core/transfer/hash-cache.ts';
-import { cluster, spawnPeer, tmpDir, type Cluster, type ProcPeer } from '../helpers.ts';
+import { cluster, nextEvent, spawnPeer, tmpDir, type Cluster, type ProcPeer } from '../helpers.ts';
 import { PIECE, partials, sha, swarmNet } from './swarm-net.ts';
 
 const mkfifo = (p: string) => execFileSync('mkfifo', [p]);
@@ -192,6 +192,36 @@ test('a symlink at the swarm partial\'s or resume file\'s name is replaced, neve
   t.is(fs.readFileSync(target, 'utf8'), 'target');
   t.false(fs.existsSync(path.join(outside, 'dangling')));
   t.deepEqual(partials(r.opts.share), []);
+});
+
+test('a folder at the swarm partial\'s name: the download writes under a fresh name and succeeds', async (t) => {
+  const body = randomBytes(8 * PIECE);
+  const { part } = partialNames('R', body);
+  const { r, res } = await swarmInto(t, body, (share) => fs.mkdirSync(path.join(share, part)));
+  t.true(res.verified);
+  t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
+  t.deepEqual(partials(r.opts.share), [part], 'only the folder is left');
+});
+
+test('a partial that grows past the file\'s size while it is written is not made visible; the retry cuts it to size', async (t) => {
+  const body = randomBytes(32 * PIECE);
+  // 2 MiB at 1 MB/s: still running when the bytes are added.
+  const { c } = await swarmNet(t, 1, body, { uploadRate: 1e6 });
+  const r = await c.add('R', { swarm: 'always' });
+  const p = r.download('f.bin');
+  await nextEvent(r, 'progress', (x: { bytes: number }) => x.bytes >= 4 * PIECE);
+  const fd = fs.openSync(path.join(r.opts.share, partialNames('R', body).part), 'r+');
+  fs.writeSync(fd, Buffer.from('bytes past the end'), 0, 18, body.length);
+  fs.closeSync(fd);
+  const err = await t.throwsAsync(p);
+  t.is(errorCode(err), 'io', err?.message);
+  t.regex(err!.message, new RegExp(`${body.length + 18} bytes, not ${body.length}`));
+  t.false(fs.existsSync(path.join(r.opts.share, 'f.bin')));
+  const res = await r.download('f.bin');
+  t.true(res.swarm!.resumedPieces > 0);
+  const got = fs.readFileSync(path.join(r.opts.share, 'f.bin'));
+  t.is(got.length, body.length);
+  t.is(sha(got), sha(body));
 });
 
 test('the partial sweep removes symlinks and FIFOs at this peer\'s partial names (the entries, not their targets), at start too', async (t) => {
