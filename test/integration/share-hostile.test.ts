@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { errorCode, type Peer } from '../../core/index.ts';
-import { pieceCount, pieceSizeFor } from '../../core/transfer/manifest.ts';
+import { manifestOf, pieceCount, pieceSizeFor } from '../../core/transfer/manifest.ts';
+import { openShared } from '../../core/transfer/jail.ts';
 import { FsStore } from '../../core/transfer/store.ts';
 import { sweepPartials } from '../../core/transfer/swarm.ts';
 import { HASH_CACHE_FILE } from '../../core/transfer/hash-cache.ts';
@@ -272,4 +273,26 @@ test('an offer-path download whose temporary file is replaced after it was writt
   t.is(errorCode(err), 'io', err?.message);
   t.regex(err!.message, /replaced/);
   t.false(fs.existsSync(path.join(dir, 'f.txt')));
+});
+
+test('a shared file replaced by a FIFO before its manifest pass: the pass refuses it at once instead of blocking', async (t) => {
+  t.timeout(15_000);
+  const dir = tmpDir();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const p = path.join(dir, 'a.bin');
+  fs.writeFileSync(p, randomBytes(10_000));
+  const f = await openShared(dir, 'a.bin');
+  t.teardown(() => f.handle.close());
+  fs.rmSync(p);
+  mkfifo(p);
+  // Should an open be waiting for a writer (the defect), this lets it go, so the process can end.
+  t.teardown(() => {
+    try {
+      fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    } catch {
+      /* no reader waiting: nothing blocked */
+    }
+  });
+  const err = await t.throwsAsync(manifestOf(f));
+  t.is(errorCode(err), 'not-regular', err?.message);
 });
