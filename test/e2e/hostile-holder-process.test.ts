@@ -25,7 +25,7 @@ test('a peer process downloading from a holder with a hostile manifest drops it 
   const small = fakeFile('f.bin', randomBytes(100));
   const evil = await FakeSwarmHolder.open(t, 'EVIL', (c) => {
     c.send(manifestFrame(small, { pieceSize: 2 ** 40 }));
-    void c.want().then(() => c.write(small.body), () => undefined);
+    void c.wanted().then(() => c.write(small.body), () => undefined);
   });
   await HostileMember.join(t, { host: '127.0.0.1', port: ready.port }, { hits: () => [evil.hit(small.size)] });
   await peer.waitEvent((e) => e.event === 'child-joined' && e.child?.id === 'EVIL');

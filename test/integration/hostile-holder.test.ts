@@ -64,7 +64,7 @@ for (const [what, patch] of [
       EVIL: (c) => {
         c.send(manifestFrame(small, patch));
         // Whatever is asked, the 100 bytes follow (the requester would fill a piece buffer of pieceSize).
-        void c.want().then(() => c.write(small.body), () => undefined);
+        void c.wanted().then(() => c.write(small.body), () => undefined);
       },
     });
     const err = await failure(r.download('f.bin'));
@@ -237,7 +237,7 @@ function liar(f: FakeFile, o: { wanted?: () => void } = {}): SwarmScript {
   const fake = fakeFile(f.name, randomBytes(f.size), f.pieceSize);
   return (c) => {
     c.send(manifestFrame(f, { pieces: fake.pieces }));
-    void c.want().then(() => o.wanted?.(), () => undefined);
+    void c.wanted().then(() => o.wanted?.(), () => undefined);
     c.serve(fake);
   };
 }
@@ -268,4 +268,58 @@ test('swarm: a liar alone fails the download with hash-mismatch naming it', asyn
   t.is(err.code, 'hash-mismatch', err.message);
   t.regex(err.message, /piece hashes of LIAR are false/);
   t.false(fs.existsSync(path.join(r.opts.share, 'f.bin')));
+});
+
+test('swarm: a liar whose manifest comes second is kept out (reserve) and named; the download never uses it', async (t) => {
+  const r = await requester(t);
+  let honestWanted!: () => void;
+  const first = new Promise<void>((res) => (honestWanted = res));
+  let liarClosed!: () => void;
+  const closed = new Promise<void>((res) => (liarClosed = res));
+  const lying = liar(file);
+  await swarmHolders(t, r, file.size, {
+    // H1's manifest is taken first; it serves once the requester has closed the liar's connection (reserve).
+    H1: async (c) => {
+      c.send(manifestFrame(file));
+      await c.wanted();
+      honestWanted();
+      await closed;
+      c.serve(file);
+    },
+    LIAR: async (c) => {
+      await first;
+      void c.closed.then(liarClosed);
+      return lying(c);
+    },
+  });
+  const res = await r.download('f.bin');
+  t.is(sha256(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), file.sha256);
+  const l = res.swarm!.sources.find((s) => s.id === 'LIAR')!;
+  t.regex(l.dropped ?? '', /piece hashes disagree with the manifest in use \(kept in reserve/);
+  t.is(l.pieces, 0);
+  t.is(l.bytes, 0);
+});
+
+test('swarm: when every holder of the manifest in use leaves, the download goes on from the holders in reserve', async (t) => {
+  const r = await requester(t);
+  let wanted!: () => void;
+  const first = new Promise<void>((res) => (wanted = res));
+  const fake = fakeFile(file.name, randomBytes(file.size), file.pieceSize);
+  await swarmHolders(t, r, file.size, {
+    // Its manifest comes first, then it leaves without sending a byte.
+    GONE: async (c) => {
+      c.send(manifestFrame(file, { pieces: fake.pieces }));
+      await c.wanted();
+      wanted();
+      c.close();
+    },
+    H1: async (c) => {
+      await first;
+      return honest(file)(c);
+    },
+  });
+  const res = await r.download('f.bin');
+  t.is(sha256(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), file.sha256);
+  t.regex(res.swarm!.sources.find((s) => s.id === 'GONE')!.dropped ?? '', /connection closed/);
+  t.is(res.swarm!.sources.find((s) => s.id === 'H1')!.pieces, res.swarm!.pieces);
 });

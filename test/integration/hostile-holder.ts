@@ -92,6 +92,11 @@ export class SwarmConn extends ScriptConn {
     return f.pieces as number[];
   }
 
+  /** Resolves once the requester sent a want (any; none is taken: see want()). */
+  async wanted(timeoutMs = 10_000): Promise<void> {
+    await this.raw.next((x) => x.t === 'want', { timeoutMs, what: 'a want' });
+  }
+
   /** Answers every want with `f`'s pieces (or what `piece` makes of them), in order, until the connection closes. */
   serve(f: FakeFile, o: { piece?: (i: number, data: Buffer) => Buffer } = {}): void {
     void (async () => {
