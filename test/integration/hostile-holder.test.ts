@@ -11,6 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import { errorCode, tcpTransport, type Connection, type Peer } from '../../core/index.ts';
 import { cluster, until } from '../helpers.ts';
 import { FakeSwarmHolder, fakeFile, HostileMember, manifestFrame, pieceOf, sha256, type FakeFile, type HostileMemberOptions, type SwarmScript } from './hostile-holder.ts';
+import { swarmNet } from './swarm-net.ts';
 import { RawClient } from './wire.ts';
 
 /** A requester R alone in a cluster (its own root), with `peer` options. */
@@ -228,6 +229,20 @@ test('swarm: a holder answering busy is asked again with backoff, and the downlo
   t.is(sha256(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), file.sha256);
   t.is(h!.opens.length, 4, 'three busy answers, then served');
   t.is(res.swarm!.sources[0]!.dropped, undefined);
+});
+
+test('a holder at --max-uploads answers busy: concurrent swarm downloads wait and retry with backoff, every one completes (real peers)', async (t) => {
+  const body = randomBytes(512 * 1024);
+  // One upload slot, capped: the four requesters overlap, three of them are told busy at first.
+  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 1, uploadRate: 4e6 });
+  const rs = [];
+  for (let i = 1; i <= 4; i++) rs.push(await c.add(`R${i}`, { swarm: 'always' }));
+  const res = await Promise.all(rs.map((r) => r.download('f.bin')));
+  for (const [i, r] of rs.entries()) {
+    t.is(sha256(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha256(body), r.id);
+    t.deepEqual(res[i]!.swarm!.sources.map((s) => [s.id, s.dropped]), [['H1', undefined]]);
+  }
+  t.true(holders[0]!.swarmUploads.count <= 1);
 });
 
 // ---- defect 5: one liar does not fail the download nor blame the honest ----

@@ -181,17 +181,3 @@ test('adaptive sources: a saturated requester parks holders and finishes from th
   t.is((await run('RN', { loadSignal: () => undefined })).fanout.parks, 0);
   t.is((await run('RO', { loadSignal: () => 1, adaptive: false })).fanout.windows, 0);
 });
-
-test('a holder at --max-uploads answers busy: concurrent swarm downloads wait and retry with backoff, every one completes (issue 22, defect 9)', async (t) => {
-  const body = randomBytes(512 * 1024);
-  // One upload slot, capped: the four requesters overlap, three of them are told busy at first.
-  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 1, uploadRate: 4e6 });
-  const rs = [];
-  for (let i = 1; i <= 4; i++) rs.push(await c.add(`R${i}`, { swarm: 'always' }));
-  const res = await Promise.all(rs.map((r) => r.download('f.bin')));
-  for (const [i, r] of rs.entries()) {
-    t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body), r.id);
-    t.deepEqual(res[i]!.swarm!.sources.map((s) => [s.id, s.dropped]), [['H1', undefined]]);
-  }
-  t.true(holders[0]!.swarmUploads.count <= 1);
-});
