@@ -13,7 +13,7 @@ import type { TimerHandle } from '../clock.ts';
 import { TreeshareError } from '../errors.ts';
 import { childBudget, Convergecast, floodCut, emptyCounters, mergeCounters, SeenCache, type Completion, type FloodCounters } from '../protocol/flood.ts';
 import { frameOf } from '../protocol/codec.ts';
-import type { Hit, Msg, TopoNode } from '../protocol/messages.ts';
+import { addrKey, type Hit, type Msg, type TopoNode } from '../protocol/messages.ts';
 import { abortError } from '../transport/connection.ts';
 import { TokenBucket } from '../protocol/ratelimit.ts';
 import type { Link } from './links.ts';
@@ -23,6 +23,33 @@ import type { SearchResult, TopoResult } from './types.ts';
 interface QueryAgg {
   counters: FloodCounters;
   hits: Hit[];
+  /** Ids and addresses of `hits` (made on the first merge): a holder counts once. */
+  keys?: Set<string>;
+}
+
+/** Unspecified addresses: a hit there would make the requester connect to itself. */
+const UNSPECIFIED = new Set(['0.0.0.0', '::', '0:0:0:0:0:0:0:0']);
+
+/**
+ * Why a hit in a neighbour's query-reply does not count, or null (checked at the edge, before it
+ * is merged or reported): it claims this peer's id, names an unspecified address, or is more hops
+ * away than the reply's own maxHops.
+ */
+export function badHit(h: Hit, selfId: string, maxHops: number): string | null {
+  if (h.id === selfId) return `claims this peer's id ${h.id}`;
+  if (UNSPECIFIED.has(h.host)) return `${h.id} at the unspecified address ${h.host}`;
+  if (h.hops > maxHops) return `${h.id} ${h.hops} hops away in a reply of at most ${maxHops}`;
+  return null;
+}
+
+/** Adds `h` to `a` unless its id or its address is there already (one holder, one hit). */
+function addHit(a: QueryAgg, h: Hit): void {
+  const keys = (a.keys ??= new Set(a.hits.flatMap((x) => [`id ${x.id}`, `at ${addrKey(x)}`])));
+  const id = `id ${h.id}`;
+  const at = `at ${addrKey(h)}`;
+  if (keys.has(id) || keys.has(at) || a.hits.length >= MAX_HITS) return;
+  keys.add(id).add(at);
+  a.hits.push(h);
 }
 interface TopoAgg {
   counters: FloodCounters;
@@ -58,7 +85,7 @@ export class FloodHandler {
   readonly seen: SeenCache;
   private readonly queries = new Convergecast<QueryAgg>((a, p) => {
     mergeCounters(a.counters, p.counters);
-    for (const h of p.hits) if (a.hits.length < MAX_HITS) a.hits.push(h);
+    for (const h of p.hits) addHit(a, h);
   });
   private readonly topos = new Convergecast<TopoAgg>((a, p) => {
     mergeCounters(a.counters, p.counters);
@@ -146,6 +173,12 @@ export class FloodHandler {
         return;
       case 'query-reply': {
         const l = this.local.get(m.qid);
+        const maxHops = m.maxHops;
+        const bad = m.hits.map((h) => badHit(h, this.ctx.id, maxHops)).filter((x) => x !== null);
+        if (bad.length) {
+          this.ctx.log('warn', `ignored ${bad.length} hit(s) in a query-reply from ${link.ref.id}: ${bad.slice(0, 3).join('; ')}`);
+          m = { ...m, hits: m.hits.filter((h) => badHit(h, this.ctx.id, maxHops) === null) };
+        }
         if (l && m.hits.length) {
           if (l.firstHitAt === null) l.firstHitAt = this.ctx.clock.now();
           for (const h of m.hits) this.ctx.emit('hit', { qid: m.qid, name: l.name, holder: h });

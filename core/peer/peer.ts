@@ -511,6 +511,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.emit('protocol-error', { remote: conn.remote, code: e.code, message: e.message });
       this.log('warn', `closed ${conn.remote}: ${e.message} [${e.code}]`);
     });
+    conn.on('handler-error', (e) => this.log('warn', `closed ${conn.remote}: ${e.message} [${e.code}]`));
   }
 
   /** Serves requests on a parent or child link until it closes. */

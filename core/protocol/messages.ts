@@ -160,6 +160,14 @@ const Ack = z.strictObject({ t: z.literal('ack') });
 
 /** Most pieces in a manifest (the piece size grows with the file to stay under it). */
 export const MAX_PIECES = 512;
+/** Smallest piece size on the wire. */
+export const MIN_PIECE_BYTES = 1024;
+/**
+ * Largest piece size on the wire (1 GiB): a requester holds a piece buffer of this size per link,
+ * so files over MAX_PIECES × this (512 GiB) do not swarm. checkManifest (transfer/manifest.ts)
+ * bounds the piece size by the file's size too.
+ */
+export const MAX_PIECE_BYTES = 2 ** 30;
 /**
  * swarm-open: requester → holder. `sha256` is the whole-file hash the requester
  * already knows (from an earlier holder or its resume state), or null.
@@ -171,7 +179,7 @@ const Hashing = z.strictObject({ t: z.literal('hashing'), hashed: z.number().int
 /** manifest: size, whole-file SHA-256, piece size and the SHA-256 of each piece, in order. */
 const Manifest = z.strictObject({
   t: z.literal('manifest'), name: FileName, size: z.number().int().min(0).max(2 ** 53 - 1), sha256: Sha256,
-  pieceSize: z.number().int().min(1024).max(2 ** 40), pieces: z.array(Sha256).max(MAX_PIECES),
+  pieceSize: z.number().int().min(MIN_PIECE_BYTES).max(MAX_PIECE_BYTES), pieces: z.array(Sha256).max(MAX_PIECES),
 });
 /**
  * want: requester → holder, piece indexes. The holder sends each wanted piece's

@@ -9,7 +9,7 @@
  * frame) whatever the file size: 512 MiB → 1 MiB pieces, 64 GiB → 128 MiB.
  */
 import { createHash } from 'node:crypto';
-import { MAX_PIECES } from '../protocol/messages.ts';
+import { MAX_PIECE_BYTES, MAX_PIECES, MIN_PIECE_BYTES } from '../protocol/messages.ts';
 import { TransferError } from '../errors.ts';
 import type { SharedFile } from './jail.ts';
 import { rememberSha256 } from './hash-cache.ts';
@@ -39,12 +39,42 @@ export function pieceLength(m: { size: number; pieceSize: number }, i: number): 
   return Math.min(m.pieceSize, m.size - i * m.pieceSize);
 }
 
-/** A manifest from the network or a resume file is consistent with itself (sizes and counts). */
+/**
+ * Largest minimum piece size (`minPieceBytes`) a requester accepts from a holder: a file of one
+ * piece may have a piece size above its size (the holder's minimum), up to this.
+ */
+export const MAX_MIN_PIECE_BYTES = 64 * 1024 * 1024;
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * A manifest from the network or a resume file is consistent with itself: every field bounded by
+ * what the file's size implies (docs/SWARM.md, "Manifest"). The reason it is not, or null.
+ */
 export function checkManifest(m: Manifest): string | null {
-  if (m.pieceSize < 1024) return `piece size ${m.pieceSize} is below 1024 bytes`;
-  if (m.pieces.length !== pieceCount(m)) return `${m.pieces.length} piece hashes for ${m.size} bytes in pieces of ${m.pieceSize} (expected ${pieceCount(m)})`;
+  if (!Number.isSafeInteger(m.size) || m.size < 0) return `size ${m.size} is not a byte count`;
+  if (typeof m.sha256 !== 'string' || !HEX64.test(m.sha256)) return 'sha256 is not 64 lowercase hex digits';
+  if (!Number.isSafeInteger(m.pieceSize) || m.pieceSize < MIN_PIECE_BYTES) return `piece size ${m.pieceSize} is below ${MIN_PIECE_BYTES} bytes`;
+  if (m.pieceSize > MAX_PIECE_BYTES) return `piece size ${m.pieceSize} is above ${MAX_PIECE_BYTES} bytes`;
+  // The holder's rule (pieceSizeFor): its minimum, doubled while the file has more than MAX_PIECES pieces.
+  const largest = Math.max(MAX_MIN_PIECE_BYTES, 2 * Math.ceil(m.size / MAX_PIECES));
+  if (m.pieceSize > largest) return `piece size ${m.pieceSize} is too large for a file of ${m.size} bytes (at most ${largest})`;
+  if (!Array.isArray(m.pieces)) return 'no piece list';
   if (m.pieces.length > MAX_PIECES) return `more than ${MAX_PIECES} pieces`;
+  if (m.pieces.length !== pieceCount(m)) return `${m.pieces.length} piece hashes for ${m.size} bytes in pieces of ${m.pieceSize} (expected ${pieceCount(m)})`;
+  const bad = m.pieces.findIndex((p) => typeof p !== 'string' || !HEX64.test(p));
+  if (bad >= 0) return `piece hash ${bad} is not 64 lowercase hex digits`;
   return null;
+}
+
+/** Bytes of the largest piece of `m` (its piece size, or the whole file when that is smaller): a piece buffer's size. */
+export function pieceBufferBytes(m: { size: number; pieceSize: number }): number {
+  return Math.min(m.pieceSize, m.size);
+}
+
+/** Same file (size and whole-file hash), whatever its manifests say about pieces. */
+export function sameFile(a: { size: number; sha256: string }, b: { size: number; sha256: string }): boolean {
+  return a.size === b.size && a.sha256 === b.sha256;
 }
 
 export function sameManifest(a: Manifest, b: Manifest): boolean {

@@ -38,6 +38,14 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
   /** No byte for this long fails the transfer, ms. Default 15,000. */
   idleTimeoutMs?: number;
+  /**
+   * Minimum progress: fewer than this many bytes per second over a window of `rateWindowMs`
+   * fails the transfer (`timeout`, too slow), so a holder trickling a byte now and then (which
+   * resets the idle timer) cannot hold the download. Default MIN_RATE_BYTES_PER_SEC (1 KiB/s); 0: none.
+   */
+  minRateBytesPerSec?: number;
+  /** The window of `minRateBytesPerSec`, ms. Default twice `idleTimeoutMs` (30 s). */
+  rateWindowMs?: number;
   onProgress?: (bytes: number, size: number) => void;
   /** Names the temporary file (normally the peer id) so sweepTemps finds this peer's leftovers. */
   tmpTag?: string;
@@ -69,6 +77,38 @@ export interface TransferMetrics {
   fsyncMs: number;
 }
 
+/** Default minimum progress of a download from a holder, bytes/s (ReceiveOptions.minRateBytesPerSec; swarm.ts too). */
+export const MIN_RATE_BYTES_PER_SEC = 1024;
+
+/**
+ * A minimum-progress rule over tumbling windows of `windowMs` (docs/SWARM.md, "Faults"): `check`
+ * answers, once a window is over, whether at least `minRate` bytes/s came in it (then a new
+ * window starts at `progress`), or how many bytes came when too few (the caller drops the holder).
+ */
+export class ProgressFloor {
+  private from: number;
+  private at: number;
+  constructor(private readonly minRate: number, private readonly windowMs: number, now: number, progress: number) {
+    this.from = now;
+    this.at = progress;
+  }
+
+  /** Starts a new window (nothing was expected before: no request outstanding). */
+  restart(now: number, progress: number): void {
+    this.from = now;
+    this.at = progress;
+  }
+
+  /** null: fine so far; else the reason, naming the bytes, the time and the floor. */
+  check(now: number, progress: number): string | null {
+    if (this.minRate <= 0 || now - this.from < this.windowMs) return null;
+    const got = progress - this.at;
+    if (got * 1000 < this.minRate * (now - this.from)) return `${got} bytes in ${Math.round(now - this.from)} ms, below the minimum of ${this.minRate} bytes/s (too slow)`;
+    this.restart(now, progress);
+    return null;
+  }
+}
+
 /** Bytes per read on the fast path (the reused buffer's size). */
 export const RECEIVE_BUFFER_BYTES = 1024 * 1024;
 
@@ -93,10 +133,16 @@ export async function receiveFile(conn: Connection, offer: Msg<'offer'>, o: Rece
     let settled = false;
     // Idle check: one timer ticking at a quarter of the timeout, not one re-armed per chunk.
     const idleMs = o.idleTimeoutMs ?? 15_000;
+    const rateMs = o.rateWindowMs ?? 2 * idleMs;
     let lastData = clock.now();
+    // A trickle resets the idle timer, not the minimum-progress window.
+    const floor = new ProgressFloor(o.minRateBytesPerSec ?? MIN_RATE_BYTES_PER_SEC, rateMs, lastData, 0);
     const idle = clock.setInterval(() => {
-      if (clock.now() - lastData > idleMs) fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
-    }, Math.max(10, Math.floor(idleMs / 4)));
+      const now = clock.now();
+      if (now - lastData > idleMs) return fail(new TransferError('timeout', `no data from ${from} for ${idleMs} ms (${bytes} of ${offer.size} bytes)`));
+      const slow = bytes < offer.size ? floor.check(now, bytes) : null;
+      if (slow) fail(new TransferError('timeout', `${from} sent ${slow} (${bytes} of ${offer.size} bytes)`));
+    }, Math.max(10, Math.floor(Math.min(idleMs, rateMs) / 4)));
     let reported = 0;
     const finish = (err?: Error) => {
       if (settled) return;

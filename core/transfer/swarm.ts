@@ -37,10 +37,11 @@ import type { Connection } from '../transport/connection.ts';
 import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from './jail.ts';
 import { createFresh, linkOwn, openDir, openRegular } from './share-fs.ts';
-import { checkManifest, pieceCount, pieceLength, sameManifest, type Manifest } from './manifest.ts';
+import { checkManifest, pieceBufferBytes, pieceCount, pieceLength, sameFile, sameManifest, type Manifest } from './manifest.ts';
+import { backoffDelays } from '../backoff.ts';
 import { FANOUT_WINDOW_MS, FanoutGovernor, type FanoutAction, type FanoutOptions } from './swarm-fanout.ts';
 import { hashPool, type HashBackend, type WholeHash } from './hash-pool.ts';
-import { freeBytes, tempName, type TransferMetrics } from './receive.ts';
+import { freeBytes, MIN_RATE_BYTES_PER_SEC, ProgressFloor, tempName, type TransferMetrics } from './receive.ts';
 
 export interface SwarmDownloadOptions {
   transport: Transport;
@@ -62,6 +63,20 @@ export interface SwarmDownloadOptions {
   idleTimeoutMs?: number;
   /** Wait for a manifest this long (re-armed while the holder reports hashing progress), ms. Default 10,000. */
   manifestTimeoutMs?: number;
+  /**
+   * Minimum progress (docs/SWARM.md, "Faults"): a holder with pieces asked (or still hashing for
+   * its manifest) that delivers fewer than this many bytes per second over a window of
+   * `rateWindowMs` is dropped (`too-slow`), so a trickle that keeps resetting the idle timer
+   * cannot hold a download. Default MIN_RATE_BYTES_PER_SEC (1 KiB/s); 0: no floor.
+   */
+  minRateBytesPerSec?: number;
+  /** The window of `minRateBytesPerSec`, ms. Default twice `idleTimeoutMs` (30 s). */
+  rateWindowMs?: number;
+  /**
+   * A holder that answers `busy` (its upload slots are full) is asked again with backoff (250 ms,
+   * doubling, at most 4 s apart) for this long before it is dropped, ms. Default 120,000.
+   */
+  busyRetryMs?: number;
   maxFileBytes?: number;
   fsync?: boolean;
   /** Names the partial and resume files (the peer id). */
@@ -281,6 +296,22 @@ export async function sweepPartials(dir: string, tag: string, maxAgeMs: number):
 interface Source {
   hit: Hit;
   conn?: Connection;
+  /** The manifest this holder sent (its own: piece hashes may differ from the one in use, see `standby`). */
+  manifest?: Manifest;
+  /**
+   * Sent a manifest of the same file (size, SHA-256) whose piece hashes disagree with the one in
+   * use: not asked for pieces, its connection closed; the holders of the manifest in use are
+   * liars if the whole file fails (then a next round uses these; docs/SWARM.md, "Liars").
+   */
+  standby?: boolean;
+  /** Waiting to ask a busy holder again (its timer), and when it first answered busy. */
+  retry?: TimerHandle;
+  busySince?: number;
+  busyDelays?: Iterator<number>;
+  /** Bytes the holder reported hashed for its manifest (`hashing`). */
+  hashed?: number;
+  /** Minimum progress (pieces asked, or hashing for its manifest). */
+  floor: ProgressFloor;
   queue: number[];
   buf?: Buffer;
   got: number;
@@ -336,7 +367,45 @@ const SLOT_BYTES = 8 * 1024 * 1024;
 const WHOLE_THREAD_MIN_BYTES = 128 * 1024 * 1024;
 export const slotsPerLink = (pieceSize: number) => Math.max(2, Math.min(8, Math.floor(SLOT_BYTES / pieceSize)));
 
+/**
+ * A round cannot finish on the manifest in use, and `reserve` holders sent the same file (size,
+ * SHA-256) with other piece hashes: `hash-mismatch`, the whole file failed its SHA-256 although
+ * every piece verified against the manifest in use, so its piece hashes are a lie (its holders,
+ * `leftOut`, are liars); `all-holders-gone`, every holder of the manifest in use is gone
+ * (docs/SWARM.md, "Liars").
+ */
+class SwitchManifestError extends TransferError {
+  constructor(code: 'hash-mismatch' | 'all-holders-gone', message: string, readonly leftOut: SourceReport[], readonly reserve: number, readonly received: number) {
+    super(code, message);
+  }
+}
+
+/**
+ * Downloads `o.name` from the holders in `o.hits` (a round, swarmRound). When the file fails its
+ * whole-file hash and some holders sent the same file (size, SHA-256) with other piece hashes,
+ * the holders of the manifest in use lied: they are left out and the download starts again from
+ * the others, at most once per distinct manifest.
+ */
 export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
+  const leftOut: SourceReport[] = [];
+  let wasted = 0;
+  for (;;) {
+    const out = new Set(leftOut.map((l) => l.id));
+    try {
+      const r = await swarmRound({ ...o, hits: o.hits.filter((h) => !out.has(h.id)) });
+      if (!leftOut.length) return r;
+      return { ...r, sources: [...leftOut, ...r.sources], bytesReceived: r.bytesReceived + wasted, bytesWasted: r.bytesWasted + wasted };
+    } catch (err) {
+      if (!(err instanceof SwitchManifestError)) throw err;
+      leftOut.push(...err.leftOut);
+      wasted += err.received;
+      if (err.reserve === 0) throw new TransferError(err.code as 'hash-mismatch', err.message);
+      o.log?.('warn', `${o.name}: ${err.message}; again from the ${err.reserve} holder(s) whose manifest disagreed`);
+    }
+  }
+}
+
+async function swarmRound(o: SwarmDownloadOptions): Promise<SwarmMetrics> {
   assertName(o.name);
   const clock = o.clock;
   const root = await shareRoot(o.shareDir);
@@ -347,6 +416,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const idleMs = o.idleTimeoutMs ?? 15_000;
   const manifestMs = o.manifestTimeoutMs ?? 10_000;
   const durable = o.fsync ?? true;
+  const minRate = o.minRateBytesPerSec ?? MIN_RATE_BYTES_PER_SEC;
+  const rateMs = o.rateWindowMs ?? 2 * idleMs;
+  const busyMs = o.busyRetryMs ?? 120_000;
   const log = o.log ?? (() => undefined);
   const t0 = clock.now();
 
@@ -386,7 +458,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let tFirst = 0;
   let settled = false;
   const reasons: string[] = [];
-  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false, free: [], slots: 0 }));
+  const sources: Source[] = hits.map((hit) => ({ hit, queue: [], got: 0, lastData: clock.now(), pieces: 0, bytes: 0, gone: false, rttMs: 0, parked: false, free: [], slots: 0, floor: new ProgressFloor(minRate, rateMs, clock.now(), 0) }));
   const hasher: HashBackend | undefined = o.hashing === false ? undefined : (o.hashing ?? (clock.kind === 'real' ? hashPool() : undefined));
   const pieceHasher = o.pieceThreads ? hasher : undefined;
   // Verifications (and writes) in flight off the main thread, and how many per piece.
@@ -394,7 +466,8 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   let verifying: Uint8Array = new Uint8Array(0);
   /** A piece buffer: shared memory when a worker reads it in place. */
   const newSlot = (): Buffer => {
-    const size = manifest!.pieceSize;
+    // The largest piece: a one-piece file's piece size may be larger than the file (checkManifest bounds it).
+    const size = pieceBufferBytes(manifest!);
     return pieceHasher ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
   };
   /** The link's current piece buffer, made on its first piece. */
@@ -418,7 +491,9 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     settled = true;
     // Complete: what links were still receiving are copies of pieces already verified (end-game).
     if (!err) for (const s of sources) if (!s.gone) bytesDuplicate += s.got;
-    for (const s of sources) if (!s.gone) {
+    for (const s of sources) {
+      clock.clearTimeout(s.retry);
+      if (s.gone) continue;
       s.gone = true;
       s.conn?.destroy();
     }
@@ -427,17 +502,24 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
 
   const live = () => sources.filter((s) => !s.gone);
+  /** What counts as progress for the minimum rate: piece bytes received, and hashing reported before the manifest. */
+  const progressOf = (s: Source) => s.bytes + (s.hashed ?? 0);
+  const reportOf = (s: Source): SourceReport => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}), ...(s.parked && !s.dropped ? { parked: true } : {}) });
   const checkAlive = () => {
     // Pieces still being verified may yet count (and a bad one needs a holder): decided when they answer.
     if (settled || live().length > 0 || jobs.size > 0) return;
     const got = manifest ? ` (kept ${haveCount} of ${n} verified pieces for a later resume)` : '';
-    settle(new TransferError('all-holders-gone', `every holder of ${o.name} failed or left${got}: ${reasons.join('; ')}`));
+    const msg = `every holder of ${o.name} failed or left${got}: ${reasons.join('; ')}`;
+    const reserve = sources.filter((s) => s.standby).length;
+    if (reserve) settle(new SwitchManifestError('all-holders-gone', msg, sources.filter((s) => !s.standby).map(reportOf), reserve, bytesReceived));
+    else settle(new TransferError('all-holders-gone', msg));
   };
 
   const drop = (s: Source, why: string) => {
     if (s.gone) return;
     s.gone = true;
     s.dropped = why;
+    clock.clearTimeout(s.retry);
     reasons.push(`${s.hit.id}: ${why}`);
     if (manifest) {
       for (const i of s.queue) {
@@ -545,7 +627,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
 
   function fill(s: Source): void {
-    if (s.gone || s.parked || settled || !manifest || !s.conn || fd < 0) return;
+    if (s.gone || s.parked || s.standby || settled || !manifest || !s.conn || fd < 0) return;
     const asked: number[] = [];
     const depth = depthOf(s);
     while (s.queue.length < depth) {
@@ -556,7 +638,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       asked.push(i);
     }
     if (asked.length) {
-      if (s.queue.length === asked.length) s.lastData = clock.now();
+      if (s.queue.length === asked.length) {
+        s.lastData = clock.now();
+        s.floor.restart(s.lastData, progressOf(s));
+      }
       s.conn.send({ t: 'want', pieces: asked });
     }
   }
@@ -693,8 +778,14 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const pieceTail = (s: Source): Buffer => {
     const m = manifest;
     const i = s.queue[0];
-    if (!m || i === undefined || s.gone || settled) return (strayBuf ??= Buffer.allocUnsafe(STRAY_READ_BYTES));
-    return bufOf(s).subarray(s.got, pieceLength(m, i));
+    if (m && i !== undefined && !s.gone && !settled) {
+      try {
+        return bufOf(s).subarray(s.got, pieceLength(m, i));
+      } catch (err) {
+        drop(s, `its data failed here: ${describeError(err)}`);
+      }
+    }
+    return (strayBuf ??= Buffer.allocUnsafe(STRAY_READ_BYTES));
   };
 
   /** First manifest: the file. Opens (or resumes) the partial. */
@@ -770,23 +861,61 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   };
   let fdHandle: fsp.FileHandle | undefined;
 
+  /** The first manifest that passed its checks: it names the file (size, SHA-256); set before setup answers. */
+  let defining: Manifest | undefined;
   const onManifest = (s: Source, m: Manifest) => {
     const bad = checkManifest(m);
-    if (bad) return drop(s, `bad manifest: ${bad}`);
-    if (!ready) {
+    if (bad) return drop(s, `bad-manifest: ${bad}`);
+    s.manifest = m;
+    if (!defining) {
+      defining = m;
       ready = setup(m);
       ready.catch((err) => settle(err instanceof Error ? err : new TransferError('io', String(err))));
-    } else if (manifest && !sameManifest(manifest, m)) {
-      return drop(s, `offers another version of ${o.name} (SHA-256 ${m.sha256.slice(0, 12)}…)`);
+    } else if (!sameFile(defining, m)) {
+      return drop(s, `offers another version of ${o.name} (SHA-256 ${m.sha256.slice(0, 12)}…, ${m.size} bytes)`);
+    } else if (!sameManifest(defining, m)) {
+      // Same file, other piece hashes: one of the two manifests lies. Kept in reserve (docs/SWARM.md, "Liars").
+      s.standby = true;
+      s.gone = true;
+      s.dropped = `its piece hashes disagree with the manifest in use (kept in reserve, not used)`;
+      s.conn?.destroy();
+      log('warn', `${s.hit.id} sent other piece hashes for ${o.name} than the manifest in use; kept in reserve`);
+      return checkAlive();
     }
-    const first = ready;
-    void first.then(() => {
-      if (!sameManifest(manifest!, m)) return drop(s, `offers another version of ${o.name} (SHA-256 ${m.sha256.slice(0, 12)}…)`);
-      fill(s);
-    }, () => undefined);
+    void ready!.then(() => fill(s), () => undefined);
+  };
+
+  /** Runs a handler of `s`'s data: whatever it throws is that holder's fault (dropped), never the process's. */
+  const guarded = (s: Source, fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      drop(s, `its data failed here: ${describeError(err)}`);
+    }
+  };
+
+  /** `s` answered busy: asked again after a backoff delay while within `busyRetryMs`, else dropped. */
+  const onBusy = (s: Source, conn: Connection, message: string) => {
+    const now = clock.now();
+    s.busySince ??= now;
+    s.busyDelays ??= backoffDelays({ first: 250, factor: 2, max: 4000 });
+    s.conn = undefined;
+    conn.destroy();
+    const d = s.busyDelays.next();
+    if (d.done || now + d.value - s.busySince > busyMs) return drop(s, `still busy after ${now - s.busySince} ms: ${message} [busy]`);
+    log('info', `${s.hit.id} is busy (${message}); asking again in ${d.value} ms`);
+    s.retry = clock.setTimeout(() => void startSource(s), d.value);
+  };
+
+  /** Why a holder's connection closed, from the error it closed with (ours on a protocol violation). */
+  const closeReason = (err: Error | undefined, before: boolean): string => {
+    if (err instanceof RemoteProtocolError) return before ? `bad-manifest: ${err.message} [${err.code}]` : `protocol violation: ${describeError(err)}`;
+    if (err instanceof TreeshareError && err.code === 'internal') return `its data failed here: ${err.message}`;
+    return `connection closed (holder left or crashed)${err ? `: ${err.message}` : ''}`;
   };
 
   const startSource = async (s: Source) => {
+    s.retry = undefined;
     let conn: Connection;
     const tc = clock.now();
     const connecting = new OpDeadline(clock, manifestMs, o.signal);
@@ -801,48 +930,74 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     s.rttMs = clock.now() - tc;
     if (s.gone || settled) return conn.destroy();
     s.conn = conn;
-    conn.on('close', () => drop(s, 'connection closed (holder left or crashed)'));
+    s.floor.restart(clock.now(), progressOf(s));
+    let gotManifest = false;
+    let protocolErr: Error | undefined;
     let lastHashed = -1;
+    let hashSize = -1;
     let timer: TimerHandle | undefined;
+    conn.on('protocol-error', (e) => (protocolErr ??= e));
+    conn.on('close', (err) => {
+      clock.clearTimeout(timer);
+      // An earlier connection of a holder asked again after `busy` is no reason to drop it.
+      if (s.conn === conn) drop(s, closeReason(err ?? protocolErr, !gotManifest));
+    });
     const arm = () => {
       clock.clearTimeout(timer);
       timer = clock.setTimeout(() => drop(s, `no manifest within ${manifestMs} ms (timeout)`), manifestMs);
     };
     arm();
+    const violation = (what: string) => {
+      conn.fail(new RemoteProtocolError('bad-message', what));
+      drop(s, `protocol violation: ${what} [bad-message]`);
+    };
     const onMsg = (msg: Message) => {
       if (msg.t === 'hashing') {
+        // Progress towards a manifest: bounded by the size it names, never backwards, one size throughout.
+        if (msg.hashed > msg.size) return violation(`hashing: ${msg.hashed} of ${msg.size} bytes`);
+        if (hashSize >= 0 && msg.size !== hashSize) return violation(`hashing: size changed from ${hashSize} to ${msg.size} bytes`);
+        if (msg.hashed < lastHashed) return violation(`hashing: went back from ${lastHashed} to ${msg.hashed} bytes`);
+        if (o.maxFileBytes !== undefined && msg.size > o.maxFileBytes) return drop(s, `hashing a file of ${msg.size} bytes, larger than the ${o.maxFileBytes} bytes accepted (too-large)`);
+        // The minimum-progress window starts with the first report.
+        if (hashSize < 0) s.floor.restart(clock.now(), progressOf(s));
+        hashSize = msg.size;
         if (msg.hashed > lastHashed) {
           lastHashed = msg.hashed;
+          s.hashed = msg.hashed;
           arm();
         }
         return;
       }
       clock.clearTimeout(timer);
-      conn.off('message', onMsg);
+      conn.off('message', listener);
       if (msg.t === 'error') {
         const e = new RemoteRefusedError(msg.code, msg.message);
+        if (e.remoteCode === 'busy') return onBusy(s, conn, msg.message);
         return drop(s, `${msg.message} [${e.remoteCode}]`);
       }
       if (msg.t !== 'manifest') {
         conn.fail(new RemoteProtocolError('unexpected-message', `expected manifest, got "${msg.t}"`));
         return drop(s, `sent "${msg.t}" instead of a manifest`);
       }
-      if (msg.name !== o.name) return drop(s, `manifest for another name`);
+      gotManifest = true;
+      s.busySince = s.busyDelays = undefined;
+      if (msg.name !== o.name) return drop(s, `bad-manifest: for another name`);
       // From here the holder sends raw piece bytes only (in the order asked).
       // Plain TCP: every read lands straight in the free tail of the piece this link is filling
-      // (Connection.rawInto with a buffer function); other links deliver 'data' chunks.
-      let rest = conn.rawInto(() => pieceTail(s), (k, b) => onData(s, b, 0, k));
+      // (Connection.rawInto with a buffer function; bytes that came in the manifest's own read
+      // follow through it too, once this handler returns); other links deliver 'data' chunks.
+      let rest = conn.rawInto(() => pieceTail(s), (k, b) => guarded(s, () => onData(s, b, 0, k)));
       if (rest) s.fast = true;
       else {
-        conn.on('data', (b: Buffer) => onData(s, b, 0, b.length));
+        conn.on('data', (b: Buffer) => guarded(s, () => onData(s, b, 0, b.length)));
         rest = conn.raw();
       }
       if (rest.length) onData(s, rest, 0, rest.length);
       onManifest(s, { name: o.name, size: msg.size, sha256: msg.sha256, pieceSize: msg.pieceSize, pieces: msg.pieces });
     };
-    conn.on('message', onMsg);
-    conn.on('close', () => clock.clearTimeout(timer));
-    conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? null });
+    const listener = (msg: Message) => guarded(s, () => onMsg(msg));
+    conn.on('message', listener);
+    conn.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: o.self, name: o.name, sha256: manifest?.sha256 ?? defining?.sha256 ?? null });
   };
 
   // Adaptive number of sources (swarm-fanout.ts): a window on the download's clock, the requester's
@@ -885,10 +1040,27 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
   const onAbort = () => settle(new TransferError('aborted', `download of ${o.name} aborted (verified pieces kept for a resume)`));
   if (o.signal?.aborted) throw new TransferError('aborted', `download of ${o.name} aborted`);
   o.signal?.addEventListener('abort', onAbort, { once: true });
+  // Idle and minimum progress (docs/SWARM.md, "Faults"): a holder with pieces asked that sends
+  // nothing for idleMs, or (pieces asked, or hashing for its manifest) less than minRate bytes/s
+  // over a window of rateMs, is dropped. A trickle resets the idle timer, not the window.
   const idle = clock.setInterval(() => {
     const now = clock.now();
-    for (const s of sources) if (!s.gone && s.queue.length > 0 && now - s.lastData > idleMs) drop(s, `no data for ${idleMs} ms with ${s.queue.length} piece(s) asked (stalled)`);
-  }, Math.max(10, Math.floor(idleMs / 4)));
+    for (const s of sources) {
+      if (s.gone) continue;
+      const asked = s.queue.length > 0;
+      if (asked && now - s.lastData > idleMs) {
+        drop(s, `no data for ${idleMs} ms with ${s.queue.length} piece(s) asked (stalled)`);
+        continue;
+      }
+      const hashing = !s.manifest && s.hashed !== undefined && !!s.conn;
+      if (!(asked || hashing)) {
+        s.floor.restart(now, progressOf(s));
+        continue;
+      }
+      const slow = s.floor.check(now, progressOf(s));
+      if (slow) drop(s, `${asked ? 'sent' : 'reported hashing'} ${slow}`);
+    }
+  }, Math.max(10, Math.floor(Math.min(idleMs, rateMs) / 4)));
 
   let fsyncMs = 0;
   try {
@@ -916,7 +1088,10 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
     } else sha256 = whole.digest('hex');
     if (sha256 !== m.sha256) {
       await discard();
-      throw new TransferError('hash-mismatch', `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…); partial removed`);
+      // Every piece verified against the manifest in use: its piece hashes are of other bytes (docs/SWARM.md, "Liars").
+      const liars = sources.filter((s) => s.manifest && sameManifest(s.manifest, m)).map((s) => ({ ...reportOf(s), dropped: `lying manifest: its piece hashes do not make the file's SHA-256 (hash-mismatch)` }));
+      const msg = `SHA-256 of ${o.name} does not match its manifest (got ${sha256.slice(0, 12)}…, manifest ${m.sha256.slice(0, 12)}…): the piece hashes of ${liars.map((l) => l.id).join(', ')} are false; partial removed`;
+      throw new SwitchManifestError('hash-mismatch', msg, liars, sources.filter((s) => s.standby).length, bytesReceived);
     }
     // What becomes visible is exactly what was hashed: this file, of the manifest's size.
     const st = await fdHandle!.stat();
@@ -951,7 +1126,7 @@ export async function swarmDownload(o: SwarmDownloadOptions): Promise<SwarmMetri
       readPath: sources.every((s) => s.pieces === 0 || s.fast) ? 'fast' : 'stream',
       fsyncMs,
       holder: { id: first.hit.id, host: first.hit.host, port: first.hit.port },
-      sources: sources.map((s) => ({ id: s.hit.id, pieces: s.pieces, bytes: s.bytes, ...(s.dropped ? { dropped: s.dropped } : {}), ...(s.parked && !s.dropped ? { parked: true } : {}) })),
+      sources: sources.map(reportOf),
       pieceSize: m.pieceSize,
       pieces: n,
       resumedPieces,

@@ -70,6 +70,8 @@ export interface ConnectionEvents {
   drain: [];
   /** The remote misbehaved; the connection answered and is closing. */
   'protocol-error': [RemoteProtocolError];
+  /** A handler of this connection threw on what the remote sent; the connection is closing (handlerFailed). */
+  'handler-error': [TreeshareError];
   close: [Error | undefined];
 }
 
@@ -197,14 +199,42 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * (what the function returned, or once another buffer: copy from it).
    * Returns the bytes already buffered (to be consumed first), or null when
    * the link cannot do it (memory, shaped or encrypted links), in which case
-   * nothing changed and raw() applies.
+   * nothing changed and raw() applies. Called from a 'message' handler, the
+   * bytes that came in the same read after that frame go to `onBytes` once
+   * the handler returns (into `buf` when it is one buffer). A throw from
+   * `onBytes` closes this connection (handlerFailed), it is never rethrown.
    */
   rawInto(buf: Buffer | (() => Buffer), onBytes: (n: number, b: Buffer) => void): Buffer | null {
     if (this.closedFlag || !this.link.readInto) return null;
-    const ok = this.link.readInto(buf, (n, b) => {
-      if (!this.closedFlag) onBytes(n, b);
-    });
-    return ok ? this.raw() : null;
+    const sink = (n: number, b: Buffer) => {
+      if (this.closedFlag) return;
+      try {
+        onBytes(n, b);
+      } catch (err) {
+        this.handlerFailed(err);
+      }
+    };
+    const ok = this.link.readInto(buf, sink);
+    if (!ok) return null;
+    this.rawSink = { buf, sink };
+    return this.raw();
+  }
+
+  /** Where rawInto() sends bytes: also those that came in the read of the frame that switched (onData). */
+  private rawSink: { buf: Buffer | (() => Buffer); sink: (n: number, b: Buffer) => void } | undefined;
+
+  /** Bytes decoded past the frame that switched to raw mode: to the rawInto() sink (as a read), else as 'data'. */
+  private deliverRest(rest: Buffer): void {
+    const to = this.rawSink;
+    if (!to) return void this.emit('data', rest);
+    // A buffer function's caller copies from another buffer; a fixed buffer is always the one named.
+    if (typeof to.buf === 'function') return to.sink(rest.length, rest);
+    for (let off = 0; off < rest.length && !this.closedFlag; ) {
+      const k = Math.min(rest.length - off, to.buf.length);
+      rest.copy(to.buf, 0, off, off + k);
+      off += k;
+      to.sink(k, to.buf);
+    }
   }
 
   pause(): void {
@@ -250,7 +280,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private onData(b: Buffer): void {
     if (this.closedFlag) return;
     if (this.rawMode) {
-      this.emit('data', b);
+      try {
+        this.emit('data', b);
+      } catch (err) {
+        this.handlerFailed(err);
+      }
       return;
     }
     if (this.first && this.accepted && this.decoder.buffered === 0 && b[0] === TLS_HANDSHAKE_BYTE) {
@@ -270,13 +304,30 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.thrown !== NOTHING) {
       const err = this.thrown;
       this.thrown = NOTHING;
-      throw err; // a listener's own bug: not the remote's fault
+      return this.handlerFailed(err);
     }
     if (this.rawMode && !this.closedFlag) {
-      // A consumer switched to raw mode inside a message handler: the rest is file data.
+      // A consumer switched to raw mode inside a message handler: the rest (of this read) is file data.
       const rest = this.decoder.takeRest();
-      if (rest.length) this.emit('data', rest);
+      try {
+        if (rest.length) this.deliverRest(rest);
+      } catch (err) {
+        this.handlerFailed(err);
+      }
     }
+  }
+
+  /**
+   * A handler of this connection's messages or bytes threw: whatever caused it came from this
+   * remote, so this connection closes (with an `internal` error as its close reason) and the
+   * process goes on serving everyone else. Never rethrown: from a socket callback it would be
+   * an uncaught exception, fatal to the process.
+   */
+  private handlerFailed(err: unknown): void {
+    const e = new TreeshareError('internal', `handling data from ${this.remote} failed: ${describeError(err)}`, { cause: err });
+    this.closeErr ??= e;
+    this.emit('handler-error', e);
+    this.link.destroy();
   }
 
   /** 'message' listeners now (kept by newListener/removeListener: listenerCount() per frame showed in profiles). */
@@ -343,8 +394,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private flushHeld(): void {
     while (this.held.length && !this.closedFlag && !this.rawMode && (this.handler || this.listenerCount('message') > 0)) {
       const m = this.held.shift()!;
-      if (this.handler) this.handler(m);
-      else this.emit('message', m);
+      try {
+        if (this.handler) this.handler(m);
+        else this.emit('message', m);
+      } catch (err) {
+        return this.handlerFailed(err);
+      }
     }
   }
 

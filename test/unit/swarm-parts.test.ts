@@ -115,7 +115,7 @@ async function fakeHolder(t: import('ava').ExecutionContext, body: Buffer, mode:
 for (const [mode, code, reason] of [
   ['stall', 'all-holders-gone', /stalled/],
   ['too-long', 'all-holders-gone', /too-long|bad-piece/],
-  ['bad-manifest', 'all-holders-gone', /bad manifest/],
+  ['bad-manifest', 'all-holders-gone', /bad-manifest/],
   ['leave', 'all-holders-gone', /connection closed/],
 ] as const) {
   test(`a fake holder that does "${mode}" leaves nothing under the final name; the error says why`, async (t) => {
