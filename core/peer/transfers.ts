@@ -185,7 +185,7 @@ export class Transfers {
     }
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, stallTimeoutMs: this.ctx.opts.transferIdleTimeoutMs, clock: this.ctx.clock })
       .then((r) => {
         if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })

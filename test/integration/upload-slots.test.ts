@@ -1,0 +1,63 @@
+/**
+ * Issue 22 defects 2 and 9: a holder's upload slots. Requesters that take a
+ * slot and then ask for nothing or read nothing lose it (real silent sockets);
+ * requesters above --max-uploads wait for a slot instead of failing.
+ */
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROTOCOL_VERSION } from '../../core/index.ts';
+import { nextEvent, until } from '../helpers.ts';
+import { sha, swarmNet } from './swarm-net.ts';
+import { fakeChild, RawClient, RawServer } from './wire.ts';
+
+test('16 silent swarm-opens take every slot; a real swarm download still succeeds and every slot comes back', async (t) => {
+  t.timeout(60_000);
+  const body = randomBytes(512 * 1024);
+  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 16, transferIdleTimeoutMs: 3000 });
+  const h = holders[0]!;
+  const silent: RawClient[] = [];
+  for (let i = 0; i < 16; i++) {
+    const raw = await RawClient.open(t, h.address.port);
+    raw.send({ t: 'swarm-open', v: PROTOCOL_VERSION, from: { id: `X${i}`, host: '127.0.0.1', port: 1 }, name: 'f.bin', sha256: null });
+    await raw.next((f) => f.t === 'manifest', { what: 'the manifest' });
+    silent.push(raw);
+  }
+  t.is(h.swarmUploads.count, 16);
+  // Never a want: after the grace every one of them is idle, and a newcomer may take its slot.
+  await until(() => h.swarmUploads.idle === 16, { what: '16 idle links', timeoutMs: 10_000 });
+  const r = await c.add('R', { swarm: 'always' });
+  const res = await r.download('f.bin');
+  t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
+  t.deepEqual(res.swarm?.sources.map((s) => s.id), ['H1']);
+  // The rest are closed by the idle timeout: every slot is free again.
+  await Promise.all(silent.map((s) => s.closedP));
+  const codes = silent.map((s) => s.frames.find((f) => f.t === 'error')?.code);
+  t.true(codes.every((x) => x === 'busy' || x === 'timeout'), JSON.stringify(codes));
+  t.true(codes.includes('timeout'));
+  await until(() => h.swarmUploads.count === 0, { what: 'every upload slot free', timeoutMs: 10_000 });
+});
+
+test('offer path: a requester that acks and then reads nothing is dropped after the idle timeout, freeing the slot', async (t) => {
+  t.timeout(60_000);
+  const body = randomBytes(16 * 1024 * 1024); // far more than the socket buffers take
+  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 1, transferIdleTimeoutMs: 1500 });
+  const h = holders[0]!;
+  const origin = await RawServer.open(t);
+  const child = await fakeChild(t, h.address, { id: 'Z', port: origin.port });
+  const failed = nextEvent<[{ message: string }]>(h, 'log', (l) => /upload of f\.bin to Z failed: .*read nothing/.test(l.message), 30_000);
+  child.send({ t: 'query', qid: 'Z:1', name: 'f.bin', origin: { id: 'Z', host: '127.0.0.1', port: origin.port }, ttl: 8, hops: 0, budget: 5000, want: 'download' });
+  const conn = await origin.accepted(0);
+  await conn.next((f) => f.t === 'offer', { what: 'the offer' });
+  conn.sock.pause(); // acks, then never reads
+  conn.send({ t: 'ack' });
+  await failed;
+  conn.sock.resume();
+  await conn.closedP;
+  child.sock.destroy(); // the fake child answers no floods: out of the tree
+  // Its one upload slot is free again: a real requester gets the file.
+  const r = await c.add('R', { swarm: false });
+  await r.download('f.bin');
+  t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
+});
