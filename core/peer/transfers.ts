@@ -29,6 +29,9 @@ import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
 import { downloadSwarm, hasResumable } from './swarm-download.ts';
 
+/** Most download hits waiting for an upload slot at one holder; more are not offered (logged). */
+export const UPLOAD_QUEUE = 1024;
+
 interface Download {
   qid: string;
   name: string;
@@ -58,6 +61,8 @@ export class Transfers {
   private downloadsMap: Map<string, Download> | undefined;
   private uploadsSet: Set<AbortController> | undefined;
   private swarmsSet: Set<AbortController> | undefined;
+  /** Download hits waiting for an upload slot, oldest first (made on first use). */
+  private waitingHits: { q: Msg<'query'>; at: number }[] | undefined;
 
   private get downloads(): Map<string, Download> {
     return (this.downloadsMap ??= new Map());
@@ -78,6 +83,7 @@ export class Transfers {
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
+    this.waitingHits = undefined;
     for (const u of this.uploadsSet ?? []) u.abort();
     for (const s of this.swarmsSet ?? []) s.abort();
     for (const d of this.downloadsMap?.values() ?? []) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
@@ -176,13 +182,39 @@ export class Transfers {
   }
 
 
-  /** Called by the flood handler for a local hit on a download query. */
+  /**
+   * Called by the flood handler for a local hit on a download query. Above
+   * `maxUploads` the hit waits in a bounded queue (UPLOAD_QUEUE) for a free
+   * slot, first come first served, for at most `offerTimeoutMs` (by then the
+   * requester has given up): downloads above the limit wait instead of failing
+   * `no-offer` (issue 22 defect 9).
+   */
   serveHit(q: Msg<'query'>): void {
     if (this.ctx.life.stopping) return; // leaving: start no upload that stop() would cut at once
     if (this.uploads.size >= this.ctx.opts.maxUploads) {
-      this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+      const waiting = (this.waitingHits ??= []);
+      if (waiting.length >= UPLOAD_QUEUE) {
+        this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads running and ${waiting.length} waiting`);
+        return;
+      }
+      waiting.push({ q, at: this.ctx.clock.now() });
       return;
     }
+    this.upload(q);
+  }
+
+  /** Starts queued hits while slots are free, skipping those whose requester has given up by now. */
+  private nextWaiting(): void {
+    const waiting = this.waitingHits;
+    const now = this.ctx.clock.now();
+    while (waiting && waiting.length > 0 && this.uploads.size < this.ctx.opts.maxUploads && !this.ctx.life.stopping) {
+      const { q, at } = waiting.shift()!;
+      if (now - at > this.ctx.opts.offerTimeoutMs) this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: it waited ${Math.round(now - at)} ms for an upload slot`);
+      else this.upload(q);
+    }
+  }
+
+  private upload(q: Msg<'query'>): void {
     const ac = new AbortController();
     this.uploads.add(ac);
     offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, stallTimeoutMs: this.ctx.opts.transferIdleTimeoutMs, clock: this.ctx.clock })
@@ -190,7 +222,10 @@ export class Transfers {
         if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
       .catch((err) => this.ctx.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
-      .finally(() => this.uploads.delete(ac));
+      .finally(() => {
+        this.uploads.delete(ac);
+        this.nextWaiting();
+      });
   }
 
   /** Does this peer share `name`? At once when the store can tell (statNow), else a promise. */

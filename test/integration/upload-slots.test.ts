@@ -61,3 +61,15 @@ test('offer path: a requester that acks and then reads nothing is dropped after 
   await r.download('f.bin');
   t.is(sha(fs.readFileSync(path.join(r.opts.share, 'f.bin'))), sha(body));
 });
+
+test('offer path: 200 concurrent 4 KiB downloads from one holder with --max-uploads 16 all succeed (the rest wait for a slot)', async (t) => {
+  t.timeout(120_000);
+  const files = Array.from({ length: 200 }, (_, i) => ({ name: `f${i}.bin`, body: randomBytes(4096) }));
+  const { c, holders } = await swarmNet(t, 1, Buffer.alloc(1), { maxUploads: 16 });
+  for (const f of files) fs.writeFileSync(path.join(holders[0]!.opts.share, f.name), f.body);
+  const r = await c.add('R', { swarm: false });
+  const results = await Promise.allSettled(files.map((f) => r.download(f.name)));
+  const failed = results.flatMap((x, i) => (x.status === 'rejected' ? [`${files[i]!.name}: ${String(x.reason)}`] : []));
+  t.deepEqual(failed, []);
+  for (const f of files) t.is(sha(fs.readFileSync(path.join(r.opts.share, f.name))), sha(f.body));
+});
