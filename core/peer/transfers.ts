@@ -32,6 +32,12 @@ import { downloadSwarm, hasResumable } from './swarm-download.ts';
 /** Most download hits waiting for an upload slot at one holder; more are not offered (logged). */
 export const UPLOAD_QUEUE = 1024;
 
+/**
+ * Longest an offer waits unanswered while its download's flood decides between the
+ * offer path and a swarm, ms: well inside the holder's 10 s wait for an answer.
+ */
+export const HOLD_OFFERS_MS = 4000;
+
 interface Download {
   qid: string;
   name: string;
@@ -46,6 +52,11 @@ interface Download {
   preparing: Set<Connection>;
   settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
   signal?: AbortSignal;
+  /**
+   * Set while the requester has not chosen between this offer path and a swarm (its one
+   * flood is still running): offers wait here unanswered, for at most HOLD_OFFERS_MS.
+   */
+  held?: { offers: { conn: Connection; offer: Msg<'offer'> }[]; timer?: TimerHandle };
 }
 
 /** What transfers need from the flood handler (wired by peer.ts). */
@@ -95,8 +106,11 @@ export class Transfers {
    * `swarm: false` always takes the first holder's offer; `swarm: 'always'`
    * always swarms; by default a swarm when a resumable partial of `name` is
    * here or the search finds ≥ 2 holders, else the one holder's offer (its
-   * receive path is the faster one). The default's search asks for no offers
-   * (want=search); with one holder found, the offer path floods again.
+   * receive path is the faster one). The default floods once (issue 29 item
+   * 4), asking for offers (want=download): offers arriving before the flood
+   * ends wait unanswered (at most HOLD_OFFERS_MS); with one holder found the
+   * first is taken, with two or more they are declined and the file is
+   * swarmed from the holders that flood found.
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
@@ -108,27 +122,39 @@ export class Transfers {
     const store = this.ctx.store;
     if (mode === false || !(store instanceof FsStore)) return this.offerDownload(name, o);
     if (mode === 'always' || (await clock.hold(hasResumable(store.dir, this.ctx.id, name)))) return this.swarmDownload(name, o);
-    const search = await this.deps.search(name, 'search', this.ctx.newQid(), o);
-    if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
-    if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
-    const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
-    if (holders.size === 0) throw new NotFoundError(name, search.reached);
-    if (holders.size >= 2) return this.swarmDownload(name, o, search);
-    return this.offerDownload(name, o);
+    const r = await this.offerDownload(name, o, true);
+    if ('swarmFrom' in r) return this.swarmDownload(name, o, r.swarmFrom);
+    return r;
   }
 
-  /** The protocol-1 way: floods want=download and takes the first holder's offer. */
-  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
+  /**
+   * The protocol-1 way: floods want=download and takes the first holder's offer. With
+   * `choose`, offers wait until the flood has ended; when it found ≥ 2 holders they are
+   * declined and the answer is the search, for a swarm.
+   */
+  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult>;
+  private async offerDownload(name: string, o: { signal?: AbortSignal }, choose: true): Promise<DownloadResult | { swarmFrom: SearchResult }>;
+  private async offerDownload(name: string, o: { signal?: AbortSignal }, choose = false): Promise<DownloadResult | { swarmFrom: SearchResult }> {
     const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
-    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
+    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set(), ...(choose ? { held: { offers: [] } } : {}) };
     // Abort and stop settle the one `transfer` promise, whatever stage the download is at.
     const onAbort = () => settle({ ok: false, err: new TransferError('aborted', `download of ${name} aborted`) });
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
       const search = await this.deps.search(name, 'download', qid, o);
+      if (d.held) {
+        if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
+        if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
+        const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
+        if (holders.size >= 2) {
+          this.releaseHeld(d, `swarm download of ${name} from ${holders.size} holders`);
+          return { swarmFrom: search };
+        }
+        this.releaseHeld(d);
+      }
       if (!d.offered) {
         if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
@@ -146,6 +172,7 @@ export class Transfers {
       this.ctx.emit('downloaded', result);
       return result;
     } finally {
+      this.releaseHeld(d, `download of ${name} ended`);
       this.ctx.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
@@ -156,6 +183,22 @@ export class Transfers {
         c.end();
       }
       d.preparing.clear();
+    }
+  }
+
+  /**
+   * Ends the wait of offers held while the flood decided: declined with `decline`, or else
+   * handled as if they arrived now (the first taken, the others declined).
+   */
+  private releaseHeld(d: Download, decline?: string): void {
+    const held = d.held;
+    if (!held) return;
+    d.held = undefined;
+    this.ctx.clock.clearTimeout(held.timer);
+    for (const { conn, offer } of held.offers) {
+      if (conn.closed) continue;
+      if (decline !== undefined) declineOn(conn, decline);
+      else void this.onOffer(conn, offer);
     }
   }
 
@@ -299,6 +342,12 @@ export class Transfers {
     const decline = (reason: string) => declineOn(conn, reason);
     const d = this.waitingFor(offer);
     if (typeof d === 'string') return decline(d);
+    if (d.held) {
+      // The flood has not ended: answered once it does (or HOLD_OFFERS_MS from the first).
+      d.held.offers.push({ conn, offer });
+      d.held.timer ??= this.ctx.clock.setTimeout(() => this.releaseHeld(d), HOLD_OFFERS_MS);
+      return;
+    }
     // Refusals for size end the download at once with the reason (every holder has the same file).
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);

@@ -15,7 +15,7 @@ import { fakeChild, RawClient, RawServer } from './wire.ts';
 test('16 silent swarm-opens take every slot; a real swarm download still succeeds and every slot comes back', async (t) => {
   t.timeout(60_000);
   const body = randomBytes(512 * 1024);
-  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 16, transferIdleTimeoutMs: 3000 });
+  const { c, holders } = await swarmNet(t, 1, body, { maxUploads: 16, transferIdleTimeoutMs: 10_000 });
   const h = holders[0]!;
   const silent: RawClient[] = [];
   for (let i = 0; i < 16; i++) {
@@ -36,7 +36,7 @@ test('16 silent swarm-opens take every slot; a real swarm download still succeed
   const codes = silent.map((s) => s.frames.find((f) => f.t === 'error')?.code);
   t.true(codes.every((x) => x === 'busy' || x === 'timeout'), JSON.stringify(codes));
   t.true(codes.includes('timeout'));
-  await until(() => h.swarmUploads.count === 0, { what: 'every upload slot free', timeoutMs: 10_000 });
+  await until(() => h.swarmUploads.count === 0, { what: 'every upload slot free', timeoutMs: 20_000 });
 });
 
 test('offer path: a requester that acks and then reads nothing is dropped after the idle timeout, freeing the slot', async (t) => {
