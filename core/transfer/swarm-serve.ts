@@ -62,6 +62,8 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     throw err;
   }
   const t0 = o.clock.now();
+  /** Hashing this serve stopped waiting for (its requester left): the file is closed when it ends. */
+  let hashingOn: Promise<unknown> | undefined;
   let bytes = 0;
   let served = 0;
   try {
@@ -69,13 +71,19 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     if (!m) {
       let hashed = 0;
       const timer = o.clock.setInterval(() => conn.send({ t: 'hashing', hashed, size: f.size }), Math.max(1, o.hashingIntervalMs ?? 1000));
+      // A requester that leaves while we hash frees its slot at once; the hashing goes on (shared
+      // with other requesters, cached for later ones) and the file stays open until it ends.
+      const hashing = manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+      const left = closeOf(conn);
       try {
-        m = await manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+        m = await Promise.race([hashing, left.promise]);
+        if (!m) hashingOn = hashing;
       } finally {
+        left.cancel();
         o.clock.clearInterval(timer);
       }
     }
-    if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} left while ${open.name} was being hashed`);
+    if (!m || conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} left while ${open.name} was being hashed`);
     if (open.sha256 && open.sha256 !== m.sha256) {
       const e = new TransferError('changed', `${open.name} here has SHA-256 ${m.sha256.slice(0, 12)}…, not the ${open.sha256.slice(0, 12)}… asked for`);
       conn.fail(e);
@@ -191,6 +199,18 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     conn.destroy();
     throw err;
   } finally {
-    await f.handle.close();
+    if (hashingOn) void hashingOn.catch(() => undefined).then(() => f.handle.close()).catch(() => undefined);
+    else await f.handle.close();
   }
+}
+
+/** Resolves (undefined) when `conn` closes, at once if it is closed; `cancel` removes the listener. */
+function closeOf(conn: Connection): { promise: Promise<undefined>; cancel(): void } {
+  let done: () => void = () => undefined;
+  const promise = new Promise<undefined>((resolve) => {
+    if (conn.closed) return resolve(undefined);
+    done = () => resolve(undefined);
+    conn.once('close', done);
+  });
+  return { promise, cancel: () => conn.off('close', done) };
 }

@@ -73,3 +73,25 @@ test('offer path: 200 concurrent 4 KiB downloads from one holder with --max-uplo
   t.deepEqual(failed, []);
   for (const f of files) t.is(sha(fs.readFileSync(path.join(r.opts.share, f.name))), sha(f.body));
 });
+
+test('a swarm requester that leaves while the holder hashes frees its slot at once; the hashing goes on for the next', async (t) => {
+  t.timeout(120_000);
+  const { holders } = await swarmNet(t, 1, Buffer.alloc(1), { maxUploads: 1, preparingIntervalMs: 20 });
+  const h = holders[0]!;
+  // 2 GiB, sparse: seconds of hashing, no disk.
+  fs.truncateSync(path.join(h.opts.share, 'f.bin'), 2 * 1024 ** 3);
+  const open = { t: 'swarm-open', v: PROTOCOL_VERSION, from: { id: 'X', host: '127.0.0.1', port: 1 }, name: 'f.bin', sha256: null };
+  const first = await RawClient.open(t, h.address.port);
+  first.send(open);
+  await first.next((f) => f.t === 'hashing', { what: 'hashing progress' });
+  t.is(h.swarmUploads.count, 1);
+  first.sock.destroy();
+  await until(() => h.swarmUploads.count === 0, { what: 'the slot freed', timeoutMs: 10_000 });
+  // The one slot is free while the file is still being hashed: the next requester is served and sees the progress.
+  const second = await RawClient.open(t, h.address.port);
+  second.send(open);
+  const f = await second.next((x) => x.t === 'hashing' || x.t === 'manifest' || x.t === 'error', { what: 'an answer' });
+  t.is(f.t, 'hashing', 'the slot came back only once the hashing had ended');
+  const m = await second.next((x) => x.t === 'manifest', { what: 'the manifest', timeoutMs: 100_000 });
+  t.is(m.size, 2 * 1024 ** 3);
+});
