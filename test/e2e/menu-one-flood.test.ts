@@ -10,10 +10,8 @@ test('menu download from one holder: "found at S3" once, then the download', asy
   const ps = new Procs();
   t.teardown(() => ps.close());
   const { port } = await ps.metaserver(false);
-  const meta = ['--meta', `127.0.0.1:${port}`];
-  const s3 = ps.start('peer', ['--json', '-p0', '-i', 'S3', '--share', ps.share('S3'), ...meta, '--auto-join']);
-  await s3.waitEvent((e) => e.event === 'joined');
-  const s1 = ps.start('peer', ['-p0', '-i', 'S1', '--share', ps.share('S1'), ...meta]);
+  await ps.joinedPeer('S3', port); // the one holder of pwd1.txt
+  const s1 = ps.start('peer', ['-p0', '-i', 'S1', '--share', ps.share('S1'), '--meta', `127.0.0.1:${port}`]);
   s1.child.stdin!.end('1\n2\npwd1.txt\n4\n');
   t.is((await s1.exit).code, 0, s1.stderr);
   t.regex(s1.stdout, /downloaded pwd1\.txt from S3/);
