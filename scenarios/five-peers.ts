@@ -26,6 +26,8 @@ export const fivePeers: ScenarioDef = {
     const ids = s.ids('S', s.opts.peers);
     await c.addPeers(ids.map((id, i) => ({ id, from: i < 5 ? id : undefined })));
     await c.topo('S1', { expectWhole: true });
+    // What the floods cost, counted on the wire (the 2(N−1) checks below take the peers' word).
+    let wire = await c.wireFloods();
 
     await c.search('S1', 'pwd1.txt', { expectFrom: 'S3' });
     await c.download('S1', 'pwd1.txt', { expectFrom: 'S3' });
@@ -38,6 +40,7 @@ export const fivePeers: ScenarioDef = {
 
     await c.search('S1', 'no-such-file.txt', { expect: 'none', label: 'not-found' });
 
+    await wire.check('before S3 leaves');
     const before = await c.topo('S1', { label: 'before S3 leaves', expectWhole: true });
     s.snapshot(c.round, 'before S3 leaves', before.nodes);
     await c.leave('S3');
@@ -45,9 +48,11 @@ export const fivePeers: ScenarioDef = {
     s.setTree(c.round, tree);
     s.snapshot(c.round, 'after S3 left and the tree repaired', tree);
 
+    wire = await c.wireFloods();
     const again = s.rng.pick(await c.lacking('S1')).name;
     await c.search('S1', again, { expect: 'found', label: 'after repair' });
     await c.download('S1', again, { label: 'after repair' });
+    await wire.check('after repair');
 
     // Consistency the tables rely on: on a tree, a search costs 2(N−1) messages and reaches N peers.
     for (const f of s.records.floods.filter((x) => x.kind !== 'topo' && x.answered && x.treeSize)) {

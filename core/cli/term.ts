@@ -6,13 +6,17 @@
  * runs (the line goes above the bar).
  */
 import readline from 'node:readline';
+import { MAX_COMMAND_CHARS } from '../control/commands.ts';
+import { readLines } from '../control/lines.ts';
 import { style, type Style } from './format.ts';
 
 export class Term {
   /** Both ends are a terminal: prompts, colours, progress bar. */
   readonly tty: boolean;
   readonly style: Style;
-  private readonly rl: readline.Interface;
+  /** Line editing on a terminal; a pipe is read by readLines (bounded line length). */
+  private readonly rl: readline.Interface | undefined;
+  private readonly stopReading: (() => void) | undefined;
   private readonly out: NodeJS.WriteStream;
   private readonly lines: string[] = [];
   private readonly waiters: ((line: string | null) => void)[] = [];
@@ -25,16 +29,24 @@ export class Term {
     this.out = output;
     this.tty = !!(input.isTTY && output.isTTY);
     this.style = style(this.tty && !process.env.NO_COLOR && (output.hasColors?.() ?? false));
-    this.rl = readline.createInterface({ input, output: this.tty ? output : undefined, terminal: this.tty, crlfDelay: Infinity });
-    this.rl.on('line', (l) => {
+    const line = (l: string) => {
       const w = this.waiters.shift();
       if (w) w(l);
       else this.lines.push(l);
-    });
-    this.rl.on('close', () => {
-      this.ended = true;
-      for (const w of this.waiters.splice(0)) w(null);
-    });
+    };
+    const end = () => this.endInput();
+    if (this.tty) {
+      this.rl = readline.createInterface({ input, output, terminal: true, crlfDelay: Infinity });
+      this.rl.on('line', line);
+      this.rl.on('close', end);
+    } else {
+      // A pipe may carry a line of any length: over-long ones are skipped while they arrive (issue 22 defect 11).
+      this.stopReading = readLines(input, MAX_COMMAND_CHARS, {
+        line,
+        tooLong: (chars) => this.say(`input line of ${chars} characters ignored (at most ${MAX_COMMAND_CHARS})`),
+        end,
+      });
+    }
   }
 
   /** The next input line, trimmed; null at the end of input. On a TTY `prompt` is shown first. */
@@ -42,7 +54,7 @@ export class Term {
     const queued = this.lines.shift();
     if (queued !== undefined) return Promise.resolve(queued.trim());
     if (this.ended) return Promise.resolve(null);
-    if (this.tty) {
+    if (this.rl) {
       this.rl.setPrompt(prompt);
       this.rl.prompt();
       this.prompting = true;
@@ -59,7 +71,7 @@ export class Term {
   say(text: string): void {
     if (this.tty && (this.prompting || this.barActive)) {
       this.out.write(`\r\x1b[K${text}\n`);
-      if (this.prompting) this.rl.prompt(true);
+      if (this.prompting) this.rl?.prompt(true);
       return;
     }
     this.out.write(text + '\n');
@@ -73,11 +85,20 @@ export class Term {
 
   /** Ctrl-C on a terminal (readline takes it before the process sees SIGINT). */
   onInterrupt(f: () => void): void {
-    this.rl.on('SIGINT', f);
+    this.rl?.on('SIGINT', f);
   }
 
   close(): void {
     this.prompting = false;
-    this.rl.close();
+    if (this.rl) this.rl.close();
+    else if (!this.ended) {
+      this.stopReading?.();
+      this.endInput();
+    }
+  }
+
+  private endInput(): void {
+    this.ended = true;
+    for (const w of this.waiters.splice(0)) w(null);
   }
 }

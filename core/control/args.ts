@@ -118,6 +118,15 @@ export function parseId(flag: string, v: string): string {
   return v;
 }
 
+/** The trimmed contents of the key file given with `flag`; unreadable is a usage error. */
+export function readKeyFile(flag: string, file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new UsageError(`cannot read ${flag} ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
 /** Environment variable holding the network key (when --key-file is not given). */
 export const KEY_ENV = 'TREESHARE_KEY';
 
@@ -135,11 +144,7 @@ export function networkKey(file: string | undefined, env: NodeJS.ProcessEnv = pr
     key = direct.trim();
   } else if (file !== undefined) {
     from = `--key-file ${file}`;
-    try {
-      key = fs.readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      throw new UsageError(`cannot read --key-file ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
+    key = readKeyFile('--key-file', file);
   } else {
     from = `$${KEY_ENV}`;
     key = env[KEY_ENV] === undefined ? undefined : env[KEY_ENV]!.trim();

@@ -5,9 +5,9 @@
  * read); the process keeps going. When stdin ends, `onEnd` runs once every
  * command given has finished.
  */
-import readline from 'node:readline';
 import type { z } from 'zod';
 import { describeError, errorCode, NotFoundError } from '../errors.ts';
+import { readLines } from './lines.ts';
 import { emit } from './process.ts';
 import { commandNames, CommandId, type ControlEvent, type ErrorEvent, type MetaserverCommand, type PeerCommand } from './schema.ts';
 
@@ -72,7 +72,6 @@ export function serveCommands<S extends CommandSchema, E extends ControlEvent>(o
   run: (c: z.infer<S>) => Promise<E | null>;
   onEnd: () => void;
 }): void {
-  const rl = readline.createInterface({ input: o.input, crlfDelay: Infinity });
   let tail: Promise<void> = Promise.resolve();
   const runOne = async (line: string): Promise<void> => {
     const p = parseCommand(line, o.schema);
@@ -88,9 +87,16 @@ export function serveCommands<S extends CommandSchema, E extends ControlEvent>(o
       emit(errorEvent(err, c));
     }
   };
-  rl.on('line', (raw) => {
-    const line = raw.trim();
-    if (line !== '') tail = tail.then(() => runOne(line));
+  // Bounded while buffering: an over-long line is skipped as it arrives and answered with one error.
+  readLines(o.input, MAX_COMMAND_CHARS, {
+    line: (raw) => {
+      const line = raw.trim();
+      if (line !== '') tail = tail.then(() => runOne(line));
+    },
+    tooLong: (chars) => {
+      const message = `command line longer than ${MAX_COMMAND_CHARS} characters (${chars} skipped)`;
+      tail = tail.then(() => emit<ErrorEvent>({ event: 'error', code: 'bad-command', message }));
+    },
+    end: () => void tail.then(() => o.onEnd()),
   });
-  rl.on('close', () => void tail.then(() => o.onEnd()));
 }

@@ -1,9 +1,11 @@
 /** The metaserver command's flags and help text. */
 import type { MetaserverOptions } from '../metaserver/metaserver.ts';
+import fs from 'node:fs';
 import { isPolicy, POLICIES } from '../protocol/referral.ts';
+import { generateKey, MIN_KEY_BYTES, shortKeyMessage } from '../transport/auth.ts';
 import { mulberry32 } from '../protocol/rng.ts';
 import { DEFAULT_MAX_CONNECTIONS } from '../transport/tcp.ts';
-import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, readKeyFile, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
 
 export const METASERVER_HELP = `Usage: npm run metaserver -- [options]
        npx tsx core/bin/metaserver-main.ts [options]
@@ -18,6 +20,12 @@ Options:
       --policy POLICY   referral policy: root, random or least-loaded (default least-loaded)
       --key-file FILE   network key (at least 32 bytes; npm run keygen) in FILE;
                         default $TREESHARE_KEY; peers must use the same key
+      --token-key-file FILE
+                        token key in FILE, created (32 random bytes, mode 0600)
+                        if missing: after a restart with the same FILE a peer's
+                        id goes back only to the peer issued it (default: none;
+                        then anyone proving a token of its own may claim an id
+                        the restarted metaserver has not heard yet)
 ${limitHelp(DEFAULT_MAX_CONNECTIONS)}
       --seed N          seed for the random policy (repeatable runs; default: unseeded)
       --json            control mode: JSON-line commands on stdin, events on stdout
@@ -33,6 +41,7 @@ const FLAGS = {
   port: { type: 'string', short: 'p' },
   policy: { type: 'string' },
   seed: { type: 'string' },
+  'token-key-file': { type: 'string' },
   ...LIMIT_FLAGS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -56,6 +65,20 @@ export function parseMetaserverArgs(argv: string[]): MetaserverConfig {
     options.policy = policy;
   }
   Object.assign(options, limitOptions(v));
+  const tokenKeyFile = str(v['token-key-file']);
+  if (tokenKeyFile !== undefined) options.tokenKey = tokenKeyIn(tokenKeyFile);
   if (v.seed !== undefined) options.rng = mulberry32(parseIntIn('--seed', str(v.seed)!, 0, 2 ** 32 - 1));
   return { help: false, json: !!v.json, options };
+}
+
+/** The token key in `file` (trimmed), written there first (a fresh random key, mode 0600) when there is no such file. */
+export function tokenKeyIn(file: string): string {
+  try {
+    fs.writeFileSync(file, generateKey() + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new UsageError(`cannot create --token-key-file ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  const key = readKeyFile('--token-key-file', file);
+  if (Buffer.byteLength(key, 'utf8') < MIN_KEY_BYTES) throw new UsageError(shortKeyMessage(Buffer.byteLength(key, 'utf8'), `the token key in --token-key-file ${file}`));
+  return key;
 }

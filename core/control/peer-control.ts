@@ -78,7 +78,7 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
         return { event: 'topo', result, text: renderTree(result.nodes) };
       }
       case 'status':
-        return { event: 'status', state: peer.state() };
+        return { event: 'status', state: peer.state(), frames: peer.wireFrames().sent };
       case 'files':
         return { event: 'files', files: await peer.files() };
       case 'leave':

@@ -158,7 +158,8 @@ export const PeerEvent = z.discriminatedUnion('event', [
   ev('searched', { result: SearchResult }),
   ev('downloaded', { result: DownloadResult }),
   ev('topo', { result: TopoResult, text: z.string() }),
-  ev('status', { state: PeerState }),
+  // frames: what this peer's overlay connections wrote, by message type, counted at the transport (Peer.wireFrames).
+  ev('status', { state: PeerState, frames: z.record(z.string(), Count).optional() }),
   ev('files', { files: z.array(FileEntry) }),
   ev('left', {}),
   ev('hit', { qid: z.string(), name: FileName, holder: Hit }),

@@ -52,6 +52,13 @@ export interface MetaserverOptions {
    * 128 bits of crypto randomness.
    */
   tokenSource?: () => string;
+  /**
+   * Token key, at least 32 bytes, the same across restarts (`--token-key-file`): tokens are
+   * issued under it, and after a restart an id is taken back only with a token issued
+   * under it for that id (see MetaService). Default none: a restarted metaserver takes an
+   * unknown id from whoever proves a token of its own at the announced address.
+   */
+  tokenKey?: string | Buffer;
   /** Entries not announced for this long are dropped, ms. Default 30,000; 0 disables. */
   peerTimeoutMs?: number;
   /** How long a referral counts against a peer's free slots until confirmed, ms. Default 5,000. */
@@ -119,6 +126,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
         secondRoot: (e) => this.emit('second-root', e),
       },
       ...(opts.tokenSource ? { newToken: opts.tokenSource } : {}),
+      ...(opts.tokenKey !== undefined ? { tokenKey: tokenKeyOf(opts.tokenKey) } : {}),
     });
   }
 
@@ -257,3 +265,9 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   }
 }
 
+/** The token key as bytes; shorter than 32 bytes is refused. */
+function tokenKeyOf(k: string | Buffer): Buffer {
+  const b = typeof k === 'string' ? Buffer.from(k, 'utf8') : k;
+  if (b.length < 32) throw new LocalError('bad-option', `the token key must be at least 32 bytes, not ${b.length}`);
+  return b;
+}

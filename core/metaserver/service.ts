@@ -7,14 +7,15 @@
  * or leave as that id. An announce for an id the registry does not hold (the
  * metaserver restarted, or the entry was dropped while the peer lived) is
  * taken only when the peer at the announced address proves it holds the
- * announced token (probe with a nonce, answered with an HMAC). A report
+ * announced token (probe with a nonce, answered with an HMAC) and, with a
+ * token key, when that token was issued under the key for that id. A report
  * (leave without the token) drops a peer only if the metaserver's own probe
  * finds it dead, leaving or replaced. A register for a held id or address
  * evicts the holder only if the holder no longer proves itself there.
  */
 import { TreeshareError } from '../errors.ts';
 import { addrKey, type Msg, type PeerRef } from '../protocol/messages.ts';
-import { newToken, sameSecret } from '../protocol/proof.ts';
+import { keyedToken, keyedTokenValid, newToken, sameSecret } from '../protocol/proof.ts';
 import type { Policy } from '../protocol/referral.ts';
 import type { ProbeResult } from './client.ts';
 import { Registry, type Entry } from './registry.ts';
@@ -38,8 +39,15 @@ export interface ServiceOptions {
   /** Wall-clock ms for joinedAt. */
   wallNow: () => number;
   events?: Partial<ServiceEvents>;
-  /** Issues register tokens. Default: crypto randomness (newToken); a seeded source only in simulation. */
+  /** Issues register tokens. Default: crypto randomness (newToken), or keyedToken with `tokenKey`; a seeded source only in simulation. */
   newToken?: () => string;
+  /**
+   * The token key (kept across restarts): register tokens are keyedToken(key, id), and an
+   * announce for an id the registry does not hold is taken only with a token made under
+   * this key for that id. Without it a restarted metaserver cannot tell an id's holder
+   * from anyone announcing it (docs/PROTOCOL.md, "Two trees").
+   */
+  tokenKey?: Buffer;
 }
 
 export class MetaService {
@@ -72,7 +80,8 @@ export class MetaService {
     }
     // The probes above may have let other requests in: the entry is whatever is there now.
     existing = reg.get(m.id);
-    const token = existing && sameSecret(m.token, existing.token) ? existing.token : (this.o.newToken ?? newToken)();
+    const key = this.o.tokenKey;
+    const token = existing && sameSecret(m.token, existing.token) ? existing.token : this.o.newToken ? this.o.newToken() : key ? keyedToken(key, m.id) : newToken();
     const { referral } = reg.register({ id: m.id, host: m.host, port: m.port, maxChildren: m.maxChildren, token }, this.o.policy, this.o.now(), this.o.wallNow(), this.o.rng);
     const ref = referral ? { id: referral.id, host: referral.host, port: referral.port } : null;
     this.o.events?.register?.({ id: m.id, host: m.host, port: m.port, referral: ref });
@@ -84,8 +93,12 @@ export class MetaService {
     const reg = this.registry;
     let known = reg.get(m.id);
     if (!known) {
-      // Unknown id (a restarted metaserver rebuilding, or dropped while alive): taken only if the
-      // peer at that address proves it is this id holding this token.
+      // Unknown id (a restarted metaserver rebuilding, or dropped while alive): with a token key, only
+      // with a token issued under it for this id (anyone can prove a token of their own at their own
+      // address); then only if the peer at that address proves it is this id holding this token.
+      if (this.o.tokenKey && !keyedTokenValid(this.o.tokenKey, m.id, m.token)) {
+        throw new TreeshareError('unverified', `announced peer ${m.id} at ${addrKey(m)} holds no token this metaserver issued for ${m.id}`);
+      }
       const r = await this.o.probe(m, { id: m.id, token: m.token });
       if (r !== 'alive') {
         throw new TreeshareError('unverified', `announced peer ${m.id} at ${addrKey(m)} did not prove its identity (${r})`);

@@ -148,7 +148,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   get swarmUploads(): SwarmUploads {
     return (this.swarm ??= new SwarmUploads({
       share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
-      hashingIntervalMs: this.opts.preparingIntervalMs, tamper: this.swarmTamper,
+      hashingIntervalMs: this.opts.preparingIntervalMs, idleMs: this.opts.transferIdleTimeoutMs, tamper: this.swarmTamper,
       log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
     }));
   }

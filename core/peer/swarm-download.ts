@@ -91,13 +91,23 @@ export interface SwarmUploadsOptions {
   uploadRate: number;
   minPieceBytes: number;
   hashingIntervalMs: number;
+  /** A served link that asks for nothing or reads nothing for this long is closed, ms (the transfer idle timeout). */
+  idleMs: number;
   tamper?: (name: string, piece: number, data: Buffer) => void;
   log(level: 'info' | 'warn', message: string): void;
   uploaded(u: { name: string; to: string; bytes: number; durationMs: number; mbps: number }): void;
 }
 
+/** A served link waiting for a `want` this long may lose its slot to a newcomer, ms (a busy link's queue empties for a round trip between wants). */
+export const IDLE_SLOT_GRACE_MS = 1000;
+
+interface Served {
+  conn: Connection;
+  link: { idleSince: number | undefined };
+}
+
 export class SwarmUploads {
-  private readonly running = new Set<AbortController>();
+  private readonly running = new Map<AbortController, Served>();
   readonly bucket: UploadBucket;
 
   constructor(private readonly o: SwarmUploadsOptions) {
@@ -109,14 +119,21 @@ export class SwarmUploads {
   }
 
   /** Serves one `swarm-open` connection until the requester closes it. */
+  /**
+   * Serves one `swarm-open` connection until the requester closes it, asks
+   * for nothing for `idleMs` or reads nothing for `idleMs`. With every slot
+   * taken, the link idle longest (past IDLE_SLOT_GRACE_MS) gives its slot to
+   * the newcomer: a requester that asks for nothing cannot keep others out.
+   */
   serve(conn: Connection, m: Msg<'swarm-open'>): void {
-    if (this.running.size >= this.o.maxUploads) {
+    if (this.running.size >= this.o.maxUploads && !this.preemptIdle()) {
       conn.fail(new TransferError('busy', `${this.running.size} uploads already running (--max-uploads); try later`));
       return;
     }
     const ac = new AbortController();
-    this.running.add(ac);
-    serveSwarm(conn, m, { shareDir: this.o.share, clock: this.o.clock, bucket: this.bucket, minPieceBytes: this.o.minPieceBytes, hashingIntervalMs: this.o.hashingIntervalMs, signal: ac.signal, tamper: this.o.tamper })
+    const link = { idleSince: undefined };
+    this.running.set(ac, { conn, link });
+    serveSwarm(conn, m, { shareDir: this.o.share, clock: this.o.clock, bucket: this.bucket, minPieceBytes: this.o.minPieceBytes, hashingIntervalMs: this.o.hashingIntervalMs, signal: ac.signal, tamper: this.o.tamper, idleMs: this.o.idleMs, link })
       .then((r) => {
         if (r.bytes > 0) this.o.uploaded({ name: r.name, to: `${m.from.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.bytes / 1e6 / Math.max(r.durationMs / 1000, 1e-6) });
       })
@@ -124,7 +141,29 @@ export class SwarmUploads {
       .finally(() => this.running.delete(ac));
   }
 
+  /** Links waiting for a `want` for at least IDLE_SLOT_GRACE_MS (their slots go to newcomers). */
+  get idle(): number {
+    const now = this.o.clock.now();
+    let n = 0;
+    for (const s of this.running.values()) if (s.link.idleSince !== undefined && now - s.link.idleSince >= IDLE_SLOT_GRACE_MS) n++;
+    return n;
+  }
+
+  /** Closes the link idle longest, if one is idle past the grace; true when a slot was freed. */
+  private preemptIdle(): boolean {
+    const now = this.o.clock.now();
+    let oldest: [AbortController, Served] | undefined;
+    for (const e of this.running) {
+      const since = e[1].link.idleSince;
+      if (since !== undefined && now - since >= IDLE_SLOT_GRACE_MS && (!oldest || since < oldest[1].link.idleSince!)) oldest = e;
+    }
+    if (!oldest) return false;
+    this.running.delete(oldest[0]);
+    oldest[1].conn.fail(new TransferError('busy', `idle for ${Math.round(now - oldest[1].link.idleSince!)} ms with every upload slot taken: slot given to another requester`));
+    return true;
+  }
+
   abortAll(): void {
-    for (const ac of this.running) ac.abort();
+    for (const ac of this.running.keys()) ac.abort();
   }
 }

@@ -29,6 +29,15 @@ import type { SearchResult } from './types.ts';
 import type { DownloadResult } from './types.ts';
 import { downloadSwarm, hasResumable } from './swarm-download.ts';
 
+/** Most download hits waiting for an upload slot at one holder; more are not offered (logged). */
+export const UPLOAD_QUEUE = 1024;
+
+/**
+ * Longest an offer waits unanswered while its download's flood decides between the
+ * offer path and a swarm, ms: well inside the holder's 10 s wait for an answer.
+ */
+export const HOLD_OFFERS_MS = 4000;
+
 interface Download {
   qid: string;
   name: string;
@@ -43,6 +52,11 @@ interface Download {
   preparing: Set<Connection>;
   settle: (r: { ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }) => void;
   signal?: AbortSignal;
+  /**
+   * Set while the requester has not chosen between this offer path and a swarm (its one
+   * flood is still running): offers wait here unanswered, for at most HOLD_OFFERS_MS.
+   */
+  held?: { offers: { conn: Connection; offer: Msg<'offer'> }[]; timer?: TimerHandle };
 }
 
 /** What transfers need from the flood handler (wired by peer.ts). */
@@ -58,6 +72,8 @@ export class Transfers {
   private downloadsMap: Map<string, Download> | undefined;
   private uploadsSet: Set<AbortController> | undefined;
   private swarmsSet: Set<AbortController> | undefined;
+  /** Download hits waiting for an upload slot, oldest first (made on first use). */
+  private waitingHits: { q: Msg<'query'>; at: number }[] | undefined;
 
   private get downloads(): Map<string, Download> {
     return (this.downloadsMap ??= new Map());
@@ -78,6 +94,7 @@ export class Transfers {
 
   /** Fails every running download and cancels every upload (the peer is stopping). */
   abortAll(): void {
+    this.waitingHits = undefined;
     for (const u of this.uploadsSet ?? []) u.abort();
     for (const s of this.swarmsSet ?? []) s.abort();
     for (const d of this.downloadsMap?.values() ?? []) d.settle({ ok: false, err: new TransferError('aborted', `peer ${this.ctx.id} stopped`) });
@@ -89,8 +106,11 @@ export class Transfers {
    * `swarm: false` always takes the first holder's offer; `swarm: 'always'`
    * always swarms; by default a swarm when a resumable partial of `name` is
    * here or the search finds ≥ 2 holders, else the one holder's offer (its
-   * receive path is the faster one). The default's search asks for no offers
-   * (want=search); with one holder found, the offer path floods again.
+   * receive path is the faster one). The default floods once (issue 29 item
+   * 4), asking for offers (want=download): offers arriving before the flood
+   * ends wait unanswered (at most HOLD_OFFERS_MS); with one holder found the
+   * first is taken, with two or more they are declined and the file is
+   * swarmed from the holders that flood found.
    */
   async download(name: string, o: { signal?: AbortSignal } = {}): Promise<DownloadResult> {
     assertName(name);
@@ -102,27 +122,39 @@ export class Transfers {
     const store = this.ctx.store;
     if (mode === false || !(store instanceof FsStore)) return this.offerDownload(name, o);
     if (mode === 'always' || (await clock.hold(hasResumable(store.dir, this.ctx.id, name)))) return this.swarmDownload(name, o);
-    const search = await this.deps.search(name, 'search', this.ctx.newQid(), o);
-    if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
-    if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
-    const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
-    if (holders.size === 0) throw new NotFoundError(name, search.reached);
-    if (holders.size >= 2) return this.swarmDownload(name, o, search);
-    return this.offerDownload(name, o);
+    const r = await this.offerDownload(name, o, true);
+    if ('swarmFrom' in r) return this.swarmDownload(name, o, r.swarmFrom);
+    return r;
   }
 
-  /** The protocol-1 way: floods want=download and takes the first holder's offer. */
-  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult> {
+  /**
+   * The protocol-1 way: floods want=download and takes the first holder's offer. With
+   * `choose`, offers wait until the flood has ended; when it found ≥ 2 holders they are
+   * declined and the answer is the search, for a swarm.
+   */
+  private async offerDownload(name: string, o: { signal?: AbortSignal }): Promise<DownloadResult>;
+  private async offerDownload(name: string, o: { signal?: AbortSignal }, choose: true): Promise<DownloadResult | { swarmFrom: SearchResult }>;
+  private async offerDownload(name: string, o: { signal?: AbortSignal }, choose = false): Promise<DownloadResult | { swarmFrom: SearchResult }> {
     const qid = this.ctx.newQid();
     let settle!: Download['settle'];
     const transfer = new Promise<{ ok: true; value: Omit<DownloadResult, 'search'> } | { ok: false; err: Error }>((r) => (settle = r));
-    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set() };
+    const d: Download = { qid, name, holder: null, offered: false, settle, signal: o.signal, preparing: new Set(), ...(choose ? { held: { offers: [] } } : {}) };
     // Abort and stop settle the one `transfer` promise, whatever stage the download is at.
     const onAbort = () => settle({ ok: false, err: new TransferError('aborted', `download of ${name} aborted`) });
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.downloads.set(qid, d);
     try {
       const search = await this.deps.search(name, 'download', qid, o);
+      if (d.held) {
+        if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
+        if (o.signal?.aborted) throw new TransferError('aborted', `download of ${name} aborted`);
+        const holders = new Set(search.hits.map((h) => h.id).filter((id) => id !== this.ctx.id));
+        if (holders.size >= 2) {
+          this.releaseHeld(d, `swarm download of ${name} from ${holders.size} holders`);
+          return { swarmFrom: search };
+        }
+        this.releaseHeld(d);
+      }
       if (!d.offered) {
         if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
         if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
@@ -140,6 +172,7 @@ export class Transfers {
       this.ctx.emit('downloaded', result);
       return result;
     } finally {
+      this.releaseHeld(d, `download of ${name} ended`);
       this.ctx.clock.clearTimeout(d.noOffer);
       d.armNoOffer = undefined;
       o.signal?.removeEventListener('abort', onAbort);
@@ -150,6 +183,22 @@ export class Transfers {
         c.end();
       }
       d.preparing.clear();
+    }
+  }
+
+  /**
+   * Ends the wait of offers held while the flood decided: declined with `decline`, or else
+   * handled as if they arrived now (the first taken, the others declined).
+   */
+  private releaseHeld(d: Download, decline?: string): void {
+    const held = d.held;
+    if (!held) return;
+    d.held = undefined;
+    this.ctx.clock.clearTimeout(held.timer);
+    for (const { conn, offer } of held.offers) {
+      if (conn.closed) continue;
+      if (decline !== undefined) declineOn(conn, decline);
+      else void this.onOffer(conn, offer);
     }
   }
 
@@ -176,21 +225,50 @@ export class Transfers {
   }
 
 
-  /** Called by the flood handler for a local hit on a download query. */
+  /**
+   * Called by the flood handler for a local hit on a download query. Above
+   * `maxUploads` the hit waits in a bounded queue (UPLOAD_QUEUE) for a free
+   * slot, first come first served, for at most `offerTimeoutMs` (by then the
+   * requester has given up): downloads above the limit wait instead of failing
+   * `no-offer` (issue 22 defect 9).
+   */
   serveHit(q: Msg<'query'>): void {
     if (this.ctx.life.stopping) return; // leaving: start no upload that stop() would cut at once
     if (this.uploads.size >= this.ctx.opts.maxUploads) {
-      this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads already running`);
+      const waiting = (this.waitingHits ??= []);
+      if (waiting.length >= UPLOAD_QUEUE) {
+        this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: ${this.uploads.size} uploads running and ${waiting.length} waiting`);
+        return;
+      }
+      waiting.push({ q, at: this.ctx.clock.now() });
       return;
     }
+    this.upload(q);
+  }
+
+  /** Starts queued hits while slots are free, skipping those whose requester has given up by now. */
+  private nextWaiting(): void {
+    const waiting = this.waitingHits;
+    const now = this.ctx.clock.now();
+    while (waiting && waiting.length > 0 && this.uploads.size < this.ctx.opts.maxUploads && !this.ctx.life.stopping) {
+      const { q, at } = waiting.shift()!;
+      if (now - at > this.ctx.opts.offerTimeoutMs) this.ctx.log('warn', `not offering ${q.name} to ${q.origin.id}: it waited ${Math.round(now - at)} ms for an upload slot`);
+      else this.upload(q);
+    }
+  }
+
+  private upload(q: Msg<'query'>): void {
     const ac = new AbortController();
     this.uploads.add(ac);
-    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, clock: this.ctx.clock })
+    offerFile({ transport: this.ctx.transport, to: q.origin, localHost: this.ctx.localHost(), qid: q.qid, self: this.ctx.ref(), shareDir: this.ctx.opts.share, store: this.ctx.store, name: q.name, signal: ac.signal, preparingIntervalMs: this.ctx.opts.preparingIntervalMs, stallTimeoutMs: this.ctx.opts.transferIdleTimeoutMs, clock: this.ctx.clock })
       .then((r) => {
         if (r.kind === 'sent') this.ctx.emit('uploaded', { name: r.name, to: `${q.origin.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.mbps });
       })
       .catch((err) => this.ctx.log('warn', `upload of ${q.name} to ${q.origin.id} failed: ${describeError(err)}`))
-      .finally(() => this.uploads.delete(ac));
+      .finally(() => {
+        this.uploads.delete(ac);
+        this.nextWaiting();
+      });
   }
 
   /** Does this peer share `name`? At once when the store can tell (statNow), else a promise. */
@@ -264,6 +342,12 @@ export class Transfers {
     const decline = (reason: string) => declineOn(conn, reason);
     const d = this.waitingFor(offer);
     if (typeof d === 'string') return decline(d);
+    if (d.held) {
+      // The flood has not ended: answered once it does (or HOLD_OFFERS_MS from the first).
+      d.held.offers.push({ conn, offer });
+      d.held.timer ??= this.ctx.clock.setTimeout(() => this.releaseHeld(d), HOLD_OFFERS_MS);
+      return;
+    }
     // Refusals for size end the download at once with the reason (every holder has the same file).
     const refuse = (code: 'too-large' | 'no-space', reason: string) => {
       decline(reason);

@@ -35,6 +35,8 @@ export interface OfferOptions {
   signal?: AbortSignal;
   /** How long the requester may take to ack, ms. Default 10,000. */
   ackTimeoutMs?: number;
+  /** A requester that reads none of the bytes for this long is dropped (`timeout`), ms. Default 0: no limit. */
+  stallTimeoutMs?: number;
   chunkBytes?: number;
   /** While hashing for a first offer, tell the requester the progress this often, ms. Default 1,000. */
   preparingIntervalMs?: number;
@@ -82,7 +84,7 @@ export async function offerFile(o: OfferOptions): Promise<OfferOutcome> {
     }
     conn.raw();
     const t0 = clock.now();
-    await streamFile(conn, f, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, o.signal);
+    await streamFile(conn, f, f.size, o.chunkBytes ?? DEFAULT_CHUNK_BYTES, clock, o.stallTimeoutMs ?? 0, o.signal);
     conn.end();
     const durationMs = clock.now() - t0;
     return { kind: 'sent', name: o.name, to: addrKey(o.to), bytes: f.size, durationMs, mbps: f.size / 1e6 / Math.max(durationMs / 1000, 1e-6), sha256 };
@@ -158,7 +160,7 @@ async function tellWhileHashing(conn: Connection, hashing: Hashing, f: StoreFile
  * link holds no unsent bytes (a net.Socket emits 'drain' only then); on links that
  * keep references past 'drain' (shaped links), a fresh buffer is taken instead.
  */
-async function streamFile(conn: Connection, fh: Pick<StoreFile, 'read'>, size: number, chunkBytes: number, signal?: AbortSignal): Promise<void> {
+async function streamFile(conn: Connection, fh: Pick<StoreFile, 'read'>, size: number, chunkBytes: number, clock: Clock, stallMs: number, signal?: AbortSignal): Promise<void> {
   const len = Math.max(1, Math.min(chunkBytes, size));
   const free: Buffer[] = [];
   const take = () => free.pop() ?? Buffer.allocUnsafe(len);
@@ -175,7 +177,7 @@ async function streamFile(conn: Connection, fh: Pick<StoreFile, 'read'>, size: n
       pos += n;
       const ok = conn.write(n === buf.length ? buf : buf.subarray(0, n));
       if (pos < size) next = readAt(take(), pos);
-      if (!ok) await drained(conn, signal);
+      if (!ok) await drainedWithin(conn, clock, stallMs, signal);
       if (conn.writableLength === 0) free.push(buf);
     }
   } finally {
@@ -184,20 +186,25 @@ async function streamFile(conn: Connection, fh: Pick<StoreFile, 'read'>, size: n
   }
 }
 
-/** Waits for 'drain'; an abort (the holder is leaving or stopping) cuts the upload at once, not after the drain. */
-function drained(conn: Connection, signal?: AbortSignal): Promise<void> {
+/**
+ * Waits for 'drain'; an abort (the holder is leaving or stopping) cuts the upload at once, not after
+ * the drain; a requester that reads nothing for `stallMs` (0: no limit) is dropped with `timeout`, so a
+ * receiver that stops reading cannot hold an upload slot for ever (issue 22 defect 2). A close rejects
+ * with `connection-closed`.
+ */
+export function drainedWithin(conn: Connection, clock: Clock, stallMs: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
     const done = () => {
       conn.off('drain', onDrain);
       conn.off('close', onClose);
       signal?.removeEventListener('abort', onAbort);
+      clock.clearTimeout(timer);
     };
     const onAbort = () => {
       done();
       reject(new TransferError('aborted', 'upload aborted'));
     };
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
     const onDrain = () => {
       done();
       resolve();
@@ -206,6 +213,18 @@ function drained(conn: Connection, signal?: AbortSignal): Promise<void> {
       done();
       reject(new TreeshareError('connection-closed', `requester ${conn.remote} closed the connection mid-transfer`));
     };
+    if (signal?.aborted) return onAbort();
+    // write() returns false on a closed connection too, and 'close' will not come again.
+    if (conn.closed) return onClose();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (stallMs > 0) {
+      timer = clock.setTimeout(() => {
+        done();
+        const e = new TransferError('timeout', `requester ${conn.remote} read nothing for ${stallMs} ms`);
+        conn.fail(e);
+        reject(e);
+      }, stallMs);
+    }
     conn.on('drain', onDrain);
     conn.on('close', onClose);
   });

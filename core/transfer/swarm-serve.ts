@@ -12,11 +12,12 @@
  * queue of this connection. A requester that leaves, or a file that changes
  * size under us, ends the connection.
  */
-import { RemoteProtocolError, TransferError } from '../errors.ts';
+import { errorCode, RemoteProtocolError, TransferError } from '../errors.ts';
 import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import type { Clock } from '../clock.ts';
 import { openShared, type SharedFile } from './jail.ts';
+import { drainedWithin } from './send.ts';
 import { cachedManifest, manifestOf, pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
 
 /** Most bytes read from disk at once for one piece. */
@@ -34,6 +35,14 @@ export interface SwarmServeOptions {
   signal?: AbortSignal;
   /** Fault injection for tests and scenarios: may alter a piece's bytes before they are sent. */
   tamper?: (name: string, piece: number, data: Buffer) => void;
+  /**
+   * A requester that asks for nothing (no `want` with nothing queued) or reads
+   * nothing (no drain) for this long loses its link and the upload slot, ms
+   * (issue 22 defect 2: silent `swarm-open`s held every slot for ever). 0: no limit.
+   */
+  idleMs?: number;
+  /** Set while the link waits for a `want` with nothing to send: when it started (clock ms). Read by SwarmUploads to give an idle slot to a newcomer. */
+  link?: { idleSince: number | undefined };
 }
 
 export interface ServeOutcome {
@@ -53,6 +62,8 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     throw err;
   }
   const t0 = o.clock.now();
+  /** Hashing this serve stopped waiting for (its requester left): the file is closed when it ends. */
+  let hashingOn: Promise<unknown> | undefined;
   let bytes = 0;
   let served = 0;
   try {
@@ -60,13 +71,19 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     if (!m) {
       let hashed = 0;
       const timer = o.clock.setInterval(() => conn.send({ t: 'hashing', hashed, size: f.size }), Math.max(1, o.hashingIntervalMs ?? 1000));
+      // A requester that leaves while we hash frees its slot at once; the hashing goes on (shared
+      // with other requesters, cached for later ones) and the file stays open until it ends.
+      const hashing = manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+      const left = closeOf(conn);
       try {
-        m = await manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+        m = await Promise.race([hashing, left.promise]);
+        if (!m) hashingOn = hashing;
       } finally {
+        left.cancel();
         o.clock.clearInterval(timer);
       }
     }
-    if (conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} left while ${open.name} was being hashed`);
+    if (!m || conn.closed) throw new TransferError('holder-gone', `requester ${conn.remote} left while ${open.name} was being hashed`);
     if (open.sha256 && open.sha256 !== m.sha256) {
       const e = new TransferError('changed', `${open.name} here has SHA-256 ${m.sha256.slice(0, 12)}…, not the ${open.sha256.slice(0, 12)}… asked for`);
       conn.fail(e);
@@ -91,6 +108,22 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     const onClose = () => wake?.();
     conn.on('message', onMsg);
     conn.on('close', onClose);
+    o.signal?.addEventListener('abort', onClose, { once: true });
+    let idle: TransferError | undefined;
+    /** Waits for a want; past `idleMs` the requester is dropped as idle. */
+    const wantOrIdle = async () => {
+      if (o.link) o.link.idleSince = o.clock.now();
+      const timer = o.idleMs ? o.clock.setTimeout(() => {
+        idle = new TransferError('timeout', `requester ${conn.remote} asked for no piece of ${open.name} for ${o.idleMs} ms`);
+        conn.fail(idle);
+      }, o.idleMs) : undefined;
+      try {
+        while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
+      } finally {
+        o.clock.clearTimeout(timer);
+        if (o.link) o.link.idleSince = undefined;
+      }
+    };
     // Double buffering on two reused buffers, as the single-source send path (send.ts
     // streamFile): the next chunk is read from disk while this one is being sent, and a buffer
     // is reused only once the link holds no unsent bytes (else a fresh one is taken). Measured
@@ -123,7 +156,7 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     try {
       for (;;) {
         if (!pending) {
-          while (queue.length === 0 && !conn.closed && !failure && !o.signal?.aborted) await new Promise<void>((r) => (wake = r));
+          await wantOrIdle();
           wake = undefined;
           if (conn.closed || failure || o.signal?.aborted) break;
           pending = readChunk(nextChunk()!);
@@ -142,7 +175,10 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
           const slice = data.subarray(p, Math.min(c.n, p + step));
           await o.bucket.take(slice.length, o.signal);
           bytes += slice.length;
-          if (!conn.write(slice)) await drained(conn);
+          // A close ends the loop below (the requester may leave at any time); a stall or an abort is an error.
+          if (!conn.write(slice)) await drainedWithin(conn, o.clock, o.idleMs ?? 0, o.signal).catch((err: unknown) => {
+            if (errorCode(err) !== 'connection-closed') throw err;
+          });
         }
         if (conn.writableLength === 0) free.push(buf);
         if (conn.closed) break;
@@ -151,9 +187,11 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     } finally {
       conn.off('message', onMsg);
       conn.off('close', onClose);
+      o.signal?.removeEventListener('abort', onClose);
       // A read still running must finish before the file handle is closed.
       if (pending) await pending.catch(() => undefined);
     }
+    if (idle) throw idle;
     if (o.signal?.aborted) throw new TransferError('aborted', `upload of ${open.name} aborted after ${served} piece(s)`);
     conn.end();
     return { name: open.name, to: conn.remote, bytes, pieces: served, durationMs: o.clock.now() - t0 };
@@ -161,20 +199,18 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     conn.destroy();
     throw err;
   } finally {
-    await f.handle.close();
+    if (hashingOn) void hashingOn.catch(() => undefined).then(() => f.handle.close()).catch(() => undefined);
+    else await f.handle.close();
   }
 }
 
-/** Resolves on 'drain' or close; at once if already closed (write() returns false on a closed connection). */
-function drained(conn: Connection): Promise<void> {
-  return new Promise((resolve) => {
-    if (conn.closed) return resolve();
-    const done = () => {
-      conn.off('drain', done);
-      conn.off('close', done);
-      resolve();
-    };
-    conn.on('drain', done);
-    conn.on('close', done);
+/** Resolves (undefined) when `conn` closes, at once if it is closed; `cancel` removes the listener. */
+function closeOf(conn: Connection): { promise: Promise<undefined>; cancel(): void } {
+  let done: () => void = () => undefined;
+  const promise = new Promise<undefined>((resolve) => {
+    if (conn.closed) return resolve(undefined);
+    done = () => resolve(undefined);
+    conn.once('close', done);
   });
+  return { promise, cancel: () => conn.off('close', done) };
 }

@@ -140,6 +140,34 @@ export class Cluster {
     return [...this.aliveIds];
   }
 
+  /**
+   * Starts counting the query and query-reply frames the peers alive now write, at the
+   * transport (PeerHandle.wireFrames). `check` then compares them with the searches and
+   * downloads recorded since: each should have put exactly 2(N−1) on the wire (issue 29
+   * item 4: a download's first flood went unrecorded). Every counted peer must still be alive.
+   */
+  async wireFloods(): Promise<{ check(what: string): Promise<boolean> }> {
+    const ids = this.alive();
+    const count = async () => {
+      let n = 0;
+      for (const id of ids) {
+        const f = await this.peer(id).wireFrames();
+        n += (f.query ?? 0) + (f['query-reply'] ?? 0);
+      }
+      return n;
+    };
+    const n0 = await count();
+    const r0 = this.s.records.floods.length;
+    return {
+      check: async (what) => {
+        const wire = (await count()) - n0;
+        const floods = this.s.records.floods.slice(r0).filter((f) => f.kind !== 'topo' && f.treeSize);
+        const want = floods.reduce((a, f) => a + 2 * (f.treeSize! - 1), 0);
+        return this.s.check(wire === want, `${what}: the ${floods.length} searches and downloads put Σ 2(N−1) = ${want} query frames on the wire`, `${wire} counted at the transport`);
+      },
+    };
+  }
+
   /** Starts the peers, then joins them (in order unless joinConcurrency > 1). */
   async addPeers(defs: readonly (string | PeerDef)[], o: AddOptions = {}): Promise<PeerHandle[]> {
     const list = defs.map((d) => (typeof d === 'string' ? { id: d } : d));

@@ -81,6 +81,9 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   async status() {
     return this.peer.state();
   }
+  async wireFrames() {
+    return this.peer.wireFrames().sent;
+  }
   files() {
     return coded(this.peer.files());
   }

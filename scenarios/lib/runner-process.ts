@@ -86,6 +86,9 @@ class ProcPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   async status(o?: Op) {
     return (await coded(this.proc.command({ cmd: 'status' }, o))).state;
   }
+  async wireFrames(o?: Op) {
+    return (await coded(this.proc.command({ cmd: 'status' }, o))).frames ?? {};
+  }
   async files(o?: Op) {
     return (await coded(this.proc.command({ cmd: 'files' }, o))).files;
   }

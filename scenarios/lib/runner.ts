@@ -68,6 +68,8 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   crash(): Promise<void>;
   /** Cleanup: stop without ceremony; never throws. */
   dispose(): Promise<void>;
+  /** Frames this peer's overlay connections wrote since start, by message type, counted at the transport (not what the peer reports of its floods). */
+  wireFrames(o?: Op): Promise<Partial<Record<string, number>>>;
   /** Memory runner: SHA-256 of a file the peer holds (its store has no folder to re-hash), or null. */
   storedSha256?(name: string): Promise<string | null>;
   /** Memory runner: downloads being written and not yet committed or discarded. */

@@ -90,6 +90,13 @@ export class Procs {
     return { proc, port: Number(m[1]) };
   }
 
+  /** A peer in control mode (--json) sharing a copy of shares/<id>, auto-joined through the metaserver on `metaPort`; resolves once joined. */
+  async joinedPeer(id: string, metaPort: number): Promise<Proc> {
+    const p = this.start('peer', ['--json', '-p0', '-i', id, '--share', this.share(id), '--meta', `127.0.0.1:${metaPort}`, '--auto-join']);
+    await p.waitEvent((e) => e.event === 'joined', START_TIMEOUT_MS);
+    return p;
+  }
+
   /** Kills every process still running (by pid) and removes the temporary folder. */
   async close(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.kill()));
