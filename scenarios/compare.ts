@@ -7,6 +7,7 @@
  * run), and writes an HTML page with the same as charts.
  *
  *   npx tsx scenarios/compare.ts A.json B.json [C.json …] [--out DIR] [--no-html] [--json]
+ *   npx tsx scenarios/compare.ts A-study.json B-study.json [--fail-on-regression] …  (two studies: lib/study-compare.ts)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,8 @@ import { groupBy } from './lib/metrics.ts';
 import { esc } from './lib/report.ts';
 import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
+import { isStudyFile } from './lib/study.ts';
+import { studyCompareCli } from './lib/study-compare.ts';
 
 export class CompareError extends Error {}
 
@@ -198,6 +201,7 @@ figure{margin:1em 0}figcaption{font-weight:600}.note{color:#666;font-size:.85em}
 }
 
 async function cli(argv: string[]): Promise<number> {
+  if (argv.some(isStudyFile)) return studyCompareCli(argv);
   let a;
   try {
     a = parseArgs({ args: argv, allowPositionals: true, options: { out: { type: 'string' }, 'no-html': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });

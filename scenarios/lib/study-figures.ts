@@ -11,12 +11,8 @@
 import { median } from '../../bench/lib/stats.ts';
 import { scenarioFigures } from '../compare.ts';
 import type { ScenarioResult } from './records.ts';
+import type { FigureInfo } from './study.ts';
 
-export interface FigureInfo {
-  label: string;
-  unit: string;
-  better?: 'higher' | 'lower';
-}
 
 function unwrapSingles(v: unknown): unknown {
   if (Array.isArray(v)) return v.length === 1 && v[0] !== null && typeof v[0] === 'object' ? unwrapSingles(v[0]) : v.map(unwrapSingles);

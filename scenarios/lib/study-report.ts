@@ -6,6 +6,7 @@
  * median as error bars (Vega-Lite, rendered to SVG by charts.ts); then a
  * table per point and every run with its seed and command.
  */
+import { fmt } from '../../bench/lib/report.ts';
 import type { ChartSpec } from './charts.ts';
 import { CSS, esc, figure, tableHtml } from './report.ts';
 import type { Study } from './study.ts';
@@ -13,7 +14,6 @@ import { paramValue } from './sweep.ts';
 
 const spansDecades = (xs: readonly number[]) => xs.length > 1 && xs.every((x) => x > 0) && Math.max(...xs) / Math.min(...xs) >= 100;
 
-const fmt = (x: number) => (Number.isInteger(x) ? x.toLocaleString('en-US') : Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrecision(4));
 
 /** The charts of a study: one per figure that is not the same at every point (none without a parameter of several values). */
 export function studyCharts(s: Study): ChartSpec[] {
@@ -87,7 +87,8 @@ export async function studyHtml(s: Study): Promise<string> {
     out.push(`<h2>${esc(p.key || 'All runs')}</h2>`);
     out.push(tableHtml(['figure', 'unit', 'n', 'median', '95% interval (median)', 'mean', 'sd', '95% interval (mean)'], Object.entries(p.figures).map(([name, f]) => {
       const i = s.figureInfo[name];
-      return [i?.label ?? name, i?.unit ?? '', String(f.n), fmt(f.median), `${fmt(f.ci95[0])} – ${fmt(f.ci95[1])}`, fmt(f.mean), fmt(f.sd), f.meanCi95 ? `${fmt(f.meanCi95[0])} – ${fmt(f.meanCi95[1])}` : '—'];
+      const v = (x: number) => fmt(x, i?.unit);
+      return [i?.label ?? name, i?.unit ?? '', String(f.n), v(f.median), `${v(f.ci95[0])} – ${v(f.ci95[1])}`, v(f.mean), v(f.sd), f.meanCi95 ? `${v(f.meanCi95[0])} – ${v(f.meanCi95[1])}` : '—'];
     })));
     out.push(tableHtml(['run', 'seed', 'ok', 'wall s', 'simDigest', 'command (re-runs it alone)'], p.runs.map((r) => [
       `#${r.rep + 1}`, String(r.seed), r.ok ? 'yes' : `NO: ${r.failures.join('; ')}`, r.wallMs === null ? '—' : (r.wallMs / 1000).toFixed(1), r.simDigest ?? '—', r.command,

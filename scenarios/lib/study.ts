@@ -23,8 +23,8 @@ import { optionConfig, parseOptions, UsageError, type CommonOptions } from './ar
 import { printTables } from './output.ts';
 import type { ScenarioDef, TableSpec } from './scenario.ts';
 import { REPO } from './shares.ts';
+import { fmt } from '../../bench/lib/report.ts';
 import { figureStats, MEDIAN_CI_METHOD, type FigureStats } from './stats.ts';
-import type { FigureInfo } from './study-figures.ts';
 import { studyHtml } from './study-report.ts';
 import { deriveSeed, MAX_RUNS, paramValue, parseSweep, pointKey, points, type Params, type Sweep } from './sweep.ts';
 import { randomSeed } from './rng.ts';
@@ -100,6 +100,8 @@ const studySchema = z.object({
 });
 
 export type StudyRun = z.infer<typeof runSchema>;
+/** What a figure is: label, unit, which way is better (compare.ts's judgement from its name). */
+export type FigureInfo = Study['figureInfo'][string];
 export type Study = z.infer<typeof studySchema>;
 export type StudyPoint = Study['points'][number];
 
@@ -464,12 +466,12 @@ export async function runStudy(plan: Plan, signal: AbortSignal, exec: (job: Job)
 /** The study's summary table: one row per figure, one column per point: median [95% interval]. */
 export function studyTable(s: Study): TableSpec {
   const names = Object.keys(s.figureInfo).filter((n) => s.points.some((p) => p.figures[n]));
-  const f = (x: number) => (Number.isInteger(x) ? x.toLocaleString('en-US') : Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3));
   return {
     title: `Study: median [95% interval] over each point's runs`,
     head: ['figure', 'unit', ...s.points.map((p) => p.key || 'all runs')],
     rows: names.map((n) => [s.figureInfo[n]!.label, s.figureInfo[n]!.unit, ...s.points.map((p) => {
       const st = p.figures[n];
+      const f = (x: number) => fmt(x, s.figureInfo[n]!.unit);
       return st ? `${f(st.median)} [${f(st.ci95[0])}, ${f(st.ci95[1])}] n=${st.n}` : '—';
     })]),
     note: `interval: ${MEDIAN_CI_METHOD}. Every run's seed, command and figures are in the study JSON.`,
