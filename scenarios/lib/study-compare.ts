@@ -7,10 +7,10 @@
  * beyond noise when its corrected p is below alpha. `--fail-on-regression`:
  * exit 1 when a figure got worse beyond noise.
  *
- * Points are matched by the swept parameters whose values are the same in
- * both studies; a parameter with other values in B (latency 10 in A, 12 in
- * B) is what is being compared, and points are paired in order within their
- * group.
+ * Points are matched on their parameters' values; a parameter with one value
+ * in each study and another value in B (latency 10 in A, 12 in B) is what is
+ * being compared and is left out of the match. Points without a partner are
+ * listed, not compared.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,14 +52,15 @@ export interface StudyComparison {
   changes: FigureChange[];
 }
 
-/** Pairs the points of A and B: equal values of the parameters both sweep over the same values; in order within each group. */
+/** Pairs the points of A and B: equal values of every parameter but one that has a single, different value in each study. */
 export function matchPoints(A: Study, B: Study): Pick<StudyComparison, 'pairs' | 'unmatched'> {
   const values = (s: Study, n: string) => new Set(s.points.map((p) => String(p.params[n])));
   const names = [...new Set([...A.points, ...B.points].flatMap((p) => Object.keys(p.params)))];
+  // A parameter with one value in each study, different (latency 10 in A, 12 in B), is what is compared; every other one must match.
   const same = names.filter((n) => {
     const a = values(A, n);
     const b = values(B, n);
-    return a.size === b.size && [...a].every((x) => b.has(x));
+    return !(a.size === 1 && b.size === 1 && [...a][0] !== [...b][0]);
   });
   const keyOf = (p: StudyPoint) => pointKey(Object.fromEntries(same.filter((n) => n in p.params).map((n) => [n, p.params[n]!])));
   const groupsB = new Map<string, StudyPoint[]>();
