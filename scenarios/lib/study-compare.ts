@@ -110,16 +110,16 @@ const pFmt = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
 const CORRECTION_NAME: Record<Correction, string> = { holm: 'Holm', bh: 'Benjamini–Hochberg' };
 
 function changeText(c: FigureChange): string {
-  if (c.rel === null) return `${fmt(c.a.median, c.unit)} → ${fmt(c.b.median, c.unit)}`;
+  if (c.rel === null) return `${fmt(c.a.median)} → ${fmt(c.b.median)}`;
   return `${c.rel >= 0 ? '+' : '−'}${fmtPct(Math.abs(c.rel))}`;
 }
 
 export function changesTable(cmp: StudyComparison, all: boolean): { head: string[]; rows: string[][] } {
-  const cell = (f: FigureStats, unit: string) => `${fmt(f.median, unit)} [${fmt(f.ci95[0], unit)}, ${fmt(f.ci95[1], unit)}] n=${f.n}`;
+  const cell = (f: FigureStats) => `${fmt(f.median)} [${fmt(f.ci95[0])}, ${fmt(f.ci95[1])}] n=${f.n}`;
   return {
     head: ['point', 'figure', 'unit', 'A median [95%]', 'B median [95%]', 'change', 'p', `p (${CORRECTION_NAME[cmp.correction]})`, 'verdict'],
     rows: cmp.changes.filter((c) => all || c.verdict !== 'same').map((c) => [
-      c.point, c.label, c.unit, cell(c.a, c.unit), cell(c.b, c.unit), changeText(c), `${pFmt(c.p)}${c.exact ? '' : ' ≈'}`, pFmt(c.pAdj),
+      c.point, c.label, c.unit, cell(c.a), cell(c.b), changeText(c), `${pFmt(c.p)}${c.exact ? '' : ' ≈'}`, pFmt(c.pAdj),
       c.verdict === 'worse' ? '▼ WORSE' : c.verdict === 'better' ? '▲ better' : c.verdict === 'changed' ? 'changed' : '~',
     ]),
   };

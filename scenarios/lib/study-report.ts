@@ -87,8 +87,7 @@ export async function studyHtml(s: Study): Promise<string> {
     out.push(`<h2>${esc(p.key || 'All runs')}</h2>`);
     out.push(tableHtml(['figure', 'unit', 'n', 'median', '95% interval (median)', 'mean', 'sd', '95% interval (mean)'], Object.entries(p.figures).map(([name, f]) => {
       const i = s.figureInfo[name];
-      const v = (x: number) => fmt(x, i?.unit);
-      return [i?.label ?? name, i?.unit ?? '', String(f.n), v(f.median), `${v(f.ci95[0])} – ${v(f.ci95[1])}`, v(f.mean), v(f.sd), f.meanCi95 ? `${v(f.meanCi95[0])} – ${v(f.meanCi95[1])}` : '—'];
+      return [i?.label ?? name, i?.unit ?? '', String(f.n), fmt(f.median), `${fmt(f.ci95[0])} – ${fmt(f.ci95[1])}`, fmt(f.mean), fmt(f.sd), f.meanCi95 ? `${fmt(f.meanCi95[0])} – ${fmt(f.meanCi95[1])}` : '—'];
     })));
     out.push(tableHtml(['run', 'seed', 'ok', 'wall s', 'simDigest', 'command (re-runs it alone)'], p.runs.map((r) => [
       `#${r.rep + 1}`, String(r.seed), r.ok ? 'yes' : `NO: ${r.failures.join('; ')}`, r.wallMs === null ? '—' : (r.wallMs / 1000).toFixed(1), r.simDigest ?? '—', r.command,

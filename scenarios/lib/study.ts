@@ -471,8 +471,7 @@ export function studyTable(s: Study): TableSpec {
     head: ['figure', 'unit', ...s.points.map((p) => p.key || 'all runs')],
     rows: names.map((n) => [s.figureInfo[n]!.label, s.figureInfo[n]!.unit, ...s.points.map((p) => {
       const st = p.figures[n];
-      const f = (x: number) => fmt(x, s.figureInfo[n]!.unit);
-      return st ? `${f(st.median)} [${f(st.ci95[0])}, ${f(st.ci95[1])}] n=${st.n}` : '—';
+      return st ? `${fmt(st.median)} [${fmt(st.ci95[0])}, ${fmt(st.ci95[1])}] n=${st.n}` : '—';
     })]),
     note: `interval: ${MEDIAN_CI_METHOD}. Every run's seed, command and figures are in the study JSON.`,
   };
