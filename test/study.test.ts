@@ -12,6 +12,8 @@ import { numberList, UsageError } from '../scenarios/lib/index.ts';
 import { adjustP, figureStats, mannWhitney, medianCiRanks, tQuantile975 } from '../scenarios/lib/stats.ts';
 import { planStudy, recordRun, type Study } from '../scenarios/lib/study.ts';
 import { compareStudies, matchPoints } from '../scenarios/lib/study-compare.ts';
+import { studyCharts, studyHtml } from '../scenarios/lib/study-report.ts';
+import { renderChart } from '../scenarios/lib/charts.ts';
 import { deriveSeed, expandValues, parseSweep, points } from '../scenarios/lib/sweep.ts';
 
 /** deriveSeed(1, 'peers=1000 latency=0', 0) since studies exist. */
@@ -213,4 +215,26 @@ test("compare: the correction keeps many small p-values from being flagged; one 
   // The same study against itself: nothing moved.
   const same = study([{ params: {}, figs: figs(v) }]);
   t.true(compareStudies(same, same).changes.every((c) => c.verdict === 'same' && c.p > 0.9));
+});
+
+test('report: each figure against the swept N (log axis over a decade), one line per latency, intervals as error bars', async (t) => {
+  const v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const s = study([
+    { params: { peers: 1000, latency: 0 }, figs: { search: v, same: v } },
+    { params: { peers: 1000, latency: 10 }, figs: { search: v.map((x) => x + 200), same: v } },
+    { params: { peers: 10000, latency: 0 }, figs: { search: v.map((x) => x + 1), same: v } },
+    { params: { peers: 10000, latency: 10 }, figs: { search: v.map((x) => x + 300), same: v } },
+  ]);
+  s.sweeps = [{ name: 'peers', values: ['1000', '10000'] }, { name: 'latency', values: ['0', '10'] }];
+  const charts = studyCharts(s);
+  t.deepEqual(charts.map((c) => c.title), ['search against peers'], 'a figure equal at every point is not drawn');
+  const lite = charts[0]!.lite as { data: { values: Record<string, unknown>[] }; encoding: { x: { scale: { type?: string } }; color: { field: string } }; layer: { mark: { type: string } }[] };
+  t.is(lite.encoding.x.scale.type, 'log');
+  t.deepEqual([...new Set(lite.data.values.map((r) => r.series))], ['latency=0', 'latency=10']);
+  t.deepEqual(lite.layer.map((l) => l.mark.type), ['errorbar', 'line']);
+  t.deepEqual(lite.data.values[1], { x: 1000, series: 'latency=10', median: 205.5, lo: 202, hi: 209, n: 10, point: 'peers=1000 latency=10' });
+  t.regex(await renderChart(charts[0]!), /^<svg/);
+  const html = await studyHtml(s);
+  t.regex(html, /<h2>peers=10000 latency=10<\/h2>/);
+  t.notRegex(html, /could not be drawn/);
 });

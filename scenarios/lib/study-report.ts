@@ -1,7 +1,8 @@
 /**
  * The HTML report of a study (self-contained, like a run's report.ts): each
  * figure's median against the swept parameter (the first swept one with
- * several values; a log axis where its values span two decades or more),
+ * several values; a log axis where its values span a decade or more, and
+ * a log y axis where a figure spans two),
  * one line per value of the other swept parameters, the 95% interval of the
  * median as error bars (Vega-Lite, rendered to SVG by charts.ts); then a
  * table per point and every run with its seed and command.
@@ -12,7 +13,8 @@ import { CSS, esc, figure, tableHtml } from './report.ts';
 import type { Study } from './study.ts';
 import { paramValue } from './sweep.ts';
 
-const spansDecades = (xs: readonly number[]) => xs.length > 1 && xs.every((x) => x > 0) && Math.max(...xs) / Math.min(...xs) >= 100;
+/** Positive values whose largest is at least `ratio` times the smallest (10: a decade). */
+const spans = (xs: readonly number[], ratio: number) => xs.length > 1 && xs.every((x) => x > 0) && Math.max(...xs) / Math.min(...xs) >= ratio;
 
 
 /** The charts of a study: one per figure that is not the same at every point (none without a parameter of several values). */
@@ -21,7 +23,7 @@ export function studyCharts(s: Study): ChartSpec[] {
   if (!axis) return [];
   const xs = s.points.map((p) => p.params[axis.name]);
   const numeric = xs.every((x) => typeof x === 'number');
-  const logX = numeric && spansDecades(xs as number[]);
+  const logX = numeric && spans(xs as number[], 10);
   const others = s.sweeps.filter((w) => w !== axis && w.values.length > 1).map((w) => w.name);
   const series = (p: Study['points'][number]) => others.map((n) => `${n}=${p.params[n]}`).join(' ') || 'all';
   const charts: ChartSpec[] = [];
@@ -33,7 +35,7 @@ export function studyCharts(s: Study): ChartSpec[] {
     if (rows.length < 2) continue;
     const ys = rows.flatMap((r) => [r.median, r.lo, r.hi]);
     if (Math.max(...ys) === Math.min(...ys)) continue;
-    const logY = spansDecades(ys);
+    const logY = spans(ys, 100);
     const yScale = logY ? { type: 'log', nice: true } : { zero: false };
     const yTitle = `${info.label}${info.unit ? `, ${info.unit}` : ''}${logY ? ' (log)' : ''}`;
     charts.push({
