@@ -20,6 +20,7 @@ import { groupBy } from './lib/metrics.ts';
 import { esc } from './lib/report.ts';
 import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
+import { readJsonFile } from './lib/json-file.ts';
 import { isStudyFile } from './lib/study.ts';
 import { studyCompareCli } from './lib/study-compare.ts';
 
@@ -28,19 +29,7 @@ export class CompareError extends Error {}
 type Loaded = { kind: 'scenario'; name: string; file: string; run: ScenarioResult } | { kind: 'bench'; name: string; file: string; run: RunFile };
 
 export function load(file: string): Loaded {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CompareError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch {
-    throw new CompareError(`${file} is not JSON`);
-  }
-  const o = j as Record<string, unknown>;
+  const o = readJsonFile(file, (m) => new CompareError(m)) as Record<string, unknown>;
   const name = path.basename(file, '.json');
   if (o && typeof o.scenario === 'string' && o.records && typeof o.records === 'object') return { kind: 'scenario', name, file, run: o as unknown as ScenarioResult };
   if (o && o.version === 1 && Array.isArray(o.metrics)) return { kind: 'bench', name, file, run: o as unknown as RunFile };

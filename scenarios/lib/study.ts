@@ -23,6 +23,7 @@ import { optionConfig, parseOptions, UsageError, type CommonOptions } from './ar
 import { printTables } from './output.ts';
 import type { ScenarioDef, TableSpec } from './scenario.ts';
 import { REPO } from './shares.ts';
+import { readJsonFile } from './json-file.ts';
 import { fmt } from '../../bench/lib/report.ts';
 import { figureStats, MEDIAN_CI_METHOD, type FigureStats } from './stats.ts';
 import { studyHtml } from './study-report.ts';
@@ -120,19 +121,7 @@ export class StudyFileError extends Error {}
 
 /** Reads and validates a study file (throws StudyFileError with one clear line). */
 export function loadStudy(file: string): Study {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new StudyFileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch {
-    throw new StudyFileError(`${file} is not JSON`);
-  }
-  const r = studySchema.safeParse(j);
+  const r = studySchema.safeParse(readJsonFile(file, (m) => new StudyFileError(m)));
   if (!r.success) {
     const i = r.error.issues[0]!;
     throw new StudyFileError(`${file} is not a study file: ${i.path.join('.') || '(top)'}: ${i.message}`);
