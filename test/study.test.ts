@@ -11,7 +11,7 @@ import { scale } from '../scenarios/scale.ts';
 import { numberList, UsageError } from '../scenarios/lib/index.ts';
 import { adjustP, figureStats, mannWhitney, medianCiRanks, tQuantile975 } from '../scenarios/lib/stats.ts';
 import { planStudy, recordRun, type Study } from '../scenarios/lib/study.ts';
-import { compareStudies, matchPoints } from '../scenarios/lib/study-compare.ts';
+import { compareStudies, matchPoints, regressions } from '../scenarios/lib/study-compare.ts';
 import { studyCharts, studyHtml } from '../scenarios/lib/study-report.ts';
 import { renderChart } from '../scenarios/lib/charts.ts';
 import { deriveSeed, expandValues, parseSweep, points } from '../scenarios/lib/sweep.ts';
@@ -156,7 +156,7 @@ test('corrections for many comparisons: Holm and Benjamini–Hochberg (R p.adjus
 });
 
 /** A study of `points` (params → each figure's values over the runs), built the way the runner records runs. */
-function study(pts: { params: Record<string, number>; figs: Record<string, number[]> }[], better: 'lower' | 'higher' = 'lower'): Study {
+function study(pts: { params: Record<string, number>; figs: Record<string, number[]> }[], better: 'lower' | 'higher' = 'lower', simDigest: string | null = null): Study {
   const names = Object.keys(pts[0]!.figs);
   const s: Study = {
     kind: 'treeshare-study', version: 1, scenario: 'example', command: 'x', startedAt: '', updatedAt: '', finished: true, ok: true, seed: 1,
@@ -167,7 +167,7 @@ function study(pts: { params: Record<string, number>; figs: Record<string, numbe
   s.points.forEach((point, i) => {
     for (let rep = 0; rep < s.repeat; rep++) {
       const figures = Object.fromEntries(names.map((n) => [n, pts[i]!.figs[n]![rep]!]));
-      recordRun(s, { point, rep, seed: rep, argv: [] }, { run: { seed: rep, ok: true, failures: [], simDigest: null, durationMs: 1, wallMs: 1, figures, summary: {}, tables: [] }, figureInfo: Object.fromEntries(names.map((n) => [n, { label: n, unit: 'ms', better }])) });
+      recordRun(s, { point, rep, seed: rep, argv: [] }, { run: { seed: rep, ok: true, failures: [], simDigest, durationMs: 1, wallMs: 1, figures, summary: {}, tables: [] }, figureInfo: Object.fromEntries(names.map((n) => [n, { label: n, unit: 'ms', better }])) });
     }
   });
   return s;
@@ -238,4 +238,17 @@ test('report: each figure against the swept N (log axis over a decade), one line
   const html = await studyHtml(s);
   t.regex(html, /<h2>peers=10000 latency=10<\/h2>/);
   t.notRegex(html, /could not be drawn/);
+});
+
+test('compare: under simulated time a figure of the machine (wall time) that got worse is shown but is not a regression', (t) => {
+  const v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const figs = (d: number) => ({ 'summary.phases[0].wallMs': v.map((x) => x + d), 'flood.search': v });
+  const sim = compareStudies(study([{ params: {}, figs: figs(0) }], 'lower', 'd'), study([{ params: {}, figs: figs(50) }], 'lower', 'd'));
+  const wall = sim.changes.find((c) => c.figure === 'summary.phases[0].wallMs')!;
+  t.is(wall.verdict, 'worse');
+  t.true(wall.machine);
+  t.deepEqual(regressions(sim), []);
+  // On the wall clock (no simDigest: inproc, process) the same change is a regression.
+  const real = compareStudies(study([{ params: {}, figs: figs(0) }]), study([{ params: {}, figs: figs(50) }]));
+  t.deepEqual(regressions(real).map((c) => c.figure), ['summary.phases[0].wallMs']);
 });

@@ -5,7 +5,9 @@
  * runs' values (stats.ts), the p-values of every comparison corrected for
  * their number (Holm by default, or Benjamini–Hochberg); a figure moved
  * beyond noise when its corrected p is below alpha. `--fail-on-regression`:
- * exit 1 when a figure got worse beyond noise.
+ * exit 1 when a figure got worse beyond noise (figures of the machine, wall
+ * or CPU time and memory, are shown but not counted when the runs' time is
+ * simulated: they move with the machine's load, not with the code).
  *
  * Points are matched on their parameters' values; a parameter with one value
  * in each study and another value in B (latency 10 in A, 12 in B) is what is
@@ -21,7 +23,7 @@ import type { ChartSpec } from './charts.ts';
 import { CSS, esc, figure, tableHtml } from './report.ts';
 import { REPO } from './shares.ts';
 import { adjustP, CORRECTIONS, mannWhitney, type Correction, type FigureStats } from './stats.ts';
-import { loadStudy, StudyFileError, type Study, type StudyPoint } from './study.ts';
+import { isMachineFigure, loadStudy, StudyFileError, type Study, type StudyPoint } from './study.ts';
 import { pointKey } from './sweep.ts';
 
 export interface FigureChange {
@@ -40,6 +42,12 @@ export interface FigureChange {
   exact: boolean;
   /** p corrected for the number of comparisons. */
   pAdj: number;
+  /**
+   * A figure of the machine (wall or CPU time, memory) in runs whose overlay
+   * time is simulated (memory runner): judged and shown, but it depends on
+   * what else the machine did, so --fail-on-regression does not count it.
+   */
+  machine: boolean;
   verdict: 'better' | 'worse' | 'changed' | 'same';
 }
 
@@ -87,13 +95,14 @@ export function compareStudies(A: Study, B: Study, o: { alpha?: number; correcti
   const correction = o.correction ?? 'holm';
   const { pairs, unmatched } = matchPoints(A, B);
   const raw: Omit<FigureChange, 'pAdj' | 'verdict'>[] = [];
+  const simulated = (p: StudyPoint) => p.runs.length > 0 && p.runs.every((r) => r.simDigest !== null);
   for (const { a, b, label } of pairs) {
     for (const [name, fa] of Object.entries(a.figures)) {
       const fb = b.figures[name];
       const info = A.figureInfo[name] ?? B.figureInfo[name];
       if (!fb || !info) continue;
       const t = mannWhitney(valuesOf(a, name), valuesOf(b, name));
-      raw.push({ point: label, figure: name, label: info.label, unit: info.unit, ...(info.better ? { better: info.better } : {}), a: fa, b: fb, rel: fa.median !== 0 ? fb.median / fa.median - 1 : null, p: t.p, exact: t.exact });
+      raw.push({ point: label, figure: name, label: info.label, unit: info.unit, ...(info.better ? { better: info.better } : {}), a: fa, b: fb, rel: fa.median !== 0 ? fb.median / fa.median - 1 : null, p: t.p, exact: t.exact, machine: isMachineFigure(name) && simulated(a) && simulated(b) });
     }
   }
   const adj = adjustP(raw.map((r) => r.p), correction);
@@ -120,7 +129,7 @@ export function changesTable(cmp: StudyComparison, all: boolean): { head: string
     head: ['point', 'figure', 'unit', 'A median [95%]', 'B median [95%]', 'change', 'p', `p (${CORRECTION_NAME[cmp.correction]})`, 'verdict'],
     rows: cmp.changes.filter((c) => all || c.verdict !== 'same').map((c) => [
       c.point, c.label, c.unit, cell(c.a), cell(c.b), changeText(c), `${pFmt(c.p)}${c.exact ? '' : ' ≈'}`, pFmt(c.pAdj),
-      c.verdict === 'worse' ? '▼ WORSE' : c.verdict === 'better' ? '▲ better' : c.verdict === 'changed' ? 'changed' : '~',
+      `${c.verdict === 'worse' ? '▼ WORSE' : c.verdict === 'better' ? '▲ better' : c.verdict === 'changed' ? 'changed' : '~'}${c.machine && c.verdict !== 'same' ? ' (machine)' : ''}`,
     ]),
   };
 }
@@ -157,10 +166,16 @@ async function changesHtml(files: readonly string[], cmp: StudyComparison, scena
   ].join('\n');
 }
 
+/** The figures that got worse beyond noise and count as a regression (not the machine's, under simulated time). */
+export function regressions(cmp: StudyComparison): FigureChange[] {
+  return cmp.changes.filter((c) => c.verdict === 'worse' && !c.machine);
+}
+
 function summaryLine(cmp: StudyComparison): string {
   const moved = cmp.changes.filter((c) => c.verdict !== 'same');
-  const worse = moved.filter((c) => c.verdict === 'worse').length;
-  return `${moved.length} of ${cmp.changes.length} comparisons (${cmp.pairs.length} pairs of points) moved beyond noise (${CORRECTION_NAME[cmp.correction]}-corrected p < ${cmp.alpha}): ${worse} worse, ${moved.filter((c) => c.verdict === 'better').length} better, ${moved.filter((c) => c.verdict === 'changed').length} changed without a better direction.`;
+  const worse = regressions(cmp).length;
+  const machine = moved.filter((c) => c.machine).length;
+  return `${moved.length} of ${cmp.changes.length} comparisons (${cmp.pairs.length} pairs of points) moved beyond noise (${CORRECTION_NAME[cmp.correction]}-corrected p < ${cmp.alpha}): ${worse} worse, ${moved.filter((c) => c.verdict === 'better' && !c.machine).length} better, ${moved.filter((c) => c.verdict === 'changed' && !c.machine).length} changed without a better direction${machine ? `; ${machine} figure(s) of the machine (wall or CPU time, memory) moved too, not counted: the overlay's time is simulated` : ''}.`;
 }
 
 const HELP = `Usage: npx tsx scenarios/compare.ts A-study.json B-study.json [options]
@@ -208,9 +223,12 @@ export async function studyCompareCli(argv: readonly string[]): Promise<number> 
   }
   let cmp: StudyComparison;
   let scenario: string;
+  let bases: [string, string];
   try {
     const [A, B] = a.positionals.map(loadStudy) as [Study, Study];
     scenario = A.scenario;
+    // The options every run had (besides the swept ones), shown when they differ: e.g. --max-children 3 in B only.
+    bases = [A.base.join(' '), B.base.join(' ')];
     cmp = compareStudies(A, B, { alpha, correction: correction as Correction });
   } catch (err) {
     if (err instanceof StudyFileError) {
@@ -223,7 +241,7 @@ export async function studyCompareCli(argv: readonly string[]): Promise<number> 
   if (a.values.json) process.stdout.write(JSON.stringify({ ...cmp, pairs: cmp.pairs.map((p) => ({ a: p.a.key, b: p.b.key, label: p.label })) }, null, 2) + '\n');
   else {
     const t = changesTable(cmp, a.values.all === true);
-    process.stdout.write(`Compare ${scenario} studies\n  A: ${a.positionals[0]}\n  B: ${a.positionals[1]}\n`);
+    process.stdout.write(`Compare ${scenario} studies\n  A: ${a.positionals[0]}${bases[0] !== bases[1] ? `  (${bases[0] || 'no options'})` : ''}\n  B: ${a.positionals[1]}${bases[0] !== bases[1] ? `  (${bases[1] || 'no options'})` : ''}\n`);
     if (t.rows.length) {
       const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
       for (const r of t.rows) table.push(r);
@@ -239,7 +257,7 @@ export async function studyCompareCli(argv: readonly string[]): Promise<number> 
     fs.writeFileSync(file, await changesHtml(a.positionals, cmp, scenario));
     out.write(`→ ${path.relative(process.cwd(), file)}\n`);
   }
-  const worse = cmp.changes.filter((c) => c.verdict === 'worse').length;
+  const worse = regressions(cmp).length;
   if (a.values['fail-on-regression'] && worse > 0) {
     out.write(`compare: ${worse} figure(s) got worse beyond noise (--fail-on-regression)\n`);
     return 1;

@@ -117,6 +117,15 @@ const workerSchema = z.object({
   figureInfo: studySchema.shape.figureInfo,
 });
 
+/**
+ * A figure of the machine rather than of the overlay: wall or CPU time, heap
+ * or RSS (records.ts leaves the same out of simDigest: WALL_FIELDS). Under
+ * the memory runner they move with what else the machine does.
+ */
+export function isMachineFigure(name: string): boolean {
+  return /wallMs|cpuMs|rss|heap|(^|\.)memory\./i.test(name);
+}
+
 export class StudyFileError extends Error {}
 
 /** Reads and validates a study file (throws StudyFileError with one clear line). */
