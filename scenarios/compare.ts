@@ -21,7 +21,7 @@ import { esc } from './lib/report.ts';
 import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
 import { readJsonFile } from './lib/json-file.ts';
-import { isStudyFile } from './lib/study.ts';
+import { isStudyFile } from './lib/study-file.ts';
 import { studyCompareCli } from './lib/study-compare.ts';
 
 export class CompareError extends Error {}

@@ -23,7 +23,7 @@ import type { ChartSpec } from './charts.ts';
 import { CSS, esc, figure, tableHtml } from './report.ts';
 import { REPO } from './shares.ts';
 import { adjustP, CORRECTIONS, mannWhitney, type Correction, type FigureStats } from './stats.ts';
-import { isMachineFigure, loadStudy, StudyFileError, type Study, type StudyPoint } from './study.ts';
+import { isMachineFigure, loadStudy, StudyFileError, type Study, type StudyPoint } from './study-file.ts';
 import { pointKey } from './sweep.ts';
 
 export interface FigureChange {

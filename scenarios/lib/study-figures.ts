@@ -11,7 +11,7 @@
 import { median } from '../../bench/lib/stats.ts';
 import { scenarioFigures } from '../compare.ts';
 import type { ScenarioResult } from './records.ts';
-import type { FigureInfo } from './study.ts';
+import type { FigureInfo } from './study-file.ts';
 
 
 function unwrapSingles(v: unknown): unknown {

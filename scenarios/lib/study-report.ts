@@ -10,7 +10,7 @@
 import { fmt } from '../../bench/lib/report.ts';
 import type { ChartSpec } from './charts.ts';
 import { CSS, esc, figure, tableHtml } from './report.ts';
-import type { Study } from './study.ts';
+import type { Study } from './study-file.ts';
 import { paramValue } from './sweep.ts';
 
 /** Positive values whose largest is at least `ratio` times the smallest (10: a decade). */

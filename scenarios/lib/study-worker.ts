@@ -17,7 +17,7 @@ import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
 import { UsageError } from './args.ts';
 import { run } from './cli.ts';
 import type { ScenarioDef } from './scenario.ts';
-import type { WorkerOutput } from './study.ts';
+import type { WorkerOutput } from './study-file.ts';
 import { runFigures } from './study-figures.ts';
 
 async function loadDef(file: string): Promise<ScenarioDef> {
