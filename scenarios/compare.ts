@@ -7,6 +7,7 @@
  * run), and writes an HTML page with the same as charts.
  *
  *   npx tsx scenarios/compare.ts A.json B.json [C.json …] [--out DIR] [--no-html] [--json]
+ *   npx tsx scenarios/compare.ts A-study.json B-study.json [--fail-on-regression] …  (two studies: lib/study-compare.ts)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,25 +20,16 @@ import { groupBy } from './lib/metrics.ts';
 import { esc } from './lib/report.ts';
 import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
+import { readJsonFile } from './lib/json-file.ts';
+import { isStudyFile } from './lib/study-file.ts';
+import { studyCompareCli } from './lib/study-compare.ts';
 
 export class CompareError extends Error {}
 
 type Loaded = { kind: 'scenario'; name: string; file: string; run: ScenarioResult } | { kind: 'bench'; name: string; file: string; run: RunFile };
 
 export function load(file: string): Loaded {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CompareError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch {
-    throw new CompareError(`${file} is not JSON`);
-  }
-  const o = j as Record<string, unknown>;
+  const o = readJsonFile(file, (m) => new CompareError(m)) as Record<string, unknown>;
   const name = path.basename(file, '.json');
   if (o && typeof o.scenario === 'string' && o.records && typeof o.records === 'object') return { kind: 'scenario', name, file, run: o as unknown as ScenarioResult };
   if (o && o.version === 1 && Array.isArray(o.metrics)) return { kind: 'bench', name, file, run: o as unknown as RunFile };
@@ -198,6 +190,7 @@ figure{margin:1em 0}figcaption{font-weight:600}.note{color:#666;font-size:.85em}
 }
 
 async function cli(argv: string[]): Promise<number> {
+  if (argv.some(isStudyFile)) return studyCompareCli(argv);
   let a;
   try {
     a = parseArgs({ args: argv, allowPositionals: true, options: { out: { type: 'string' }, 'no-html': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });

@@ -14,7 +14,7 @@
  *
  *   npx tsx scenarios/latency.ts [--latencies 0,5,20,50] [--peers 6] [--runner inproc|process|memory]
  */
-import { isMain, main, ms, numberList, type ScenarioDef } from './lib/index.ts';
+import { isMain, main, ms, numberList, points, type ScenarioDef } from './lib/index.ts';
 
 /** Least-squares slope of y over x. */
 function slope(pts: readonly [number, number][]): number | null {
@@ -65,7 +65,7 @@ export const latency: ScenarioDef = {
       await c.search(ids[0]!, 'tail.txt');
       await s.closeCluster(c);
     });
-    for (const L of lats) {
+    for (const { L } of points({ L: lats })) {
       const round = `${L} ms`;
       const c = await s.cluster({ round, latency: L });
       const hs = await c.addPeers(ids.map((id) => ({ id, files: id === tail ? [{ name: 'tail.txt', bytes: 1024 }] : [] })));

@@ -9,7 +9,7 @@
  *   npx tsx scenarios/policies.ts [--sizes 10,100,1000] [--policy P] [--peers N] [--runner inproc|memory|process]
  */
 import { POLICIES } from '../core/index.ts';
-import { isMain, main, ms, sizesOption, summarize, type CommonOptions, type ScenarioDef } from './lib/index.ts';
+import { isMain, main, ms, points, sizesOption, summarize, type CommonOptions, type ScenarioDef } from './lib/index.ts';
 
 const sizes = (o: CommonOptions) => sizesOption(o, [10, 100, 1000]);
 
@@ -26,27 +26,25 @@ export const policies: ScenarioDef = {
     const Ns = sizes(s.opts);
     const ps = s.opts.given.has('policy') ? [s.opts.policy] : [...POLICIES];
     const rows: (string | number | null)[][] = [];
-    for (const N of Ns) {
-      for (const policy of ps) {
-        const round = `${policy} N=${N}`;
-        const c = await s.cluster({ round, policy });
-        const ids = s.ids('N', N);
-        const holder = s.rng.pick(ids);
-        const by = s.rng.pick(ids);
-        await c.addPeers(ids.map((id) => (id === holder ? { id, files: [{ name: 'needle.txt', bytes: 1024 }] } : { id, folder: 'common' as const })));
-        const t = await c.topo(ids[0]!, { expectWhole: true });
-        const f = await c.search(by, 'needle.txt', { expectFrom: holder });
-        const js = s.records.joins.filter((j) => j.round === round);
-        const total = summarize(js.map((j) => j.totalMs))!;
-        const red = js.map((j) => j.redirects);
-        const phase = s.records.phases.find((p) => p.round === round);
-        rows.push([
-          N, policy, ms(total.median), ms(total.p95), ms(total.max), (red.reduce((a, b) => a + b, 0) / js.length).toFixed(2), Math.max(...red),
-          t.check.depth, t.check.maxChildren, phase ? ms(phase.ms) : null, ms(f.completionMs), f.maxHops,
-        ]);
-        if (N === Ns[Ns.length - 1] && policy === ps[ps.length - 1] && N <= 200) s.setTree(round, t.nodes);
-        await s.closeCluster(c);
-      }
+    for (const { N, policy } of points({ N: Ns, policy: ps })) {
+      const round = `${policy} N=${N}`;
+      const c = await s.cluster({ round, policy });
+      const ids = s.ids('N', N);
+      const holder = s.rng.pick(ids);
+      const by = s.rng.pick(ids);
+      await c.addPeers(ids.map((id) => (id === holder ? { id, files: [{ name: 'needle.txt', bytes: 1024 }] } : { id, folder: 'common' as const })));
+      const t = await c.topo(ids[0]!, { expectWhole: true });
+      const f = await c.search(by, 'needle.txt', { expectFrom: holder });
+      const js = s.records.joins.filter((j) => j.round === round);
+      const total = summarize(js.map((j) => j.totalMs))!;
+      const red = js.map((j) => j.redirects);
+      const phase = s.records.phases.find((p) => p.round === round);
+      rows.push([
+        N, policy, ms(total.median), ms(total.p95), ms(total.max), (red.reduce((a, b) => a + b, 0) / js.length).toFixed(2), Math.max(...red),
+        t.check.depth, t.check.maxChildren, phase ? ms(phase.ms) : null, ms(f.completionMs), f.maxHops,
+      ]);
+      if (N === Ns[Ns.length - 1] && policy === ps[ps.length - 1] && N <= 200) s.setTree(round, t.nodes);
+      await s.closeCluster(c);
     }
     s.table('Referral policies', ['N', 'policy', 'join median ms', 'join p95 ms', 'join max ms', 'redirects mean', 'redirects max', 'tree depth', 'widest', 'join all ms', 'search done ms', 'deepest hop'], rows,
       `max-children ${s.opts.maxChildren}; joins one after another; join = register sent → JOIN accepted (peer's clock); search from a seeded peer.`);

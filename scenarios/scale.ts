@@ -17,8 +17,11 @@
  * is each peer process's RSS.
  *
  *   npx tsx scenarios/scale.ts [--sizes 100,1000,10000] [--peers N] [--join-concurrency N] [--searches 10] [--runner …]
+ *
+ * --sizes is a sweep over N inside one run (ranges as in --sweep: 100..10000*10);
+ * a study (--sweep peers=…, --repeat) runs each N as its own run (lib/study.ts).
  */
-import { UsageError, intOption, isMain, lineChart, main, ms, int, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
+import { UsageError, intOption, isMain, lineChart, main, ms, int, points, sizesOption, summarize, type CommonOptions, type RunnerKind, type ScenarioDef } from './lib/index.ts';
 import { respawnWithHeapRoom } from './lib/heap.ts';
 
 const INPROC_MAX = 2000;
@@ -56,7 +59,7 @@ export const scale: ScenarioDef = {
     const rows: (string | number | null)[][] = [];
     const phaseRows: (string | number | null)[][] = [];
     const figures: Record<string, unknown>[] = [];
-    for (const N of Ns) {
+    for (const { N } of points({ N: Ns })) {
       const runner: RunnerKind = s.opts.given.has('runner') ? s.opts.runner : N <= INPROC_MAX ? 'inproc' : 'memory';
       const conc = concurrency(s.opts);
       const round = `N=${N} ${runner}`;

@@ -101,10 +101,16 @@ export function parseRate(v: string, name = 'bandwidth'): number {
   return n;
 }
 
-export function parseOptions(argv: readonly string[], defaults: Defaults, extra: Record<string, ExtraOption> = {}): CommonOptions & { help: boolean } {
-  const options: ParseArgsConfig['options'] = {};
+/** The node:util parseArgs options of every scenario plus `extra` (the scenario's own). */
+export function optionConfig(extra: Record<string, ExtraOption> = {}): NonNullable<ParseArgsConfig['options']> {
+  const options: NonNullable<ParseArgsConfig['options']> = {};
   for (const [k, o] of Object.entries(COMMON)) options[k] = o.short ? { type: o.type, short: o.short } : { type: o.type };
   for (const [k, o] of Object.entries(extra)) options[k] = { type: o.type };
+  return options;
+}
+
+export function parseOptions(argv: readonly string[], defaults: Defaults, extra: Record<string, ExtraOption> = {}): CommonOptions & { help: boolean } {
+  const options = optionConfig(extra);
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> });
@@ -139,10 +145,56 @@ export function parseOptions(argv: readonly string[], defaults: Defaults, extra:
   };
 }
 
-/** A scenario option given as a comma list of numbers ("0,5,20,50"). */
+/** Most values one list or sweep may expand to. */
+export const MAX_VALUES = 1000;
+
+const NUM = String.raw`-?\d+(?:\.\d+)?(?:e[+-]?\d+)?`;
+const RANGE = new RegExp(`^(${NUM})\\.\\.(${NUM})(?:([*+])(${NUM}))?$`, 'i');
+
+/** x without binary float noise (0.1 + 0.2 → 0.3), as the command line would write it. */
+function clean(x: number): string {
+  return String(Number(x.toPrecision(12)));
+}
+
+/**
+ * One comma-separated element list, ranges expanded: "10,100..1000*10" →
+ * ["10", "100", "1000"]. Non-range elements are kept as written (the
+ * option's own parser judges them). `what` names the option in errors.
+ */
+export function expandValues(what: string, spec: string): string[] {
+  const out: string[] = [];
+  const parts = spec.split(',').map((x) => x.trim());
+  if (parts.some((p) => p === '')) throw new UsageError(`${what}: empty value in ${JSON.stringify(spec)}`);
+  for (const p of parts) {
+    if (!p.includes('..')) {
+      out.push(p);
+      continue;
+    }
+    const m = RANGE.exec(p);
+    if (!m) throw new UsageError(`${what}: ${JSON.stringify(p)} is not a range like 1000..100000*10 or 0..50+10`);
+    const lo = Number(m[1]);
+    const hi = Number(m[2]);
+    const op = m[3] ?? '+';
+    const by = m[4] !== undefined ? Number(m[4]) : 1;
+    if (hi < lo) throw new UsageError(`${what}: range ${JSON.stringify(p)} ends below its start`);
+    if (op === '+' && !(by > 0)) throw new UsageError(`${what}: the step of ${JSON.stringify(p)} must be above 0`);
+    if (op === '*' && !(by > 1 && lo > 0)) throw new UsageError(`${what}: a multiplying range needs a factor above 1 and a start above 0, not ${JSON.stringify(p)}`);
+    const eps = Math.abs(hi) * 1e-9 + 1e-12;
+    for (let i = 0; ; i++) {
+      const x = op === '+' ? lo + i * by : lo * by ** i;
+      if (x > hi + eps) break;
+      if (out.length >= MAX_VALUES) throw new UsageError(`${what}: more than ${MAX_VALUES} values`);
+      out.push(clean(x));
+    }
+  }
+  return out;
+}
+
+/** A scenario option given as a comma list of numbers ("0,5,20,50"), ranges as in --sweep ("0..50+10", "100..10000*10"). */
 export function numberList(name: string, v: string | boolean | undefined, dflt: number[], parse: (s: string) => number = Number): number[] {
   if (v === undefined || typeof v === 'boolean') return dflt;
-  const out = v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
+  if (v.trim() === '') throw new UsageError(`--${name} is empty`);
+  const out = expandValues(`--${name}`, v).map((x) => {
     let n: number;
     try {
       n = parse(x);

@@ -11,6 +11,7 @@ import { parseOptions, helpText, UsageError, type CommonOptions } from './args.t
 import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
 import { printTables, standardTables, writeResults } from './output.ts';
 import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
+import { isStudyArgv, STUDY_HELP, studyMain } from './study.ts';
 
 /** True when `importMetaUrl` is the script node was started with. */
 export function isMain(importMetaUrl: string): boolean {
@@ -48,6 +49,7 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
 
 /** Entry point of a scenario file: `if (isMain(import.meta.url)) await main(def)`. */
 export async function main(def: ScenarioDef, argv: readonly string[] = process.argv.slice(2)): Promise<never> {
+  if (isStudyArgv(argv) && !argv.some((a) => a === '--help' || a === '-h')) process.exit(await studyMain(def, argv));
   let opts: CommonOptions & { help: boolean };
   try {
     opts = parseOptions(argv, def.defaults, def.options);
@@ -59,7 +61,7 @@ export async function main(def: ScenarioDef, argv: readonly string[] = process.a
     throw err;
   }
   if (opts.help) {
-    process.stdout.write(helpText(def.name, def.summary, def.defaults, def.options ?? {}, def.commonHelp) + '\n');
+    process.stdout.write(`${helpText(def.name, def.summary, def.defaults, def.options ?? {}, def.commonHelp)}\n\n${STUDY_HELP}\n`);
     process.exit(0);
   }
   installSignalHandlers((sig) => process.stderr.write(`\n${def.name}: ${sig}: stopping every process this scenario started…\n`));

@@ -10,6 +10,7 @@ export { ms, int, mib } from './output.ts';
 export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 export { checkTree, canonicalTree } from '../../testnet/tree.ts';
 export { createRunner } from './runners.ts';
+export { points, deriveSeed, parseSweep, expandValues } from './sweep.ts';
 export { RUNNERS, OpError, type Runner, type RunnerKind, type PeerHandle, type MetaHandle, type MemorySample } from './runner.ts';
 export { cleanupAll, pidExists } from '../../testnet/cleanup.ts';
 export { sha256File, leftoverParts, REPO } from './shares.ts';

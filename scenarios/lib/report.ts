@@ -20,14 +20,14 @@ const TREE_NODE_LIMIT = 2500;
 /** At most this many tree snapshots are drawn (the first and the last ones kept). */
 const SNAPSHOT_LIMIT = 16;
 
-const CSS = `body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+export const CSS = `body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}.ok{color:#2a7a2a}.bad{color:#b52a2a}
 .meta td{text-align:left}figure{margin:.8em 1em .8em 0}figcaption{font-weight:600;margin-bottom:.3em}
 .trees,.charts{display:flex;flex-wrap:wrap;align-items:flex-start}.tree svg,.chart svg{max-width:100%;height:auto}pre{background:#f6f8fa;padding:.7em;overflow:auto;font-size:.8em}.note{color:#666;font-size:.85em}`;
 
-function tableHtml(head: string[], rows: string[][]): string {
+export function tableHtml(head: string[], rows: string[][]): string {
   const h = head.length ? `<tr>${head.map((x) => `<th>${esc(x)}</th>`).join('')}</tr>` : '';
   return `<table>${h}${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</table>`;
 }
@@ -79,7 +79,7 @@ export function standardCharts(r: ScenarioResult): { trees: ChartSpec[]; charts:
   return { trees, charts };
 }
 
-async function figure(c: ChartSpec, cls = 'chart'): Promise<string> {
+export async function figure(c: ChartSpec, cls = 'chart'): Promise<string> {
   let svg: string;
   try {
     svg = await renderChart(c);
