@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fixturesCompiled } from './lib/child.ts';
 import { cleanupAll, installSignalHandlers } from '../testnet/cleanup.ts';
+import { guardStdout } from '../core/stdout.ts';
 import type { Ctx } from './lib/context.ts';
 import { loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR, runFileName, saveRun } from './lib/report.ts';
 import { microBench } from './micro.ts';
@@ -38,6 +39,8 @@ function usage(): never {
   process.stderr.write(`usage: npm run bench [-- --quick] [--only=${SECTIONS.join(',')}] [--profile] [--no-save]\n`);
   process.exit(2);
 }
+
+guardStdout();
 
 const argv = process.argv.slice(2);
 let quick = false;

@@ -19,6 +19,7 @@ import { groupBy } from './lib/metrics.ts';
 import { esc } from './lib/report.ts';
 import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
+import { guardStdout } from '../core/stdout.ts';
 
 export class CompareError extends Error {}
 
@@ -248,4 +249,7 @@ Options:
   return 0;
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) process.exitCode = await cli(process.argv.slice(2));
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  guardStdout();
+  process.exitCode = await cli(process.argv.slice(2));
+}

@@ -8,6 +8,7 @@ import type { Metaserver } from '../metaserver/metaserver.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { onSignals } from '../control/process.ts';
 import { who } from './format.ts';
+import { exitAfterOutput } from '../stdout.ts';
 
 export function runMetaserverCli(meta: Metaserver): void {
   const out = (line: string) => process.stdout.write(line + '\n');
@@ -22,7 +23,7 @@ export function runMetaserverCli(meta: Metaserver): void {
   onSignals(() => {
     void meta.stop().finally(() => {
       out('metaserver stopped');
-      process.exit(0);
+      void exitAfterOutput(0);
     });
   });
 }

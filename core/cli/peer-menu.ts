@@ -21,6 +21,7 @@ import { formatMs, formatTransfer, metaserverCommand, plural, who } from './form
 import { askName, download, files, register, search, topology, type MenuCtx } from './peer-actions.ts';
 import { DownloadBar } from './progress.ts';
 import { Term } from './term.ts';
+import { exitAfterOutput } from '../stdout.ts';
 
 const MENU = [
   '  1  register and join the overlay',
@@ -73,7 +74,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
       }
       term.say(joined ? `${peer.id} left the overlay. Bye.` : `${peer.id} stopped (it had not joined the overlay). Bye.`);
       term.close();
-      process.exit(0);
+      return exitAfterOutput(0);
     })());
   onSignals((sig) => void leave(sig));
   term.onInterrupt(() => void leave('Ctrl-C'));
