@@ -174,10 +174,10 @@ export const swarm: ScenarioDef = {
       // them all in this process (one event loop: CPU-bound at high caps).
       const inproc = s.opts.extra.inproc === true;
       const procs: ProcPeer[] = [];
-      /** CPU ms the holder processes that sent pieces of `res` used since `h0` (the idle ones' own background work is not the download's). */
+      /** CPU ms the holder processes that sent `res` (its pieces, or the whole file on the offer path) used since `h0` (the idle ones' own background work is not the download's). */
       const holdersCpuSince = async (h0: number[], res: DownloadResult): Promise<number> => {
         const h1 = await Promise.all(procs.map((x) => x.cpuMs()));
-        const sent = new Set(res.swarm!.sources.filter((x) => x.pieces > 0).map((x) => x.id));
+        const sent = new Set(res.swarm ? res.swarm.sources.filter((x) => x.pieces > 0).map((x) => x.id) : [res.holder.id]);
         return h1.reduce((a, b, i) => a + (sent.has(`P${i + 1}`) ? b - h0[i]! : 0), 0);
       };
       if (!inproc) {
