@@ -44,9 +44,12 @@ export const throughput: ScenarioDef = {
     const conc = [...new Set(wanted.map((c) => Math.min(c, s.opts.peers - 1)))];
     const ids = ['H', ...s.ids('D', s.opts.peers - 1)];
     const c = await s.cluster();
-    // The holder gets one generated file per size and batch (hard links of one file per size).
-    const [holder] = await c.addPeers([{ id: 'H' }]);
-    for (const mb of sizes) {
+    // The holder gets one generated file per size and batch: in its folder, copies of one file per size
+    // (clones where the file system can); under the memory runner, seeded files in its memory store.
+    const memory = c.kind === 'memory';
+    const files = sizes.flatMap((mb) => conc.map((k) => ({ name: name(mb, k), bytes: mb * MiB })));
+    const [holder] = await c.addPeers([{ id: 'H', ...(memory ? { files } : {}) }]);
+    for (const mb of memory ? [] : sizes) {
       const base = await c.ws.generate(holder!.share, name(mb, conc[0]!), mb * MiB, s.rng.fork(`blob:${mb}`).next);
       for (const k of conc.slice(1)) await c.ws.duplicate(base, holder!.share, name(mb, k));
     }
