@@ -12,7 +12,7 @@
  *
  *   npx tsx scenarios/throughput.ts [--sizes 1,16,64] [--large] [--concurrency 1,4] [--runner process|inproc|memory]
  */
-import { isMain, main, mib, ms, numberList, summarize, UsageError, type CommonOptions, type ScenarioDef, type TransferRow } from './lib/index.ts';
+import { isMain, main, mbpsCell, mib, ms, numberList, ratesOf, summarize, transferMBps, UsageError, type CommonOptions, type ScenarioDef, type TransferRow } from './lib/index.ts';
 
 const MiB = 1024 * 1024;
 
@@ -66,17 +66,18 @@ export const throughput: ScenarioDef = {
         // Batch wall time: commands sent → last result reported (the harness's re-hashing is after).
         const wall = Math.max(...got.map((t) => t.doneAt)) - t0;
         const okRows = got.filter((t) => t.ok);
-        const per = summarize(okRows.map((t) => t.mbps));
+        const per = summarize(ratesOf(okRows));
         const bytes = okRows.reduce((a, t) => a + t.bytes, 0);
+        const aggregate = mbpsCell(transferMBps(bytes, wall));
         rows.push([
-          mib(mb * MiB), k, `${okRows.length}/${got.length}`, per ? per.median.toFixed(1) : null, per ? per.min.toFixed(1) : null,
-          (bytes / 1e6 / (wall / 1000)).toFixed(1), ms(summarize(okRows.map((t) => t.ttfbMs))?.median), ms(summarize(okRows.map((t) => t.durationMs))?.max), ms(wall),
+          mib(mb * MiB), k, `${okRows.length}/${got.length}`, mbpsCell(per?.median), mbpsCell(per?.min),
+          aggregate, ms(summarize(okRows.map((t) => t.ttfbMs))?.median), ms(summarize(okRows.map((t) => t.durationMs))?.max), ms(wall),
         ]);
-        s.log(`  ${mib(mb * MiB)} × ${k}: ${(bytes / 1e6 / (wall / 1000)).toFixed(1)} MB/s aggregate`);
+        s.log(`  ${mib(mb * MiB)} × ${k}: ${aggregate} MB/s aggregate`);
       }
     }
     s.table('Throughput', ['file', 'at once', 'verified', 'MB/s each (median)', 'MB/s each (min)', 'MB/s aggregate', 'first byte ms (median)', 'duration ms (max)', 'batch wall ms'], rows,
-      `1 MB = 10^6 bytes; runner ${c.kind}${s.opts.bandwidth ? `, links capped at ${s.opts.bandwidth.toLocaleString('en-US')} B/s` : ''}${s.opts.latency ? `, ${s.opts.latency} ms added latency` : ''}; aggregate = bytes ÷ batch wall time (commands sent → last result, harness clock; includes each download's search).`);
+      `1 MB = 10^6 bytes; "—": too small or too short for a rate (core/cli/format.ts); runner ${c.kind}${s.opts.bandwidth ? `, links capped at ${s.opts.bandwidth.toLocaleString('en-US')} B/s` : ''}${s.opts.latency ? `, ${s.opts.latency} ms added latency` : ''}; aggregate = bytes ÷ batch wall time (commands sent → last result, harness clock; includes each download's search).`);
   },
 };
 

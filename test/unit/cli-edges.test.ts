@@ -10,7 +10,8 @@ import test from 'ava';
 import { parseSize, sizeValue, UsageError } from '../../core/control/args.ts';
 import { METASERVER_HELP } from '../../core/control/metaserver-args.ts';
 import { parsePeerArgs, PEER_HELP } from '../../core/control/peer-args.ts';
-import { formatRate, formatTransfer, metaserverCommand } from '../../core/cli/format.ts';
+import { formatRate, formatTransfer, metaserverCommand, transferRate } from '../../core/cli/format.ts';
+import { mbpsCell, standardTables } from '../../scenarios/lib/output.ts';
 import { Term } from '../../core/cli/term.ts';
 import { helpText, parseOptions, parseRate } from '../../scenarios/lib/args.ts';
 import { scale } from '../../scenarios/scale.ts';
@@ -48,6 +49,21 @@ test('one rate format; below 1 MB, bytes and time only', (t) => {
   t.is(formatRate(10_000), '10 kB/s');
   t.is(formatRate(9_500), '10 kB/s');
   t.is(formatRate(95), '95 B/s');
+});
+
+test('scenario tables follow the menu\'s rate rule: small or ~0 ms transfers show bytes and time, no rate', (t) => {
+  const row = (file: string, bytes: number, durationMs: number) => ({
+    round: '', to: 'S1', label: '', at: 0, doneAt: durationMs, file, from: 'S3', bytes, ttfbMs: 1, durationMs, mbps: bytes / 1e6 / (durationMs / 1000), sha256: null, verified: true, diskSha256Ok: true, ok: true,
+  });
+  const records = { joins: [], floods: [], repairs: [], steps: [], checks: [], memory: [], phases: [], transfers: [row('pwd1.txt', 87, 6.5), row('zero.bin', 4_194_304, 0), row('big.bin', 12_000_000, 1200)] };
+  const table = standardTables({}, records as never, undefined as never).find((x) => x.title === 'Transfers')!;
+  const col = table.head.indexOf('MB/s');
+  // Before: 0.013 for 87 bytes (the menu says "87 bytes in 6.50 ms") and 4194304.0 for a 0 ms simulated transfer.
+  t.deepEqual(table.rows.map((r) => r[col]), ['—', '—', '10.0']);
+  t.is(transferRate(87, 6.5), null);
+  t.is(transferRate(4_194_304, 0), null);
+  t.is(mbpsCell(9.5), '9.50');
+  t.notRegex(formatTransfer(4_194_304, 0), /\/s/);
 });
 
 test('the metaserver hint names the port the peer is looking for', (t) => {
