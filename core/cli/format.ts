@@ -75,6 +75,11 @@ export function formatTransfer(bytes: number, ms: number): string {
   return rate === null ? base : `${base} (${formatRate(rate)})`;
 }
 
+/** What a banner says about the network key: nothing without one. */
+export function keyNote(keyed: boolean): string {
+  return keyed ? '; network key on: every connection in TLS with the pre-shared key' : '';
+}
+
 /** The command that starts a metaserver listening at `meta`'s port. */
 export function metaserverCommand(meta: { port: number }): string {
   return meta.port === 9000 ? 'npm run metaserver' : `npm run metaserver -- --port ${meta.port}`;

@@ -17,7 +17,7 @@ import type { Peer } from '../peer/peer.ts';
 import type { PeerConfig } from '../control/peer-args.ts';
 import { die, onSignals, within } from '../control/process.ts';
 import { LEAVE_TIMEOUT_MS } from '../control/peer-control.ts';
-import { formatMs, formatTransfer, metaserverCommand, plural, who } from './format.ts';
+import { formatMs, formatTransfer, keyNote, metaserverCommand, plural, who } from './format.ts';
 import { askName, download, files, register, search, topology, type MenuCtx } from './peer-actions.ts';
 import { DownloadBar } from './progress.ts';
 import { Term } from './term.ts';
@@ -54,7 +54,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
   const s = term.style;
   const c: MenuCtx = { peer, term, s, liveHits: false, leaving: false, bar: new DownloadBar(term) };
   const nFiles = await peer.files().then((f) => f.length, () => 0);
-  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}`));
+  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}${keyNote(!!cfg.options.networkKey)}`));
   term.say(MENU);
   printEvents(c);
 
