@@ -59,7 +59,7 @@ test('command-line mistakes give one line and exit 2', async (t) => {
     [['-p5001'], /missing --id/],
     [['-i', 'bad id!'], /--id must be/],
     [['-i', 'S1', '--meta', 'localhost'], /--meta must be host:port/],
-    [['-i', 'S1', '--meta', '127.0.0.1:0'], /--meta needs a real port/],
+    [['-i', 'S1', '--meta', '127.0.0.1:0'], /the port in --meta must be an integer from 1 to 65535/],
     [['-i', 'S1', '--host', 'a b'], /--host must be a host name or IP address/],
     [['-i', 'S1', '--max-children', '0'], /--max-children must be an integer from 1 to 1024/],
     [['-i', 'S1', '--latency', '-5'], /option --latency needs a value|--latency must be a number/],

@@ -66,6 +66,15 @@ test('scenario tables follow the menu\'s rate rule: small or ~0 ms transfers sho
   t.notRegex(formatTransfer(4_194_304, 0), /\/s/);
 });
 
+test('--meta with a bad port says 1-65535, not "(0 picks a free port)", which is -p\'s', (t) => {
+  for (const bad of ['127.0.0.1:90000', '127.0.0.1:0']) {
+    const err = t.throws(() => parsePeerArgs(['-i', 'S1', '--meta', bad]), { instanceOf: UsageError });
+    t.regex(err!.message, /^the port in --meta must be an integer from 1 to 65535/);
+    t.notRegex(err!.message, /free port/);
+  }
+  t.regex(t.throws(() => parsePeerArgs(['-i', 'S1', '-p', '90000']))!.message, /0 picks a free port/);
+});
+
 test('the metaserver hint names the port the peer is looking for', (t) => {
   t.is(metaserverCommand({ port: 9000 }), 'npm run metaserver');
   t.is(metaserverCommand({ port: 47999 }), 'npm run metaserver -- --port 47999');
