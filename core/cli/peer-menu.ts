@@ -35,9 +35,23 @@ const MENU = [
 
 const HELP = `${MENU}
 
+Words work too: register (r, join), download (d, get), topology (t, topo),
+leave (q, quit, exit: on a terminal these ask first), files (f, ls),
+search (s, find), help (?).
 File names are all lowercase and typed in full (pwd1.txt, not pwd1).
 A download searches every peer; the file arrives in the share folder only
-after its size and SHA-256 match. Ctrl-C leaves gracefully, like 4.`;
+after its size and SHA-256 match. Ctrl-C at a file-name prompt cancels it;
+at the menu it leaves gracefully, like 4.`;
+
+/** Short words that leave: easy to type by mistake, so on a terminal they ask first. */
+const ASK_BEFORE_LEAVING = new Set(['q', 'quit', 'exit']);
+
+/** Whether `line` (a leave choice) really leaves: on a terminal, q / quit / exit ask "leave the overlay? [y/N]" first. */
+export async function confirmLeave(term: Term, line: string): Promise<boolean> {
+  if (!term.tty || !ASK_BEFORE_LEAVING.has(line.toLowerCase())) return true;
+  const answer = await term.ask('leave the overlay? [y/N] ', { cancellable: true });
+  return answer === null || /^y(es)?$/i.test(answer);
+}
 
 const CHOICES: Record<string, string> = {
   '1': 'register', register: 'register', join: 'register', r: 'register',
@@ -134,6 +148,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
         term.say(HELP);
         break;
       case 'leave':
+        if (!(await confirmLeave(term, line))) break;
         return void (await leave('menu 4'));
     }
   }

@@ -13,6 +13,7 @@ import { parsePeerArgs, PEER_HELP } from '../../core/control/peer-args.ts';
 import { formatRate, formatTransfer, metaserverCommand, transferRate } from '../../core/cli/format.ts';
 import { mbpsCell, standardTables } from '../../scenarios/lib/output.ts';
 import { Term } from '../../core/cli/term.ts';
+import { confirmLeave } from '../../core/cli/peer-menu.ts';
 import { helpText, parseOptions, parseRate } from '../../scenarios/lib/args.ts';
 import { scale } from '../../scenarios/scale.ts';
 
@@ -116,4 +117,47 @@ test('Ctrl-C at a prompt keeps the prompt line (and what was typed)', (t) => {
   t.false(after.includes('\x1b[K'), `prompt line erased: ${JSON.stringify(after)}`);
   t.regex(after, /^\r?\n/, JSON.stringify(after));
   t.true(after.includes('leaving (Ctrl-C)'));
+});
+
+/** A Term on a fake terminal, and a function that types into it. */
+function fakeTty(): { term: Term; type: (s: string) => void } {
+  const input = Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.ReadStream;
+  const output = Object.assign(new PassThrough(), { isTTY: true, columns: 80, hasColors: () => false }) as unknown as NodeJS.WriteStream;
+  (output as unknown as PassThrough).resume();
+  const term = new Term(input, output);
+  return { term, type: (x) => void (input as unknown as PassThrough).write(x) };
+}
+
+test('Ctrl-C at the file-name prompt goes back to the menu; at the menu it leaves', async (t) => {
+  const { term, type } = fakeTty();
+  t.teardown(() => term.close());
+  let interrupted = 0;
+  term.onInterrupt(() => interrupted++);
+  const name = term.ask('file name to download: ', { cancellable: true });
+  type('pwd');
+  type('\x03');
+  t.is(await name, '', 'the prompt is answered with nothing: cancelled');
+  t.is(interrupted, 0, 'the program was not interrupted (the peer stays in the overlay)');
+  const next = term.ask('S1 [1-6, h]> ');
+  type('3\r');
+  t.is(await next, '3', 'the next prompt starts empty (no "pwd" left over)');
+  void term.ask('S1 [1-6, h]> ');
+  type('\x03');
+  t.is(interrupted, 1, 'at the menu Ctrl-C leaves, as before');
+});
+
+test('q, quit and exit ask before leaving on a terminal; 4 and a pipe do not', async (t) => {
+  const { term, type } = fakeTty();
+  t.teardown(() => term.close());
+  t.true(await confirmLeave(term, '4'));
+  t.true(await confirmLeave(term, 'leave'));
+  let r = confirmLeave(term, 'q');
+  type('\r');
+  t.false(await r, 'Enter alone keeps the peer');
+  r = confirmLeave(term, 'exit');
+  type('y\r');
+  t.true(await r);
+  const piped = new Term(new PassThrough() as unknown as NodeJS.ReadStream, new PassThrough() as unknown as NodeJS.WriteStream);
+  t.teardown(() => piped.close());
+  t.true(await confirmLeave(piped, 'q'), 'a script piping "q" leaves as it always did');
 });
