@@ -175,18 +175,16 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
   return out;
 }
 
+/** One table as printed: its title, the grid (or the lines of a head-less table) and its note. */
+export function renderTable(t: TableSpec): string {
+  if (t.head.length === 0) return `\n${t.title}\n${t.rows.map((r) => `  ${r[0]}`).join('\n')}\n`;
+  const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
+  for (const row of t.rows) table.push(row);
+  return `\n${t.title}\n${table.toString()}\n${t.note ? `  ${t.note}\n` : ''}`;
+}
+
 export function printTables(tables: readonly TableSpec[]): void {
-  for (const t of tables) {
-    process.stdout.write(`\n${t.title}\n`);
-    if (t.head.length === 0) {
-      process.stdout.write(t.rows.map((r) => `  ${r[0]}`).join('\n') + '\n');
-      continue;
-    }
-    const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
-    for (const row of t.rows) table.push(row);
-    process.stdout.write(table.toString() + '\n');
-    if (t.note) process.stdout.write(`  ${t.note}\n`);
-  }
+  for (const t of tables) process.stdout.write(renderTable(t));
 }
 
 /** Writes results/<scenario>-<timestamp>.json (and .html); returns the paths. */
