@@ -21,8 +21,9 @@ import path from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { fixturesCompiled } from './lib/child.ts';
 import { cleanupAll, installSignalHandlers } from '../testnet/cleanup.ts';
+import { guardStdout } from '../core/stdout.ts';
 import type { Ctx } from './lib/context.ts';
-import { loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR, runFileName, saveRun } from './lib/report.ts';
+import { BENCH_SECTIONS, loadPrevious, printGroup, printMicro, printTargets, Report, RESULTS_DIR, runFileName, saveRun } from './lib/report.ts';
 import { microBench } from './micro.ts';
 import { joinBench } from './macro/join.ts';
 import { registrationsBench } from './macro/registrations.ts';
@@ -31,13 +32,15 @@ import { searchBench } from './macro/search.ts';
 import { busyBench } from './macro/busy.ts';
 import { concurrentBench, transferBench } from './macro/transfer.ts';
 
-const SECTIONS = ['micro', 'transfer', 'concurrent', 'busy', 'join', 'search', 'registrations'] as const;
+const SECTIONS = BENCH_SECTIONS;
 type Section = (typeof SECTIONS)[number];
 
 function usage(): never {
   process.stderr.write(`usage: npm run bench [-- --quick] [--only=${SECTIONS.join(',')}] [--profile] [--no-save]\n`);
   process.exit(2);
 }
+
+guardStdout();
 
 const argv = process.argv.slice(2);
 let quick = false;
@@ -111,9 +114,12 @@ try {
   for (const s of SECTIONS) {
     if (!only.has(s)) continue;
     ctx.log(`— ${s}`);
+    const s0 = performance.now();
     try {
       await runners[s]();
+      report.sections.push({ name: s, ok: true, ms: Math.round(performance.now() - s0) });
     } catch (err) {
+      report.sections.push({ name: s, ok: false, ms: Math.round(performance.now() - s0) });
       const msg = `${s}: ${(err as Error).stack ?? String(err)}`;
       failures.push(msg);
       report.note(`section ${s} failed: ${(err as Error).message}`);

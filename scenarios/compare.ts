@@ -23,6 +23,7 @@ import { REPO } from './lib/shares.ts';
 import { readJsonFile } from './lib/json-file.ts';
 import { isStudyFile } from './lib/study-file.ts';
 import { studyCompareCli } from './lib/study-compare.ts';
+import { guardStdout } from '../core/stdout.ts';
 
 export class CompareError extends Error {}
 
@@ -44,18 +45,38 @@ function betterOf(key: string): Figure['better'] {
   return undefined;
 }
 
-/** Numeric leaves of a scenario's `summary` (arrays of numbers: samples; arrays of objects keyed by N / id / name when they have one). */
+/** Short keys of scenario summaries, in words. */
+const WORDS: Record<string, string> = { L: 'latency', D: 'tree depth', N: 'peers', k: 'holders', ms: 'ms', rtt: 'RTT', cpu: 'CPU', rss: 'RSS', mbps: 'MB/s', sha256: 'SHA-256' };
+
+/** A summary key path (`fromHead[L=0].D`, `searchPerLevelMs.20`) as people read it: "from head, latency 0: tree depth", "search per level, 20". */
+export function figureLabel(at: string): string {
+  const words = (k: string) => WORDS[k] ?? k.replace(/(Ms|MiB|Bytes)$/, '').replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/\b([A-Z])([a-z])/g, (_m, a: string, b: string) => a.toLowerCase() + b).replace(/\b(cpu|rss|rtt)\b/gi, (m) => m.toUpperCase()).replace(/\bP(\d+)\b/, 'p$1').trim();
+  return at.split('.').map((seg) => {
+    const m = /^([^[]*)\[([^\]]*)\]$/.exec(seg);
+    if (!m) return words(seg);
+    const [k, v] = m[2]!.includes('=') ? m[2]!.split('=') as [string, string] : [null, m[2]!];
+    return `${words(m[1]!)}, ${k === null ? `#${v}` : `${words(k)} ${v}`}`;
+  }).join(': ');
+}
+
+/** Numeric leaves of a scenario's `summary` (arrays of numbers: samples; arrays of objects keyed by N / id / name / size, else by their first field). */
 function summaryFigures(v: unknown, at: string, out: Figure[]): void {
+  const unit = /ms$|Ms(?=$|[.[])/.test(at) ? 'ms' : /bytes$|Bytes(?=$|[.[])/i.test(at) ? 'B' : '';
   if (typeof v === 'number' && Number.isFinite(v)) {
-    out.push({ id: `summary.${at}`, label: at, unit: /ms$|Ms$/.test(at) ? 'ms' : /bytes$|Bytes$/i.test(at) ? 'B' : '', better: betterOf(at), samples: [v] });
+    out.push({ id: `summary.${at}`, label: figureLabel(at), unit, better: betterOf(at), samples: [v] });
   } else if (Array.isArray(v)) {
     if (v.length && v.every((x) => typeof x === 'number')) {
-      out.push({ id: `summary.${at}`, label: at, unit: /ms$|Ms$/.test(at) ? 'ms' : '', better: betterOf(at), samples: nums(v as number[]) });
+      out.push({ id: `summary.${at}`, label: figureLabel(at), unit: unit === 'ms' ? 'ms' : '', better: betterOf(at), samples: nums(v as number[]) });
       return;
     }
     v.forEach((x, i) => {
       const o = x as Record<string, unknown>;
-      const key = o && typeof o === 'object' ? (['N', 'id', 'name', 'size'].map((k) => (o[k] !== undefined ? `${k}=${String(o[k])}` : '')).find(Boolean) ?? String(i)) : String(i);
+      let key = String(i);
+      if (o && typeof o === 'object') {
+        const first = Object.entries(o)[0];
+        key = ['N', 'id', 'name', 'size'].map((k) => (o[k] !== undefined ? `${k}=${String(o[k])}` : '')).find(Boolean)
+          ?? (first && (typeof first[1] === 'number' || typeof first[1] === 'string') ? `${first[0]}=${String(first[1])}` : key);
+      }
       summaryFigures(x, `${at}[${key}]`, out);
     });
   } else if (v && typeof v === 'object') {
@@ -241,4 +262,7 @@ Options:
   return 0;
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) process.exitCode = await cli(process.argv.slice(2));
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  guardStdout();
+  process.exitCode = await cli(process.argv.slice(2));
+}

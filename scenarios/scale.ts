@@ -167,10 +167,18 @@ export const scale: ScenarioDef = {
       ['heap / peer', (f) => { const m = f.memory as { kind: string; perPeerBytes?: number | null }; return m.kind === 'heap' && m.perPeerBytes ? m.perPeerBytes / 1024 : null; }],
       ['RSS / peer', (f) => { const m = f.memory as { kind: string; perPeerBytes?: number | null; rssPerPeerBytes?: number | null }; const b = m.kind === 'rss' ? m.perPeerBytes : m.rssPerPeerBytes; return b ? b / 1024 : null; }],
     ]) }));
-    s.table('Scale', [
-      'N', 'runner', 'join all ms', 'joins/s (wall)', 'join median ms', 'join p95 ms', 'depth', 'topo done ms', 'topo msgs', 'topo reached',
-      'search median ms', 'search max ms', 'search ÷ (2·depth·latency)', 'search ÷ (2·hops·latency)', 'search msgs', 'not-found ms', 'not-found from root ÷ (2·depth·latency)', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB',
-    ], rows, `max-children ${s.opts.maxChildren}, policy ${s.opts.policy}; times are simulated under the memory runner, wall clock otherwise; heap/peer: JS heap growth after GC ÷ N (in-process runners); RSS/peer: process RSS growth ÷ N in-process, each peer process's RSS under the process runner; peak RSS: this process's maximum so far.`);
+    // Tables of one row per N, each narrow enough for a terminal (one was ~300 columns wide); the JSON's summary keeps every figure.
+    const cols = (...at: number[]) => rows.map((r) => at.map((i) => r[i]!));
+    s.table('Scale: joins', ['N', 'runner', 'join all ms', 'joins/s (wall)', 'join median ms', 'join p95 ms', 'depth'], cols(0, 1, 2, 3, 4, 5, 6),
+      `max-children ${s.opts.maxChildren}, policy ${s.opts.policy}; times are simulated under the memory runner, wall clock otherwise; join all: the whole overlay joined, several joins at once.`);
+    s.table('Scale: floods', ['N', 'topo ms', 'topo msgs', 'topo reached', 'search median ms', 'search max ms', 'search msgs', 'not-found ms'], cols(0, 7, 8, 9, 10, 11, 14, 15),
+      'request sent → definite answer; the not-found search starts at the root.');
+    if (s.opts.latency > 0) {
+      s.table('Scale: searches against one round trip per level', ['N', 'search ÷ 2·depth·L', 'search ÷ 2·hops·L', 'not-found ÷ 2·depth·L'], cols(0, 12, 13, 16),
+        `L = ${s.opts.latency} ms, the link latency; hops: each search's deepest hop.`);
+    }
+    s.table('Scale: memory', ['N', 'heap/peer KiB', 'RSS/peer KiB', 'peak RSS GiB'], cols(0, 17, 18, 19),
+      'heap/peer: JS heap growth after GC ÷ N (in-process runners); RSS/peer: process RSS growth ÷ N in-process, each peer process\'s RSS under the process runner; peak RSS: this process\'s maximum so far.');
     s.table('Phases', ['N', 'runner', 'phase', 'simulated ms', 'wall ms', 'CPU ms'], phaseRows, 'simulated: on the memory runner\'s SimClock; wall: this machine\'s clock for the same phase; CPU: this process\'s user + system time in the phase (in-process runners).');
   },
 };

@@ -12,7 +12,7 @@
  *
  *   npx tsx scenarios/throughput.ts [--sizes 1,16,64] [--large] [--concurrency 1,4] [--runner process|inproc|memory]
  */
-import { isMain, main, mib, ms, numberList, summarize, UsageError, type CommonOptions, type ScenarioDef, type TransferRow } from './lib/index.ts';
+import { isMain, main, mbpsCell, mib, ms, numberList, ratesOf, summarize, transferMBps, UsageError, type CommonOptions, type ScenarioDef, type TransferRow } from './lib/index.ts';
 
 const MiB = 1024 * 1024;
 
@@ -44,9 +44,12 @@ export const throughput: ScenarioDef = {
     const conc = [...new Set(wanted.map((c) => Math.min(c, s.opts.peers - 1)))];
     const ids = ['H', ...s.ids('D', s.opts.peers - 1)];
     const c = await s.cluster();
-    // The holder gets one generated file per size and batch (hard links of one file per size).
-    const [holder] = await c.addPeers([{ id: 'H' }]);
-    for (const mb of sizes) {
+    // The holder gets one generated file per size and batch: in its folder, copies of one file per size
+    // (clones where the file system can); under the memory runner, seeded files in its memory store.
+    const memory = c.kind === 'memory';
+    const files = sizes.flatMap((mb) => conc.map((k) => ({ name: name(mb, k), bytes: mb * MiB })));
+    const [holder] = await c.addPeers([{ id: 'H', ...(memory ? { files } : {}) }]);
+    for (const mb of memory ? [] : sizes) {
       const base = await c.ws.generate(holder!.share, name(mb, conc[0]!), mb * MiB, s.rng.fork(`blob:${mb}`).next);
       for (const k of conc.slice(1)) await c.ws.duplicate(base, holder!.share, name(mb, k));
     }
@@ -63,17 +66,18 @@ export const throughput: ScenarioDef = {
         // Batch wall time: commands sent → last result reported (the harness's re-hashing is after).
         const wall = Math.max(...got.map((t) => t.doneAt)) - t0;
         const okRows = got.filter((t) => t.ok);
-        const per = summarize(okRows.map((t) => t.mbps));
+        const per = summarize(ratesOf(okRows));
         const bytes = okRows.reduce((a, t) => a + t.bytes, 0);
+        const aggregate = mbpsCell(transferMBps(bytes, wall));
         rows.push([
-          mib(mb * MiB), k, `${okRows.length}/${got.length}`, per ? per.median.toFixed(1) : null, per ? per.min.toFixed(1) : null,
-          (bytes / 1e6 / (wall / 1000)).toFixed(1), ms(summarize(okRows.map((t) => t.ttfbMs))?.median), ms(summarize(okRows.map((t) => t.durationMs))?.max), ms(wall),
+          mib(mb * MiB), k, `${okRows.length}/${got.length}`, mbpsCell(per?.median), mbpsCell(per?.min),
+          aggregate, ms(summarize(okRows.map((t) => t.ttfbMs))?.median), ms(summarize(okRows.map((t) => t.durationMs))?.max), ms(wall),
         ]);
-        s.log(`  ${mib(mb * MiB)} × ${k}: ${(bytes / 1e6 / (wall / 1000)).toFixed(1)} MB/s aggregate`);
+        s.log(`  ${mib(mb * MiB)} × ${k}: ${aggregate} MB/s aggregate`);
       }
     }
     s.table('Throughput', ['file', 'at once', 'verified', 'MB/s each (median)', 'MB/s each (min)', 'MB/s aggregate', 'first byte ms (median)', 'duration ms (max)', 'batch wall ms'], rows,
-      `1 MB = 10^6 bytes; runner ${c.kind}${s.opts.bandwidth ? `, links capped at ${s.opts.bandwidth.toLocaleString('en-US')} B/s` : ''}${s.opts.latency ? `, ${s.opts.latency} ms added latency` : ''}; aggregate = bytes ÷ batch wall time (commands sent → last result, harness clock; includes each download's search).`);
+      `1 MB = 10^6 bytes; "—": too small or too short for a rate (core/cli/format.ts); runner ${c.kind}${s.opts.bandwidth ? `, links capped at ${s.opts.bandwidth.toLocaleString('en-US')} B/s` : ''}${s.opts.latency ? `, ${s.opts.latency} ms added latency` : ''}; aggregate = bytes ÷ batch wall time (commands sent → last result, harness clock; includes each download's search).`);
   },
 };
 

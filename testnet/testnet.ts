@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Metaserver, Peer, type MetaserverOptions, type PeerOptions, type Transport } from '../core/index.ts';
 import { removeDir, tempDir } from './cleanup.ts';
-import { REPO } from './driver.ts';
 import { checkTree, type TreeCheck } from './tree.ts';
+import { copyDemoShare } from './demo-shares.ts';
 
 export interface TestnetOptions {
   meta?: MetaserverOptions;
@@ -64,7 +64,7 @@ export async function createTestnet(o: TestnetOptions = {}): Promise<Testnet> {
       const share = path.join(dir, id);
       fs.mkdirSync(share, { recursive: true });
       const { from, join, ...rest } = po;
-      if (from) fs.cpSync(path.join(REPO, 'shares', from), share, { recursive: true });
+      if (from) copyDemoShare(from, share);
       const p = new Peer({ id, host: '127.0.0.1', port: 0, share, meta: { host: '127.0.0.1', port: ma.port }, transport: o.transport, ...o.peer, ...rest });
       peers.push(p);
       await p.start();

@@ -71,9 +71,15 @@ export interface RunFile {
   metrics: Metric[];
   targets: Target[];
   notes: string[];
+  /** The sections this run ran, in order, and whether each finished (absent in runs saved before it was added). */
+  sections?: { name: string; ok: boolean; ms: number }[];
 }
 
-export const RESULTS_DIR = path.resolve(import.meta.dirname, '..', 'results');
+/** The sections of `npm run bench`, in the order they run. */
+export const BENCH_SECTIONS = ['micro', 'transfer', 'concurrent', 'busy', 'join', 'search', 'registrations'] as const;
+
+/** Where runs are saved: bench/results/, or $TREESHARE_BENCH_RESULTS (the smoke stage keeps the repository clean). */
+export const RESULTS_DIR = path.resolve(process.env.TREESHARE_BENCH_RESULTS || path.join(import.meta.dirname, '..', 'results'));
 const RUN_FILE_RE = /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:-\d{3})?Z\.json$/;
 
 export class Report {
@@ -81,6 +87,7 @@ export class Report {
   readonly targets: Target[] = [];
   readonly micro: MicroResult[] = [];
   readonly notes: string[] = [];
+  readonly sections: { name: string; ok: boolean; ms: number }[] = [];
 
   add(m: Omit<Metric, 'summary' | 'ratios'>): Metric {
     const metric: Metric = { ...m, summary: summarize(m.samples) };
@@ -149,6 +156,7 @@ export class Report {
       metrics: this.metrics,
       targets: this.targets,
       notes: this.notes,
+      sections: this.sections,
     };
   }
 }

@@ -20,5 +20,5 @@ runMain('metaserver', async () => {
   const meta = new Metaserver(cfg.options);
   await meta.start();
   if (cfg.json) runMetaserverControl(meta);
-  else runMetaserverCli(meta);
+  else runMetaserverCli(meta, { keyed: !!cfg.options.networkKey });
 });

@@ -57,11 +57,27 @@ export function formatRate(bytesPerSec: number): string {
 
 /** Transfers under this size show bytes and time only: their "rate" is mostly connection setup. */
 export const RATE_MIN_BYTES = 1e6;
+/** Nor is a rate shown for a transfer shorter than this (timer resolution; 0 ms on a zero-latency simulated run). */
+export const RATE_MIN_MS = 1;
+
+/**
+ * The one rule for every rate shown to people (menu, scenario tables): bytes per second of a transfer, or
+ * null when it is too small or too short for a rate to mean anything (then show bytes and time only).
+ */
+export function transferRate(bytes: number, ms: number): number | null {
+  return bytes >= RATE_MIN_BYTES && ms >= RATE_MIN_MS ? bytes / (ms / 1000) : null;
+}
 
 /** "87 bytes in 3.21 ms", or for 1 MB and more "12.0 MB (12,000,000 bytes) in 1.20 s (10.0 MB/s)". */
 export function formatTransfer(bytes: number, ms: number): string {
   const base = `${formatBytes(bytes)} in ${formatMs(ms)}`;
-  return bytes >= RATE_MIN_BYTES && ms > 0 ? `${base} (${formatRate(bytes / (ms / 1000))})` : base;
+  const rate = transferRate(bytes, ms);
+  return rate === null ? base : `${base} (${formatRate(rate)})`;
+}
+
+/** What a banner says about the network key: nothing without one. */
+export function keyNote(keyed: boolean): string {
+  return keyed ? '; network key on: every connection in TLS with the pre-shared key' : '';
 }
 
 /** The command that starts a metaserver listening at `meta`'s port. */

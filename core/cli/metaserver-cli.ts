@@ -7,12 +7,13 @@
 import type { Metaserver } from '../metaserver/metaserver.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { onSignals } from '../control/process.ts';
-import { who } from './format.ts';
+import { keyNote, who } from './format.ts';
+import { exitAfterOutput } from '../stdout.ts';
 
-export function runMetaserverCli(meta: Metaserver): void {
+export function runMetaserverCli(meta: Metaserver, o: { keyed: boolean }): void {
   const out = (line: string) => process.stdout.write(line + '\n');
   const a = meta.address;
-  out(`treeshare metaserver listening on ${addrKey(a)} (referral policy ${meta.policy})`);
+  out(`treeshare metaserver listening on ${addrKey(a)} (referral policy ${meta.policy})${keyNote(o.keyed)}`);
   if (a.host === '0.0.0.0' || a.host === '::') out(`peers on this machine use --meta 127.0.0.1:${a.port}`);
   meta.on('register', (r) => out(`register  ${r.id}  ${addrKey(r)}  referral: ${r.referral ? who(r.referral) : `none (first peer: ${r.id} is the root)`}`));
   meta.on('leave', (r) => out(`leave     ${r.id}`));
@@ -22,7 +23,7 @@ export function runMetaserverCli(meta: Metaserver): void {
   onSignals(() => {
     void meta.stop().finally(() => {
       out('metaserver stopped');
-      process.exit(0);
+      void exitAfterOutput(0);
     });
   });
 }

@@ -51,10 +51,10 @@ export async function register(c: MenuCtx): Promise<TreeshareError | null> {
 export async function askName(c: MenuCtx, what: string): Promise<string | null> {
   const { term, s } = c;
   for (;;) {
-    const name = await term.ask(`file name to ${what}: `);
+    const name = await term.ask(`file name to ${what}: `, { cancellable: true });
     if (name === null) return null;
     if (name === '') {
-      term.say('cancelled (no file name)');
+      term.say('cancelled: back to the menu');
       return null;
     }
     if (name !== name.toLowerCase()) {

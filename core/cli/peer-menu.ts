@@ -17,10 +17,11 @@ import type { Peer } from '../peer/peer.ts';
 import type { PeerConfig } from '../control/peer-args.ts';
 import { die, onSignals, within } from '../control/process.ts';
 import { LEAVE_TIMEOUT_MS } from '../control/peer-control.ts';
-import { formatMs, formatTransfer, metaserverCommand, plural, who } from './format.ts';
+import { formatMs, formatTransfer, keyNote, metaserverCommand, plural, who } from './format.ts';
 import { askName, download, files, register, search, topology, type MenuCtx } from './peer-actions.ts';
 import { DownloadBar } from './progress.ts';
 import { Term } from './term.ts';
+import { exitAfterOutput } from '../stdout.ts';
 
 const MENU = [
   '  1  register and join the overlay',
@@ -34,9 +35,23 @@ const MENU = [
 
 const HELP = `${MENU}
 
+Words work too: register (r, join), download (d, get), topology (t, topo),
+leave (q, quit, exit: on a terminal these ask first), files (f, ls),
+search (s, find), help (?).
 File names are all lowercase and typed in full (pwd1.txt, not pwd1).
 A download searches every peer; the file arrives in the share folder only
-after its size and SHA-256 match. Ctrl-C leaves gracefully, like 4.`;
+after its size and SHA-256 match. Ctrl-C at a file-name prompt cancels it;
+at the menu it leaves gracefully, like 4.`;
+
+/** Short words that leave: easy to type by mistake, so on a terminal they ask first. */
+const ASK_BEFORE_LEAVING = new Set(['q', 'quit', 'exit']);
+
+/** Whether `line` (a leave choice) really leaves: on a terminal, q / quit / exit ask "leave the overlay? [y/N]" first. */
+export async function confirmLeave(term: Term, line: string): Promise<boolean> {
+  if (!term.tty || !ASK_BEFORE_LEAVING.has(line.toLowerCase())) return true;
+  const answer = await term.ask('leave the overlay? [y/N] ', { cancellable: true });
+  return answer === null || /^y(es)?$/i.test(answer);
+}
 
 const CHOICES: Record<string, string> = {
   '1': 'register', register: 'register', join: 'register', r: 'register',
@@ -53,7 +68,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
   const s = term.style;
   const c: MenuCtx = { peer, term, s, liveHits: false, leaving: false, bar: new DownloadBar(term) };
   const nFiles = await peer.files().then((f) => f.length, () => 0);
-  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}`));
+  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}${keyNote(!!cfg.options.networkKey)}`));
   term.say(MENU);
   printEvents(c);
 
@@ -73,7 +88,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
       }
       term.say(joined ? `${peer.id} left the overlay. Bye.` : `${peer.id} stopped (it had not joined the overlay). Bye.`);
       term.close();
-      process.exit(0);
+      return exitAfterOutput(0);
     })());
   onSignals((sig) => void leave(sig));
   term.onInterrupt(() => void leave('Ctrl-C'));
@@ -133,6 +148,7 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
         term.say(HELP);
         break;
       case 'leave':
+        if (!(await confirmLeave(term, line))) break;
         return void (await leave('menu 4'));
     }
   }

@@ -22,6 +22,9 @@ export class Term {
   private readonly waiters: ((line: string | null) => void)[] = [];
   private ended = false;
   private prompting = false;
+  /** The prompt shown is one Ctrl-C cancels (answered with ''), rather than interrupting the program. */
+  private cancellable = false;
+  private readonly interrupts: (() => void)[] = [];
   /** Set while a progress bar owns the current line. */
   barActive = false;
 
@@ -39,6 +42,20 @@ export class Term {
       this.rl = readline.createInterface({ input, output, terminal: true, crlfDelay: Infinity });
       this.rl.on('line', line);
       this.rl.on('close', end);
+      // Ctrl-C on a terminal (readline takes it before the process sees SIGINT).
+      this.rl.on('SIGINT', () => {
+        if (this.prompting && this.cancellable && this.waiters.length) {
+          // What was typed stays on its line; the next prompt starts empty.
+          const rl = this.rl as unknown as { line: string; cursor: number };
+          rl.line = '';
+          rl.cursor = 0;
+          this.out.write('\n');
+          this.prompting = false;
+          this.waiters.shift()!('');
+          return;
+        }
+        for (const f of this.interrupts) f();
+      });
     } else {
       // A pipe may carry a line of any length: over-long ones are skipped while they arrive (issue 22 defect 11).
       this.stopReading = readLines(input, MAX_COMMAND_CHARS, {
@@ -49,11 +66,15 @@ export class Term {
     }
   }
 
-  /** The next input line, trimmed; null at the end of input. On a TTY `prompt` is shown first. */
-  ask(prompt: string): Promise<string | null> {
+  /**
+   * The next input line, trimmed; null at the end of input. On a TTY `prompt` is shown first; with
+   * `cancellable`, Ctrl-C answers '' (back to the menu) instead of interrupting (onInterrupt).
+   */
+  ask(prompt: string, o: { cancellable?: boolean } = {}): Promise<string | null> {
     const queued = this.lines.shift();
     if (queued !== undefined) return Promise.resolve(queued.trim());
     if (this.ended) return Promise.resolve(null);
+    this.cancellable = o.cancellable ?? false;
     if (this.rl) {
       this.rl.setPrompt(prompt);
       this.rl.prompt();
@@ -83,9 +104,9 @@ export class Term {
     this.prompting = false;
   }
 
-  /** Ctrl-C on a terminal (readline takes it before the process sees SIGINT). */
+  /** Ctrl-C on a terminal, except at a cancellable prompt (readline takes it before the process sees SIGINT). */
   onInterrupt(f: () => void): void {
-    this.rl?.on('SIGINT', f);
+    this.interrupts.push(f);
   }
 
   close(): void {

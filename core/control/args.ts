@@ -108,8 +108,8 @@ export function parseHost(flag: string, v: string): string {
 export function parseHostPort(flag: string, v: string): HostPort {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) ?? /^([^:]+):(\d+)$/.exec(v);
   if (!m) throw new UsageError(`${flag} must be host:port (e.g. 127.0.0.1:9000), not ${JSON.stringify(v)}`);
-  const port = parsePort(`the port in ${flag}`, m[2]!);
-  if (port === 0) throw new UsageError(`${flag} needs a real port, not 0`);
+  // Not parsePort: "0 picks a free port" is for a port to listen on, not one to connect to.
+  const port = parseIntIn(`the port in ${flag}`, m[2]!, 1, 65535);
   return { host: parseHost(flag, m[1]!), port };
 }
 

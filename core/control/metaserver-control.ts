@@ -9,6 +9,7 @@ import { isErrorCode } from '../errors.ts';
 import type { Metaserver } from '../metaserver/metaserver.ts';
 import { serveCommands } from './commands.ts';
 import { emit as emitAny, onSignals } from './process.ts';
+import { exitAfterOutput } from '../stdout.ts';
 import { MetaserverCommand, type CommandId, type MetaserverEvent } from './schema.ts';
 
 const emit = (e: MetaserverEvent) => emitAny(e);
@@ -27,7 +28,7 @@ export function runMetaserverControl(meta: Metaserver): void {
     (stopping ??= (async () => {
       await meta.stop().catch(() => undefined);
       emit({ event: 'stopped', ...(id !== undefined ? { id } : {}) });
-      process.exit(0);
+      return exitAfterOutput(0);
     })());
   onSignals(() => void stop());
 

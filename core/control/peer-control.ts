@@ -16,6 +16,7 @@ import type { JoinTimeline } from '../peer/types.ts';
 import { errorEvent, serveCommands } from './commands.ts';
 import type { PeerConfig } from './peer-args.ts';
 import { die, emit as emitAny, onSignals, within } from './process.ts';
+import { exitAfterOutput } from '../stdout.ts';
 import { PeerCommand, type CommandId, type EventOf, type PeerEvent } from './schema.ts';
 
 /** Every line the peer prints is one of these (core/control/schema.ts). */
@@ -60,7 +61,7 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
         await peer.stop().catch(() => undefined);
       }
       emit({ event: 'left', ...(id !== undefined ? { id } : {}) });
-      process.exit(0);
+      return exitAfterOutput(0);
     })());
 
   onSignals(() => void leaveAndExit());

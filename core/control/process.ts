@@ -8,6 +8,7 @@
 import { describeError, errorCode } from '../errors.ts';
 import { UsageError } from './args.ts';
 import type { ControlEvent } from './schema.ts';
+import { guardStdout } from '../stdout.ts';
 
 let jsonEvents = false;
 let commandName = 'treeshare';
@@ -41,10 +42,7 @@ export function runMain(name: string, main: () => Promise<void>): void {
   commandName = name;
   process.on('uncaughtException', (err) => die(err));
   process.on('unhandledRejection', (err) => die(err));
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-    die(err);
-  });
+  guardStdout((err) => die(err));
   main().catch(die);
 }
 

@@ -242,8 +242,8 @@ export class Repairer {
     rec.ms = rec.reattachedAt - rec.detectedAt;
     rec.newParent = parent;
     this.deps.record(rec);
+    // Told once, by the event (the menu prints it, --json forwards it): a log line too printed each repair twice.
     this.peer.emit('repaired', rec);
-    this.peer.log('info', `reattached ${parent ? `under ${parent.id}` : 'as the root'} in ${rec.ms.toFixed(1)} ms`);
   }
 }
 

@@ -95,9 +95,13 @@ export class Convergecast<P extends { counters: FloodCounters }> {
     return this.entries.has(qid);
   }
 
-  /** Starts waiting on `targets` (the array is kept: the caller hands it over); completes at once when there are none. */
-  begin(qid: string, from: string | null, targets: string[], own: P, deadline = Infinity): Completion<P> | undefined {
-    const entry: Entry<P> = { from, waiting: targets, acc: own, deadline };
+  /**
+   * Starts waiting on `targets`; completes at once when there are none. The entry waits on its own
+   * copy: the caller may go on iterating `targets` while the answers come in (reply() removes them
+   * from the copy only).
+   */
+  begin(qid: string, from: string | null, targets: readonly string[], own: P, deadline = Infinity): Completion<P> | undefined {
+    const entry: Entry<P> = { from, waiting: targets.slice(), acc: own, deadline };
     this.entries.set(qid, entry);
     return this.check(qid, entry);
   }

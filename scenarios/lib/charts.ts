@@ -175,3 +175,48 @@ export function treeChart(title: string, nodes: readonly Pick<TopoNode, 'id' | '
     },
   };
 }
+
+/** Vega's default categorical palette (tableau10), assigned by hand so a value keeps its colour across charts. */
+const PALETTE = ['#4c78a8', '#f58518', '#e45756', '#72b7b2', '#54a24b', '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac'];
+
+/** Orders labels with numbers by their numbers: "5 ms" < "20 ms" < "50 ms", "N=100" < "N=1000" (text order otherwise). */
+export function labelOrder(a: string, b: string): number {
+  const num = /-?\d+(?:\.\d+)?/g;
+  const shape = (s: string) => s.replace(num, '#');
+  if (shape(a) === shape(b)) {
+    const na = a.match(num) ?? [];
+    const nb = b.match(num) ?? [];
+    for (let i = 0; i < na.length; i++) if (Number(na[i]) !== Number(nb[i])) return Number(na[i]) - Number(nb[i]);
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The charts of one report with their colour legends in numeric order and one colour per value across
+ * all of them (a value such as "20 ms" is the same colour in every chart). Charts whose colour scale is
+ * set already are left as they are.
+ */
+export function harmonizeColors(charts: readonly ChartSpec[]): ChartSpec[] {
+  type Color = { field?: string; type?: string; scale?: unknown; sort?: unknown };
+  const colorOf = (c: ChartSpec) => {
+    const color = (c.lite?.encoding as { color?: Color } | undefined)?.color;
+    return color && color.field && color.type === 'nominal' && !color.scale ? color : undefined;
+  };
+  // Values as the data has them (a number stays a number: the scale matches values, not their text).
+  const valuesOf = (c: ChartSpec, field: string) => {
+    const rows = ((c.lite?.data as { values?: Row[] } | undefined)?.values ?? []);
+    return [...new Set(rows.map((r) => r[field]).filter((v): v is string | number => v !== null && v !== undefined))].sort((a, b) => labelOrder(String(a), String(b)));
+  };
+  const all = [...new Set(charts.flatMap((c) => {
+    const color = colorOf(c);
+    return color ? valuesOf(c, color.field!).map(String) : [];
+  }))].sort(labelOrder);
+  const colour = new Map(all.map((v, i) => [v, PALETTE[i % PALETTE.length]!]));
+  return charts.map((c) => {
+    const color = colorOf(c);
+    if (!color) return c;
+    const domain = valuesOf(c, color.field!);
+    const encoding = { ...(c.lite!.encoding as Record<string, unknown>), color: { ...color, sort: domain, scale: { domain, range: domain.map((v) => colour.get(String(v))!) } } };
+    return { ...c, lite: { ...c.lite, encoding } };
+  });
+}

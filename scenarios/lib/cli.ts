@@ -3,7 +3,8 @@
  * exit 2), print the seed, run, print the tables (or only the JSON with
  * --json), write results/<scenario>-<timestamp>.json and .html, and exit 0
  * when every step and check passed, 1 otherwise. Ctrl-C / SIGTERM clean up
- * every process and temporary folder first.
+ * every process and temporary folder first. Every exit waits until stdout
+ * has delivered everything (a --json result piped to jq is whole).
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,6 +13,7 @@ import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
 import { printTables, standardTables, writeResults } from './output.ts';
 import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
 import { isStudyArgv, STUDY_HELP, studyMain } from './study.ts';
+import { exitAfterOutput, guardStdout } from '../../core/stdout.ts';
 
 /** True when `importMetaUrl` is the script node was started with. */
 export function isMain(importMetaUrl: string): boolean {
@@ -49,20 +51,21 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
 
 /** Entry point of a scenario file: `if (isMain(import.meta.url)) await main(def)`. */
 export async function main(def: ScenarioDef, argv: readonly string[] = process.argv.slice(2)): Promise<never> {
-  if (isStudyArgv(argv) && !argv.some((a) => a === '--help' || a === '-h')) process.exit(await studyMain(def, argv));
+  guardStdout();
+  if (isStudyArgv(argv) && !argv.some((a) => a === '--help' || a === '-h')) return exitAfterOutput(await studyMain(def, argv));
   let opts: CommonOptions & { help: boolean };
   try {
     opts = parseOptions(argv, def.defaults, def.options);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`${def.name}: ${err.message} (see --help)\n`);
-      process.exit(2);
+      return exitAfterOutput(2);
     }
     throw err;
   }
   if (opts.help) {
     process.stdout.write(`${helpText(def.name, def.summary, def.defaults, def.options ?? {}, def.commonHelp)}\n\n${STUDY_HELP}\n`);
-    process.exit(0);
+    return exitAfterOutput(0);
   }
   installSignalHandlers((sig) => process.stderr.write(`\n${def.name}: ${sig}: stopping every process this scenario started…\n`));
   let code = 1;
@@ -77,5 +80,5 @@ export async function main(def: ScenarioDef, argv: readonly string[] = process.a
   } finally {
     await cleanupAll();
   }
-  process.exit(code);
+  return exitAfterOutput(code);
 }

@@ -17,7 +17,8 @@ import type { Progress } from './progress.ts';
 import type { Records } from './records.ts';
 import type { Rng } from './rng.ts';
 import { pool, waitEvent } from './async.ts';
-import { leftoverParts, REPO_SHARES, sha256File, Workspace } from './shares.ts';
+import { leftoverParts, sha256File, Workspace } from './shares.ts';
+import { demoShare } from '../../testnet/demo-shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
 
 /**
@@ -441,20 +442,9 @@ export class Cluster {
   }
 }
 
-/** The files of the repository's shares/<from>, read once (memory stores copy them). */
-const repoCache = new Map<string, { name: string; bytes: number; seed: number; data: Buffer }[]>();
+/** The files of the repository's shares/<from> (testnet/demo-shares.ts, read once; memory stores copy them). */
 function repoFiles(from: string): { name: string; bytes: number; seed: number; data: Buffer }[] {
-  let files = repoCache.get(from);
-  if (!files) {
-    const dir = path.join(REPO_SHARES, from);
-    if (!fs.existsSync(dir)) throw new Error(`no share folder shares/${from} in the repository`);
-    files = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() && !e.name.startsWith('.')).map((e) => {
-      const data = fs.readFileSync(path.join(dir, e.name));
-      return { name: e.name, bytes: data.length, seed: 0, data };
-    });
-    repoCache.set(from, files);
-  }
-  return files;
+  return demoShare(from).map((f) => ({ name: f.name, bytes: f.data.length, seed: 0, data: f.data }));
 }
 
 /** Sockets an in-process TCP peer holds: its listener and both ends of its tree links, plus short-lived ones. */

@@ -6,7 +6,7 @@ export { Cluster, type ClusterHost, type ClusterOptions, type PeerDef } from './
 export { pool, waitEvent } from './async.ts';
 export { UsageError, durationOption, numberOption, intOption, numberList, parseRate, parseOptions, sizesOption, type CommonOptions } from './args.ts';
 export { summarize, type JoinRow, type FloodRow, type TransferRow, type RepairRow, type Summary } from './metrics.ts';
-export { ms, int, mib } from './output.ts';
+export { ms, int, mib, mbpsCell, ratesOf, transferMBps } from './output.ts';
 export { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 export { checkTree, canonicalTree } from '../../testnet/tree.ts';
 export { createRunner } from './runners.ts';

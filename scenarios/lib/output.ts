@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { renderTree, type TopoNode } from '../../core/index.ts';
+import { transferRate } from '../../core/cli/format.ts';
 import { groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
 import type { Records, ScenarioResult, StandardTables, TableSpec } from './records.ts';
@@ -16,6 +17,22 @@ import { checkTree } from '../../testnet/tree.ts';
 export function ms(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '—';
   return v < 10 ? v.toFixed(2) : v < 1000 ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
+}
+
+/** MB/s of a transfer by the rule of core/cli/format.ts (transferRate), or null when it is too small or too short for a rate. */
+export function transferMBps(bytes: number, durationMs: number | null): number | null {
+  const rate = durationMs === null ? null : transferRate(bytes, durationMs);
+  return rate === null ? null : rate / 1e6;
+}
+
+/** MB/s for a table cell, as the menu shows rates (formatRate): two decimals under 10, else one; '—' when there is none. */
+export function mbpsCell(v: number | null | undefined): string {
+  return v === null || v === undefined ? '—' : v.toFixed(v >= 10 ? 1 : 2);
+}
+
+/** The MB/s of the transfers that have one (transferMBps). */
+export function ratesOf(ts: readonly { bytes: number; durationMs: number | null }[]): number[] {
+  return ts.flatMap((t) => transferMBps(t.bytes, t.durationMs) ?? []);
 }
 
 export function int(v: number | null | undefined): string {
@@ -116,9 +133,9 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
         const ok = ts.filter((t) => t.ok);
         const codes = new Map<string, number>();
         for (const t of ts) if (!t.ok && t.errorCode) codes.set(t.errorCode, (codes.get(t.errorCode) ?? 0) + 1);
-        const mb = summarize(ok.map((t) => t.mbps));
+        const mb = summarize(ratesOf(ok));
         return [ts[0]!.round || '—', ts[0]!.label, int(ts.length), int(ok.length), [...codes].map(([k, v]) => `${v} ${k}`).join(', ') || '0',
-          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), mb ? mb.median.toFixed(mb.median < 10 ? 3 : 1) : '—',
+          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), mbpsCell(mb?.median),
           int(ts.filter((t) => !t.errorCode && !t.ok).length)];
       }),
     });
@@ -127,7 +144,7 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
       title: 'Transfers',
       head: [...rh, 'file', 'from', 'to', 'bytes', 'first byte ms', 'duration ms', 'MB/s', 'SHA-256 ok'],
       rows: r.transfers.map((t) => [
-        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), t.mbps === null ? '—' : t.mbps.toFixed(t.mbps < 10 ? 3 : 1),
+        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), mbpsCell(transferMBps(t.bytes, t.durationMs)),
         t.ok ? 'yes' : t.errorCode ? `failed: ${t.errorCode}` : 'NO',
       ]),
     });
@@ -158,18 +175,16 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
   return out;
 }
 
+/** One table as printed: its title, the grid (or the lines of a head-less table) and its note. */
+export function renderTable(t: TableSpec): string {
+  if (t.head.length === 0) return `\n${t.title}\n${t.rows.map((r) => `  ${r[0]}`).join('\n')}\n`;
+  const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
+  for (const row of t.rows) table.push(row);
+  return `\n${t.title}\n${table.toString()}\n${t.note ? `  ${t.note}\n` : ''}`;
+}
+
 export function printTables(tables: readonly TableSpec[]): void {
-  for (const t of tables) {
-    process.stdout.write(`\n${t.title}\n`);
-    if (t.head.length === 0) {
-      process.stdout.write(t.rows.map((r) => `  ${r[0]}`).join('\n') + '\n');
-      continue;
-    }
-    const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
-    for (const row of t.rows) table.push(row);
-    process.stdout.write(table.toString() + '\n');
-    if (t.note) process.stdout.write(`  ${t.note}\n`);
-  }
+  for (const t of tables) process.stdout.write(renderTable(t));
 }
 
 /** Writes results/<scenario>-<timestamp>.json (and .html); returns the paths. */

@@ -7,7 +7,7 @@
  * then every printed table. No scripts, no network.
  */
 import { groupBy } from './metrics.ts';
-import { barChart, cdfChart, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
+import { barChart, cdfChart, harmonizeColors, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
 import type { ScenarioResult } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
 
@@ -116,7 +116,7 @@ export async function htmlReport(r: ScenarioResult): Promise<string> {
   const own = r.charts ?? [];
   if (std.charts.length || own.length) {
     out.push('<h2>Charts</h2><div class="charts">');
-    for (const c of [...own, ...std.charts]) out.push(await figure(c));
+    for (const c of harmonizeColors([...own, ...std.charts])) out.push(await figure(c));
     out.push('</div>');
   }
   for (const t of r.tables) {

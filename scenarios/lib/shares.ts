@@ -1,7 +1,8 @@
 /**
  * Share folders for a scenario: one temporary workspace per run, one folder
- * per peer inside it, copied from the repository's shares/ (which is never
- * written to) or created empty, plus generated files of a given size. The
+ * per peer inside it, copied from the repository's shares/ as git holds them
+ * (testnet/demo-shares.ts: never written to, and what a person downloaded
+ * there is not copied) or created empty, plus generated files of a given size. The
  * workspace is tracked for cleanup.
  */
 import { createHash } from 'node:crypto';
@@ -10,9 +11,9 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { seededBytes } from './rng.ts';
 import { tempDir, untrackDir } from '../../testnet/cleanup.ts';
+import { copyDemoShare } from '../../testnet/demo-shares.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
-export const REPO_SHARES = path.join(REPO, 'shares');
 
 export class Workspace {
   readonly dir: string;
@@ -25,11 +26,7 @@ export class Workspace {
   share(id: string, from?: string): string {
     const dir = path.join(this.dir, 'shares', id);
     fs.mkdirSync(dir, { recursive: true });
-    if (from) {
-      const src = path.join(REPO_SHARES, from);
-      if (!fs.existsSync(src)) throw new Error(`no share folder shares/${from} in the repository`);
-      fs.cpSync(src, dir, { recursive: true });
-    }
+    if (from) copyDemoShare(from, dir);
     return dir;
   }
 

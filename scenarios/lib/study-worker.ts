@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
+import { exitAfterOutput } from '../../core/stdout.ts';
 import { UsageError } from './args.ts';
 import { run } from './cli.ts';
 import type { ScenarioDef } from './scenario.ts';
@@ -57,4 +58,4 @@ try {
 } finally {
   await cleanupAll();
 }
-process.exit(code);
+await exitAfterOutput(code);

@@ -10,7 +10,8 @@ import { networkKey, UsageError } from '../../core/control/args.ts';
 import { parseMetaserverArgs } from '../../core/control/metaserver-args.ts';
 import { parsePeerArgs } from '../../core/control/peer-args.ts';
 import { MetaserverEvent, PeerEvent } from '../../core/control/schema.ts';
-import { busyPort, freePort, Procs, REPO, type Proc } from './proc.ts';
+import { busyPort, freePort, Procs, type Proc } from './proc.ts';
+import { demoFile } from '../../testnet/demo-shares.ts';
 
 function procs(t: ExecutionContext): Procs {
   const p = new Procs();
@@ -58,7 +59,7 @@ test('command-line mistakes give one line and exit 2', async (t) => {
     [['-p5001'], /missing --id/],
     [['-i', 'bad id!'], /--id must be/],
     [['-i', 'S1', '--meta', 'localhost'], /--meta must be host:port/],
-    [['-i', 'S1', '--meta', '127.0.0.1:0'], /--meta needs a real port/],
+    [['-i', 'S1', '--meta', '127.0.0.1:0'], /the port in --meta must be an integer from 1 to 65535/],
     [['-i', 'S1', '--host', 'a b'], /--host must be a host name or IP address/],
     [['-i', 'S1', '--max-children', '0'], /--max-children must be an integer from 1 to 1024/],
     [['-i', 'S1', '--latency', '-5'], /option --latency needs a value|--latency must be a number/],
@@ -156,7 +157,7 @@ test('interactive peer through a pipe: register, download pwd1.txt from S3 (uppe
   t.regex(out, /file names are all lowercase: "PWD1\.txt" has uppercase letters; type the name again\n/);
   t.regex(out, /downloaded pwd1\.txt from S3 \(127\.0\.0\.1:\d+\): 87 bytes in [\d.]+ m?s, SHA-256 verified\n/); // below 1 MB: bytes and time, no rate
   t.is(out.match(/downloaded pwd1\.txt/g)?.length, 1, 'downloaded exactly once');
-  t.deepEqual(fs.readFileSync(path.join(s1share, 'pwd1.txt')), fs.readFileSync(path.join(REPO, 'shares/S3/pwd1.txt')));
+  t.deepEqual(fs.readFileSync(path.join(s1share, 'pwd1.txt')), demoFile('S3', 'pwd1.txt'));
   // 3: the whole tree, indented, this peer marked.
   t.regex(out, /overlay topology: 5 peers, complete/);
   for (const id of ['S1', 'S2', 'S3', 'S4', 'S5']) t.regex(out, new RegExp(`\\n  [│├└─ ]*${id}  127\\.0\\.0\\.1:\\d+  depth \\d`));

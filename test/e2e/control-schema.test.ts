@@ -15,7 +15,8 @@ import path from 'node:path';
 import { MetaserverEvent, PeerEvent } from '../../core/control/schema.ts';
 import { encode } from '../../core/protocol/codec.ts';
 import { PROTOCOL_VERSION } from '../../core/protocol/messages.ts';
-import { busyPort, freePort, Procs, REPO, type Proc } from './proc.ts';
+import { busyPort, freePort, Procs, type Proc } from './proc.ts';
+import { demoFile } from '../../testnet/demo-shares.ts';
 
 /** Opens a TCP connection to 127.0.0.1:port, writes `bytes` (by default no frame at all), and waits for the other side to close. */
 async function junk(port: number, bytes: Buffer = Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3])): Promise<void> {
@@ -45,7 +46,7 @@ test('every line both processes print in --json mode is an event of the schema, 
   await s1.waitEvent((e) => e.event === 'joined');
   // A kept swarm partial of S3's notes.txt in S5's share (its one piece not what the manifest says):
   // S5's download of notes.txt resumes it as a swarm (`resuming`, 0 of 1 pieces good) and fetches the piece.
-  const notes = fs.readFileSync(path.join(REPO, 'shares', 'S3', 'notes.txt'));
+  const notes = demoFile('S3', 'notes.txt');
   const notesSha = createHash('sha256').update(notes).digest('hex');
   const s5share = ps.share('S5');
   const resume = { v: 1, name: 'notes.txt', manifest: { size: notes.length, sha256: notesSha, pieceSize: 1024 * 1024, pieces: [notesSha] }, have: [0] };

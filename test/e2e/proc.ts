@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LineProcess, REPO } from '../../testnet/driver.ts';
+import { copyDemoShare } from '../../testnet/demo-shares.ts';
 
 export { REPO };
 /**
@@ -45,7 +46,7 @@ export class Procs {
   share(id: string, from: string | null = id): string {
     const d = path.join(this.dir, id);
     fs.mkdirSync(d, { recursive: true });
-    if (from) fs.cpSync(path.join(REPO, 'shares', from), d, { recursive: true });
+    if (from) copyDemoShare(from, d);
     return d;
   }
 

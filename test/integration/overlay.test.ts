@@ -10,8 +10,9 @@ import net from 'node:net';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { Metaserver, metaStatus, Peer, PROTOCOL_VERSION, request, tcpTransport, type Policy } from '../../core/index.ts';
-import { cluster, REPO, tmpDir, until, type Cluster } from '../helpers.ts';
+import { cluster, tmpDir, until, type Cluster } from '../helpers.ts';
 import { checkTree } from '../../testnet/tree.ts';
+import { copyDemoShare, demoFile } from '../../testnet/demo-shares.ts';
 
 async function open(t: ExecutionContext, o: Parameters<typeof cluster>[0] = {}): Promise<Cluster> {
   const c = await cluster(o);
@@ -225,7 +226,7 @@ test('five peers on 127.0.0.2..127.0.0.6 with the same port number and a metaser
   meta.on('register', (r) => remotes.push(`${r.host}:${r.port}`));
   for (let i = 1; i <= 5; i++) {
     const share = path.join(dir, `S${i}`);
-    fs.cpSync(path.join(REPO, 'shares', `S${i}`), share, { recursive: true });
+    copyDemoShare(`S${i}`, share);
     const p = new Peer({ id: `S${i}`, host: `127.0.0.${i + 1}`, port, share, meta: { host: '127.0.0.1', port: ma.port } });
     peers.push(p);
     const a = await p.start();
@@ -245,5 +246,5 @@ test('five peers on 127.0.0.2..127.0.0.6 with the same port number and a metaser
   t.deepEqual(topo.nodes.map((n) => `${n.id}@${n.host}:${n.port}`).sort(), [1, 2, 3, 4, 5].map((i) => `S${i}@127.0.0.${i + 1}:${port}`));
   const d = await peers[0]!.download('pwd1.txt');
   t.deepEqual(d.holder, { id: 'S3', host: '127.0.0.4', port });
-  t.deepEqual(fs.readFileSync(path.join(dir, 'S1', 'pwd1.txt')), fs.readFileSync(path.join(REPO, 'shares', 'S3', 'pwd1.txt')));
+  t.deepEqual(fs.readFileSync(path.join(dir, 'S1', 'pwd1.txt')), demoFile('S3', 'pwd1.txt'));
 });

@@ -9,11 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { NotFoundError, PROTOCOL_VERSION, renderTree, treeFromNodes, type Peer, type TopoNode } from '../../core/index.ts';
-import { cluster, demoCluster, REPO, until, type Cluster } from '../helpers.ts';
+import { cluster, demoCluster, until, type Cluster } from '../helpers.ts';
 import { checkTree } from '../../testnet/tree.ts';
 import { countingTransport, RawClient } from './wire.ts';
+import { demoFile } from '../../testnet/demo-shares.ts';
 
-const ORIGINAL = fs.readFileSync(path.join(REPO, 'shares', 'S3', 'pwd1.txt'));
+const ORIGINAL = demoFile('S3', 'pwd1.txt');
 
 async function demo(t: ExecutionContext, o: Parameters<typeof demoCluster>[0] = {}): Promise<Cluster> {
   const c = await demoCluster(o);

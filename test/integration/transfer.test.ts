@@ -15,8 +15,9 @@ import test, { type ExecutionContext } from 'ava';
 import { errorCode, NotFoundError, PROTOCOL_VERSION, type Peer, type PeerOptions } from '../../core/index.ts';
 import { offerFile } from '../../core/transfer/send.ts';
 import { tcpTransport } from '../../core/transport/tcp.ts';
-import { cluster, demoCluster, nextEvent, REPO, spawnPeer, until, type Cluster } from '../helpers.ts';
+import { cluster, demoCluster, nextEvent, spawnPeer, until, type Cluster } from '../helpers.ts';
 import { countingTransport, fakeChild, RawClient, RawServer, type Frame } from './wire.ts';
+import { demoFile } from '../../testnet/demo-shares.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -56,7 +57,7 @@ test('a file held by two peers is transferred once, with its metrics', async (t)
   s1.on('progress', (p) => progress.push(p.bytes));
   wire.reset();
   const d = await s1.download('common.txt');
-  const original = fs.readFileSync(path.join(REPO, 'shares', 'S2', 'common.txt'));
+  const original = demoFile('S2', 'common.txt');
   t.deepEqual(d.search.hits.map((h) => h.id).sort(), ['S2', 'S4'], 'both holders found');
   t.true(['S2', 'S4'].includes(d.holder.id));
   t.deepEqual(fs.readFileSync(path.join(s1.opts.share, 'common.txt')), original);

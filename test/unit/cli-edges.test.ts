@@ -10,8 +10,10 @@ import test from 'ava';
 import { parseSize, sizeValue, UsageError } from '../../core/control/args.ts';
 import { METASERVER_HELP } from '../../core/control/metaserver-args.ts';
 import { parsePeerArgs, PEER_HELP } from '../../core/control/peer-args.ts';
-import { formatRate, formatTransfer, metaserverCommand } from '../../core/cli/format.ts';
+import { formatRate, formatTransfer, metaserverCommand, transferRate } from '../../core/cli/format.ts';
+import { mbpsCell, standardTables } from '../../scenarios/lib/output.ts';
 import { Term } from '../../core/cli/term.ts';
+import { confirmLeave } from '../../core/cli/peer-menu.ts';
 import { helpText, parseOptions, parseRate } from '../../scenarios/lib/args.ts';
 import { scale } from '../../scenarios/scale.ts';
 
@@ -48,6 +50,30 @@ test('one rate format; below 1 MB, bytes and time only', (t) => {
   t.is(formatRate(10_000), '10 kB/s');
   t.is(formatRate(9_500), '10 kB/s');
   t.is(formatRate(95), '95 B/s');
+});
+
+test('scenario tables follow the menu\'s rate rule: small or ~0 ms transfers show bytes and time, no rate', (t) => {
+  const row = (file: string, bytes: number, durationMs: number) => ({
+    round: '', to: 'S1', label: '', at: 0, doneAt: durationMs, file, from: 'S3', bytes, ttfbMs: 1, durationMs, mbps: bytes / 1e6 / (durationMs / 1000), sha256: null, verified: true, diskSha256Ok: true, ok: true,
+  });
+  const records = { joins: [], floods: [], repairs: [], steps: [], checks: [], memory: [], phases: [], transfers: [row('pwd1.txt', 87, 6.5), row('zero.bin', 4_194_304, 0), row('big.bin', 12_000_000, 1200)] };
+  const table = standardTables({}, records as never, undefined as never).find((x) => x.title === 'Transfers')!;
+  const col = table.head.indexOf('MB/s');
+  // Before: 0.013 for 87 bytes (the menu says "87 bytes in 6.50 ms") and 4194304.0 for a 0 ms simulated transfer.
+  t.deepEqual(table.rows.map((r) => r[col]), ['—', '—', '10.0']);
+  t.is(transferRate(87, 6.5), null);
+  t.is(transferRate(4_194_304, 0), null);
+  t.is(mbpsCell(9.5), '9.50');
+  t.notRegex(formatTransfer(4_194_304, 0), /\/s/);
+});
+
+test('--meta with a bad port says 1-65535, not "(0 picks a free port)", which is -p\'s', (t) => {
+  for (const bad of ['127.0.0.1:90000', '127.0.0.1:0']) {
+    const err = t.throws(() => parsePeerArgs(['-i', 'S1', '--meta', bad]), { instanceOf: UsageError });
+    t.regex(err!.message, /^the port in --meta must be an integer from 1 to 65535/);
+    t.notRegex(err!.message, /free port/);
+  }
+  t.regex(t.throws(() => parsePeerArgs(['-i', 'S1', '-p', '90000']))!.message, /0 picks a free port/);
 });
 
 test('the metaserver hint names the port the peer is looking for', (t) => {
@@ -91,4 +117,47 @@ test('Ctrl-C at a prompt keeps the prompt line (and what was typed)', (t) => {
   t.false(after.includes('\x1b[K'), `prompt line erased: ${JSON.stringify(after)}`);
   t.regex(after, /^\r?\n/, JSON.stringify(after));
   t.true(after.includes('leaving (Ctrl-C)'));
+});
+
+/** A Term on a fake terminal, and a function that types into it. */
+function fakeTty(): { term: Term; type: (s: string) => void } {
+  const input = Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.ReadStream;
+  const output = Object.assign(new PassThrough(), { isTTY: true, columns: 80, hasColors: () => false }) as unknown as NodeJS.WriteStream;
+  (output as unknown as PassThrough).resume();
+  const term = new Term(input, output);
+  return { term, type: (x) => void (input as unknown as PassThrough).write(x) };
+}
+
+test('Ctrl-C at the file-name prompt goes back to the menu; at the menu it leaves', async (t) => {
+  const { term, type } = fakeTty();
+  t.teardown(() => term.close());
+  let interrupted = 0;
+  term.onInterrupt(() => interrupted++);
+  const name = term.ask('file name to download: ', { cancellable: true });
+  type('pwd');
+  type('\x03');
+  t.is(await name, '', 'the prompt is answered with nothing: cancelled');
+  t.is(interrupted, 0, 'the program was not interrupted (the peer stays in the overlay)');
+  const next = term.ask('S1 [1-6, h]> ');
+  type('3\r');
+  t.is(await next, '3', 'the next prompt starts empty (no "pwd" left over)');
+  void term.ask('S1 [1-6, h]> ');
+  type('\x03');
+  t.is(interrupted, 1, 'at the menu Ctrl-C leaves, as before');
+});
+
+test('q, quit and exit ask before leaving on a terminal; 4 and a pipe do not', async (t) => {
+  const { term, type } = fakeTty();
+  t.teardown(() => term.close());
+  t.true(await confirmLeave(term, '4'));
+  t.true(await confirmLeave(term, 'leave'));
+  let r = confirmLeave(term, 'q');
+  type('\r');
+  t.false(await r, 'Enter alone keeps the peer');
+  r = confirmLeave(term, 'exit');
+  type('y\r');
+  t.true(await r);
+  const piped = new Term(new PassThrough() as unknown as NodeJS.ReadStream, new PassThrough() as unknown as NodeJS.WriteStream);
+  t.teardown(() => piped.close());
+  t.true(await confirmLeave(piped, 'q'), 'a script piping "q" leaves as it always did');
 });

@@ -95,6 +95,22 @@ test('Convergecast: partial answers add without completing', (t) => {
   t.deepEqual(done?.acc.hits, ['n1', 'n2', 'n3']);
 });
 
+test('Convergecast: begin() leaves the caller\'s targets alone, so answering while iterating them completes', (t) => {
+  // bench/micro.ts's flood suite replies inside `for (const t of targets)`: when begin() kept the array and
+  // removed each answer from it, every second child was skipped and the flood never completed.
+  const c = cc();
+  const targets = ['A', 'B', 'C', 'D'];
+  let done = c.begin('q', null, targets, agg({ reached: 1 }));
+  const answered: string[] = [];
+  for (const n of targets) {
+    answered.push(n);
+    done = c.reply('q', n, agg({ reached: 1 })) ?? done;
+  }
+  t.deepEqual(targets, ['A', 'B', 'C', 'D']);
+  t.deepEqual(answered, ['A', 'B', 'C', 'D']);
+  t.is(done?.acc.counters.reached, 5);
+});
+
 test('Convergecast: a neighbour going away is recorded missing and may complete entries', (t) => {
   const c = cc();
   c.begin('q1', null, ['A', 'B'], agg({ reached: 1 }));

@@ -1,5 +1,5 @@
 /**
- * No import circle in core/, scenarios/, testnet/ or bench/: every relative
+ * No import circle in core/, scenarios/, testnet/, bench/ or scripts/: every relative
  * import, re-export and dynamic import, type-only ones included (a type
  * circle still ties modules together), read with TypeScript's own import
  * scanner (ts.preProcessFile). The test lists every elementary cycle it finds
@@ -11,7 +11,7 @@ import test from 'ava';
 import ts from 'typescript';
 import { REPO } from '../helpers.ts';
 
-const ROOTS = ['core', 'scenarios', 'testnet', 'bench'];
+const ROOTS = ['core', 'scenarios', 'testnet', 'bench', 'scripts'];
 
 /**
  * Known cycles, each written as its files in order (the first file repeated at
