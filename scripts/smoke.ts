@@ -9,6 +9,8 @@
  *   `--json` through a pipe into JSON.parse (churn with 1,000 peers: more than 64 KiB);
  * - `npm run bench -- --quick`: exit 0 and every section ran and finished;
  * - `scenarios/compare.ts` on two of those results, `--json` through a pipe;
+ * - a small study (`--sweep`, `--repeat`) run twice, and compare.ts on the two
+ *   study files with `--fail-on-regression` (same code: exit 0);
  * - `npm run -s keygen`; the peer and the metaserver with `--help` (exit 0) and
  *   with a bad flag (exit 2, one line on stderr).
  *
@@ -50,7 +52,7 @@ const NOT_SCENARIOS = new Set(['compare']);
 
 const { values: opt } = parseArgs({ options: { only: { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
 if (opt.help) {
-  process.stdout.write('usage: npm run smoke [-- --only five-peers,scenarios,bench,compare,commands] [--keep]\n');
+  process.stdout.write('usage: npm run smoke [-- --only five-peers,scenarios,compare,study,bench,commands] [--keep]\n');
   process.exit(0);
 }
 const only = opt.only ? new Set(opt.only.split(',')) : null;
@@ -146,6 +148,26 @@ try {
       expectExit(r, 0, 'compare');
       const cmp = parseJson<unknown>(r.stdout, 'compare');
       if (typeof cmp !== 'object' || cmp === null) throw new Error('compare: the JSON is not an object');
+    });
+  }
+
+  if (want('study')) {
+    await step('a study (scale.ts --sweep peers=50,100 --repeat 2) twice, compare.ts --fail-on-regression --json', async () => {
+      const files: string[] = [];
+      for (const seed of ['1', '2']) {
+        const out = path.join(tmp, `study-${seed}`);
+        const r = await run`${NPX} tsx scenarios/scale.ts --runner memory --searches 3 --sweep peers=50,100 --repeat 2 --seed ${seed} --json --out ${out} --no-html`;
+        expectExit(r, 0, `study --seed ${seed}`);
+        const st = parseJson<{ kind?: string; points?: { runs?: unknown[] }[] }>(r.stdout, 'study');
+        const points = st.points ?? [];
+        if (points.length !== 2 || points.some((p) => p.runs?.length !== 2)) throw new Error(`study --seed ${seed}: expected 2 points × 2 runs in its JSON`);
+        const saved = fs.readdirSync(out).filter((f) => /-study-.*\.json$/.test(f));
+        if (saved.length !== 1) throw new Error(`study --seed ${seed}: ${saved.length} study files in ${out}, expected 1`);
+        files.push(path.join(out, saved[0]!));
+      }
+      const r = await run`${NPX} tsx scenarios/compare.ts ${files[0]!} ${files[1]!} --fail-on-regression --json --out ${path.join(tmp, 'study-compare')}`;
+      expectExit(r, 0, 'compare of two studies of the same code');
+      parseJson<unknown>(r.stdout, 'compare of two studies');
     });
   }
 
