@@ -10,10 +10,12 @@ import { onSignals } from '../control/process.ts';
 import { keyNote, who } from './format.ts';
 import { exitAfterOutput } from '../stdout.ts';
 
-export function runMetaserverCli(meta: Metaserver, o: { keyed: boolean }): void {
+/** `keyed`: the network key is on; `tokenKeyFile`: where its token key is kept (shown at start), null when it runs without one. */
+export function runMetaserverCli(meta: Metaserver, o: { keyed: boolean; tokenKeyFile: string | null }): void {
   const out = (line: string) => process.stdout.write(line + '\n');
   const a = meta.address;
   out(`treeshare metaserver listening on ${addrKey(a)} (referral policy ${meta.policy})${keyNote(o.keyed)}`);
+  out(o.tokenKeyFile === null ? 'token key: none (peers\' ids are not protected across a restart)' : `token key: ${o.tokenKeyFile} (keep it: peers take their ids back after a restart)`);
   if (a.host === '0.0.0.0' || a.host === '::') out(`peers on this machine use --meta 127.0.0.1:${a.port}`);
   meta.on('register', (r) => out(`register  ${r.id}  ${addrKey(r)}  referral: ${r.referral ? who(r.referral) : `none (first peer: ${r.id} is the root)`}`));
   meta.on('leave', (r) => out(`leave     ${r.id}`));

@@ -20,6 +20,7 @@
  * periodically; entries not heard from within `peerTimeoutMs` are dropped,
  * and a restarted metaserver rebuilds its registry from those announcements.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { RemoteProtocolError } from '../errors.ts';
 import type { Message, PeerRef, RegistryEntry } from '../protocol/messages.ts';
@@ -54,9 +55,10 @@ export interface MetaserverOptions {
   tokenSource?: () => string;
   /**
    * Token key, at least 32 bytes, the same across restarts (`--token-key-file`): tokens are
-   * issued under it, and after a restart an id is taken back only with a token issued
-   * under it for that id (see MetaService). Default none: a restarted metaserver takes an
-   * unknown id from whoever proves a token of its own at the announced address.
+   * issued under it (with their issue time), and after a restart an id is taken back only
+   * with a token issued under it for that id (see MetaService). Default: one random key per
+   * process, shared by every Metaserver in it (restarts within a process are safe); none
+   * with a `tokenSource` (simulation).
    */
   tokenKey?: string | Buffer;
   /** Entries not announced for this long are dropped, ms. Default 30,000; 0 disables. */
@@ -126,7 +128,7 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
         secondRoot: (e) => this.emit('second-root', e),
       },
       ...(opts.tokenSource ? { newToken: opts.tokenSource } : {}),
-      ...(opts.tokenKey !== undefined ? { tokenKey: tokenKeyOf(opts.tokenKey) } : {}),
+      ...(opts.tokenKey !== undefined ? { tokenKey: tokenKeyOf(opts.tokenKey) } : opts.tokenSource ? {} : { tokenKey: processTokenKey() }),
     });
   }
 
@@ -263,6 +265,12 @@ export class Metaserver extends EventEmitter<MetaserverEvents> {
   private wallNow(): number {
     return Math.round(this.t0 + this.clock.now());
   }
+}
+
+let processKey: Buffer | undefined;
+/** The token key of Metaservers given none: random, made once per process. */
+function processTokenKey(): Buffer {
+  return (processKey ??= randomBytes(32));
 }
 
 /** The token key as bytes; shorter than 32 bytes is refused. */

@@ -149,7 +149,7 @@ function isTopo(v: object): v is Msg<'topo'> {
   const q = v as Record<string, unknown>;
   return isRecord(q, 6) && isQid(q.qid) && isPeerRef(q.origin) && isCount(q.hops) && isCount(q.ttl) && isCount(q.budget);
 }
-const TOKEN_RE = /^[0-9a-f]{32}$/;
+const TOKEN_RE = /^[0-9a-f]{32}(?:[0-9a-f]{32})?$/;
 function isAnnounce(v: object): v is Msg<'announce'> {
   const a = v as Record<string, unknown>;
   const mc = a.maxChildren;

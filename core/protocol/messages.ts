@@ -38,9 +38,10 @@ export type PeerRef = z.infer<typeof PeerRef>;
 const V = z.number().int().min(0).max(1e6);
 /**
  * A peer's secret with the metaserver: issued in `registered`, required on
- * every later announce and on its own leave. 32 lowercase hex digits.
+ * every later announce and on its own leave. 32 or 64 lowercase hex digits
+ * (64: a keyed token, carrying its issue time; see proof.ts keyedToken).
  */
-export const Token = z.string().regex(/^[0-9a-f]{32}$/, 'token must be 32 lowercase hex digits');
+export const Token = z.string().regex(/^[0-9a-f]{32}(?:[0-9a-f]{32})?$/, 'token must be 32 or 64 lowercase hex digits');
 /** Probe challenge (ping) and its answer (pong): nonce 32 hex, proof = HMAC-SHA256(token, nonce|id), 64 hex. */
 const Nonce32 = z.string().regex(/^[0-9a-f]{32}$/, 'nonce must be 32 lowercase hex digits');
 const Proof = z.string().regex(/^[0-9a-f]{64}$/, 'proof must be 64 lowercase hex digits');

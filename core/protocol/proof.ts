@@ -7,8 +7,9 @@
  *   metaserver can tell the registered holder of an id from anything else
  *   answering at its address, without the token crossing the wire again.
  * - keyed token: with a token key (which outlives the metaserver process) a
- *   token carries its own proof of issue, checked when a restarted
- *   metaserver hears an id it does not hold.
+ *   token carries its issue time and its own proof of issue, checked when a
+ *   restarted metaserver hears an id it does not hold, or hears an id's
+ *   holder from before the restart while someone registered since holds it.
  * - path tag: the short name of an id in a root path (see messages.ts).
  */
 import { createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
@@ -27,24 +28,30 @@ export function newToken(): string {
   return t;
 }
 
+/** Length of a keyedToken, hex digits: 12 of issue time, 8 of salt, 44 of HMAC. */
+export const KEYED_TOKEN_HEX = 64;
+const KEYED_RE = /^[0-9a-f]{64}$/;
+
 /**
  * A token a metaserver holding `key` can check for `id` after a restart (issue
- * 22 defect 8): 8 hex digits of fresh randomness, then 24 of
- * HMAC-SHA256(key, id + "|" + those 8). No one without the key can make one
- * for an id they were not issued.
+ * 22 defect 8): 12 hex digits of its issue time (ms since the epoch), 8 of
+ * fresh randomness, then 44 of HMAC-SHA256(key, id + "|" + time + "|" + salt).
+ * No one without the key can make one for an id they were not issued, nor
+ * change the time it carries.
  */
-export function keyedToken(key: Buffer, id: string): string {
-  const salt = newToken().slice(0, 8);
-  return salt + keyedMac(key, id, salt);
+export function keyedToken(key: Buffer, id: string, issuedAt: number): string {
+  const head = Math.max(0, Math.min(Math.floor(issuedAt), 0xffffffffffff)).toString(16).padStart(12, '0') + newToken().slice(0, 8);
+  return head + keyedMac(key, id, head);
 }
 
-/** `token` was made by keyedToken(key, id). */
-export function keyedTokenValid(key: Buffer, id: string, token: string): boolean {
-  return /^[0-9a-f]{32}$/.test(token) && sameSecret(token.slice(8), keyedMac(key, id, token.slice(0, 8)));
+/** When `token` was issued, ms since the epoch, if keyedToken(key, id, …) made it; else undefined. */
+export function keyedTokenIssuedAt(key: Buffer, id: string, token: string): number | undefined {
+  if (!KEYED_RE.test(token) || !sameSecret(token.slice(20), keyedMac(key, id, token.slice(0, 20)))) return undefined;
+  return parseInt(token.slice(0, 12), 16);
 }
 
-function keyedMac(key: Buffer, id: string, salt: string): string {
-  return createHmac('sha256', key).update(`${id}|${salt}`).digest('hex').slice(0, 24);
+function keyedMac(key: Buffer, id: string, head: string): string {
+  return createHmac('sha256', key).update(`${id}|${head.slice(0, 12)}|${head.slice(12)}`).digest('hex').slice(0, KEYED_TOKEN_HEX - 20);
 }
 
 export function newNonce(): string {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { HostPort, Policy } from '../../core/index.ts';
 import type { PeerEvent } from '../../core/control/schema.ts';
-import { onCleanup } from '../../testnet/cleanup.ts';
+import { onCleanup, tempDir } from '../../testnet/cleanup.ts';
 import { ControlError, ControlProcess, META_MAIN, PEER_MAIN } from '../../testnet/control.ts';
 import { DriverError, REPO } from '../../testnet/driver.ts';
 import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerOptions } from './runner.ts';
@@ -144,7 +144,8 @@ export class ProcessRunner implements Runner {
   async startMetaserver(o: { policy: Policy }): Promise<MetaHandle> {
     // The `random` policy gets the same seed as under the in-process runners (RunnerOptions.metaSeed);
     // links are shaped on the peers' side only (as the in-process runner does).
-    const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy];
+    // Its token key in a temporary folder (removed at cleanup), not the user's state folder.
+    const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy, '--token-key-file', path.join(tempDir('treeshare-meta-'), 'token.key')];
     if (this.o.metaSeed !== undefined) args.push('--seed', String(this.o.metaSeed));
     const proc = new ControlProcess('metaserver', args, { what: 'metaserver' });
     const ready = await this.ready(proc, () => proc.waitReady(READY_TIMEOUT_MS));

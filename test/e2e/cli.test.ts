@@ -40,10 +40,25 @@ test('--help describes both commands and exits 0', async (t) => {
   for (const flag of ['--id', '--port', '--meta', '--host', '--advertise-host', '--share', '--max-children', '--auto-join', '--latency', '--bandwidth', '--key-file', '--json', '--help']) {
     t.true(peer.stdout.includes(flag), `peer help mentions ${flag}`);
   }
-  for (const flag of ['--host', '--port', '--policy', '--seed', '--key-file', '--json', '--help', 'root, random or least-loaded']) t.true(meta.stdout.includes(flag), `metaserver help mentions ${flag}`);
+  for (const flag of ['--host', '--port', '--policy', '--seed', '--key-file', '--token-key-file', '--json', '--help', 'root, random or least-loaded']) t.true(meta.stdout.includes(flag), `metaserver help mentions ${flag}`);
+  t.true(meta.stdout.includes(path.join(ps.dir, 'treeshare', 'metaserver-token.key')), 'metaserver help names its default token key file');
   t.regex(peer.stdout, /^Usage: npm run peer/);
   t.regex(meta.stdout, /^Usage: npm run metaserver/);
   t.is(peer.stderr + meta.stderr, '');
+});
+
+test('metaserver token key: a key file others may read is refused in one line (exit 2); --token-key-file none starts with one warning', async (t) => {
+  const ps = procs(t);
+  const open = path.join(ps.dir, 'open.key');
+  fs.writeFileSync(open, 'a'.repeat(64));
+  fs.chmodSync(open, 0o644);
+  const refused = ps.start('metaserver', ['--host', '127.0.0.1', '--port', '0', '--token-key-file', open]);
+  await oneLineFailure(t, refused, 2, /^metaserver: --token-key-file ".*open\.key": readable or writable by others \(mode 0644\): chmod 600 it \(see --help\)$/);
+  const { proc } = await ps.metaserver(false, ['--token-key-file', 'none']);
+  await proc.waitOut(/^token key: none/m);
+  proc.child.kill('SIGTERM');
+  await proc.exit;
+  t.regex(proc.stderr, /^metaserver: warning: --token-key-file none: after a restart [^\n]*\n$/);
 });
 
 test('command-line mistakes give one line and exit 2', async (t) => {

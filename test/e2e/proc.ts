@@ -54,7 +54,8 @@ export class Procs {
     const lp = new LineProcess(path.join(REPO, MAIN[kind]), args, {
       what: kind,
       keepOutput: true,
-      env: { ...process.env, TREESHARE_DEBUG: '', TREESHARE_KEY: undefined, NO_COLOR: '1' },
+      // XDG_STATE_HOME: a metaserver keeps its token key in this run's folder, not the user's.
+      env: { ...process.env, TREESHARE_DEBUG: '', TREESHARE_KEY: undefined, NO_COLOR: '1', XDG_STATE_HOME: this.dir },
     });
     const events: Json[] = [];
     lp.on('json', (o) => events.push(o));

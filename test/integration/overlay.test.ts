@@ -55,7 +55,7 @@ test('register: the first peer gets no referral, the next the root; status lists
   const { token: tok2, ...r2 } = await reg('B', 40002);
   t.deepEqual(r2, { t: 'registered', id: 'B', referral: { id: 'A', host: '127.0.0.1', port: 40001 }, peers: 2 });
   // Each peer gets its own secret token (never listed in status).
-  t.regex(tok1, /^[0-9a-f]{32}$/);
+  t.regex(tok1, /^[0-9a-f]{64}$/); // a keyed token (issue time, salt, HMAC)
   t.not(tok1, tok2);
   const st = await metaStatus(tr, c.meta.address);
   t.deepEqual(st.map((e) => [e.id, e.host, e.port, e.state]), [['A', '127.0.0.1', 40001, 'joined'], ['B', '127.0.0.1', 40002, 'joining']]);

@@ -7,6 +7,7 @@
 import net from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { PROTOCOL_VERSION, tcpTransport, type Connection, type Message, type Transport } from '../../core/index.ts';
+import { proofOf } from '../../core/protocol/proof.ts';
 
 export type Frame = Record<string, unknown> & { t?: string };
 
@@ -160,6 +161,34 @@ export class RawServer {
     }
     return this.conns[n]!;
   }
+}
+
+/** A fake peer (see provingPeer): its port, and the id and token it proves (set them as they are issued). */
+export interface ProvingPeer {
+  readonly port: number;
+  id: string;
+  token: string;
+}
+
+/**
+ * A fake peer at its own address that answers every ping as `p.id` with, when
+ * challenged, proof of holding `p.token` (proofOf), so a metaserver's probe finds
+ * it alive as that id: a real peer, or an attacker proving a token of its own.
+ */
+export async function provingPeer(t: ExecutionContext, id: string): Promise<ProvingPeer> {
+  const rs = await RawServer.open(t);
+  const p: ProvingPeer = { port: rs.port, id, token: '' };
+  rs.server.removeAllListeners('connection');
+  rs.server.on('connection', (s: net.Socket) => {
+    const c = new RawClient(s);
+    rs.conns.push(c);
+    void c.next().then((ping) => {
+      const nonce = typeof ping.nonce === 'string' ? ping.nonce : undefined;
+      s.end(JSON.stringify({ t: 'pong', n: ping.n, id: p.id, ...(nonce ? { proof: proofOf(p.token, nonce, p.id) } : {}) }) + '\n');
+    }, () => s.destroy());
+    s.on('error', () => undefined);
+  });
+  return p;
 }
 
 /**
