@@ -465,8 +465,11 @@ export class Peer extends EventEmitter<PeerEvents> {
         this.repairer.merge(describeError(err));
         return;
       }
-      if (errorCode(err) === 'bad-token') {
-        // Our id was taken over while we did not answer probes (frozen): register it again, in place.
+      if (errorCode(err) === 'bad-token' || errorCode(err) === 'unverified') {
+        // bad-token: our id was taken over while we did not answer probes (frozen), or registered by
+        // another after a metaserver restart; unverified: a restarted metaserver does not know our
+        // token (its token key was replaced or lost). Register it again, in place, showing our token
+        // (with it, a registration made since the restart gives the id back: docs/PROTOCOL.md).
         this.lastAnnounceFailed = false;
         await this.reclaim();
         return;
@@ -493,9 +496,9 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Registers our id again (our entry now holds another token) and announces where we are. */
   private async reclaim(): Promise<void> {
     try {
-      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren }, ['registered'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
+      const r = await request(this.transport, this.opts.meta, { t: 'register', v: PROTOCOL_VERSION, ...this.ref, maxChildren: this.opts.maxChildren, ...(this.token ? { token: this.token } : {}) }, ['registered'], { localHost: this.localHost, timeoutMs: 3000, clock: this.clock });
       this.token = r.token;
-      this.log('warn', `our id ${this.id} was registered by another token while we were unresponsive; registered it again`);
+      this.log('warn', `the metaserver did not take our announce (our id ${this.id} held under another token, or our token unknown to it); registered it again`);
       this.scheduleAnnounce(0);
     } catch (err) {
       this.log('warn', `cannot register our id again: ${describeError(err)}`);

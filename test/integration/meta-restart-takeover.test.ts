@@ -24,7 +24,7 @@ import { Metaserver, PROTOCOL_VERSION, type MetaserverOptions } from '../../core
 import { request } from '../../core/metaserver/client.ts';
 import { tcpTransport } from '../../core/transport/tcp.ts';
 import type { Message } from '../../core/protocol/messages.ts';
-import { cluster, type Cluster } from '../helpers.ts';
+import { cluster, until, type Cluster } from '../helpers.ts';
 import { provingPeer, type ProvingPeer } from './wire.ts';
 
 const tokenKey = randomBytes(32);
@@ -212,4 +212,24 @@ test('a token key file that is not a regular file, is readable by others, or is 
   refused(path.join(open, 'x'), /cannot create it: E/);
   fs.chmodSync(open, 0o600);
   t.notThrows(() => parseMetaserverArgs(['--token-key-file', open]));
+});
+
+test('a metaserver restarted with another token key: a live peer whose announce is unverified registers its id again and is known', async (t) => {
+  const c = await cluster({ meta: { tokenKey: randomBytes(32) }, peer: { announceMs: 0, heartbeatMs: 0 } });
+  t.teardown(() => c.close());
+  await c.add('R');
+  const victim = await c.add('V');
+  // The key file was lost: the new metaserver cannot check any token issued before.
+  const meta2 = await restart(t, c, { tokenKey: randomBytes(32) });
+  const registers: string[] = [];
+  meta2.on('register', (r) => registers.push(r.id));
+  // Announce as the periodic timer would (the first may meet the kept connection the old metaserver closed).
+  await until(async () => {
+    await victim.announce();
+    return registers.includes('V');
+  }, { what: 'V registered again after its announce was unverified' });
+  t.is(holderPort(meta2, 'V'), victim.address.port);
+  // Its new token is accepted from now on.
+  await victim.announce();
+  t.is(holderPort(meta2, 'V'), victim.address.port);
 });
