@@ -35,6 +35,9 @@ ${limitHelp(PEER_MAX_CONNECTIONS)}
                             resumable partial of the file is here, else the one holder's
                             offer; always: swarm even from one holder; never: = --no-swarm
       --no-swarm            download from the first holder's offer only (protocol-1 style)
+      --min-rate RATE       a download from a holder delivering less than RATE bytes/s
+                            over 30 s is dropped as too slow; units as for --bandwidth
+                            (default 1KiB = 1024; 0: no floor, for links slower than that)
       --max-file-bytes SIZE largest file accepted for download, bytes; units as for
                             --bandwidth (default 64GiB = 68719476736)
       --query-rate N        floods accepted per second from one neighbour; over it they are
@@ -62,6 +65,7 @@ const FLAGS = {
   'auto-join': { type: 'boolean' },
   latency: { type: 'string' },
   bandwidth: { type: 'string' },
+  'min-rate': { type: 'string' },
   ...LIMIT_FLAGS,
   'max-uploads': { type: 'string' },
   'max-sources': { type: 'string' },
@@ -113,6 +117,7 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
     options.swarm = mode === 'auto' ? true : mode === 'always' ? 'always' : false;
   }
   if (v['no-swarm']) options.swarm = false;
+  if (v['min-rate'] !== undefined) options.minRateBytesPerSec = parseSize('--min-rate', str(v['min-rate'])!, 1e12, 'bytes per second');
   if (v['max-file-bytes'] !== undefined) options.maxFileBytes = parseSize('--max-file-bytes', str(v['max-file-bytes'])!, 2 ** 53 - 1, 'bytes');
   if (v['query-rate'] !== undefined) {
     options.queryRatePerSec = parseIntIn('--query-rate', str(v['query-rate'])!, 1, 1_000_000);

@@ -30,6 +30,7 @@ import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { assertName } from '../transfer/jail.ts';
 import { FsStore, type ShareStore } from '../transfer/store.ts';
 import { DEFAULT_PIECE_BYTES } from '../transfer/manifest.ts';
+import { MIN_RATE_BYTES_PER_SEC } from '../transfer/receive.ts';
 import { sweepPartials } from '../transfer/swarm.ts';
 import { SwarmUploads } from './swarm-download.ts';
 import type { PeerContext, ResolvedPeerOptions } from './context.ts';
@@ -105,6 +106,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       hopSlackMs: options.hopSlackMs ?? 20,
       offerTimeoutMs: options.offerTimeoutMs ?? 10_000,
       transferIdleTimeoutMs: options.transferIdleTimeoutMs ?? 15_000,
+      minRateBytesPerSec: options.minRateBytesPerSec ?? MIN_RATE_BYTES_PER_SEC,
       fsync: options.fsync ?? true,
       preparingIntervalMs: options.preparingIntervalMs ?? 1000,
       maxUploads: options.maxUploads ?? 16,

@@ -30,6 +30,7 @@ export interface SwarmPeerContext {
   swarmDepth: number;
   swarmAdaptive: boolean;
   idleTimeoutMs: number;
+  minRateBytesPerSec: number;
   manifestTimeoutMs: number;
   maxFileBytes: number;
   fsync: boolean;
@@ -71,6 +72,7 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
     adaptive: ctx.swarmAdaptive,
     signal: o.signal,
     idleTimeoutMs: ctx.idleTimeoutMs,
+    minRateBytesPerSec: ctx.minRateBytesPerSec,
     manifestTimeoutMs: ctx.manifestTimeoutMs,
     maxFileBytes: ctx.maxFileBytes,
     fsync: ctx.fsync,

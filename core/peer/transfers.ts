@@ -211,7 +211,7 @@ export class Transfers {
     try {
       const result = await downloadSwarm({
         id: ctx.id, ref: ctx.ref(), transport: ctx.transport, clock: ctx.clock, localHost: ctx.localHost(), share: ctx.opts.share,
-        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, swarmAdaptive: ctx.opts.swarmAdaptive, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs,
+        maxSources: ctx.opts.maxSources, swarmDepth: ctx.opts.swarmDepth, swarmAdaptive: ctx.opts.swarmAdaptive, idleTimeoutMs: ctx.opts.transferIdleTimeoutMs, minRateBytesPerSec: ctx.opts.minRateBytesPerSec,
         manifestTimeoutMs: ctx.opts.offerTimeoutMs, maxFileBytes: ctx.opts.maxFileBytes, fsync: ctx.opts.fsync,
         search: (n, signal) => (search && n === name ? Promise.resolve(search) : this.deps.search(n, 'search', ctx.newQid(), { signal })),
         emit: { progress: (x) => ctx.emit('progress', x), resume: (x) => ctx.emit('resume', x), log: (l, m) => ctx.log(l, m) },
@@ -369,6 +369,7 @@ export class Transfers {
         store: this.ctx.store,
         signal: d.signal,
         idleTimeoutMs: this.ctx.opts.transferIdleTimeoutMs,
+        minRateBytesPerSec: this.ctx.opts.minRateBytesPerSec,
         clock: this.ctx.clock,
         tmpTag: this.ctx.id,
         fsync: this.ctx.opts.fsync,

@@ -42,6 +42,12 @@ export interface PeerOptions {
   offerTimeoutMs?: number;
   /** A transfer with no data for this long fails, ms. Default 15,000. */
   transferIdleTimeoutMs?: number;
+  /**
+   * Minimum progress of a download from a holder, bytes/s, over every window of twice
+   * transferIdleTimeoutMs (a holder trickling bytes resets the silence timer, not this).
+   * Default 1,024 (MIN_RATE_BYTES_PER_SEC); 0: no floor (links deliberately slower than that).
+   */
+  minRateBytesPerSec?: number;
   /** fsync each downloaded file before it becomes visible, and the share folder after. Default true. */
   fsync?: boolean;
   /** A holder still hashing a file for its first offer tells the requester its progress this often, ms. Default 1,000. */

@@ -178,6 +178,30 @@ test('offer path: a holder trickling the body is failed by the minimum-progress 
   t.deepEqual(fs.readdirSync(r.opts.share).filter((n) => n.startsWith('.treeshare-') || n === 'f.bin'), []);
 });
 
+test('offer path: the peer option minRateBytesPerSec (--min-rate) sets the floor; 0 turns it off', async (t) => {
+  for (const minRateBytesPerSec of [4096, 0]) {
+    const r = await requester(t, { swarm: false, transferIdleTimeoutMs: 400, minRateBytesPerSec });
+    let trickle: { sent(): number } | undefined;
+    await member(t, r, {
+      hits: () => [{ id: 'EVIL', host: '127.0.0.1', port: 1, size: file.size, hops: 1 }],
+      offer: async (c) => {
+        const answer = await c.offer(file);
+        if (answer.t === 'ack') trickle = c.trickle(file.body.subarray(0, 60), 50);
+      },
+    });
+    const err = await failure(r.download('f.bin'));
+    t.is(err.code, 'timeout', err.message);
+    if (minRateBytesPerSec > 0) {
+      t.regex(err.message, /below the minimum of 4096 bytes\/s \(too slow\)/);
+      t.true(trickle!.sent() < 60, `failed while still trickling (${trickle!.sent()} bytes sent)`);
+    } else {
+      // No floor: the trickle runs to its end and only the silence after it fails the download.
+      t.notRegex(err.message, /too slow/);
+      t.is(trickle!.sent(), 60);
+    }
+  }
+});
+
 for (const [what, frames, reason] of [
   ['hashed > size', [{ t: 'hashing', hashed: 200, size: 100 }], /protocol violation: hashing: 200 of 100 bytes/],
   ['hashed going backwards', [{ t: 'hashing', hashed: 50, size: 100 }, { t: 'hashing', hashed: 40, size: 100 }], /protocol violation: hashing: went back from 50 to 40/],

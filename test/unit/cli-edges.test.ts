@@ -30,6 +30,11 @@ test('one size/rate parser: the peer takes --bandwidth 10M like the scenarios do
   t.is(parsePeerArgs(['-i', 'S1', '--max-file-bytes', '1GiB']).options.maxFileBytes, 1024 ** 3);
   t.throws(() => parsePeerArgs(['-i', 'S1', '--bandwidth', 'fast']), { instanceOf: UsageError, message: /--bandwidth must be a number of bytes per second .* like 1000000, 10M or 4MiB, not "fast"/ });
   t.throws(() => parseSize('--x', '2G', 1e9), { instanceOf: UsageError });
+  t.is(parsePeerArgs(['-i', 'S1', '--min-rate', '4KiB']).options.minRateBytesPerSec, 4096);
+  t.is(parsePeerArgs(['-i', 'S1', '--min-rate', '0']).options.minRateBytesPerSec, 0);
+  t.is(parsePeerArgs(['-i', 'S1']).options.minRateBytesPerSec, undefined);
+  t.throws(() => parsePeerArgs(['-i', 'S1', '--min-rate', 'slow']), { instanceOf: UsageError, message: /--min-rate must be a number of bytes per second/ });
+  t.regex(PEER_HELP, /--min-rate RATE/);
 });
 
 test('--swarm auto|always|never and --no-swarm', (t) => {
