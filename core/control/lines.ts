@@ -20,6 +20,7 @@ export interface LineHandlers {
 /** Reads `input` line by line (`\n`, a trailing `\r` removed). Returns a function that stops reading. */
 export function readLines(input: NodeJS.ReadableStream, maxChars: number, h: LineHandlers): () => void {
   const decoder = new StringDecoder('utf8');
+  const chomp = (l: string) => (l.endsWith('\r') ? l.slice(0, -1) : l);
   let buf = '';
   /** Characters of an over-long line skipped so far; -1 while not skipping. */
   let skipped = -1;
@@ -41,7 +42,7 @@ export function readLines(input: NodeJS.ReadableStream, maxChars: number, h: Lin
         skipped = -1;
         h.tooLong(n);
       } else {
-        const l = buf.endsWith('\r') ? buf.slice(0, -1) : buf;
+        const l = chomp(buf);
         buf = '';
         h.line(l);
       }
@@ -53,7 +54,7 @@ export function readLines(input: NodeJS.ReadableStream, maxChars: number, h: Lin
     if (done) return;
     take(decoder.end());
     if (skipped >= 0) h.tooLong(skipped);
-    else if (buf !== '') h.line(buf.endsWith('\r') ? buf.slice(0, -1) : buf);
+    else if (buf !== '') h.line(chomp(buf));
     buf = '';
     stop();
     h.end();

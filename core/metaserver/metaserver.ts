@@ -27,7 +27,7 @@ import type { Message, PeerRef, RegistryEntry } from '../protocol/messages.ts';
 import { isPolicy, type Policy } from '../protocol/referral.ts';
 import type { Connection, ConnectionOptions } from '../transport/connection.ts';
 import { tcpTransport } from '../transport/tcp.ts';
-import { keyedTransport } from '../transport/auth.ts';
+import { keyedTransport, MIN_KEY_BYTES } from '../transport/auth.ts';
 import type { HostPort, Listener, Transport } from '../transport/transport.ts';
 import { probePeer } from './client.ts';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
@@ -276,6 +276,6 @@ function processTokenKey(): Buffer {
 /** The token key as bytes; shorter than 32 bytes is refused. */
 function tokenKeyOf(k: string | Buffer): Buffer {
   const b = typeof k === 'string' ? Buffer.from(k, 'utf8') : k;
-  if (b.length < 32) throw new LocalError('bad-option', `the token key must be at least 32 bytes, not ${b.length}`);
+  if (b.length < MIN_KEY_BYTES) throw new LocalError('bad-option', `the token key must be at least ${MIN_KEY_BYTES} bytes, not ${b.length}`);
   return b;
 }

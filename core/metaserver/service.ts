@@ -47,7 +47,7 @@ export interface ServiceOptions {
    * The token key (kept across restarts): register tokens are keyedToken(key, id), and an
    * announce for an id the registry does not hold is taken only with a token made under
    * this key for that id. Without it a restarted metaserver cannot tell an id's holder
-   * from anyone announcing it (docs/PROTOCOL.md, "Two trees").
+   * from anyone announcing it (docs/PROTOCOL.md, "Who may take an id back after a restart").
    */
   tokenKey?: Buffer;
   /** Wall-clock ms this metaserver started at: keyed tokens issued before it come from an earlier run. Default: wallNow() when the service is made. */

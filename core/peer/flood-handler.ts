@@ -174,10 +174,15 @@ export class FloodHandler {
       case 'query-reply': {
         const l = this.local.get(m.qid);
         const maxHops = m.maxHops;
-        const bad = m.hits.map((h) => badHit(h, this.ctx.id, maxHops)).filter((x) => x !== null);
+        const bad: string[] = [];
+        const good = m.hits.filter((h) => {
+          const why = badHit(h, this.ctx.id, maxHops);
+          if (why !== null) bad.push(why);
+          return why === null;
+        });
         if (bad.length) {
           this.ctx.log('warn', `ignored ${bad.length} hit(s) in a query-reply from ${link.ref.id}: ${bad.slice(0, 3).join('; ')}`);
-          m = { ...m, hits: m.hits.filter((h) => badHit(h, this.ctx.id, maxHops) === null) };
+          m = { ...m, hits: good };
         }
         if (l && m.hits.length) {
           if (l.firstHitAt === null) l.firstHitAt = this.ctx.clock.now();

@@ -120,7 +120,6 @@ export class SwarmUploads {
     return this.running.size;
   }
 
-  /** Serves one `swarm-open` connection until the requester closes it. */
   /**
    * Serves one `swarm-open` connection until the requester closes it, asks
    * for nothing for `idleMs` or reads nothing for `idleMs`. With every slot
@@ -143,25 +142,29 @@ export class SwarmUploads {
       .finally(() => this.running.delete(ac));
   }
 
-  /** Links waiting for a `want` for at least IDLE_SLOT_GRACE_MS (their slots go to newcomers). */
+  /** Links waiting for a `want` for at least IDLE_SLOT_GRACE_MS (their slots go to newcomers), with when they began to wait. */
+  private idleLinks(now: number): [AbortController, Served, number][] {
+    const out: [AbortController, Served, number][] = [];
+    for (const [ac, s] of this.running) {
+      const since = s.link.idleSince;
+      if (since !== undefined && now - since >= IDLE_SLOT_GRACE_MS) out.push([ac, s, since]);
+    }
+    return out;
+  }
+
+  /** How many links are idle past the grace (their slots may go to newcomers). */
   get idle(): number {
-    const now = this.o.clock.now();
-    let n = 0;
-    for (const s of this.running.values()) if (s.link.idleSince !== undefined && now - s.link.idleSince >= IDLE_SLOT_GRACE_MS) n++;
-    return n;
+    return this.idleLinks(this.o.clock.now()).length;
   }
 
   /** Closes the link idle longest, if one is idle past the grace; true when a slot was freed. */
   private preemptIdle(): boolean {
     const now = this.o.clock.now();
-    let oldest: [AbortController, Served] | undefined;
-    for (const e of this.running) {
-      const since = e[1].link.idleSince;
-      if (since !== undefined && now - since >= IDLE_SLOT_GRACE_MS && (!oldest || since < oldest[1].link.idleSince!)) oldest = e;
-    }
+    const oldest = this.idleLinks(now).reduce<[AbortController, Served, number] | undefined>((a, e) => (!a || e[2] < a[2] ? e : a), undefined);
     if (!oldest) return false;
-    this.running.delete(oldest[0]);
-    oldest[1].conn.fail(new TransferError('busy', `idle for ${Math.round(now - oldest[1].link.idleSince!)} ms with every upload slot taken: slot given to another requester`));
+    const [ac, s, since] = oldest;
+    this.running.delete(ac);
+    s.conn.fail(new TransferError('busy', `idle for ${Math.round(now - since)} ms with every upload slot taken: slot given to another requester`));
     return true;
   }
 
