@@ -41,6 +41,18 @@ test('a bad sweep is a usage error: exit 2, one line, nothing run', async (t) =>
   t.deepEqual(fs.readdirSync(out), []);
 });
 
+test('runScript with a signal that fired before the program started never starts it (a study stopped between two runs)', async (t) => {
+  const dir = tmp(t);
+  const marker = path.join(dir, 'started');
+  const prog = path.join(dir, 'long.mts');
+  fs.writeFileSync(prog, `import fs from 'node:fs';\nfs.writeFileSync(${JSON.stringify(marker)}, '');\nsetTimeout(() => {}, 120_000);\n`);
+  const ac = new AbortController();
+  ac.abort();
+  const r = await runScript(prog, [], { signal: ac.signal });
+  t.not(r.code, 0);
+  t.false(fs.existsSync(marker), 'the program ran although its run was stopped before it began');
+});
+
 test('Ctrl-C keeps the finished runs; --resume finishes the study with the same per-run results as uninterrupted runs', async (t) => {
   t.timeout(240_000, 'four runs as processes on a loaded machine');
   const out = tmp(t);

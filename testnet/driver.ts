@@ -271,7 +271,9 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
 export async function runScript(program: string, args: readonly string[], o: { signal?: AbortSignal } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const { $ } = await import('zx');
   const ac = new AbortController();
-  o.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+  // The signal may have fired while zx was loading (the await above): a listener added now would never run.
+  if (o.signal?.aborted) ac.abort();
+  else o.signal?.addEventListener('abort', () => ac.abort(), { once: true });
   const r = await $({ cwd: REPO, nothrow: true, quiet: true, ac, stdio: ['ignore', 'pipe', 'pipe'] })`${process.execPath} ${programArgs(program, args)}`;
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
 }

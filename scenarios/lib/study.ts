@@ -388,6 +388,9 @@ export function studyTable(s: Study): TableSpec {
   };
 }
 
+/** How long Ctrl-C waits for the runs in flight to stop before the study reports what it kept (the cleanup gives every closer 10 s). */
+const STOP_GRACE_MS = 5000;
+
 /** A study from the command line: plan (bad options → exit 2), run, print, write; exit 0 when every run passed, 1 otherwise, 130 on Ctrl-C. */
 export async function studyMain(def: ScenarioDef, argv: readonly string[]): Promise<number> {
   let plan: Plan;
@@ -408,14 +411,22 @@ export async function studyMain(def: ScenarioDef, argv: readonly string[]): Prom
   const ac = new AbortController();
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'treeshare-study-'));
   let running: Promise<void> | null = null;
+  // Once the stop message is printed no run is recorded any more, so the file holds what it says.
+  let sealed = false;
   const unregister = onCleanup(async () => {
     ac.abort();
-    await running?.catch(() => {});
+    let wait: NodeJS.Timeout | undefined;
+    await Promise.race([running?.catch(() => {}), new Promise<void>((resolve) => (wait = setTimeout(resolve, STOP_GRACE_MS)))]);
+    clearTimeout(wait);
+    sealed = true;
     fs.rmSync(tmpDir, { recursive: true, force: true });
     process.stderr.write(`${def.name} study stopped: ${s.counts.done} of ${s.counts.runs} runs kept in ${path.relative(process.cwd(), plan.file)}; continue with: npx tsx scenarios/${def.name}.ts --resume ${path.relative(process.cwd(), plan.file)}\n`);
   });
   installSignalHandlers();
-  running = runStudy(plan, ac.signal, (job) => runJob(def, job, tmpDir, ac.signal, plan.runTimeoutMs));
+  running = runStudy(plan, ac.signal, async (job) => {
+    const out = await runJob(def, job, tmpDir, ac.signal, plan.runTimeoutMs);
+    return sealed ? null : out;
+  });
   await running;
   unregister();
   fs.rmSync(tmpDir, { recursive: true, force: true });
