@@ -66,7 +66,7 @@ function scenarioRun(name: string, join: number[], search: number[]): ScenarioRe
     records: {
       joins: join.map((ms, i) => ({ round: '', peer: `S${i}`, at: 0, metaRttMs: 1, redirects: 0, finalConnectMs: 1, totalMs: ms, depth: 1, parent: null, referral: null, path: [] })),
       floods: search.map((ms) => ({ round: '', kind: 'search' as const, by: 'S1', name: 'a', label: 'search', at: 0, treeSize: 5, hits: [], hitHops: [], reached: 5, messages: 8, duplicates: 0, maxHops: 2, missing: [], firstHitMs: null, completionMs: ms, answered: true })),
-      transfers: [], repairs: [], steps: [], checks: [], memory: [], phases: [],
+      transfers: [], repairs: [], steps: [], checks: [], memory: [], phases: [], faults: [],
     },
     tree: null, summary: { repair: { maxMs: 12 } }, tables: [], trees: [], charts: [], files: {},
   };

@@ -20,6 +20,7 @@ import { pool, waitEvent } from './async.ts';
 import { leftoverParts, sha256File, Workspace } from './shares.ts';
 import { demoShare } from '../../testnet/demo-shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
+import { FaultUnsupportedError, type DiskSpec, type FaultKind, type FaultRow, type LinkSpec, type RegionMatrix, type SkewSpec } from './faults.ts';
 
 /**
  * What a Cluster needs from the scenario that owns it (a Scenario is one).
@@ -430,6 +431,80 @@ export class Cluster {
     return [...all.entries()].filter(([n]) => !own.has(n)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, hs]) => ({ name, holders: hs.map(([, p]) => p) }));
   }
 
+  // ---- faults (scenarios/lib/faults.ts, docs/FAULTS.md) ----
+
+  /** Open fault rows by what ends them ("partition", "pause:S3", "skew:S3", "disk:S3", "shape:A|B"). */
+  private readonly openFaults = new Map<string, FaultRow>();
+
+  /** Refuses a fault this runner cannot apply, applies it, and records it; `ends` names what a later fault of the same key closes. */
+  private async fault(kind: FaultKind, targets: string[], detail: string, apply: () => Promise<void>, o: { key?: string; closes?: string; forMs?: number } = {}): Promise<FaultRow> {
+    const why = this.runner.faults.unsupported(kind);
+    if (why !== null) throw new FaultUnsupportedError(kind, this.runner.kind, why);
+    await apply();
+    const at = this.s.now();
+    if (o.closes) {
+      const prev = this.openFaults.get(o.closes);
+      if (prev && prev.until === null) prev.until = at;
+      this.openFaults.delete(o.closes);
+    }
+    const row: FaultRow = { round: this.round, at, kind, targets, until: o.forMs !== undefined ? at + o.forMs : null, detail };
+    this.s.records.faults.push(row);
+    if (o.key) this.openFaults.set(o.key, row);
+    return row;
+  }
+
+  /** Links between groups carry nothing until heal() (see RunnerFaults.partition). */
+  partition(groups: readonly (readonly string[])[], o: { oneWay?: boolean } = {}): Promise<FaultRow> {
+    return this.fault('partition', groups.map((g) => g.join(',')), o.oneWay ? 'one way' : 'both ways', () => this.runner.faults.partition(groups, o), { key: 'partition', closes: 'partition' });
+  }
+
+  heal(): Promise<FaultRow> {
+    return this.fault('heal', [], '', () => this.runner.faults.heal(), { closes: 'partition', forMs: 0 });
+  }
+
+  /** The link between a and b gets `spec` (null: the default shape again). */
+  shape(a: string, b: string, spec: LinkSpec | null): Promise<FaultRow> {
+    const key = `shape:${[a, b].sort().join('|')}`;
+    return this.fault('shape', [a, b], spec ? linkWords(spec) : 'default', () => this.runner.faults.shape(a, b, spec), { key: spec ? key : undefined, closes: key });
+  }
+
+  /** Every node's region and the matrix between regions (`--regions FILE`). */
+  shapeRegions(regionOf: ReadonlyMap<string, string>, m: RegionMatrix): Promise<FaultRow> {
+    return this.fault('shape', m.regions, `regions: ${regionOf.size} nodes in ${m.regions.length} regions`, () => this.runner.faults.shapeRegions(regionOf, m));
+  }
+
+  /** Bytes between a and b held for `ms`, then delivered in order. */
+  stall(a: string, b: string, ms: number): Promise<FaultRow> {
+    return this.fault('stall', [a, b], `${ms} ms`, () => this.runner.faults.stall(a, b, ms), { forMs: ms });
+  }
+
+  /** Every connection between a and b dies at both ends (ECONNRESET). */
+  reset(a: string, b: string): Promise<FaultRow> {
+    return this.fault('reset', [a, b], '', () => this.runner.faults.reset(a, b), { forMs: 0 });
+  }
+
+  /** Nothing in, nothing out, no timer fires, until resume(id). */
+  pause(id: string): Promise<FaultRow> {
+    return this.fault('pause', [id], '', () => this.runner.faults.pause(id), { key: `pause:${id}`, closes: `pause:${id}` });
+  }
+
+  resume(id: string): Promise<FaultRow> {
+    return this.fault('resume', [id], '', () => this.runner.faults.resume(id), { closes: `pause:${id}`, forMs: 0 });
+  }
+
+  /** The node's clock runs early/late or fast/slow; an empty spec puts it right. */
+  skew(id: string, spec: SkewSpec): Promise<FaultRow> {
+    const on = !!(spec.offsetMs || spec.driftPpm);
+    const words = on ? [spec.offsetMs ? `${spec.offsetMs > 0 ? '+' : ''}${spec.offsetMs} ms` : '', spec.driftPpm ? `${spec.driftPpm > 0 ? '+' : ''}${spec.driftPpm} ppm` : ''].filter(Boolean).join(', ') : 'true clock';
+    return this.fault('skew', [id], words, () => this.runner.faults.skew(id, spec), { key: on ? `skew:${id}` : undefined, closes: `skew:${id}` });
+  }
+
+  /** A disk fault on the node's share store (null: healthy again). */
+  disk(id: string, spec: DiskSpec | null): Promise<FaultRow> {
+    const words = spec ? `${spec.kind}${spec.afterBytes ? ` after ${spec.afterBytes} bytes` : ''}${spec.ms ? ` ${spec.ms} ms` : ''}` : 'healthy';
+    return this.fault('disk', [id], words, () => this.runner.faults.disk(id, spec), { key: spec ? `disk:${id}` : undefined, closes: `disk:${id}` });
+  }
+
   async memory(): Promise<MemorySample> {
     const m = await this.runner.memory([...this.peers.values()]);
     this.s.records.memory.push({ round: this.round, ...m });
@@ -440,6 +515,13 @@ export class Cluster {
     await this.runner.close();
     await this.ws.remove();
   }
+}
+
+/** A link shape in words: "20 ms ± 5 ms, 1.0 MB/s". */
+function linkWords(l: LinkSpec): string {
+  const parts = [`${l.latencyMs ?? 0} ms${l.jitterMs ? ` ± ${l.jitterMs} ms` : ''}`];
+  if (l.bandwidthBytesPerSec) parts.push(`${(l.bandwidthBytesPerSec / 1e6).toFixed(1)} MB/s`);
+  return parts.join(', ');
 }
 
 /** The files of the repository's shares/<from> (testnet/demo-shares.ts, read once; memory stores copy them). */

@@ -10,6 +10,7 @@ import type { TopoNode } from '../../core/index.ts';
 import type { CommonOptions } from './args.ts';
 import type { ChartSpec } from './charts.ts';
 import type { FloodRow, JoinRow, RepairRow, StepRow, TransferRow } from './metrics.ts';
+import type { FaultRow } from './faults.ts';
 import type { MemorySample } from './runner.ts';
 
 /** Which standard tables a scenario prints (default: all that have rows; 'summary' = one row per round). */
@@ -54,6 +55,8 @@ export interface Records {
   checks: CheckRow[];
   memory: (MemorySample & { round: string })[];
   phases: PhaseRow[];
+  /** Every fault applied, with the interval it was in force (scenarios/lib/faults.ts). */
+  faults: FaultRow[];
 }
 
 export interface TableSpec {

@@ -20,6 +20,7 @@ import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberr
 import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { forceGc } from '../../testnet/gc.ts';
+import { noFaults, type RunnerFaults } from './faults.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 
@@ -147,6 +148,7 @@ export class LocalRunner implements Runner {
   readonly clock: Clock;
   /** True when this runner started the SimClock's driver (and stops it at close). */
   private readonly drives: boolean;
+  readonly faults: RunnerFaults = noFaults(() => 'not built yet');
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
     if (kind === 'memory') {

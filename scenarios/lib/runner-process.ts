@@ -13,6 +13,7 @@ import type { PeerEvent } from '../../core/control/schema.ts';
 import { onCleanup, tempDir } from '../../testnet/cleanup.ts';
 import { ControlError, ControlProcess, META_MAIN, PEER_MAIN } from '../../testnet/control.ts';
 import { DriverError, REPO } from '../../testnet/driver.ts';
+import { noFaults, type RunnerFaults } from './faults.ts';
 import { OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerOptions } from './runner.ts';
 
 export { META_MAIN, PEER_MAIN };
@@ -119,6 +120,7 @@ class ProcMeta implements MetaHandle {
 
 export class ProcessRunner implements Runner {
   readonly kind = 'process' as const;
+  readonly faults: RunnerFaults = noFaults(() => 'not built yet');
   private readonly procs = new Set<ControlProcess<'peer'> | ControlProcess<'metaserver'>>();
   private readonly unregister: () => void;
 

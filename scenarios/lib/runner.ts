@@ -13,6 +13,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { SimClock } from '../../core/clock.ts';
+import type { RunnerFaults } from './faults.ts';
 import type { Clock, DownloadResult, HostPort, JoinTimeline, LinkShape, PeerState, Policy, RegistryEntry, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
 
 export const RUNNERS = ['process', 'inproc', 'memory'] as const;
@@ -140,6 +141,8 @@ export interface Runner {
   readonly clock?: Clock;
   startMetaserver(o: { policy: Policy }): Promise<MetaHandle>;
   startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle>;
+  /** The faults this runner can apply (scenarios/lib/faults.ts); the Cluster records them and refuses unsupported ones. */
+  readonly faults: RunnerFaults;
   /** Memory attributable to the live peers. */
   memory(peers: readonly PeerHandle[]): Promise<MemorySample>;
   /** Stops every node this runner started. */

@@ -35,7 +35,7 @@ export interface ScenarioDef {
 
 export class Scenario {
   readonly rng: Rng;
-  readonly records: Records = { joins: [], floods: [], transfers: [], repairs: [], steps: [], checks: [], memory: [], phases: [] };
+  readonly records: Records = { joins: [], floods: [], transfers: [], repairs: [], steps: [], checks: [], memory: [], phases: [], faults: [] };
   readonly tables: TableSpec[] = [];
   readonly charts: ChartSpec[] = [];
   readonly trees: TreeSnapshot[] = [];

@@ -61,7 +61,7 @@ test('scenario tables follow the menu\'s rate rule: small or ~0 ms transfers sho
   const row = (file: string, bytes: number, durationMs: number) => ({
     round: '', to: 'S1', label: '', at: 0, doneAt: durationMs, file, from: 'S3', bytes, ttfbMs: 1, durationMs, mbps: bytes / 1e6 / (durationMs / 1000), sha256: null, verified: true, diskSha256Ok: true, ok: true,
   });
-  const records = { joins: [], floods: [], repairs: [], steps: [], checks: [], memory: [], phases: [], transfers: [row('pwd1.txt', 87, 6.5), row('zero.bin', 4_194_304, 0), row('big.bin', 12_000_000, 1200)] };
+  const records = { joins: [], floods: [], repairs: [], steps: [], checks: [], memory: [], phases: [], faults: [], transfers: [row('pwd1.txt', 87, 6.5), row('zero.bin', 4_194_304, 0), row('big.bin', 12_000_000, 1200)] };
   const table = standardTables({}, records as never, undefined as never).find((x) => x.title === 'Transfers')!;
   const col = table.head.indexOf('MB/s');
   // Before: 0.013 for 87 bytes (the menu says "87 bytes in 6.50 ms") and 4194304.0 for a 0 ms simulated transfer.
