@@ -119,3 +119,39 @@ export class FaultUnsupportedError extends Error {
     this.name = 'FaultUnsupportedError';
   }
 }
+
+/**
+ * The link half of the faults, for runners whose nodes talk through a core
+ * Transport (memory, inproc, and each process of the process runner): one
+ * plane per process, every node's transport wrapped by it. Implemented by
+ * FaultPlane (fault-plane.ts).
+ */
+export interface LinkFaults {
+  /** Node `id`'s transport: its listeners are known by address, its connections obey the faults in force. */
+  transportFor(id: string, inner: import('../../core/index.ts').Transport): import('../../core/index.ts').Transport;
+  /** Node `id` listens at `addrKey` (host:port) in another process (process runner): connects there reach `id`. */
+  knowAddress(addrKey: string, id: string): void;
+  partition(groups: readonly (readonly string[])[], o?: { oneWay?: boolean }): void;
+  heal(): void;
+  shape(a: string, b: string, s: LinkSpec | null): void;
+  shapeRegions(regionOf: ReadonlyMap<string, string>, m: RegionMatrix): void;
+  stall(a: string, b: string, ms: number): void;
+  reset(a: string, b: string): void;
+  /** Pause's network half: nothing in or out of `id` while on. */
+  isolate(id: string, on: boolean): void;
+}
+
+/**
+ * The node half (pause's clock side, skew, disk), for one node in this
+ * process: a clock and a share store to hand to the Peer or Metaserver, and
+ * the switches. Implemented by NodeFaults (fault-node.ts).
+ */
+export interface NodeFaultHandle {
+  readonly clock: import('../../core/clock.ts').Clock;
+  /** Wraps the node's store (undefined: the peer's own folder store, made by the wrapper). */
+  wrapStore(inner: import('../../core/index.ts').ShareStore): import('../../core/index.ts').ShareStore;
+  /** Timers hold while paused and fire (in order) after resume. */
+  setPaused(on: boolean): void;
+  setSkew(s: SkewSpec): void;
+  setDisk(d: DiskSpec | null): void;
+}
