@@ -145,7 +145,7 @@ interface ProcNode {
 const HELD_ANSWER_MS = 10_000;
 
 /** The process state letter of /proc/<pid>/stat (R, S, T for stopped, Z…), or null when gone. */
-function procState(pid: number): string | null {
+export function procState(pid: number): string | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
@@ -202,6 +202,11 @@ export class ProcessFaults implements RunnerFaults {
       ...state.map((c) => this.tell(n, c)),
       ...others.map((o) => this.tell(o, { cmd: 'knowAddress', addr: n.addr, node: n.id })),
     ]);
+  }
+
+  /** Node `id`'s fault side channel (null: not running, or started without one). */
+  channel(id: string): FaultChannel | null {
+    return this.nodes.get(id)?.chan ?? null;
   }
 
   private node(id: string): ProcNode {
