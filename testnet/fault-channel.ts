@@ -26,7 +26,9 @@ import { readLines } from '../core/control/lines.ts';
 import { Id } from '../core/protocol/messages.ts';
 import { describeError } from '../core/errors.ts';
 import { DISK_FAULTS, type LinkFaults, type NodeFaultHandle } from '../scenarios/lib/faults.ts';
+import { realClock } from '../core/clock.ts';
 import { DriverError } from './driver.ts';
+import { makeNodeFaults, makePlane, type Recording } from './fault-factories.ts';
 
 /** The side channel's file descriptor in the node process. */
 export const FAULT_FD = 3;
@@ -72,10 +74,6 @@ export const FaultReply = z.union([
 ]);
 export type FaultReply = z.infer<typeof FaultReply>;
 
-/** What a recording stand-in (testnet/fault-factories.ts) saw; a real implementation has no such list. */
-export interface Recording {
-  readonly calls: readonly { method: string; args: unknown[] }[];
-}
 const recordingOf = (x: object): Recording | null => ('calls' in x && Array.isArray((x as Recording).calls) ? (x as Recording) : null);
 
 export interface FaultTargets {
@@ -165,6 +163,24 @@ export function serveFaultChannel(t: FaultTargets, fd = FAULT_FD): void {
     tooLong: (chars) => answer({ ok: false, error: `command line longer than ${MAX_COMMAND_CHARS} characters (${chars} skipped)` }),
     end: () => undefined,
   });
+}
+
+/**
+ * What a faulty entry point does before it runs the production main: makes
+ * this process's fault plane and node fault handle (testnet/fault-factories.ts)
+ * and serves the side channel for them; without the channel on fd 3 it
+ * says so and exits 2.
+ */
+export function startFaultyNode(program: string, hasStore: boolean): { plane: LinkFaults; node: NodeFaultHandle } {
+  const plane = makePlane(realClock);
+  const node = makeNodeFaults(realClock);
+  try {
+    serveFaultChannel({ plane, node, hasStore });
+  } catch (err) {
+    process.stderr.write(`${program}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  return { plane, node };
 }
 
 /** A command the node answered with `ok: false`. */

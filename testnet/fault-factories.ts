@@ -16,12 +16,16 @@
 import type { Clock } from '../core/clock.ts';
 import type { ShareStore, Transport } from '../core/index.ts';
 import type { DiskSpec, LinkFaults, LinkSpec, NodeFaultHandle, RegionMatrix, SkewSpec } from '../scenarios/lib/faults.ts';
-import type { Recording } from './fault-channel.ts';
 
 /** Set to 1 in a node's environment: the recording stand-ins even where the real classes exist. */
 export const STANDIN_ENV = 'TREESHARE_FAULT_STANDIN';
 
 type Call = { method: string; args: unknown[] };
+
+/** What a recording stand-in saw; a real implementation has no such list. */
+export interface Recording {
+  readonly calls: readonly Call[];
+}
 
 export class RecordingPlane implements LinkFaults, Recording {
   readonly calls: Call[] = [];

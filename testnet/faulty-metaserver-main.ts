@@ -7,17 +7,8 @@
  * Started only by scenarios/lib/runner-process.ts.
  */
 import { runMetaserver } from '../core/bin/run-metaserver.ts';
-import { realClock } from '../core/clock.ts';
 import { META } from '../scenarios/lib/faults.ts';
-import { serveFaultChannel } from './fault-channel.ts';
-import { makeNodeFaults, makePlane } from './fault-factories.ts';
+import { startFaultyNode } from './fault-channel.ts';
 
-const plane = makePlane(realClock);
-const node = makeNodeFaults(realClock);
-try {
-  serveFaultChannel({ plane, node, hasStore: false });
-} catch (err) {
-  process.stderr.write(`faulty-metaserver-main: ${(err as Error).message}\n`);
-  process.exit(2);
-}
+const { plane, node } = startFaultyNode('faulty-metaserver-main', false);
 runMetaserver({ transport: (inner) => plane.transportFor(META, inner), clock: node.clock });

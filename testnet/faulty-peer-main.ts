@@ -7,16 +7,7 @@
  * scenarios/lib/runner-process.ts; nothing of it is in the peer.
  */
 import { runPeer } from '../core/bin/run-peer.ts';
-import { realClock } from '../core/clock.ts';
-import { serveFaultChannel } from './fault-channel.ts';
-import { makeNodeFaults, makePlane } from './fault-factories.ts';
+import { startFaultyNode } from './fault-channel.ts';
 
-const plane = makePlane(realClock);
-const node = makeNodeFaults(realClock);
-try {
-  serveFaultChannel({ plane, node, hasStore: true });
-} catch (err) {
-  process.stderr.write(`faulty-peer-main: ${(err as Error).message}\n`);
-  process.exit(2);
-}
+const { plane, node } = startFaultyNode('faulty-peer-main', true);
 runPeer({ transport: (inner, id) => plane.transportFor(id, inner), clock: node.clock, store: (s) => node.wrapStore(s) });
