@@ -80,7 +80,8 @@ export function registerCloser(fn: () => Promise<void>): () => Promise<void> {
 }
 
 /**
- * Kills one child we spawned, by its pid, and waits for its exit. No process
+ * Kills one child we spawned, by its pid, and waits for its exit (a stopped
+ * child is continued after any signal but SIGKILL, or it would wait). No process
  * groups: every program we start is a single node process that starts no
  * children of its own, so its pid is the whole of it. (zx's kill would fork
  * `ps` to walk a process tree on every call, for nothing; see testnet/driver.ts.)
@@ -96,6 +97,8 @@ export async function killChild(cp: ChildProcess, signal: NodeJS.Signals = 'SIGK
   });
   try {
     cp.kill(signal);
+    // A stopped process (SIGSTOP, a paused node) acts on any signal but SIGKILL only once continued.
+    if (signal !== 'SIGKILL') cp.kill('SIGCONT');
   } catch {
     /* already gone */
   }

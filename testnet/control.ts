@@ -1,6 +1,7 @@
 /**
  * Client side of the `--json` control protocol (docs/CONTROL.md), on the
- * one process driver: starts core/bin/peer-main.ts or metaserver-main.ts, parses every stdout line with the protocol's schema
+ * one process driver: starts core/bin/peer-main.ts or metaserver-main.ts (or
+ * another program speaking the protocol: the faulty entry points), parses every stdout line with the protocol's schema
  * (core/control/schema.ts; a line that does not validate is kept for error
  * messages and never reaches a caller), sends commands with a fresh `id` and
  * resolves each with the typed result event that echoes it, or rejects with
@@ -23,6 +24,9 @@ import { DriverError, LineProcess, REPO, type ExitInfo, type StartOptions } from
 
 export const PEER_MAIN = path.join(REPO, 'core/bin/peer-main.ts');
 export const META_MAIN = path.join(REPO, 'core/bin/metaserver-main.ts');
+/** The same mains with the harness's fault plane, clock and store around them and the fault side channel on fd 3. */
+export const FAULTY_PEER_MAIN = path.join(REPO, 'testnet/faulty-peer-main.ts');
+export const FAULTY_META_MAIN = path.join(REPO, 'testnet/faulty-metaserver-main.ts');
 
 /** A command the process answered with an `error` event. */
 export class ControlError extends Error {
@@ -66,12 +70,12 @@ export class ControlProcess<K extends Kind> extends EventEmitter<ControlEvents<E
   constructor(
     readonly kind: K,
     args: readonly string[],
-    o: StartOptions,
+    o: StartOptions & { program?: string },
   ) {
     super();
     this.schema = kind === 'peer' ? PeerEvent : MetaserverEvent;
     this.results = kind === 'peer' ? PEER_RESULT : METASERVER_RESULT;
-    this.proc = new LineProcess(kind === 'peer' ? PEER_MAIN : META_MAIN, args, o);
+    this.proc = new LineProcess(o.program ?? (kind === 'peer' ? PEER_MAIN : META_MAIN), args, o);
     this.proc.on('json', (v) => this.onJson(v));
     this.proc.on('exit', (e) => this.onExit(e));
   }

@@ -23,6 +23,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import readline from 'node:readline';
+import type { Duplex } from 'node:stream';
 import { isAlive, killChild, trackProcess } from './cleanup.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..');
@@ -51,6 +52,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Keep everything printed in `stdout` / `stderr` (for tests that match text). Default false: only a tail. */
   keepOutput?: boolean;
+  /** A fourth pipe, fd 3 of the child (the process runner's fault side channel, testnet/fault-channel.ts); `side` holds our end. */
+  sideChannel?: boolean;
 }
 
 interface ProcessEvents {
@@ -86,7 +89,7 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
     this.keep = o.keepOutput ?? false;
     this.cp = spawn(process.execPath, [...(o.nodeArgs ?? []), ...programArgs(program, args)], {
       cwd: REPO,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: o.sideChannel ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
       ...(o.env ? { env: o.env } : {}),
     });
     trackProcess(this.cp);
@@ -117,6 +120,11 @@ export class LineProcess extends EventEmitter<ProcessEvents> {
 
   get pid(): number | null {
     return this.cp.pid ?? null;
+  }
+
+  /** Our end of fd 3 (StartOptions.sideChannel), else null. */
+  get side(): Duplex | null {
+    return (this.cp.stdio[3] as Duplex | null | undefined) ?? null;
   }
 
   get alive(): boolean {

@@ -9,12 +9,9 @@ import type { z } from 'zod';
 import { describeError, errorCode, NotFoundError } from '../errors.ts';
 import { readLines } from './lines.ts';
 import { emit } from './process.ts';
-import { commandNames, CommandId, type ControlEvent, type ErrorEvent, type MetaserverCommand, type PeerCommand } from './schema.ts';
+import { commandNames, CommandId, type CommandSchema, type ControlEvent, type ErrorEvent } from './schema.ts';
 
-export type { CommandId };
-
-/** A command schema: PeerCommand or MetaserverCommand (core/control/schema.ts). */
-type CommandSchema = typeof PeerCommand | typeof MetaserverCommand;
+export type { CommandId, CommandSchema };
 
 /** Longest command line accepted, characters. */
 export const MAX_COMMAND_CHARS = 64 * 1024;

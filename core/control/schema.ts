@@ -38,7 +38,12 @@ export const MetaserverCommand = z.discriminatedUnion('cmd', [cmd('status', {}),
 export type MetaserverCommand = z.infer<typeof MetaserverCommand>;
 
 /** The command names a schema accepts, in order. */
-export function commandNames(schema: typeof PeerCommand | typeof MetaserverCommand): string[] {
+/** A command schema: objects `{cmd, id?, ...}` told apart by their `cmd` literal (PeerCommand, MetaserverCommand, or a harness's own). */
+export interface CommandSchema extends z.ZodType<{ cmd: string; id?: CommandId }> {
+  readonly options: readonly { readonly shape: { readonly cmd: { readonly value: string } } }[];
+}
+
+export function commandNames(schema: CommandSchema): string[] {
   return schema.options.map((o) => o.shape.cmd.value);
 }
 

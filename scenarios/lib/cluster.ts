@@ -54,6 +54,8 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   announceMs?: number;
   floodTimeoutMs?: number;
+  /** Process runner: false starts the production entry points, without the fault side channel (RunnerOptions.faults). */
+  faults?: boolean;
 }
 
 export interface PeerDef {
@@ -109,6 +111,7 @@ export class Cluster {
       heartbeatMs: o.heartbeatMs,
       announceMs: o.announceMs,
       floodTimeoutMs: o.floodTimeoutMs,
+      faults: o.faults,
       // Query ids and metaserver tokens of the memory runner (simulation only).
       simSeed: s.rng.fork(`sim:${this.round}`).int(0, 2 ** 32 - 1),
       // Memory rounds share the scenario's SimClock (driven by the scenario).

@@ -121,6 +121,15 @@ export interface RunnerOptions {
    * itself from creation to close(). Ignored by the other runners.
    */
   clock?: SimClock;
+  /**
+   * Process runner: start every node from the faulty entry points
+   * (testnet/faulty-*-main.ts: the production mains with the harness's fault
+   * plane, clock and store around them and a fault side channel on fd 3), so
+   * link, clock and disk faults can be applied. Default true; false: the
+   * production entry points, where only pause/resume (signals) work.
+   * Ignored by the other runners.
+   */
+  faults?: boolean;
 }
 
 export interface MemorySample {
