@@ -140,17 +140,15 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.flood = new FloodHandler(this.ctx, new FloodHooks(this));
     this.transfers = new Transfers(this.ctx, new TransferHooks(this));
     this.repairer = new Repairer(this.ctx, new RepairHooks(this));
-    this.swarmTamper = options.swarmTamper;
   }
 
-  private readonly swarmTamper: PeerOptions['swarmTamper'];
   private swarm: SwarmUploads | undefined;
 
   /** Swarm uploads this peer serves (made on first use: most peers never serve one). */
   get swarmUploads(): SwarmUploads {
     return (this.swarm ??= new SwarmUploads({
-      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
-      hashingIntervalMs: this.opts.preparingIntervalMs, idleMs: this.opts.transferIdleTimeoutMs, tamper: this.swarmTamper,
+      store: this.store, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      hashingIntervalMs: this.opts.preparingIntervalMs, idleMs: this.opts.transferIdleTimeoutMs,
       log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
     }));
   }
@@ -187,7 +185,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const swept = await this.clock.hold(this.store.prepare(this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     // Resumable swarm partials (file-system shares) stay unless not advanced for partialMaxAgeMs.
-    if (this.store instanceof FsStore) {
+    if (this.store.dir !== undefined) {
       const stale = await this.clock.hold(sweepPartials(this.store.dir, this.id, this.opts.partialMaxAgeMs));
       if (stale.length) this.log('info', `removed ${stale.length} stale partial download file(s): ${stale.join(', ')}`);
     }
