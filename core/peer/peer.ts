@@ -622,7 +622,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     // unread in the sockets: ping only, and judge silence on the next tick.
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
     this.lastBeat = now;
-    const ping = heartbeatFrame('ping', Math.floor(now));
+    // n is only echoed back; the wire allows [0, 1e9]: the clock's ms wrapped into it (performance.now()
+    // passes 1e9 after 11.6 days up, and a skewed clock may read below 0: such pings were refused as
+    // bad-message and cut the link on every heartbeat).
+    const ping = heartbeatFrame('ping', ((Math.floor(now) % 1e9) + 1e9) % 1e9);
     const p = this.links.parent;
     if (p) this.beat(p, now, stalled, ping);
     for (const l of this.links.children.values()) this.beat(l, now, stalled, ping);

@@ -135,6 +135,25 @@ test('memory: a peer whose clock is 30 s ahead (then twice as fast) joins, keeps
   t.deepEqual((await p1.status()).children.map((c) => c.id), ['P2']);
 });
 
+test('memory: peers whose clocks read past 1e9 ms (a process up 11.6 days) or below 0 keep their links (their pings were refused as bad-message)', async (t) => {
+  const { runner, add, wait } = await net(t, 'memory');
+  const p1 = await add('P1');
+  const skewed = [];
+  for (const [id, offsetMs] of [['P2', 1e9], ['P3', -30_000]] as const) {
+    const h = await add(id, {}, { join: false });
+    await runner.faults.skew(id, { offsetMs });
+    await h.join();
+    skewed.push(h);
+  }
+  const events: string[] = [];
+  for (const h of [p1, ...skewed]) for (const e of ['repaired', 'parent-lost', 'child-left'] as const) h.on(e, () => events.push(`${h.id} ${e}`));
+  const pings = skewed.map((h) => sent(h).ping ?? 0);
+  await wait(10_000);
+  skewed.forEach((h, i) => t.true((sent(h).ping ?? 0) - pings[i]! >= 5, `${h.id} pings`));
+  t.deepEqual(events, []);
+  for (const h of skewed) t.is((await h.status()).parent?.id, 'P1');
+});
+
 test('inproc: a peer whose clock is 30 s ahead joins and its heartbeats flow', async (t) => {
   const { runner, add } = await net(t, 'inproc');
   const p1 = await add('P1', {}, { heartbeatMs: 50 });
