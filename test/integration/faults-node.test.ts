@@ -115,6 +115,9 @@ for (const kind of ['memory', 'inproc'] as const) {
   });
 }
 
+// The offset is set before the join: on a running node it is a step of its clock, which a monotonic
+// clock (performance.now) never makes; a step forward past deadAfterMs / 2 makes the peer judge its
+// links' silence one tick later and can drop a live parent (a finding of the harness, not of TCP peers).
 test('memory: a peer whose clock is 30 s ahead (then twice as fast) joins, keeps its parent and its heartbeats; nobody is declared dead', async (t) => {
   const { runner, add, wait } = await net(t, 'memory');
   const p1 = await add('P1');
@@ -126,9 +129,8 @@ test('memory: a peer whose clock is 30 s ahead (then twice as fast) joins, keeps
   const pings = (sent(p2).ping ?? 0);
   await wait(20_000);
   t.true((sent(p2).ping ?? 0) - pings >= 15, 'P2 keeps pinging (heartbeat 1 s)');
+  // Twice as fast from here on (no step: the same offset at the switch).
   await runner.faults.skew('P2', { offsetMs: 30_000, driftPpm: 1_000_000 });
-  await wait(20_000);
-  await runner.faults.skew('P1', { offsetMs: 30_000 }); // a step forward of a running clock
   await wait(20_000);
   t.deepEqual(events, []);
   t.is((await p2.status()).parent?.id, 'P1');
