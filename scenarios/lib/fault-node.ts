@@ -114,10 +114,6 @@ export class NodeFaults implements NodeFaultHandle, Clock {
     if (!on && this.late.length) this.base.defer(releaseLate, this);
   }
 
-  get isPaused(): boolean {
-    return this.paused;
-  }
-
   setSkew(s: SkewSpec): void {
     const offsetMs = s.offsetMs ?? 0;
     const ppm = s.driftPpm ?? 0;
