@@ -32,7 +32,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { DownloadResult, Peer } from '../core/index.ts';
+import { FsStore, realClock, type DownloadResult, type Peer } from '../core/index.ts';
+import { tamperingStore } from './lib/fault-node.ts';
 import { createTestnet } from '../testnet/testnet.ts';
 import { LineProcess } from '../testnet/driver.ts';
 import { REPO, sha256File, summarize } from './lib/index.ts';
@@ -387,7 +388,8 @@ export const swarm: ScenarioDef = {
       if (speedup[8] !== undefined) s.check(speedup[8] >= 6.0, `speedup at k=8 ≥ 6.0`, String(speedup[8]));
 
       // ---- a corrupting holder ----
-      const bad = await net.add('BAD', { uploadRate: cap, swarmTamper: (_n, _i, d) => void (d[d.length - 1] ^= 0x01) });
+      // Every read of its served files comes back with a bit flipped (a store wrapper: the peer is unchanged, its manifest true).
+      const bad = await net.add('BAD', { uploadRate: cap, store: tamperingStore(new FsStore(path.join(net.dir, 'BAD')), realClock) });
       fs.writeFileSync(path.join(bad.opts.share, FILE), body);
       // Its manifest computed beforehand, as the others' were: it takes part from the first piece.
       const bf = await openShared(bad.opts.share, FILE);

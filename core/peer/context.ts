@@ -17,7 +17,7 @@ import type { Links } from './links.ts';
 import type { PeerEvents, PeerOptions } from './types.ts';
 
 /** PeerOptions with every default filled in (the Peer's `opts`). */
-export type ResolvedPeerOptions = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'store' | 'rng' | 'swarmTamper'>> & {
+export type ResolvedPeerOptions = Required<Omit<PeerOptions, 'transport' | 'connection' | 'advertiseHost' | 'share' | 'meta' | 'networkKey' | 'clock' | 'store' | 'rng'>> & {
   share: string;
   meta: HostPort;
   advertiseHost: string;

@@ -140,17 +140,15 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.flood = new FloodHandler(this.ctx, new FloodHooks(this));
     this.transfers = new Transfers(this.ctx, new TransferHooks(this));
     this.repairer = new Repairer(this.ctx, new RepairHooks(this));
-    this.swarmTamper = options.swarmTamper;
   }
 
-  private readonly swarmTamper: PeerOptions['swarmTamper'];
   private swarm: SwarmUploads | undefined;
 
   /** Swarm uploads this peer serves (made on first use: most peers never serve one). */
   get swarmUploads(): SwarmUploads {
     return (this.swarm ??= new SwarmUploads({
-      share: this.opts.share, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
-      hashingIntervalMs: this.opts.preparingIntervalMs, idleMs: this.opts.transferIdleTimeoutMs, tamper: this.swarmTamper,
+      store: this.store, clock: this.clock, maxUploads: this.opts.maxUploads, uploadRate: this.opts.uploadRate, minPieceBytes: this.opts.minPieceBytes,
+      hashingIntervalMs: this.opts.preparingIntervalMs, idleMs: this.opts.transferIdleTimeoutMs,
       log: (level, message) => this.log(level, message), uploaded: (u) => this.emit('uploaded', u),
     }));
   }
@@ -187,7 +185,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     const swept = await this.clock.hold(this.store.prepare(this.id));
     if (swept.length) this.log('info', `removed ${swept.length} temporary file(s) left by an earlier run: ${swept.join(', ')}`);
     // Resumable swarm partials (file-system shares) stay unless not advanced for partialMaxAgeMs.
-    if (this.store instanceof FsStore) {
+    if (this.store.dir !== undefined) {
       const stale = await this.clock.hold(sweepPartials(this.store.dir, this.id, this.opts.partialMaxAgeMs));
       if (stale.length) this.log('info', `removed ${stale.length} stale partial download file(s): ${stale.join(', ')}`);
     }
@@ -624,7 +622,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     // unread in the sockets: ping only, and judge silence on the next tick.
     const stalled = now - this.lastBeat > Math.max(2 * this.opts.heartbeatMs, this.opts.deadAfterMs / 2);
     this.lastBeat = now;
-    const ping = heartbeatFrame('ping', Math.floor(now));
+    // n is only echoed back; the wire allows [0, 1e9]: the clock's ms wrapped into it (performance.now()
+    // passes 1e9 after 11.6 days up, and a skewed clock may read below 0: such pings were refused as
+    // bad-message and cut the link on every heartbeat).
+    const ping = heartbeatFrame('ping', ((Math.floor(now) % 1e9) + 1e9) % 1e9);
     const p = this.links.parent;
     if (p) this.beat(p, now, stalled, ping);
     for (const l of this.links.children.values()) this.beat(l, now, stalled, ping);

@@ -15,6 +15,7 @@ import type { Transport } from '../transport/transport.ts';
 import { assertName, shareRoot } from '../transfer/jail.ts';
 import { UploadBucket } from '../transfer/manifest.ts';
 import { serveSwarm } from '../transfer/swarm-serve.ts';
+import type { ShareStore } from '../transfer/store.ts';
 import { hasPartial, swarmDownload } from '../transfer/swarm.ts';
 import type { DownloadResult, SearchResult } from './types.ts';
 
@@ -86,7 +87,8 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
 }
 
 export interface SwarmUploadsOptions {
-  share: string;
+  /** What the served files are read from (the peer's store). */
+  store: ShareStore;
   clock: Clock;
   maxUploads: number;
   /** The peer's whole upload cap, bytes/s; 0: none. */
@@ -95,7 +97,6 @@ export interface SwarmUploadsOptions {
   hashingIntervalMs: number;
   /** A served link that asks for nothing or reads nothing for this long is closed, ms (the transfer idle timeout). */
   idleMs: number;
-  tamper?: (name: string, piece: number, data: Buffer) => void;
   log(level: 'info' | 'warn', message: string): void;
   uploaded(u: { name: string; to: string; bytes: number; durationMs: number; mbps: number }): void;
 }
@@ -134,7 +135,7 @@ export class SwarmUploads {
     const ac = new AbortController();
     const link = { idleSince: undefined };
     this.running.set(ac, { conn, link });
-    serveSwarm(conn, m, { shareDir: this.o.share, clock: this.o.clock, bucket: this.bucket, minPieceBytes: this.o.minPieceBytes, hashingIntervalMs: this.o.hashingIntervalMs, signal: ac.signal, tamper: this.o.tamper, idleMs: this.o.idleMs, link })
+    serveSwarm(conn, m, { store: this.o.store, clock: this.o.clock, bucket: this.bucket, minPieceBytes: this.o.minPieceBytes, hashingIntervalMs: this.o.hashingIntervalMs, signal: ac.signal, idleMs: this.o.idleMs, link })
       .then((r) => {
         if (r.bytes > 0) this.o.uploaded({ name: r.name, to: `${m.from.id}@${r.to}`, bytes: r.bytes, durationMs: r.durationMs, mbps: r.bytes / 1e6 / Math.max(r.durationMs / 1000, 1e-6) });
       })

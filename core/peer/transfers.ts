@@ -20,7 +20,6 @@ import { describeError, NotFoundError, RemoteProtocolError, TransferError } from
 import type { Message, Msg, PeerRef } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import { assertName } from '../transfer/jail.ts';
-import { FsStore } from '../transfer/store.ts';
 import { receiveFile } from '../transfer/receive.ts';
 import { offerFile } from '../transfer/send.ts';
 import type { TimerHandle } from '../clock.ts';
@@ -120,7 +119,7 @@ export class Transfers {
     // Swarm pieces are written into a file-system share (resume state beside the partial); a memory store
     // (the simulation's) takes the offer path.
     const store = this.ctx.store;
-    if (mode === false || !(store instanceof FsStore)) return this.offerDownload(name, o);
+    if (mode === false || store.dir === undefined) return this.offerDownload(name, o);
     if (mode === 'always' || (await clock.hold(hasResumable(store.dir, this.ctx.id, name)))) return this.swarmDownload(name, o);
     const r = await this.offerDownload(name, o, true);
     if ('swarmFrom' in r) return this.swarmDownload(name, o, r.swarmFrom);
@@ -216,7 +215,7 @@ export class Transfers {
         search: (n, signal) => (search && n === name ? Promise.resolve(search) : this.deps.search(n, 'search', ctx.newQid(), { signal })),
         emit: { progress: (x) => ctx.emit('progress', x), resume: (x) => ctx.emit('resume', x), log: (l, m) => ctx.log(l, m) },
       }, name, { signal });
-      if (ctx.store instanceof FsStore) ctx.store.changed();
+      ctx.store.changed?.();
       ctx.emit('downloaded', result);
       return result;
     } finally {

@@ -105,8 +105,6 @@ export interface PeerOptions {
   minPieceBytes?: number;
   /** Resumable partials not advanced for this long are removed at start, ms (--partial-max-age). Default 7 days. */
   partialMaxAgeMs?: number;
-  /** Fault injection (tests, scenarios): alters piece bytes this peer uploads. */
-  swarmTamper?: (name: string, piece: number, data: Buffer) => void;
   /**
    * Time source for every now(), timer, interval and timeout of this peer and
    * what it opens (joins, floods, transfers, repair). Default realClock; the

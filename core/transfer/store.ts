@@ -27,6 +27,7 @@ import type { HashOptions } from './hash-cache.ts';
 import { knownSha256 } from './hash-cache.ts';
 import { assertName, hasShared, listShared, openShared, sha256Of, shareRoot } from './jail.ts';
 import { linkOwn, openDir } from './share-fs.ts';
+import { cachedManifest, manifestOf, type Manifest } from './manifest.ts';
 
 export type { HashOptions };
 
@@ -40,6 +41,10 @@ export interface StoreFile {
   knownSha256(): Promise<string | undefined>;
   /** The SHA-256, hashing the file if needed (`onProgress`, `signal` as in hash-cache.ts). */
   sha256(o?: HashOptions): Promise<string>;
+  /** Its piece manifest when already known (cached), else undefined; never reads (swarm serving). Absent: the store serves no swarm pieces. */
+  cachedManifest?(minPieceBytes?: number): Manifest | undefined;
+  /** Its piece manifest, hashing the file if needed (manifest.ts's manifestOf). Absent: the store serves no swarm pieces. */
+  manifest?(o: { minPieceBytes?: number; onProgress?: (hashed: number) => void }): Promise<Manifest>;
   close(): Promise<void>;
 }
 
@@ -59,6 +64,14 @@ export interface ShareStore {
   readonly kind: 'fs' | 'memory';
   /** For messages: the folder, or `memory:<label>`. */
   readonly label: string;
+  /**
+   * The share folder, when the store is one: swarm downloads, their partials and resume state
+   * work there directly through the file system, not through this seam (issue 27). Undefined: no
+   * folder (downloads take the offer path).
+   */
+  readonly dir?: string;
+  /** Forgets what the store cached of the folder: a file arrived by another path (a swarm download). */
+  changed?(): void;
   /** Before a peer starts: checks the share exists and removes `ownerId`'s leftover temporaries; returns their names. */
   prepare(ownerId: string): Promise<string[]>;
   /** Shared files (refused names left out), sorted by name. */
@@ -208,6 +221,8 @@ export class FsStore implements ShareStore {
       read: (buf, offset, length, position) => f.handle.read(buf, offset, length, position),
       knownSha256: () => knownSha256(f),
       sha256: (o) => sha256Of(f, o),
+      cachedManifest: (min) => cachedManifest(f, min),
+      manifest: (o) => manifestOf(f, o),
       close: () => f.handle.close(),
     };
   }

@@ -16,9 +16,9 @@ import { errorCode, RemoteProtocolError, TransferError } from '../errors.ts';
 import type { Msg } from '../protocol/messages.ts';
 import type { Connection } from '../transport/connection.ts';
 import type { Clock } from '../clock.ts';
-import { openShared, type SharedFile } from './jail.ts';
 import { drainedWithin } from './send.ts';
-import { cachedManifest, manifestOf, pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
+import { pieceCount, pieceLength, type Manifest, type UploadBucket } from './manifest.ts';
+import type { ShareStore, StoreFile } from './store.ts';
 
 /** Most bytes read from disk at once for one piece. */
 const READ_BYTES = 4 * 1024 * 1024;
@@ -26,15 +26,14 @@ const READ_BYTES = 4 * 1024 * 1024;
 const MAX_QUEUED = 256;
 
 export interface SwarmServeOptions {
-  shareDir: string;
+  /** Where the file is read from (the peer's store: its share folder, or a harness wrapper around it). */
+  store: ShareStore;
   clock: Clock;
   bucket: UploadBucket;
   minPieceBytes?: number;
   /** While hashing for a first manifest, report progress this often, ms. */
   hashingIntervalMs?: number;
   signal?: AbortSignal;
-  /** Fault injection for tests and scenarios: may alter a piece's bytes before they are sent. */
-  tamper?: (name: string, piece: number, data: Buffer) => void;
   /**
    * A requester that asks for nothing (no `want` with nothing queued) or reads
    * nothing (no drain) for this long loses its link and the upload slot, ms
@@ -54,26 +53,33 @@ export interface ServeOutcome {
 }
 
 export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: SwarmServeOptions): Promise<ServeOutcome> {
-  let f: SharedFile;
+  let f: StoreFile;
   try {
-    f = await openShared(o.shareDir, open.name);
+    f = await o.clock.hold(o.store.open(open.name));
   } catch (err) {
     conn.fail(err);
     throw err;
   }
+  if (!f.manifest) {
+    await f.close();
+    const e = new TransferError('io', `${open.name}: the store ${o.store.label} serves no swarm pieces`);
+    conn.fail(e);
+    throw e;
+  }
+  const manifestOf = f.manifest;
   const t0 = o.clock.now();
   /** Hashing this serve stopped waiting for (its requester left): the file is closed when it ends. */
   let hashingOn: Promise<unknown> | undefined;
   let bytes = 0;
   let served = 0;
   try {
-    let m: Manifest | undefined = cachedManifest(f, o.minPieceBytes);
+    let m: Manifest | undefined = f.cachedManifest?.(o.minPieceBytes);
     if (!m) {
       let hashed = 0;
       const timer = o.clock.setInterval(() => conn.send({ t: 'hashing', hashed, size: f.size }), Math.max(1, o.hashingIntervalMs ?? 1000));
       // A requester that leaves while we hash frees its slot at once; the hashing goes on (shared
       // with other requesters, cached for later ones) and the file stays open until it ends.
-      const hashing = manifestOf(f, { minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
+      const hashing = manifestOf({ minPieceBytes: o.minPieceBytes, onProgress: (n) => (hashed = n) });
       const left = closeOf(conn);
       try {
         m = await Promise.race([hashing, left.promise]);
@@ -148,7 +154,7 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     };
     const readChunk = (c: Chunk) => {
       const buf = free.pop() ?? Buffer.allocUnsafe(chunkLen);
-      const p = f.handle.read(buf, 0, c.n, c.at).then((r) => ({ c, buf, got: r.bytesRead }));
+      const p = f.read(buf, 0, c.n, c.at).then((r) => ({ c, buf, got: r.bytesRead }));
       p.catch(() => undefined); // awaited later; a failure is not unhandled meanwhile
       return p;
     };
@@ -166,7 +172,6 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
         if (conn.closed || failure || o.signal?.aborted) break;
         if (got !== c.n) throw new TransferError('truncated', `${open.name} shrank while being sent`);
         const data = c.n === buf.length ? buf : buf.subarray(0, c.n);
-        if (o.tamper) o.tamper(open.name, c.piece, data);
         const next = nextChunk();
         if (next) pending = readChunk(next);
         // Sent in slices, each taken from the uplink cap when there is one.
@@ -199,8 +204,8 @@ export async function serveSwarm(conn: Connection, open: Msg<'swarm-open'>, o: S
     conn.destroy();
     throw err;
   } finally {
-    if (hashingOn) void hashingOn.catch(() => undefined).then(() => f.handle.close()).catch(() => undefined);
-    else await f.handle.close();
+    if (hashingOn) void hashingOn.catch(() => undefined).then(() => f.close()).catch(() => undefined);
+    else await f.close();
   }
 }
 

@@ -16,11 +16,12 @@
  * under a 20,000 file limit; bigger runs belong to the memory runner.
  */
 import { EventEmitter } from 'node:events';
-import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
+import { errorCode, FsStore, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberry32, Peer, tcpTransport, type HostPort, type MemoryStore, type Policy, type ShareStore, type Transport } from '../../core/index.ts';
 import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { forceGc } from '../../testnet/gc.ts';
-import { noFaults, type RunnerFaults } from './faults.ts';
+import { META, noFaults, type FaultKind, type RunnerFaults } from './faults.ts';
+import { NodeFaults } from './fault-node.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 
@@ -54,7 +55,8 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   readonly pid = null;
   alive = true;
 
-  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort, private readonly clock: Clock) {
+  /** `mem`: the peer's memory store under its fault wrapper (memory runner), read by storedSha256 and openTemps. */
+  constructor(readonly peer: Peer, readonly share: string, readonly address: HostPort, private readonly clock: Clock, private readonly mem?: MemoryStore) {
     super();
     peer.on('repaired', (r) => this.emit('repaired', r));
     peer.on('parent-lost', (e) => this.emit('parent-lost', e));
@@ -97,10 +99,10 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
     this.gone();
   }
   async storedSha256(name: string): Promise<string | null> {
-    return this.peer.store.kind === 'memory' ? (this.peer.store as MemoryStore).sha256(name) : null;
+    return this.mem ? this.mem.sha256(name) : null;
   }
   openTemps(): number {
-    return this.peer.store.kind === 'memory' ? (this.peer.store as MemoryStore).temps : 0;
+    return this.mem ? this.mem.temps : 0;
   }
   /** Stops answering without closing anything (a SIGSTOP): neighbours notice by silence only. */
   async freeze() {
@@ -148,7 +150,40 @@ export class LocalRunner implements Runner {
   readonly clock: Clock;
   /** True when this runner started the SimClock's driver (and stops it at close). */
   private readonly drives: boolean;
-  readonly faults: RunnerFaults = noFaults(() => 'not built yet');
+  // ---- node faults (fault-node.ts): every node runs on its NodeFaults clock and store wrapper ----
+  /** Each node's clock and store faults, by peer id and META (the latest node of that id). */
+  private readonly nodes = new Map<string, NodeFaults>();
+  /** Pause's network half (the link faults'); absent: a pause stops the node's timers only. */
+  private isolate?(id: string, on: boolean): void;
+  private nodeFaults(id: string): NodeFaults {
+    const n = new NodeFaults(id, this.clock);
+    this.nodes.set(id, n);
+    return n;
+  }
+  private faultsOf(id: string, kind: FaultKind): NodeFaults {
+    const n = this.nodes.get(id);
+    if (!n) throw new Error(`${kind}: no node ${id} in this ${this.kind} runner`);
+    if (kind === 'disk' && id === META) throw new Error('disk: the metaserver has no share store');
+    return n;
+  }
+  readonly faults: RunnerFaults = (() => {
+    const notYet = noFaults(() => 'not built yet');
+    const node = new Set<FaultKind>(['pause', 'resume', 'skew', 'disk']);
+    return {
+      ...notYet,
+      unsupported: (kind: FaultKind) => (node.has(kind) ? null : notYet.unsupported(kind)),
+      pause: async (id: string) => {
+        this.faultsOf(id, 'pause').setPaused(true);
+        this.isolate?.(id, true);
+      },
+      resume: async (id: string) => {
+        this.faultsOf(id, 'resume').setPaused(false);
+        this.isolate?.(id, false);
+      },
+      skew: async (id, s) => this.faultsOf(id, 'skew').setSkew(s),
+      disk: async (id, d) => this.faultsOf(id, 'disk').setDisk(d),
+    };
+  })();
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
     if (kind === 'memory') {
@@ -179,7 +214,8 @@ export class LocalRunner implements Runner {
     return () => w() + w() + w() + w();
   }
 
-  private storeFor(spec: PeerSpec): ShareStore | undefined {
+  /** The peer's memory store (memory runner), or undefined (its share folder). */
+  private memStoreFor(spec: PeerSpec): MemoryStore | undefined {
     if (this.kind !== 'memory') return undefined;
     const files = (spec.memFiles ?? []).map((f) => ({ name: f.name, content: f.data ? this.world.bytes(f.data) : this.world.content(f.bytes, f.seed) }));
     return this.world.store(spec.id, files);
@@ -194,7 +230,7 @@ export class LocalRunner implements Runner {
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
-      clock: this.clock,
+      clock: this.nodeFaults(META).clock,
       maxConnections: 100_000,
       tokenSource: this.tokenSource(),
     });
@@ -209,6 +245,9 @@ export class LocalRunner implements Runner {
   }
 
   async startPeer(spec: PeerSpec, meta: HostPort): Promise<PeerHandle> {
+    const nf = this.nodeFaults(spec.id);
+    const mem = this.memStoreFor(spec);
+    const store: ShareStore = nf.wrapStore(mem ?? new FsStore(spec.share));
     const peer = new Peer({
       id: spec.id,
       // Memory peers: 40,000 per simulated host (127.0.0.1, 127.0.1.1, ...), as a host has 65,535 ports.
@@ -218,11 +257,11 @@ export class LocalRunner implements Runner {
       meta,
       maxChildren: spec.maxChildren,
       transport: this.transport,
-      store: this.storeFor(spec),
+      store,
       rng: this.qidRng,
       heartbeatMs: spec.heartbeatMs ?? this.o.heartbeatMs ?? 1000,
       announceMs: this.announceMs(),
-      clock: this.clock,
+      clock: nf.clock,
       ...(this.o.floodTimeoutMs ? { floodTimeoutMs: this.o.floodTimeoutMs } : {}),
     });
     let address: HostPort;
@@ -232,7 +271,7 @@ export class LocalRunner implements Runner {
       await peer.stop().catch(() => undefined);
       throw new OpError(errorCode(err), messageOf(err));
     }
-    const h = new LocalPeer(peer, spec.share, address, this.clock);
+    const h = new LocalPeer(peer, spec.share, address, this.clock, mem);
     this.peers.add(h);
     h.once('exit', () => this.peers.delete(h));
     return h;

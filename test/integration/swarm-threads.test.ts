@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { errorCode, tcpTransport } from '../../core/index.ts';
+import { errorCode, FsStore, tcpTransport } from '../../core/index.ts';
+import { tamperingStore } from '../../scenarios/lib/fault-node.ts';
 import { realClock } from '../../core/clock.ts';
 import { hashPool, type HashBackend } from '../../core/transfer/hash-pool.ts';
 import { slotsPerLink, swarmDownload, type SwarmDownloadOptions } from '../../core/transfer/swarm.ts';
@@ -53,7 +54,7 @@ test('pieces verified and written on worker threads: the file is right, every pi
 test('pieces on worker threads: a holder sending bad pieces is dropped; only its pieces are fetched again', async (t) => {
   const body = randomBytes(1024 * 1024);
   const { c, hits, get } = await holdersOf(t, 2, body, { uploadRate: 4e6 });
-  const bad = await c.add('BAD', { swarmTamper: (_n: string, _i: number, data: Buffer) => void (data[0] ^= 0xff) });
+  const bad = await c.add('BAD', { store: tamperingStore(new FsStore(path.join(c.dir, 'BAD')), realClock) });
   fs.writeFileSync(path.join(bad.opts.share, 'f.bin'), body);
   hits.unshift({ ...bad.ref, size: body.length, hops: 1 });
   const { share, p } = get('RB');

@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { errorCode, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
+import { errorCode, FsStore, PROTOCOL_VERSION, tcpTransport, type Message } from '../../core/index.ts';
+import { tamperingStore } from '../../scenarios/lib/fault-node.ts';
 import { realClock } from '../../core/clock.ts';
 import { slotsPerLink, swarmDownload } from '../../core/transfer/swarm.ts';
 import { nextEvent, until } from '../helpers.ts';
@@ -41,8 +42,8 @@ test('a holder sending a bad piece is dropped; only what it spoiled is fetched a
   // even when its link starts late on a loaded machine (with 1 MiB it sometimes found none left).
   const body = randomBytes(4 * 1024 * 1024);
   const { c } = await swarmNet(t, 2, body, { uploadRate: 4e6 });
-  // A third holder that flips a byte of every piece it sends.
-  await c.add('BAD', { swarmTamper: (_n, _i, data) => void (data[0] ^= 0xff) });
+  // A third holder that flips a bit of every piece it sends (its store's reads are corrupted; its manifest is true).
+  await c.add('BAD', { store: tamperingStore(new FsStore(path.join(c.dir, 'BAD')), realClock) });
   fs.writeFileSync(path.join(c.peer('BAD').opts.share, 'f.bin'), body);
   // Adaptive sources off: a saturated requester (a loaded machine) could park BAD before it sends anything.
   const r = await c.add('R', { swarmAdaptive: false });
