@@ -15,6 +15,7 @@
  */
 import type { Clock } from '../core/clock.ts';
 import type { ShareStore, Transport } from '../core/index.ts';
+import { NodeFaults } from '../scenarios/lib/fault-node.ts';
 import type { DiskSpec, LinkFaults, LinkSpec, NodeFaultHandle, RegionMatrix, SkewSpec } from '../scenarios/lib/faults.ts';
 
 /** Set to 1 in a node's environment: the recording stand-ins even where the real classes exist. */
@@ -88,6 +89,6 @@ export function makePlane(_clock: Clock): LinkFaults {
 
 /** The clock/store fault handle of the one node in this process. */
 export function makeNodeFaults(clock: Clock): NodeFaultHandle {
-  // MERGE: if (process.env[STANDIN_ENV] !== '1') return new NodeFaults(clock);
+  if (process.env[STANDIN_ENV] !== '1') return new NodeFaults('this process', clock);
   return new RecordingNodeFaults(clock);
 }
