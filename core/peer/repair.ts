@@ -195,8 +195,12 @@ export class Repairer {
         // A referral or redirect to the very peer we lost (its parent has not noticed yet) would
         // wait out a join timeout on a dead or frozen peer: give up at once and ask again.
         // (Not when we rejoin the lost parent itself on purpose: it answered our probe.)
+        // Only for SHUN_DEAD_AFTERS × deadAfterMs after the loss: by then a dead peer has been
+        // reported (its own parent's heartbeat) and the metaserver no longer refers to it, so one
+        // it still offers is alive — a parent cut off by a partition that has healed — and
+        // shunning it for ever would keep this subtree out of the tree.
         const ac = new AbortController();
-        const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost);
+        const shun = rec.cause !== 'merged' && !(attempt === 0 && via?.id === rec.lost) && p.clock.now() < rec.detectedAt + SHUN_DEAD_AFTERS * p.opts.deadAfterMs;
         const avoid = (to: PeerRef | null) => {
           if (shun && to?.id === rec.lost) ac.abort(new TreeshareError('lost-peer', `sent to ${to.id}, the peer just lost`));
         };
@@ -246,6 +250,9 @@ export class Repairer {
     this.peer.emit('repaired', rec);
   }
 }
+
+/** How long (in deadAfterMs) an orphan refuses referrals to the parent it lost. */
+const SHUN_DEAD_AFTERS = 2;
 
 function blankTimeline(now: number) {
   return { registerSentAt: now, referralAt: now, referral: null, redirects: [], acceptedAt: now, parent: null, depth: 0, metaRttMs: 0, finalConnectMs: 0, totalMs: 0 };
