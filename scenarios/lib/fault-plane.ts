@@ -1,0 +1,574 @@
+/**
+ * The link half of the faults (LinkFaults, faults.ts) for nodes whose
+ * transport lives in this process: the memory runner (MemoryNetwork on a
+ * SimClock), the inproc runner (loopback TCP), and, later, each process of
+ * the process runner (one plane per process, the other nodes' addresses told
+ * with knowAddress).
+ *
+ * Every node's transport goes through `transportFor(id, inner)`: its
+ * listeners are known by address, and each connection it opens is wrapped
+ * once, at the connector's end, by a FaultyLink (through the transport's
+ * `wrapLink` hook) that controls both directions of that connection:
+ *
+ * - outgoing bytes wait in an ordered queue (write() returns false past
+ *   HIGH_WATER bytes, 'drain' follows), delivered to the inner link when due;
+ * - incoming bytes are held by not reading the inner link (inner.pause()), so
+ *   the sender's window fills as over TCP; a shaped direction also queues them.
+ *
+ * A connection with no fault in force costs one FaultyLink and one Set entry:
+ * writes and reads go straight through, with no timer and no queue, so a run
+ * without faults does exactly what it did before (same simDigest).
+ *
+ * What a fault means (the same on both runners):
+ * - partition: bytes from a to b are held while no group holds both (one
+ *   way: only from an earlier group to a later one); a connect across it does
+ *   not complete (the SYN is lost) until heal() or the caller's signal.
+ * - shape: per direction, each chunk is due at max(previous due, send time +
+ *   serialisation at the bandwidth + latency + jitter), so jitter never
+ *   reorders a link. It comes on top of the runner's own --latency/--bandwidth
+ *   (none by default on the memory runner).
+ * - stall: bytes between a and b held for ms (clock ms: simulated on the
+ *   memory runner), then delivered in order; a connect waits as across a partition.
+ * - reset: every open connection between a and b dies at both ends (memory:
+ *   the far end gets a RESET; TCP: an RST; this end sees ECONNRESET).
+ * - isolate: pause's network half, nothing into or out of the node.
+ */
+import { EventEmitter } from 'node:events';
+import type { Clock, TimerHandle } from '../../core/clock.ts';
+import { addrKey, type HostPort, type Listener, type Transport } from '../../core/index.ts';
+import { abortError, type ByteLink, type Connection } from '../../core/transport/connection.ts';
+import type { ConnectOptions, ListenOptions } from '../../core/transport/transport.ts';
+import { noFaults, type FaultKind, type LinkFaults, type LinkSpec, type RegionMatrix, type RunnerFaults } from './faults.ts';
+
+/** Bytes a FaultyLink queues in one direction before write() says false (outgoing) or the inner link is paused (incoming). */
+export const HIGH_WATER = 1024 * 1024;
+
+/** The end of a direction, queued behind its bytes. */
+const END = 1;
+type Item = Buffer | typeof END;
+
+/** One direction's queue: [item, due, item, due, ...] in q[head, len). Made on first use. */
+class Lane {
+  q: Array<Item | number | undefined> = [];
+  head = 0;
+  len = 0;
+  bytes = 0;
+  /** Due time of the last queued item (jitter never goes before it). */
+  lastDue = -Infinity;
+  /** When the last queued byte has left at the shape's bandwidth. */
+  txDone = -Infinity;
+  armed = false;
+  timer: TimerHandle | undefined;
+}
+
+function shaped(s: LinkSpec | undefined): LinkSpec | undefined {
+  return s && ((s.latencyMs ?? 0) > 0 || (s.jitterMs ?? 0) > 0 || (s.bandwidthBytesPerSec ?? 0) > 0) ? s : undefined;
+}
+
+/** The wrapper of an inner link, found from the inner link's own events (see below). */
+const OWNER = Symbol('faulty-link');
+type Owned = ByteLink & { [OWNER]?: FaultyLink };
+
+// The inner link's events, as shared functions: an EventEmitter calls a listener with `this`
+// set to the emitter, and a memory link calls its data sink as its own method, so `this` is the
+// inner link and its OWNER the wrapper. No closure per link (100,000 peers hold 200,000 links).
+function innerData(this: Owned, b: Buffer): void {
+  this[OWNER]!.arrived(b);
+}
+function innerEnd(this: Owned): void {
+  this[OWNER]!.arrived(END);
+}
+function innerDrain(this: Owned): void {
+  this[OWNER]!.innerDrained();
+}
+function innerError(this: Owned, e: Error): void {
+  const f = this[OWNER]!;
+  if (f.listenerCount('error') > 0) f.emit('error', e);
+}
+function innerClose(this: Owned): void {
+  this[OWNER]!.innerClosed();
+}
+const pumpOut = (f: FaultyLink): void => f.pump(true);
+const pumpIn = (f: FaultyLink): void => f.pump(false);
+
+/**
+ * A ByteLink over another that holds, delays or resets what crosses it, as
+ * its plane says (setRule, reset). `src` is the connecting node, `dst` the
+ * node it reached (undefined: not known to the plane).
+ */
+export class FaultyLink extends EventEmitter implements ByteLink {
+  private heldOut = false;
+  private heldIn = false;
+  private shapeOut: LinkSpec | undefined;
+  private shapeIn: LinkSpec | undefined;
+  private out: Lane | undefined;
+  private inn: Lane | undefined;
+  private sink: ((b: Buffer) => void) | undefined;
+  private appPaused = false;
+  private innerPaused = false;
+  private needDrain = false;
+  /** The inner link's last write said false and its 'drain' has not come yet. */
+  private innerFull = false;
+  private endOut = false;
+  /** The inner link closed after its end: 'close' follows our queued end. */
+  private closeAfterEnd = false;
+  private closed = false;
+
+  constructor(
+    private readonly inner: ByteLink,
+    private readonly clock: Clock,
+    private readonly rng: () => number,
+    readonly src: string,
+    readonly dst: string | undefined,
+    private readonly onClosed?: (f: FaultyLink) => void,
+  ) {
+    super();
+    (inner as Owned)[OWNER] = this;
+    if (!inner.setDataSink?.(innerData)) inner.on('data', innerData);
+    inner.on('end', innerEnd);
+    inner.on('drain', innerDrain);
+    inner.on('error', innerError);
+    inner.on('close', innerClose);
+  }
+
+  get writableLength(): number {
+    return (this.out?.bytes ?? 0) + this.inner.writableLength;
+  }
+
+  get destroyed(): boolean {
+    return this.inner.destroyed;
+  }
+
+  /** The faults in force on this link: each direction held or not, and its shape. */
+  setRule(heldOut: boolean, heldIn: boolean, shapeOut: LinkSpec | undefined, shapeIn: LinkSpec | undefined): void {
+    const freedOut = this.heldOut && !heldOut;
+    const freedIn = this.heldIn && !heldIn;
+    this.heldOut = heldOut;
+    this.heldIn = heldIn;
+    this.shapeOut = shaped(shapeOut);
+    this.shapeIn = shaped(shapeIn);
+    if (freedOut && this.out) this.schedule(this.out, true);
+    if (freedIn && this.inn) this.schedule(this.inn, false);
+    this.updatePause();
+  }
+
+  // ---- outgoing ----
+
+  write(data: Buffer): boolean {
+    if (this.inner.destroyed || this.endOut) return false;
+    const o = this.out;
+    if (!this.heldOut && !this.shapeOut && (!o || o.head === o.len)) {
+      if (this.inner.write(data)) return true;
+      this.innerFull = this.needDrain = true;
+      return false;
+    }
+    this.enqueue(true, data, data.length);
+    if (this.innerFull || this.writableLength >= HIGH_WATER) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  end(): void {
+    if (this.endOut || this.inner.destroyed) return;
+    this.endOut = true;
+    const o = this.out;
+    if (!this.heldOut && !this.shapeOut && (!o || o.head === o.len)) this.inner.end();
+    else this.enqueue(true, END, 0);
+  }
+
+  destroy(err?: Error): void {
+    this.drop();
+    this.inner.destroy(err);
+  }
+
+  /** The fault: this end and the far end die as on ECONNRESET (a memory link's destroy resets its remote; TCP sends an RST). */
+  reset(): void {
+    if (this.inner.destroyed || this.closed) return;
+    this.drop();
+    const err = Object.assign(new Error('connection reset (fault)'), { code: 'ECONNRESET' });
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    try {
+      if (this.inner.resetAndDestroy) return this.inner.resetAndDestroy();
+    } catch {
+      // A socket that cannot send an RST (TLS over it): a destroy with the error.
+    }
+    this.inner.destroy(err);
+  }
+
+  innerDrained(): void {
+    this.innerFull = false;
+    this.maybeDrain();
+  }
+
+  private maybeDrain(): void {
+    if (this.needDrain && !this.innerFull && this.writableLength < HIGH_WATER && !this.closed) {
+      this.needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  // ---- incoming ----
+
+  setDataSink(fn: (b: Buffer) => void): boolean {
+    this.sink = fn;
+    return true;
+  }
+
+  pause(): void {
+    this.appPaused = true;
+    this.updatePause();
+  }
+
+  resume(): void {
+    if (!this.appPaused) return;
+    this.appPaused = false;
+    this.updatePause();
+    if (this.inn && this.inn.head < this.inn.len) this.schedule(this.inn, false);
+  }
+
+  /** Bytes (or the end) from the inner link. */
+  arrived(item: Item): void {
+    const l = this.inn;
+    if (!this.heldIn && !this.shapeIn && !this.appPaused && (!l || l.head === l.len)) return this.deliver(item);
+    this.enqueue(false, item, item === END ? 0 : item.length);
+    this.updatePause();
+  }
+
+  private deliver(item: Item): void {
+    if (item === END) {
+      this.emit('end');
+      if (this.closeAfterEnd) this.finish();
+    } else if (this.sink) this.sink(item);
+    else this.emit('data', item);
+  }
+
+  innerClosed(): void {
+    const l = this.inn;
+    // After a clean end the queued bytes and end are still delivered, then 'close'; after a reset they are lost.
+    if (l && l.head < l.len && l.q[l.len - 2] === END) this.closeAfterEnd = true;
+    else this.finish();
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.drop();
+    this.closed = true;
+    this.onClosed?.(this);
+    this.emit('close');
+  }
+
+  /** Reads from the inner link stop while the app paused, the direction is held, or too much is queued. */
+  private updatePause(): void {
+    const want = this.appPaused || this.heldIn || (this.inn?.bytes ?? 0) >= HIGH_WATER;
+    if (want === this.innerPaused || this.inner.destroyed) return;
+    this.innerPaused = want;
+    if (want) this.inner.pause();
+    else this.inner.resume();
+  }
+
+  // ---- the queues ----
+
+  private enqueue(out: boolean, item: Item, len: number): void {
+    const l = out ? (this.out ??= new Lane()) : (this.inn ??= new Lane());
+    const s = out ? this.shapeOut : this.shapeIn;
+    const now = this.clock.now();
+    let due = now;
+    if (s) {
+      const bw = s.bandwidthBytesPerSec ?? 0;
+      if (bw > 0) due = l.txDone = Math.max(now, l.txDone) + (len / bw) * 1000;
+      const j = s.jitterMs ?? 0;
+      due += Math.max(0, (s.latencyMs ?? 0) + (j > 0 ? (2 * this.rng() - 1) * j : 0));
+    }
+    due = Math.max(due, l.lastDue);
+    l.lastDue = due;
+    l.q[l.len] = item;
+    l.q[l.len + 1] = due;
+    l.len += 2;
+    l.bytes += len;
+    this.schedule(l, out);
+  }
+
+  private schedule(l: Lane, out: boolean): void {
+    if (l.armed || l.head === l.len || this.closed || (out ? this.heldOut : this.heldIn || this.appPaused)) return;
+    l.armed = true;
+    const wait = (l.q[l.head + 1] as number) - this.clock.now();
+    if (wait <= 0) this.clock.defer(out ? pumpOut : pumpIn, this);
+    else l.timer = this.clock.setTimeout(out ? pumpOut : pumpIn, wait, this);
+  }
+
+  /** Delivers what is due in one direction, in order, unless it is held. */
+  pump(out: boolean): void {
+    const l = out ? this.out! : this.inn!;
+    l.armed = false;
+    l.timer = undefined;
+    if (this.closed) return;
+    const now = this.clock.now();
+    // Node's timers may fire a fraction of a millisecond before performance.now() reaches the due time.
+    const slack = this.clock.kind === 'real' ? 1 : 0;
+    while (l.head < l.len && (l.q[l.head + 1] as number) <= now + slack) {
+      if (out ? this.heldOut : this.heldIn || this.appPaused) break;
+      const item = l.q[l.head] as Item;
+      l.q[l.head] = undefined;
+      l.head += 2;
+      if (item !== END) l.bytes -= item.length;
+      if (!out) this.deliver(item);
+      else if (item === END) this.inner.end();
+      else if (!this.inner.write(item)) this.innerFull = true;
+      if (this.closed) return;
+    }
+    if (l.head === l.len) {
+      l.head = l.len = 0;
+      l.q = [];
+    }
+    this.schedule(l, out);
+    if (out) this.maybeDrain();
+    else this.updatePause();
+  }
+
+  private drop(): void {
+    for (const l of [this.out, this.inn]) {
+      if (!l) continue;
+      this.clock.clearTimeout(l.timer);
+      l.q = [];
+      l.head = l.len = l.bytes = 0;
+    }
+  }
+}
+
+/** Waits for a connect across a fault. */
+interface Waiter {
+  src: string;
+  dst: string | undefined;
+  resolve(): void;
+}
+
+function pairKey(a: string, b: string): string {
+  return a < b ? `${a}\n${b}` : `${b}\n${a}`;
+}
+
+function checkMs(what: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new RangeError(`${what} must be a finite number ≥ 0 (got ${v})`);
+}
+
+function checkSpec(s: LinkSpec | null | undefined): void {
+  if (!s) return;
+  checkMs('latencyMs', s.latencyMs);
+  checkMs('jitterMs', s.jitterMs);
+  checkMs('bandwidthBytesPerSec', s.bandwidthBytesPerSec);
+}
+
+/** Node `id`'s transport through the plane. */
+class PlaneTransport implements Transport {
+  readonly kind: Transport['kind'];
+  readonly withPsk?: (psk: Buffer) => Transport;
+
+  constructor(private readonly plane: FaultPlane, private readonly id: string, private readonly inner: Transport) {
+    this.kind = inner.kind;
+    if (inner.withPsk) this.withPsk = (psk) => plane.transportFor(id, inner.withPsk!(psk));
+  }
+
+  async listen(o: ListenOptions): Promise<Listener> {
+    const l = await this.inner.listen(o);
+    this.plane.knowAddress(addrKey(l.address), this.id);
+    return l;
+  }
+
+  async connect(to: HostPort, o: ConnectOptions = {}): Promise<Connection> {
+    const p = this.plane;
+    const dst = p.idAt(to);
+    await p.connectable(this.id, dst, o.signal, addrKey(to));
+    const outer = o.wrapLink;
+    return this.inner.connect(to, { ...o, wrapLink: (l) => p.wrap(outer ? outer(l) : l, this.id, dst) });
+  }
+}
+
+export class FaultPlane implements LinkFaults {
+  /** Listening address (host:port) → node id. */
+  private readonly at = new Map<string, string>();
+  /** Open wrapped connections. */
+  private readonly links = new Set<FaultyLink>();
+  /** Once any fault was set, new links look up their rule (until then they need none). */
+  private active = false;
+  private groups: { of: Map<string, number[]>; oneWay: boolean } | undefined;
+  private readonly isolated = new Set<string>();
+  private readonly stalls = new Map<string, TimerHandle>();
+  private readonly shapes = new Map<string, LinkSpec>();
+  private regions: { of: ReadonlyMap<string, string>; m: RegionMatrix } | undefined;
+  private readonly waiting = new Set<Waiter>();
+  private readonly closedLink = (f: FaultyLink): void => void this.links.delete(f);
+
+  /** `rng`: the jitter draws (seeded, so a simulated run is a function of its seed). */
+  constructor(readonly clock: Clock, private readonly rng: () => number) {}
+
+  transportFor(id: string, inner: Transport): Transport {
+    return new PlaneTransport(this, id, inner);
+  }
+
+  knowAddress(key: string, id: string): void {
+    this.at.set(key, id);
+  }
+
+  /** The node listening at `to`, if known. */
+  idAt(to: HostPort): string | undefined {
+    return this.at.get(addrKey(to)) ?? this.at.get(addrKey({ host: '0.0.0.0', port: to.port }));
+  }
+
+  /** Wraps a connection from `src` to `dst` (see FaultyLink). */
+  wrap(inner: ByteLink, src: string, dst: string | undefined): FaultyLink {
+    const f = new FaultyLink(inner, this.clock, this.rng, src, dst, this.closedLink);
+    this.links.add(f);
+    if (this.active) this.apply(f);
+    return f;
+  }
+
+  /** Open connections the plane controls (tests). */
+  get openLinks(): number {
+    return this.links.size;
+  }
+
+  /** Bytes from `from` to `to` are held now. */
+  blocked(from: string | undefined, to: string | undefined): boolean {
+    if (!this.active) return false;
+    if ((from !== undefined && this.isolated.has(from)) || (to !== undefined && this.isolated.has(to))) return true;
+    if (from === undefined || to === undefined) return false;
+    if (this.stalls.has(pairKey(from, to))) return true;
+    const g = this.groups;
+    const a = g?.of.get(from);
+    const b = g?.of.get(to);
+    if (!a || !b || a.some((x) => b.includes(x))) return false;
+    return !g!.oneWay || Math.min(...a) < Math.min(...b);
+  }
+
+  private shapeOf(from: string, to: string | undefined): LinkSpec | undefined {
+    if (to === undefined) return undefined;
+    const own = this.shapes.get(pairKey(from, to));
+    if (own) return own;
+    const r = this.regions;
+    const ra = r?.of.get(from);
+    const rb = r?.of.get(to);
+    if (ra === undefined || rb === undefined) return undefined;
+    return r!.m.links[ra]?.[rb] ?? r!.m.links[rb]?.[ra];
+  }
+
+  /** Resolves once a connect from src to dst would get through (both directions open); rejects as the connect would when `signal` aborts. */
+  connectable(src: string, dst: string | undefined, signal: AbortSignal | undefined, where: string): Promise<void> {
+    if (!this.blocked(src, dst) && !this.blocked(dst, src)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const what = `a connection to ${where}`;
+      if (signal?.aborted) return reject(abortError(signal, what));
+      const onAbort = () => {
+        this.waiting.delete(w);
+        reject(abortError(signal!, what));
+      };
+      const w: Waiter = {
+        src,
+        dst,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.waiting.add(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private apply(f: FaultyLink): void {
+    f.setRule(this.blocked(f.src, f.dst), this.blocked(f.dst, f.src), this.shapeOf(f.src, f.dst), f.dst === undefined ? undefined : this.shapeOf(f.dst, f.src));
+  }
+
+  /** After a change: every link gets its rule again, and waiting connects that now get through go on. */
+  private refresh(): void {
+    this.active = true;
+    for (const f of this.links) this.apply(f);
+    for (const w of this.waiting) {
+      if (this.blocked(w.src, w.dst) || this.blocked(w.dst, w.src)) continue;
+      this.waiting.delete(w);
+      w.resolve();
+    }
+  }
+
+  partition(groups: readonly (readonly string[])[], o: { oneWay?: boolean } = {}): void {
+    const of = new Map<string, number[]>();
+    groups.forEach((g, i) => {
+      for (const id of g) {
+        const l = of.get(id);
+        if (l) l.push(i);
+        else of.set(id, [i]);
+      }
+    });
+    this.groups = { of, oneWay: !!o.oneWay };
+    this.refresh();
+  }
+
+  heal(): void {
+    this.groups = undefined;
+    this.refresh();
+  }
+
+  shape(a: string, b: string, s: LinkSpec | null): void {
+    checkSpec(s);
+    const k = pairKey(a, b);
+    if (shaped(s ?? undefined)) this.shapes.set(k, s!);
+    else this.shapes.delete(k);
+    this.refresh();
+  }
+
+  shapeRegions(regionOf: ReadonlyMap<string, string>, m: RegionMatrix): void {
+    for (const [a, row] of Object.entries(m.links)) {
+      for (const [b, s] of Object.entries(row)) {
+        if (!m.regions.includes(a) || !m.regions.includes(b)) throw new RangeError(`region matrix: unknown region in ${a} → ${b} (regions: ${m.regions.join(', ')})`);
+        checkSpec(s);
+      }
+    }
+    for (const [id, r] of regionOf) if (!m.regions.includes(r)) throw new RangeError(`node ${id}: unknown region ${r} (regions: ${m.regions.join(', ')})`);
+    this.regions = { of: new Map(regionOf), m };
+    this.refresh();
+  }
+
+  stall(a: string, b: string, ms: number): void {
+    checkMs('stall ms', ms);
+    const k = pairKey(a, b);
+    this.clock.clearTimeout(this.stalls.get(k));
+    const h = this.clock.setTimeout(() => {
+      if (this.stalls.get(k) !== h) return;
+      this.stalls.delete(k);
+      this.refresh();
+    }, ms);
+    this.stalls.set(k, h);
+    this.refresh();
+  }
+
+  reset(a: string, b: string): void {
+    for (const f of [...this.links]) if ((f.src === a && f.dst === b) || (f.src === b && f.dst === a)) f.reset();
+  }
+
+  isolate(id: string, on: boolean): void {
+    if (on) this.isolated.add(id);
+    else this.isolated.delete(id);
+    this.refresh();
+  }
+
+  /** Ends pending stalls (their timers would keep a clock going); links are left to their owners. */
+  close(): void {
+    for (const h of this.stalls.values()) this.clock.clearTimeout(h);
+    this.stalls.clear();
+  }
+}
+
+/** A runner's RunnerFaults with the link kinds applied by `plane` and every other kind refused with `why`. */
+export function planeFaults(plane: LinkFaults, why: (kind: FaultKind) => string): RunnerFaults {
+  const link = new Set<FaultKind>(['partition', 'heal', 'shape', 'stall', 'reset']);
+  return {
+    ...noFaults(why),
+    unsupported: (kind) => (link.has(kind) ? null : why(kind)),
+    partition: async (g, o) => plane.partition(g, o),
+    heal: async () => plane.heal(),
+    shape: async (a, b, s) => plane.shape(a, b, s),
+    shapeRegions: async (r, m) => plane.shapeRegions(r, m),
+    stall: async (a, b, ms) => plane.stall(a, b, ms),
+    reset: async (a, b) => plane.reset(a, b),
+  };
+}
