@@ -5,10 +5,11 @@
  * while incoming bytes are held), shaped latency to the simulated ms, jitter
  * that never reorders, the end queued behind held bytes, and a reset.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { SimClock } from '../../core/clock.ts';
 import { memoryPair, mulberry32 } from '../../core/index.ts';
+import type { MemoryLink } from '../../core/transport/memory.ts';
 import { FaultyLink, HIGH_WATER } from '../../scenarios/lib/fault-plane.ts';
 import { FUZZ_SEED, FUZZ_SERVER_RUNS } from '../fuzz-config.ts';
 
@@ -47,42 +48,38 @@ test('a held link delivers nothing either way, then everything in order once rel
   t.is(text(atF), 'y1 y2');
 });
 
-test('outgoing backpressure: write() says false at the high-water mark while held, and drain follows the release', async (t) => {
-  const { clock, f, atB } = setup();
-  f.setRule(true, false, undefined, undefined);
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  let n = 0;
-  while (f.write(chunk)) n++;
-  n++;
-  t.is(n * chunk.length, HIGH_WATER, 'false exactly when the queue reaches the high-water mark');
-  t.is(f.writableLength, HIGH_WATER);
+/**
+ * Writes `chunk` until `w` says false; then checks `w` was full at exactly `full` bytes, that no
+ * 'drain' comes while `f` holds the bytes (nothing reaches `got`), and that after the release
+ * 'drain' comes and `got` holds all `full` bytes.
+ */
+async function backpressure(t: ExecutionContext, clock: SimClock, f: FaultyLink, w: FaultyLink | MemoryLink, chunk: Buffer, full: number, got: Buffer[]): Promise<void> {
+  let n = 1;
+  while (w.write(chunk)) n++;
+  t.is(n * chunk.length, full, 'write() said false exactly when full');
+  t.is(w.writableLength, full);
   let drained = false;
-  f.on('drain', () => (drained = true));
-  await clock.advance(1000);
+  w.on('drain', () => (drained = true));
+  await clock.advance(5000);
   t.false(drained);
-  t.is(atB.length, 0);
+  t.is(got.length, 0);
   f.setRule(false, false, undefined, undefined);
   await clock.run({ until: () => drained });
   t.true(drained);
-  t.is(Buffer.concat(atB).length, HIGH_WATER);
+  t.is(Buffer.concat(got).length, full);
+}
+
+test('outgoing backpressure: write() says false at the high-water mark while held, and drain follows the release', async (t) => {
+  const { clock, f, atB } = setup();
+  f.setRule(true, false, undefined, undefined);
+  await backpressure(t, clock, f, f, Buffer.alloc(64 * 1024, 7), HIGH_WATER, atB);
 });
 
 test("incoming bytes held are not read: the sender's window fills (its write says false) and drains after the release", async (t) => {
   const { clock, b, f, atF } = setup({ windowBytes: 16 * 1024 });
   f.setRule(false, true, undefined, undefined);
-  const chunk = Buffer.alloc(4096, 1);
-  let n = 0;
-  while (b.write(chunk)) n++;
-  n++;
-  t.is(n * chunk.length, 16 * 1024, "the sender's window filled: nothing was read at A");
-  let drained = false;
-  b.on('drain', () => (drained = true));
-  await clock.advance(5000);
-  t.false(drained);
-  t.is(atF.length, 0);
-  f.setRule(false, false, undefined, undefined);
-  await clock.run({ until: () => drained });
-  t.is(Buffer.concat(atF).length, 16 * 1024);
+  // Nothing is read at A: the sender's window fills.
+  await backpressure(t, clock, f, b, Buffer.alloc(4096, 1), 16 * 1024, atF);
 });
 
 test('an end written while held follows the held bytes; the far end sees data then end', async (t) => {
