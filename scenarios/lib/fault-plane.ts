@@ -33,7 +33,6 @@
  *   the far end gets a RESET; TCP: an RST; this end sees ECONNRESET).
  * - isolate: pause's network half, nothing into or out of the node.
  */
-import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from '../../core/clock.ts';
 import { addrKey, type HostPort, type Listener, type Transport } from '../../core/index.ts';
 import { abortError, type ByteLink, type Connection } from '../../core/transport/connection.ts';
@@ -82,8 +81,7 @@ function innerDrain(this: Owned): void {
   this[OWNER]!.innerDrained();
 }
 function innerError(this: Owned, e: Error): void {
-  const f = this[OWNER]!;
-  if (f.listenerCount('error') > 0) f.emit('error', e);
+  this[OWNER]!.error(e);
 }
 function innerClose(this: Owned): void {
   this[OWNER]!.innerClosed();
@@ -91,38 +89,67 @@ function innerClose(this: Owned): void {
 const pumpOut = (f: FaultyLink): void => f.pump(true);
 const pumpIn = (f: FaultyLink): void => f.pump(false);
 
+/** What a FaultyLink needs from its plane. */
+export interface LinkHost {
+  readonly clock: Clock;
+  /** Jitter draws, in [0, 1). */
+  rng(): number;
+  /** The link closed. */
+  forget?(f: FaultyLink): void;
+}
+
+// Flags (one number: a link holds 200,000 times over in a 100,000-peer simulation).
+const HELD_OUT = 1;
+const HELD_IN = 2;
+const APP_PAUSED = 4;
+const INNER_PAUSED = 8;
+const NEED_DRAIN = 16;
+/** The inner link's last write said false and its 'drain' has not come yet. */
+const INNER_FULL = 32;
+const END_OUT = 64;
+/** The inner link closed after its end: 'close' follows our queued end. */
+const CLOSE_AFTER_END = 128;
+const CLOSED = 256;
+
+/** The shapes and queues of a link a fault touched (none on a link no fault ever touched). */
+interface Shaped {
+  shapeOut: LinkSpec | undefined;
+  shapeIn: LinkSpec | undefined;
+  out: Lane | undefined;
+  inn: Lane | undefined;
+}
+
+type Fn = (...a: never[]) => void;
+/** One listener, or several (rare). */
+type Slot = Fn | Fn[] | undefined;
+
+function call(s: Slot, a?: unknown): void {
+  if (typeof s === 'function') (s as (x: unknown) => void)(a);
+  else if (s) for (const f of [...s]) (f as (x: unknown) => void)(a);
+}
+
 /**
  * A ByteLink over another that holds, delays or resets what crosses it, as
  * its plane says (setRule, reset). `src` is the connecting node, `dst` the
- * node it reached (undefined: not known to the plane).
+ * node it reached (undefined: not known to the plane). Its listeners are
+ * kept in fields, not an EventEmitter (a Connection adds one per event).
  */
-export class FaultyLink extends EventEmitter implements ByteLink {
-  private heldOut = false;
-  private heldIn = false;
-  private shapeOut: LinkSpec | undefined;
-  private shapeIn: LinkSpec | undefined;
-  private out: Lane | undefined;
-  private inn: Lane | undefined;
+export class FaultyLink implements ByteLink {
+  private flags = 0;
+  private st: Shaped | undefined;
   private sink: ((b: Buffer) => void) | undefined;
-  private appPaused = false;
-  private innerPaused = false;
-  private needDrain = false;
-  /** The inner link's last write said false and its 'drain' has not come yet. */
-  private innerFull = false;
-  private endOut = false;
-  /** The inner link closed after its end: 'close' follows our queued end. */
-  private closeAfterEnd = false;
-  private closed = false;
+  private onData: Slot;
+  private onDrain: Slot;
+  private onEnd: Slot;
+  private onClose: Slot;
+  private onError: Slot;
 
   constructor(
     private readonly inner: ByteLink,
-    private readonly clock: Clock,
-    private readonly rng: () => number,
+    private readonly host: LinkHost,
     readonly src: string,
     readonly dst: string | undefined,
-    private readonly onClosed?: (f: FaultyLink) => void,
   ) {
-    super();
     (inner as Owned)[OWNER] = this;
     if (!inner.setDataSink?.(innerData)) inner.on('data', innerData);
     inner.on('end', innerEnd);
@@ -131,50 +158,83 @@ export class FaultyLink extends EventEmitter implements ByteLink {
     inner.on('close', innerClose);
   }
 
+  on(ev: 'data', fn: (b: Buffer) => void): this;
+  on(ev: 'drain' | 'end' | 'close', fn: () => void): this;
+  on(ev: 'error', fn: (e: Error) => void): this;
+  on(ev: string, fn: Fn): this {
+    const add = (s: Slot): Slot => (s === undefined ? fn : typeof s === 'function' ? [s, fn] : [...s, fn]);
+    if (ev === 'data') this.onData = add(this.onData);
+    else if (ev === 'drain') this.onDrain = add(this.onDrain);
+    else if (ev === 'end') this.onEnd = add(this.onEnd);
+    else if (ev === 'close') this.onClose = add(this.onClose);
+    else if (ev === 'error') this.onError = add(this.onError);
+    return this;
+  }
+
   get writableLength(): number {
-    return (this.out?.bytes ?? 0) + this.inner.writableLength;
+    return (this.st?.out?.bytes ?? 0) + this.inner.writableLength;
   }
 
   get destroyed(): boolean {
     return this.inner.destroyed;
   }
 
+  private has(f: number): boolean {
+    return (this.flags & f) !== 0;
+  }
+
+  private set(f: number, on: boolean): void {
+    this.flags = on ? this.flags | f : this.flags & ~f;
+  }
+
   /** The faults in force on this link: each direction held or not, and its shape. */
   setRule(heldOut: boolean, heldIn: boolean, shapeOut: LinkSpec | undefined, shapeIn: LinkSpec | undefined): void {
-    const freedOut = this.heldOut && !heldOut;
-    const freedIn = this.heldIn && !heldIn;
-    this.heldOut = heldOut;
-    this.heldIn = heldIn;
-    this.shapeOut = shaped(shapeOut);
-    this.shapeIn = shaped(shapeIn);
-    if (freedOut && this.out) this.schedule(this.out, true);
-    if (freedIn && this.inn) this.schedule(this.inn, false);
+    const freedOut = this.has(HELD_OUT) && !heldOut;
+    const freedIn = this.has(HELD_IN) && !heldIn;
+    this.set(HELD_OUT, heldOut);
+    this.set(HELD_IN, heldIn);
+    const so = shaped(shapeOut);
+    const si = shaped(shapeIn);
+    if (so || si || this.st) {
+      const st = (this.st ??= { shapeOut: undefined, shapeIn: undefined, out: undefined, inn: undefined });
+      st.shapeOut = so;
+      st.shapeIn = si;
+      if (freedOut && st.out) this.schedule(st.out, true);
+      if (freedIn && st.inn) this.schedule(st.inn, false);
+    }
     this.updatePause();
+  }
+
+  /** Nothing queued or shaped in a direction that is not held: bytes go straight through. */
+  private clear(out: boolean): boolean {
+    if (this.has(out ? HELD_OUT : HELD_IN | APP_PAUSED)) return false;
+    const st = this.st;
+    if (!st) return true;
+    const l = out ? st.out : st.inn;
+    return !(out ? st.shapeOut : st.shapeIn) && (!l || l.head === l.len);
   }
 
   // ---- outgoing ----
 
   write(data: Buffer): boolean {
-    if (this.inner.destroyed || this.endOut) return false;
-    const o = this.out;
-    if (!this.heldOut && !this.shapeOut && (!o || o.head === o.len)) {
+    if (this.inner.destroyed || this.has(END_OUT)) return false;
+    if (this.clear(true)) {
       if (this.inner.write(data)) return true;
-      this.innerFull = this.needDrain = true;
+      this.set(INNER_FULL | NEED_DRAIN, true);
       return false;
     }
     this.enqueue(true, data, data.length);
-    if (this.innerFull || this.writableLength >= HIGH_WATER) {
-      this.needDrain = true;
+    if (this.has(INNER_FULL) || this.writableLength >= HIGH_WATER) {
+      this.set(NEED_DRAIN, true);
       return false;
     }
     return true;
   }
 
   end(): void {
-    if (this.endOut || this.inner.destroyed) return;
-    this.endOut = true;
-    const o = this.out;
-    if (!this.heldOut && !this.shapeOut && (!o || o.head === o.len)) this.inner.end();
+    if (this.has(END_OUT) || this.inner.destroyed) return;
+    this.set(END_OUT, true);
+    if (this.clear(true)) this.inner.end();
     else this.enqueue(true, END, 0);
   }
 
@@ -185,10 +245,10 @@ export class FaultyLink extends EventEmitter implements ByteLink {
 
   /** The fault: this end and the far end die as on ECONNRESET (a memory link's destroy resets its remote; TCP sends an RST). */
   reset(): void {
-    if (this.inner.destroyed || this.closed) return;
+    if (this.inner.destroyed || this.has(CLOSED)) return;
     this.drop();
     const err = Object.assign(new Error('connection reset (fault)'), { code: 'ECONNRESET' });
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.error(err);
     try {
       if (this.inner.resetAndDestroy) return this.inner.resetAndDestroy();
     } catch {
@@ -197,15 +257,19 @@ export class FaultyLink extends EventEmitter implements ByteLink {
     this.inner.destroy(err);
   }
 
+  error(e: Error): void {
+    call(this.onError, e);
+  }
+
   innerDrained(): void {
-    this.innerFull = false;
+    this.set(INNER_FULL, false);
     this.maybeDrain();
   }
 
   private maybeDrain(): void {
-    if (this.needDrain && !this.innerFull && this.writableLength < HIGH_WATER && !this.closed) {
-      this.needDrain = false;
-      this.emit('drain');
+    if (this.has(NEED_DRAIN) && !this.has(INNER_FULL | CLOSED) && this.writableLength < HIGH_WATER) {
+      this.set(NEED_DRAIN, false);
+      call(this.onDrain);
     }
   }
 
@@ -217,53 +281,55 @@ export class FaultyLink extends EventEmitter implements ByteLink {
   }
 
   pause(): void {
-    this.appPaused = true;
+    this.set(APP_PAUSED, true);
     this.updatePause();
   }
 
   resume(): void {
-    if (!this.appPaused) return;
-    this.appPaused = false;
+    if (!this.has(APP_PAUSED)) return;
+    this.set(APP_PAUSED, false);
     this.updatePause();
-    if (this.inn && this.inn.head < this.inn.len) this.schedule(this.inn, false);
+    const l = this.st?.inn;
+    if (l && l.head < l.len) this.schedule(l, false);
   }
 
   /** Bytes (or the end) from the inner link. */
   arrived(item: Item): void {
-    const l = this.inn;
-    if (!this.heldIn && !this.shapeIn && !this.appPaused && (!l || l.head === l.len)) return this.deliver(item);
+    if (this.clear(false)) return this.deliver(item);
     this.enqueue(false, item, item === END ? 0 : item.length);
     this.updatePause();
   }
 
   private deliver(item: Item): void {
     if (item === END) {
-      this.emit('end');
-      if (this.closeAfterEnd) this.finish();
-    } else if (this.sink) this.sink(item);
-    else this.emit('data', item);
+      call(this.onEnd);
+      if (this.has(CLOSE_AFTER_END)) this.finish();
+    } else {
+      if (this.sink) this.sink(item);
+      call(this.onData, item);
+    }
   }
 
   innerClosed(): void {
-    const l = this.inn;
+    const l = this.st?.inn;
     // After a clean end the queued bytes and end are still delivered, then 'close'; after a reset they are lost.
-    if (l && l.head < l.len && l.q[l.len - 2] === END) this.closeAfterEnd = true;
+    if (l && l.head < l.len && l.q[l.len - 2] === END) this.set(CLOSE_AFTER_END, true);
     else this.finish();
   }
 
   private finish(): void {
-    if (this.closed) return;
+    if (this.has(CLOSED)) return;
     this.drop();
-    this.closed = true;
-    this.onClosed?.(this);
-    this.emit('close');
+    this.set(CLOSED, true);
+    this.host.forget?.(this);
+    call(this.onClose);
   }
 
   /** Reads from the inner link stop while the app paused, the direction is held, or too much is queued. */
   private updatePause(): void {
-    const want = this.appPaused || this.heldIn || (this.inn?.bytes ?? 0) >= HIGH_WATER;
-    if (want === this.innerPaused || this.inner.destroyed) return;
-    this.innerPaused = want;
+    const want = this.has(APP_PAUSED | HELD_IN) || (this.st?.inn?.bytes ?? 0) >= HIGH_WATER;
+    if (want === this.has(INNER_PAUSED) || this.inner.destroyed) return;
+    this.set(INNER_PAUSED, want);
     if (want) this.inner.pause();
     else this.inner.resume();
   }
@@ -271,15 +337,16 @@ export class FaultyLink extends EventEmitter implements ByteLink {
   // ---- the queues ----
 
   private enqueue(out: boolean, item: Item, len: number): void {
-    const l = out ? (this.out ??= new Lane()) : (this.inn ??= new Lane());
-    const s = out ? this.shapeOut : this.shapeIn;
-    const now = this.clock.now();
+    const st = (this.st ??= { shapeOut: undefined, shapeIn: undefined, out: undefined, inn: undefined });
+    const l = out ? (st.out ??= new Lane()) : (st.inn ??= new Lane());
+    const s = out ? st.shapeOut : st.shapeIn;
+    const now = this.host.clock.now();
     let due = now;
     if (s) {
       const bw = s.bandwidthBytesPerSec ?? 0;
       if (bw > 0) due = l.txDone = Math.max(now, l.txDone) + (len / bw) * 1000;
       const j = s.jitterMs ?? 0;
-      due += Math.max(0, (s.latencyMs ?? 0) + (j > 0 ? (2 * this.rng() - 1) * j : 0));
+      due += Math.max(0, (s.latencyMs ?? 0) + (j > 0 ? (2 * this.host.rng() - 1) * j : 0));
     }
     due = Math.max(due, l.lastDue);
     l.lastDue = due;
@@ -291,32 +358,35 @@ export class FaultyLink extends EventEmitter implements ByteLink {
   }
 
   private schedule(l: Lane, out: boolean): void {
-    if (l.armed || l.head === l.len || this.closed || (out ? this.heldOut : this.heldIn || this.appPaused)) return;
+    if (l.armed || l.head === l.len || this.has(CLOSED | (out ? HELD_OUT : HELD_IN | APP_PAUSED))) return;
     l.armed = true;
-    const wait = (l.q[l.head + 1] as number) - this.clock.now();
-    if (wait <= 0) this.clock.defer(out ? pumpOut : pumpIn, this);
-    else l.timer = this.clock.setTimeout(out ? pumpOut : pumpIn, wait, this);
+    const clock = this.host.clock;
+    const wait = (l.q[l.head + 1] as number) - clock.now();
+    if (wait <= 0) clock.defer(out ? pumpOut : pumpIn, this);
+    else l.timer = clock.setTimeout(out ? pumpOut : pumpIn, wait, this);
   }
 
   /** Delivers what is due in one direction, in order, unless it is held. */
   pump(out: boolean): void {
-    const l = out ? this.out! : this.inn!;
+    const l = out ? this.st!.out! : this.st!.inn!;
     l.armed = false;
     l.timer = undefined;
-    if (this.closed) return;
-    const now = this.clock.now();
+    if (this.has(CLOSED)) return;
+    const clock = this.host.clock;
+    const now = clock.now();
     // Node's timers may fire a fraction of a millisecond before performance.now() reaches the due time.
-    const slack = this.clock.kind === 'real' ? 1 : 0;
+    const slack = clock.kind === 'real' ? 1 : 0;
+    const held = out ? HELD_OUT : HELD_IN | APP_PAUSED;
     while (l.head < l.len && (l.q[l.head + 1] as number) <= now + slack) {
-      if (out ? this.heldOut : this.heldIn || this.appPaused) break;
+      if (this.has(held)) break;
       const item = l.q[l.head] as Item;
       l.q[l.head] = undefined;
       l.head += 2;
       if (item !== END) l.bytes -= item.length;
       if (!out) this.deliver(item);
       else if (item === END) this.inner.end();
-      else if (!this.inner.write(item)) this.innerFull = true;
-      if (this.closed) return;
+      else if (!this.inner.write(item)) this.set(INNER_FULL, true);
+      if (this.has(CLOSED)) return;
     }
     if (l.head === l.len) {
       l.head = l.len = 0;
@@ -328,9 +398,11 @@ export class FaultyLink extends EventEmitter implements ByteLink {
   }
 
   private drop(): void {
-    for (const l of [this.out, this.inn]) {
+    const st = this.st;
+    if (!st) return;
+    for (const l of [st.out, st.inn]) {
       if (!l) continue;
-      this.clock.clearTimeout(l.timer);
+      this.host.clock.clearTimeout(l.timer);
       l.q = [];
       l.head = l.len = l.bytes = 0;
     }
@@ -384,7 +456,7 @@ class PlaneTransport implements Transport {
   }
 }
 
-export class FaultPlane implements LinkFaults {
+export class FaultPlane implements LinkFaults, LinkHost {
   /** Listening address (host:port) → node id. */
   private readonly at = new Map<string, string>();
   /** Open wrapped connections. */
@@ -397,10 +469,12 @@ export class FaultPlane implements LinkFaults {
   private readonly shapes = new Map<string, LinkSpec>();
   private regions: { of: ReadonlyMap<string, string>; m: RegionMatrix } | undefined;
   private readonly waiting = new Set<Waiter>();
-  private readonly closedLink = (f: FaultyLink): void => void this.links.delete(f);
 
   /** `rng`: the jitter draws (seeded, so a simulated run is a function of its seed). */
-  constructor(readonly clock: Clock, private readonly rng: () => number) {}
+  constructor(
+    readonly clock: Clock,
+    readonly rng: () => number,
+  ) {}
 
   transportFor(id: string, inner: Transport): Transport {
     return new PlaneTransport(this, id, inner);
@@ -417,10 +491,14 @@ export class FaultPlane implements LinkFaults {
 
   /** Wraps a connection from `src` to `dst` (see FaultyLink). */
   wrap(inner: ByteLink, src: string, dst: string | undefined): FaultyLink {
-    const f = new FaultyLink(inner, this.clock, this.rng, src, dst, this.closedLink);
+    const f = new FaultyLink(inner, this, src, dst);
     this.links.add(f);
     if (this.active) this.apply(f);
     return f;
+  }
+
+  forget(f: FaultyLink): void {
+    this.links.delete(f);
   }
 
   /** Open connections the plane controls (tests). */

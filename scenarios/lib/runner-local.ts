@@ -20,7 +20,7 @@ import { errorCode, Metaserver, MemoryNetwork, MemoryShares, metaStatus, mulberr
 import { realClock, SimClock, timeoutReason, type Clock } from '../../core/clock.ts';
 import { onCleanup } from '../../testnet/cleanup.ts';
 import { forceGc } from '../../testnet/gc.ts';
-import { META, type RunnerFaults } from './faults.ts';
+import { META, noFaults, type RunnerFaults } from './faults.ts';
 import { FaultPlane, planeFaults } from './fault-plane.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
@@ -149,8 +149,8 @@ export class LocalRunner implements Runner {
   readonly clock: Clock;
   /** True when this runner started the SimClock's driver (and stops it at close). */
   private readonly drives: boolean;
-  /** The link faults of every node here (fault-plane.ts): each peer's and the metaserver's transport go through it. */
-  readonly plane: FaultPlane;
+  /** The link faults of every node here (fault-plane.ts): each peer's and the metaserver's transport go through it. None with `linkFaults: false`. */
+  readonly plane: FaultPlane | undefined;
   readonly faults: RunnerFaults;
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
@@ -167,8 +167,8 @@ export class LocalRunner implements Runner {
     this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
     this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
     // Jitter draws from the run's seed: a simulated run stays a function of it.
-    this.plane = new FaultPlane(this.clock, mulberry32((o.simSeed ?? Math.floor(Math.random() * 2 ** 32)) ^ 0x2c1b3c6d));
-    this.faults = planeFaults(this.plane, () => 'not built yet');
+    this.plane = o.linkFaults === false ? undefined : new FaultPlane(this.clock, mulberry32((o.simSeed ?? Math.floor(Math.random() * 2 ** 32)) ^ 0x2c1b3c6d));
+    this.faults = this.plane ? planeFaults(this.plane, () => 'not built yet') : noFaults(() => 'this runner was created without link faults (linkFaults: false)');
     forceGc();
     const m0 = process.memoryUsage();
     this.baselineHeap = m0.heapUsed;
@@ -196,7 +196,7 @@ export class LocalRunner implements Runner {
       host: '127.0.0.1',
       port: 0,
       policy: o.policy,
-      transport: this.plane.transportFor(META, this.metaTransport),
+      transport: this.plane?.transportFor(META, this.metaTransport) ?? this.metaTransport,
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
@@ -223,7 +223,7 @@ export class LocalRunner implements Runner {
       share: spec.share,
       meta,
       maxChildren: spec.maxChildren,
-      transport: this.plane.transportFor(spec.id, this.transport),
+      transport: this.plane?.transportFor(spec.id, this.transport) ?? this.transport,
       store: this.storeFor(spec),
       rng: this.qidRng,
       heartbeatMs: spec.heartbeatMs ?? this.o.heartbeatMs ?? 1000,
@@ -246,6 +246,7 @@ export class LocalRunner implements Runner {
 
   /** Pause's network half (FaultPlane.isolate): nothing into or out of node `id` while on. */
   isolate(id: string, on: boolean): void {
+    if (!this.plane) throw new Error('this runner was created without link faults (linkFaults: false)');
     this.plane.isolate(id, on);
   }
 
@@ -263,7 +264,7 @@ export class LocalRunner implements Runner {
     this.peers.clear();
     await Promise.allSettled([...this.metas].map((m) => m.dispose()));
     this.metas.clear();
-    this.plane.close();
+    this.plane?.close();
     if (this.drives) (this.clock as SimClock).stop();
   }
 }

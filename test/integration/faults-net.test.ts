@@ -11,6 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import { realClock, SimClock, type Clock } from '../../core/clock.ts';
 import { MemoryNetwork, mulberry32, PROTOCOL_VERSION, tcpTransport, type Connection, type Message, type Transport } from '../../core/index.ts';
 import { FaultPlane } from '../../scenarios/lib/fault-plane.ts';
+import { LocalRunner } from '../../scenarios/lib/runner-local.ts';
 import { META } from '../../scenarios/lib/faults.ts';
 import { parseOptions, runScenario, type ScenarioDef } from '../../scenarios/lib/index.ts';
 import type { TopoNode } from '../../core/index.ts';
@@ -349,4 +350,19 @@ test.serial('memory: two runs of one seed with jittered links give the same simD
   t.deepEqual(times[0], times[1]);
   // The jitter really shaped the searches: not every one took the same whole number of 10 ms.
   t.true(times[0]!.some((ms) => ms % 10 !== 0), `search times ${times[0]!.join(', ')}`);
+});
+
+test('the in-process runners apply the link faults and refuse the node faults (not built yet); linkFaults: false runs without a plane and refuses them all', async (t) => {
+  const on = new LocalRunner('memory');
+  const off = new LocalRunner('memory', { linkFaults: false });
+  t.teardown(() => Promise.all([on.close(), off.close()]));
+  for (const k of ['partition', 'heal', 'shape', 'stall', 'reset'] as const) {
+    t.is(on.faults.unsupported(k), null, k);
+    t.regex(off.faults.unsupported(k) ?? '', /without link faults/, k);
+  }
+  for (const k of ['pause', 'resume', 'skew', 'disk'] as const) t.is(on.faults.unsupported(k), 'not built yet', k);
+  t.truthy(on.plane);
+  t.is(off.plane, undefined);
+  await t.throwsAsync(off.faults.partition([['a'], ['b']]), { message: /without link faults/ });
+  t.throws(() => off.isolate('a', true), { message: /without link faults/ });
 });

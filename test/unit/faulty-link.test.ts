@@ -16,7 +16,7 @@ import { FUZZ_SEED, FUZZ_SERVER_RUNS } from '../fuzz-config.ts';
 function setup(o: { windowBytes?: number; seed?: number } = {}) {
   const clock = new SimClock();
   const [a, b] = memoryPair({ clock, windowBytes: o.windowBytes });
-  const f = new FaultyLink(a, clock, mulberry32(o.seed ?? 1), 'A', 'B');
+  const f = new FaultyLink(a, { clock, rng: mulberry32(o.seed ?? 1) }, 'A', 'B');
   const atB: Buffer[] = [];
   const atF: Buffer[] = [];
   b.on('data', (x) => atB.push(x));
