@@ -15,9 +15,12 @@
  * - incoming bytes are held by not reading the inner link (inner.pause()), so
  *   the sender's window fills as over TCP; a shaped direction also queues them.
  *
- * A connection with no fault in force costs one FaultyLink and one Set entry:
- * writes and reads go straight through, with no timer and no queue, so a run
- * without faults does exactly what it did before (same simDigest).
+ * A connection no fault touched costs one small FaultyLink (listeners in
+ * fields, no EventEmitter), one Set entry and a back-reference on the inner
+ * link (about 500 bytes per memory peer): writes and reads go straight
+ * through, with no timer and no queue, so a run without faults does exactly
+ * what it did before (same simDigest). RunnerOptions.linkFaults: false runs
+ * without a plane at all.
  *
  * What a fault means (the same on both runners):
  * - partition: bytes from a to b are held while no group holds both (one
