@@ -28,7 +28,8 @@
  *   not complete (the SYN is lost) until heal() or the caller's signal.
  * - shape: per direction, each chunk is due at max(previous due, send time +
  *   serialisation at the bandwidth + latency + jitter), so jitter never
- *   reorders a link. It comes on top of the runner's own --latency/--bandwidth
+ *   reorders a link; a new connection takes a round trip (latency out and
+ *   back) before it exists, as a TCP connect does. It comes on top of the runner's own --latency/--bandwidth
  *   (none by default on the memory runner).
  * - stall: bytes between a and b held for ms (clock ms: simulated on the
  *   memory runner), then delivered in order; a connect waits as across a partition.
@@ -36,7 +37,7 @@
  *   the far end gets a RESET; TCP: an RST; this end sees ECONNRESET).
  * - isolate: pause's network half, nothing into or out of the node.
  */
-import type { Clock, TimerHandle } from '../../core/clock.ts';
+import { sleepOn, type Clock, type TimerHandle } from '../../core/clock.ts';
 import { addrKey, type HostPort, type Listener, type Transport } from '../../core/index.ts';
 import { abortError, type ByteLink, type Connection } from '../../core/transport/connection.ts';
 import type { ConnectOptions, ListenOptions } from '../../core/transport/transport.ts';
@@ -454,6 +455,9 @@ class PlaneTransport implements Transport {
     const p = this.plane;
     const dst = p.idAt(to);
     await p.connectable(this.id, dst, o.signal, addrKey(to));
+    // A shaped pair's SYN and SYN-ACK take a round trip before the connection exists (as the memory network's own latency does).
+    const rtt = p.connectRtt(this.id, dst);
+    if (rtt > 0) await sleepOn(p.clock, rtt, o.signal).catch(() => Promise.reject(abortError(o.signal!, `a connection to ${addrKey(to)}`)));
     const outer = o.wrapLink;
     return this.inner.connect(to, { ...o, wrapLink: (l) => p.wrap(outer ? outer(l) : l, this.id, dst) });
   }
@@ -531,6 +535,12 @@ export class FaultPlane implements LinkFaults, LinkHost {
     const rb = r?.of.get(to);
     if (ra === undefined || rb === undefined) return undefined;
     return r!.m.links[ra]?.[rb] ?? r!.m.links[rb]?.[ra];
+  }
+
+  /** Latency out and back between two nodes under their shapes, ms. */
+  connectRtt(src: string, dst: string | undefined): number {
+    if (!this.active || dst === undefined) return 0;
+    return (shaped(this.shapeOf(src, dst))?.latencyMs ?? 0) + (shaped(this.shapeOf(dst, src))?.latencyMs ?? 0);
   }
 
   /** Resolves once a connect from src to dst would get through (both directions open); rejects as the connect would when `signal` aborts. */

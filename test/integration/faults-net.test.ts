@@ -219,7 +219,7 @@ for (const kind of ['memory', 'inproc'] as const) {
 
   test(`${kind}: shape adds its one-way latency to each direction (a round trip is twice it), and null restores the default`, async (t) => {
     const e = env(t, kind);
-    const { a } = await pair(t, e);
+    const { a, address } = await pair(t, e);
     const rtt = async (n: number) => {
       const p = next(e, a, (m) => m.t === 'pong' && m.n === n);
       const t0 = e.clock.now();
@@ -230,6 +230,13 @@ for (const kind of ['memory', 'inproc'] as const) {
     const shapedRtt = await rtt(1);
     t.true(shapedRtt >= 80 - (e.slack ? 5 : 0) && shapedRtt <= 80 + e.slack, `round trip ${shapedRtt} ms at 40 ms one way`);
     if (kind === 'memory') t.is(shapedRtt, 80);
+    // A new connection between them takes a round trip (SYN, SYN-ACK) before it exists.
+    const c0 = e.clock.now();
+    const again = await e.transport('A').connect(address);
+    const connectMs = e.clock.now() - c0;
+    again.destroy();
+    t.true(connectMs >= 80 - (e.slack ? 5 : 0) && connectMs <= 80 + e.slack, `connect took ${connectMs} ms at 40 ms one way`);
+    if (kind === 'memory') t.is(connectMs, 80);
     e.plane.shape('A', 'B', null);
     const plain = await rtt(2);
     t.true(plain <= (kind === 'memory' ? 0 : e.slack), `round trip ${plain} ms unshaped`);
