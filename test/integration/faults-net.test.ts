@@ -27,7 +27,7 @@ interface Env {
   slack: number;
 }
 
-function env(t: ExecutionContext, kind: Kind): Env {
+function env(t: ExecutionContext, kind: Kind, tcpShape?: { latencyMs: number }): Env {
   if (kind === 'memory') {
     const clock = new SimClock();
     clock.start();
@@ -41,7 +41,7 @@ function env(t: ExecutionContext, kind: Kind): Env {
   }
   const plane = new FaultPlane(realClock, mulberry32(1));
   t.teardown(() => plane.close());
-  return { kind, clock: realClock, plane, transport: (id) => plane.transportFor(id, tcpTransport()), slack: 60 };
+  return { kind, clock: realClock, plane, transport: (id) => plane.transportFor(id, tcpTransport({ shape: tcpShape })), slack: 60 };
 }
 
 /** A message as it arrived, with the clock's time. */
@@ -264,6 +264,16 @@ for (const kind of ['memory', 'inproc'] as const) {
     t.deepEqual(nums(atB, 'ping'), [0, 1]);
   });
 }
+
+test('inproc with --latency (shaped TCP links): a reset still reaches the far end as an RST', async (t) => {
+  const e = env(t, 'inproc', { latencyMs: 5 });
+  const p = await pair(t, e);
+  const bClosed = closed(p.b());
+  const aClosed = closed(p.a);
+  e.plane.reset('A', 'B');
+  t.is(((await aClosed) as { code?: string } | undefined)?.code, 'ECONNRESET');
+  t.is(((await bClosed) as { code?: string } | undefined)?.code, 'ECONNRESET', 'the accepting socket got an RST through the shaped link');
+});
 
 // ---- through a Cluster: the overlay under a partition ----
 
