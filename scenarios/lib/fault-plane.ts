@@ -102,18 +102,11 @@ export interface LinkHost {
   forget?(f: FaultyLink): void;
 }
 
-// Flags (one number: a link holds 200,000 times over in a 100,000-peer simulation).
-const HELD_OUT = 1;
-const HELD_IN = 2;
-const APP_PAUSED = 4;
-const INNER_PAUSED = 8;
-const NEED_DRAIN = 16;
-/** The inner link's last write said false and its 'drain' has not come yet. */
-const INNER_FULL = 32;
-const END_OUT = 64;
-/** The inner link closed after its end: 'close' follows our queued end. */
-const CLOSE_AFTER_END = 128;
-const CLOSED = 256;
+// Flags, in one number (a 100,000-peer simulation holds 200,000 links). INNER_FULL: the inner
+// link's last write said false and its 'drain' has not come yet; CLOSE_AFTER_END: the inner link
+// closed after its end, so 'close' follows our queued end.
+const HELD_OUT = 1, HELD_IN = 2, APP_PAUSED = 4, INNER_PAUSED = 8, NEED_DRAIN = 16;
+const INNER_FULL = 32, END_OUT = 64, CLOSE_AFTER_END = 128, CLOSED = 256;
 
 /** The shapes and queues of a link a fault touched (none on a link no fault ever touched). */
 interface Shaped {
