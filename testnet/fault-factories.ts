@@ -4,10 +4,9 @@
  * entry points are written against the interfaces of
  * scenarios/lib/faults.ts only.
  *
- * MERGE: makePlane returns `new FaultPlane(clock)` (scenarios/lib/fault-plane.ts)
- * and makeNodeFaults `new NodeFaults(clock)` (scenarios/lib/fault-node.ts)
- * unless TREESHARE_FAULT_STANDIN=1; until those classes exist both return
- * the recording stand-ins below.
+ * makePlane returns a FaultPlane (scenarios/lib/fault-plane.ts) and
+ * makeNodeFaults a NodeFaults (scenarios/lib/fault-node.ts), unless
+ * TREESHARE_FAULT_STANDIN=1: then the recording stand-ins below.
  *
  * The stand-ins record every call (read back with the side channel's
  * `recorded` command) and change nothing: their transport, clock and store
@@ -15,7 +14,10 @@
  */
 import type { Clock } from '../core/clock.ts';
 import type { ShareStore, Transport } from '../core/index.ts';
+import { randomInt } from 'node:crypto';
+import { mulberry32 } from '../core/index.ts';
 import { NodeFaults } from '../scenarios/lib/fault-node.ts';
+import { FaultPlane } from '../scenarios/lib/fault-plane.ts';
 import type { DiskSpec, LinkFaults, LinkSpec, NodeFaultHandle, RegionMatrix, SkewSpec } from '../scenarios/lib/faults.ts';
 
 /** Set to 1 in a node's environment: the recording stand-ins even where the real classes exist. */
@@ -82,8 +84,9 @@ export class RecordingNodeFaults implements NodeFaultHandle, Recording {
 }
 
 /** The fault plane of one node process (real clock). */
-export function makePlane(_clock: Clock): LinkFaults {
-  // MERGE: if (process.env[STANDIN_ENV] !== '1') return new FaultPlane(_clock);
+export function makePlane(clock: Clock): LinkFaults {
+  // Jitter draws: each process its own unseeded generator (real time is not repeatable anyway).
+  if (process.env[STANDIN_ENV] !== '1') return new FaultPlane(clock, mulberry32(randomInt(2 ** 32)));
   return new RecordingPlane();
 }
 

@@ -48,6 +48,12 @@ export interface ByteLink {
    * (saves an EventEmitter dispatch per frame). False when not supported: use 'data'.
    */
   setDataSink?(fn: (b: Buffer) => void): boolean;
+  /**
+   * Optional (TCP links): an abortive close, as net.Socket's: the remote sees
+   * ECONNRESET rather than a clean end. A memory link's destroy() already
+   * resets the remote.
+   */
+  resetAndDestroy?(): void;
 }
 
 export interface ConnectionOptions {

@@ -429,7 +429,7 @@ export class MemoryNetwork {
     const [a, b] = memoryPair({ clock: this.clock, shape, windowBytes: this.window });
     const local = `${from}:${this.nextLocal++}`;
     // Both Connections exist before any byte moves, so nothing the acceptor sends early is lost.
-    const conn = new Connection(a, key, false, { clock: this.clock, ...opts.connection });
+    const conn = new Connection(opts.wrapLink ? opts.wrapLink(a) : a, key, false, { clock: this.clock, ...opts.connection });
     this.accept(bound, b, local);
     // ...and the accept travels back to the connector.
     try {

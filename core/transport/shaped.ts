@@ -89,6 +89,11 @@ export class ShapedLink extends EventEmitter implements ByteLink {
     this.inner.destroy(err);
   }
 
+  resetAndDestroy(): void {
+    if (this.inner.resetAndDestroy) this.inner.resetAndDestroy();
+    else this.inner.destroy();
+  }
+
   pause(): void {
     this.inner.pause();
   }

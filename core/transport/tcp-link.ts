@@ -159,6 +159,10 @@ export class TcpLink extends EventEmitter implements ByteLink {
     this.sock.destroy(err);
   }
 
+  resetAndDestroy(): void {
+    this.sock.resetAndDestroy();
+  }
+
   pause(): void {
     this.sock.pause();
   }

@@ -168,9 +168,10 @@ function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) 
     sock.once('connect', () => {
       opts.signal?.removeEventListener('abort', onAbort);
       sock.removeAllListeners('error');
-      if (!sec) return resolve(new Connection(link ? link() : wrap(sock), where, false, opts.connection));
+      const own = (l: ByteLink): ByteLink => (opts.wrapLink ? opts.wrapLink(l) : l);
+      if (!sec) return resolve(new Connection(own(link ? link() : wrap(sock)), where, false, opts.connection));
       connectSecure(sock, sec.psk, sec.ctx, where, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, opts.signal).then(
-        (s) => resolve(new Connection(wrap(s), where, false, opts.connection)),
+        (s) => resolve(new Connection(own(wrap(s)), where, false, opts.connection)),
         reject,
       );
     });

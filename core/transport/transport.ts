@@ -4,7 +4,7 @@
  * with the same behaviour for tests and very large simulations.
  */
 import type { HostPortLike } from '../protocol/messages.ts';
-import type { Connection, ConnectionOptions } from './connection.ts';
+import type { ByteLink, Connection, ConnectionOptions } from './connection.ts';
 
 /** host:port; the protocol's own address type. */
 export type HostPort = HostPortLike;
@@ -30,6 +30,13 @@ export interface ConnectOptions {
   connection?: ConnectionOptions;
   /** Local address to bind the outgoing socket to (so traffic leaves from the peer's own host). */
   localHost?: string;
+  /**
+   * Builds the Connection over `wrapLink(link)` instead of the transport's own
+   * link, once it is connected (after the TLS handshake when keyed): a harness
+   * can put a link of its own between the peer and the wire (the fault plane
+   * of scenarios/lib/fault-plane.ts). Absent: nothing is wrapped, nothing costs.
+   */
+  wrapLink?(link: ByteLink): ByteLink;
 }
 
 export interface Transport {

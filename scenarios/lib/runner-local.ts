@@ -22,6 +22,7 @@ import { onCleanup } from '../../testnet/cleanup.ts';
 import { forceGc } from '../../testnet/gc.ts';
 import { META, noFaults, type FaultKind, type RunnerFaults } from './faults.ts';
 import { NodeFaults } from './fault-node.ts';
+import { FaultPlane, planeFaults } from './fault-plane.ts';
 import { messageOf, OpError, type MemorySample, type MetaHandle, type Op, type PeerHandle, type PeerHandleEvents, type PeerSpec, type Runner, type RunnerKind, type RunnerOptions } from './runner.ts';
 
 
@@ -153,8 +154,6 @@ export class LocalRunner implements Runner {
   // ---- node faults (fault-node.ts): every node runs on its NodeFaults clock and store wrapper ----
   /** Each node's clock and store faults, by peer id and META (the latest node of that id). */
   private readonly nodes = new Map<string, NodeFaults>();
-  /** Pause's network half (the link faults'); absent: a pause stops the node's timers only. */
-  private isolate?(id: string, on: boolean): void;
   private nodeFaults(id: string): NodeFaults {
     const n = new NodeFaults(id, this.clock);
     this.nodes.set(id, n);
@@ -166,24 +165,10 @@ export class LocalRunner implements Runner {
     if (kind === 'disk' && id === META) throw new Error('disk: the metaserver has no share store');
     return n;
   }
-  readonly faults: RunnerFaults = (() => {
-    const notYet = noFaults(() => 'not built yet');
-    const node = new Set<FaultKind>(['pause', 'resume', 'skew', 'disk']);
-    return {
-      ...notYet,
-      unsupported: (kind: FaultKind) => (node.has(kind) ? null : notYet.unsupported(kind)),
-      pause: async (id: string) => {
-        this.faultsOf(id, 'pause').setPaused(true);
-        this.isolate?.(id, true);
-      },
-      resume: async (id: string) => {
-        this.faultsOf(id, 'resume').setPaused(false);
-        this.isolate?.(id, false);
-      },
-      skew: async (id, s) => this.faultsOf(id, 'skew').setSkew(s),
-      disk: async (id, d) => this.faultsOf(id, 'disk').setDisk(d),
-    };
-  })();
+  /** The link faults of every node here (fault-plane.ts): each peer's and the metaserver's transport go through it. None with `linkFaults: false`. */
+  readonly plane: FaultPlane | undefined;
+  /** Link faults from the plane, node faults from each node's NodeFaults; a pause is both (timers held, links isolated). */
+  readonly faults: RunnerFaults;
 
   constructor(readonly kind: Extract<RunnerKind, 'inproc' | 'memory'>, private readonly o: RunnerOptions = {}) {
     if (kind === 'memory') {
@@ -198,6 +183,25 @@ export class LocalRunner implements Runner {
     }
     this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
     this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
+    // Jitter draws from the run's seed: a simulated run stays a function of it.
+    this.plane = o.linkFaults === false ? undefined : new FaultPlane(this.clock, mulberry32((o.simSeed ?? Math.floor(Math.random() * 2 ** 32)) ^ 0x2c1b3c6d));
+    const noPlane = 'this runner was created without link faults (linkFaults: false)';
+    const link = this.plane ? planeFaults(this.plane, () => noPlane) : noFaults(() => noPlane);
+    const nodeKinds = new Set<FaultKind>(['skew', 'disk', ...(this.plane ? (['pause', 'resume'] as const) : [])]);
+    this.faults = {
+      ...link,
+      unsupported: (kind) => (nodeKinds.has(kind) ? null : link.unsupported(kind)),
+      pause: async (id) => {
+        this.faultsOf(id, 'pause').setPaused(true);
+        this.isolate(id, true);
+      },
+      resume: async (id) => {
+        this.faultsOf(id, 'resume').setPaused(false);
+        this.isolate(id, false);
+      },
+      skew: async (id, sk) => this.faultsOf(id, 'skew').setSkew(sk),
+      disk: async (id, d) => this.faultsOf(id, 'disk').setDisk(d),
+    };
     forceGc();
     const m0 = process.memoryUsage();
     this.baselineHeap = m0.heapUsed;
@@ -226,7 +230,7 @@ export class LocalRunner implements Runner {
       host: '127.0.0.1',
       port: 0,
       policy: o.policy,
-      transport: this.metaTransport,
+      transport: this.plane?.transportFor(META, this.metaTransport) ?? this.metaTransport,
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
@@ -256,7 +260,7 @@ export class LocalRunner implements Runner {
       share: spec.share,
       meta,
       maxChildren: spec.maxChildren,
-      transport: this.transport,
+      transport: this.plane?.transportFor(spec.id, this.transport) ?? this.transport,
       store,
       rng: this.qidRng,
       heartbeatMs: spec.heartbeatMs ?? this.o.heartbeatMs ?? 1000,
@@ -277,6 +281,12 @@ export class LocalRunner implements Runner {
     return h;
   }
 
+  /** Pause's network half (FaultPlane.isolate): nothing into or out of node `id` while on. */
+  isolate(id: string, on: boolean): void {
+    if (!this.plane) throw new Error('this runner was created without link faults (linkFaults: false)');
+    this.plane.isolate(id, on);
+  }
+
   async memory(peers: readonly PeerHandle[]): Promise<MemorySample> {
     forceGc();
     const m = process.memoryUsage();
@@ -291,6 +301,7 @@ export class LocalRunner implements Runner {
     this.peers.clear();
     await Promise.allSettled([...this.metas].map((m) => m.dispose()));
     this.metas.clear();
+    this.plane?.close();
     if (this.drives) (this.clock as SimClock).stop();
   }
 }

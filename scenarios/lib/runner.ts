@@ -130,6 +130,12 @@ export interface RunnerOptions {
    * Ignored by the other runners.
    */
   faults?: boolean;
+  /**
+   * In-process runners: false runs without a fault plane (scenarios/lib/fault-plane.ts):
+   * connections are not wrapped and every link fault is refused. For the largest runs
+   * that apply no fault (the plane costs ~500 bytes of heap per memory peer). Default true.
+   */
+  linkFaults?: boolean;
 }
 
 export interface MemorySample {
