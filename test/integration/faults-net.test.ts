@@ -367,7 +367,7 @@ test.serial('memory: two runs of one seed with jittered links give the same simD
   t.true(times[0]!.some((ms) => ms % 10 !== 0), `search times ${times[0]!.join(', ')}`);
 });
 
-test('the in-process runners apply the link faults and refuse the node faults (not built yet); linkFaults: false runs without a plane and refuses them all', async (t) => {
+test('the in-process runners apply every fault; linkFaults: false runs without a plane and refuses the link faults and pause (its network half), not skew and disk', async (t) => {
   const on = new LocalRunner('memory');
   const off = new LocalRunner('memory', { linkFaults: false });
   t.teardown(() => Promise.all([on.close(), off.close()]));
@@ -375,7 +375,9 @@ test('the in-process runners apply the link faults and refuse the node faults (n
     t.is(on.faults.unsupported(k), null, k);
     t.regex(off.faults.unsupported(k) ?? '', /without link faults/, k);
   }
-  for (const k of ['pause', 'resume', 'skew', 'disk'] as const) t.is(on.faults.unsupported(k), 'not built yet', k);
+  for (const k of ['pause', 'resume', 'skew', 'disk'] as const) t.is(on.faults.unsupported(k), null, k);
+  for (const k of ['pause', 'resume'] as const) t.regex(off.faults.unsupported(k) ?? '', /without link faults/, k);
+  for (const k of ['skew', 'disk'] as const) t.is(off.faults.unsupported(k), null, k);
   t.truthy(on.plane);
   t.is(off.plane, undefined);
   await t.throwsAsync(off.faults.partition([['a'], ['b']]), { message: /without link faults/ });

@@ -200,9 +200,8 @@ for (const kind of ['memory', 'inproc'] as const) {
   });
 }
 
-test('the runner refuses what it cannot do: link faults are not built here, disk on the metaserver, unknown nodes', async (t) => {
+test('the runner refuses what it cannot do: disk on the metaserver, unknown nodes', async (t) => {
   const { runner } = await net(t, 'memory');
-  t.is(runner.faults.unsupported('partition'), 'not built yet');
   for (const k of ['pause', 'resume', 'skew', 'disk'] as const) t.is(runner.faults.unsupported(k), null);
   await t.notThrowsAsync(runner.faults.skew(META, { offsetMs: 1000 }));
   await t.throwsAsync(runner.faults.disk(META, { kind: 'enospc' }), { message: /metaserver has no share store/ });
