@@ -131,8 +131,6 @@ class LocalMeta implements MetaHandle {
 
 export class LocalRunner implements Runner {
   private readonly transport: Transport;
-  /** The metaserver's transport: unshaped over TCP (as under the process runner, whose metaserver takes no shaping). */
-  private readonly metaTransport: Transport;
   private readonly peers = new Set<LocalPeer>();
   private readonly metas = new Set<LocalMeta>();
   private readonly baselineHeap: number;
@@ -162,7 +160,6 @@ export class LocalRunner implements Runner {
       this.drives = false;
     }
     this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
-    this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
     forceGc();
     const m0 = process.memoryUsage();
     this.baselineHeap = m0.heapUsed;
@@ -190,7 +187,8 @@ export class LocalRunner implements Runner {
       host: '127.0.0.1',
       port: 0,
       policy: o.policy,
-      transport: this.metaTransport,
+      // Shaped like every other link (one network model on every runner, docs/SCENARIOS.md).
+      transport: this.transport,
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
@@ -199,7 +197,7 @@ export class LocalRunner implements Runner {
       tokenSource: this.tokenSource(),
     });
     const address = await ms.start();
-    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport, this.clock);
+    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.transport, this.clock);
     this.metas.add(h);
     return h;
   }
