@@ -9,7 +9,7 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import { renderTree, type TopoNode } from '../../core/index.ts';
 import { transferRate } from '../../core/cli/format.ts';
-import { groupBy, summarize } from './metrics.ts';
+import { floodNotFound, groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
 import type { Records, ScenarioResult, StandardTables, TableSpec } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
@@ -65,7 +65,7 @@ function pick(mode: Mode | undefined, n: number): 'rows' | 'summary' | 'off' {
 function floodResult(f: Records['floods'][number]): string {
   if (!f.answered) return `failed: ${f.error ?? ''}`;
   if (f.kind === 'topo') return `${f.reached} peers`;
-  return f.hits.length ? `found at ${[...new Set(f.hits)].join(', ')}` : `not found (searched ${f.reached})`;
+  return f.hits.length ? `found at ${[...new Set(f.hits)].join(', ')}` : floodNotFound(f);
 }
 
 export function standardTables(def: { standard?: StandardTables }, r: Records, tree: ScenarioResult['tree']): TableSpec[] {
@@ -112,12 +112,12 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
   } else if (fm === 'summary') {
     out.push({
       title: 'Flood fan-out (per-request rows in the JSON)',
-      head: ['round', 'kind', 'requests', 'answered', 'median reached', 'median messages', 'duplicates', 'max deepest hop', 'median completion ms', 'p95 completion ms'],
+      head: ['round', 'kind', 'requests', 'answered', 'of them incomplete', 'median reached', 'median messages', 'duplicates', 'max deepest hop', 'median completion ms', 'p95 completion ms'],
       rows: [...groupBy(r.floods, (f) => f.round)].flatMap(([round, fs]) =>
         (['search', 'download', 'topo'] as const).filter((k) => fs.some((f) => f.kind === k)).map((k) => {
           const xs = fs.filter((f) => f.kind === k);
           const c = summarize(xs.map((f) => f.completionMs))!;
-          return [round || '—', k, int(xs.length), int(xs.filter((f) => f.answered).length), int(summarize(xs.map((f) => f.reached))!.median), int(summarize(xs.map((f) => f.messages))!.median), int(xs.reduce((a, f) => a + f.duplicates, 0)), int(Math.max(...xs.map((f) => f.maxHops))), ms(c.median), ms(c.p95)];
+          return [round || '—', k, int(xs.length), int(xs.filter((f) => f.answered).length), int(xs.filter((f) => f.answered && f.missing.length > 0).length), int(summarize(xs.map((f) => f.reached))!.median), int(summarize(xs.map((f) => f.messages))!.median), int(xs.reduce((a, f) => a + f.duplicates, 0)), int(Math.max(...xs.map((f) => f.maxHops))), ms(c.median), ms(c.p95)];
         }),
       ),
     });
