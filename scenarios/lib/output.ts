@@ -30,6 +30,14 @@ export function mbpsCell(v: number | null | undefined): string {
   return v === null || v === undefined ? '—' : v.toFixed(v >= 10 ? 1 : 2);
 }
 
+/** Said instead of a rate when a transfer took no time at all (simulated links with no latency or bandwidth cap). */
+export const NO_SIMULATED_TIME = '— (no simulated time)';
+
+/** A transfer's MB/s cell: mbpsCell, or NO_SIMULATED_TIME for bytes moved in 0 ms. */
+export function transferRateCell(bytes: number, durationMs: number | null): string {
+  return durationMs === 0 && bytes > 0 ? NO_SIMULATED_TIME : mbpsCell(transferMBps(bytes, durationMs));
+}
+
 /** The MB/s of the transfers that have one (transferMBps). */
 export function ratesOf(ts: readonly { bytes: number; durationMs: number | null }[]): number[] {
   return ts.flatMap((t) => transferMBps(t.bytes, t.durationMs) ?? []);
@@ -135,7 +143,7 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
         for (const t of ts) if (!t.ok && t.errorCode) codes.set(t.errorCode, (codes.get(t.errorCode) ?? 0) + 1);
         const mb = summarize(ratesOf(ok));
         return [ts[0]!.round || '—', ts[0]!.label, int(ts.length), int(ok.length), [...codes].map(([k, v]) => `${v} ${k}`).join(', ') || '0',
-          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), mbpsCell(mb?.median),
+          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), ok.length && ok.every((t) => t.durationMs === 0 && t.bytes > 0) ? NO_SIMULATED_TIME : mbpsCell(mb?.median),
           int(ts.filter((t) => !t.errorCode && !t.ok).length)];
       }),
     });
@@ -144,7 +152,7 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
       title: 'Transfers',
       head: [...rh, 'file', 'from', 'to', 'bytes', 'first byte ms', 'duration ms', 'MB/s', 'SHA-256 ok'],
       rows: r.transfers.map((t) => [
-        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), mbpsCell(transferMBps(t.bytes, t.durationMs)),
+        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), transferRateCell(t.bytes, t.durationMs),
         t.ok ? 'yes' : t.errorCode ? `failed: ${t.errorCode}` : 'NO',
       ]),
     });
