@@ -113,11 +113,52 @@ export class TransferError extends TreeshareError {
   }
 }
 
+const peers = (n: number, what = 'peer') => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** Ids joined for a sentence: "S4", "S4 and S9", "S4, S5 and S9"; past `max`, "… and N more". */
+function idList(ids: readonly string[], max = 8): string {
+  const shown = ids.slice(0, max);
+  const rest = ids.length - shown.length;
+  if (rest > 0) return `${shown.join(', ')} and ${rest} more`;
+  return shown.length <= 1 ? (shown[0] ?? '') : `${shown.slice(0, -1).join(', ')} and ${shown[shown.length - 1]}`;
+}
+
+/**
+ * What a search that found nothing knows. Complete (every subtree answered): `no peer has NAME
+ * (searched 5 peers)`. Some subtrees unreachable (`missing`: the neighbours that did not answer,
+ * each standing for its subtree): `not found among 13 reachable peers; unreachable: the subtrees
+ * of S4 and S9 (7 peers)`, with the number of peers cut off where the caller knows it, so an
+ * incomplete answer never reads as a definite not-found. `detail` goes after the count (" in 4.0 ms").
+ */
+export function notFoundText(name: string, reached: number, missing: readonly string[], o: { unreachablePeers?: number | null; detail?: string } = {}): string {
+  const detail = o.detail ?? '';
+  if (missing.length === 0) return `no peer has ${name} (searched ${peers(reached)}${detail})`;
+  const ids = [...new Set(missing)];
+  const size = o.unreachablePeers !== undefined && o.unreachablePeers !== null && o.unreachablePeers > 0 ? ` (${peers(o.unreachablePeers)})` : '';
+  return `${name} not found among ${peers(reached, 'reachable peer')}${detail}; unreachable: the subtree${ids.length === 1 ? '' : 's'} of ${idList(ids)}${size}`;
+}
+
+/** notFoundText as a line of its own: `not found: no peer has X (…)` when complete, else the qualified text. */
+export function notFoundLine(name: string, reached: number, missing: readonly string[], o: { unreachablePeers?: number | null; detail?: string } = {}): string {
+  const text = notFoundText(name, reached, missing, o);
+  return missing.length ? text : `not found: ${text}`;
+}
+
+/** A search result in one line: where it was found, or notFoundLine (the control protocol's `answer`). */
+export function searchAnswer(r: { name: string; hits: readonly { id: string }[]; reached: number; missing: readonly string[] }): string {
+  if (r.hits.length === 0) return notFoundLine(r.name, r.reached, r.missing);
+  const found = `found at ${[...new Set(r.hits.map((h) => h.id))].join(', ')} (searched ${peers(r.reached)})`;
+  return r.missing.length ? `${found}; no answer from ${idList([...new Set(r.missing)])}: there may be more holders` : found;
+}
+
 export class NotFoundError extends TreeshareError {
   readonly searched: number;
-  constructor(name: string, searched: number) {
-    super('not-found', `no peer has ${JSON.stringify(name)} (searched ${searched} peer${searched === 1 ? '' : 's'})`);
+  /** Neighbours whose subtrees did not answer (empty: a complete not-found). */
+  readonly missing: string[];
+  constructor(name: string, searched: number, missing: readonly string[] = []) {
+    super('not-found', notFoundText(JSON.stringify(name), searched, missing));
     this.searched = searched;
+    this.missing = [...missing];
   }
 }
 

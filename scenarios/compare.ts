@@ -22,7 +22,7 @@ import type { ScenarioResult } from './lib/records.ts';
 import { REPO } from './lib/shares.ts';
 import { readJsonFile } from './lib/json-file.ts';
 import { isStudyFile } from './lib/study-file.ts';
-import { studyCompareCli } from './lib/study-compare.ts';
+import { differenceWarning, studyCompareCli } from './lib/study-compare.ts';
 import { guardStdout } from '../core/stdout.ts';
 
 export class CompareError extends Error {}
@@ -123,7 +123,24 @@ export function benchFigures(r: RunFile): Figure[] {
 }
 
 /** Loads the files and compares them; throws CompareError for files that cannot be compared. */
-export function compareFiles(files: readonly string[]): { kind: 'scenario' | 'bench'; title: string; cmp: Comparison } {
+/**
+ * How scenario runs differ in runner or options (peers, latency, bandwidth, policy, max-children and
+ * the scenario's own options), one entry each ("runner: A process, B memory"); empty when they agree.
+ * A change between such runs is (also) the effect of that difference, not only of the code.
+ */
+export function optionDifferences(runs: readonly ScenarioResult[]): string[] {
+  const flat = runs.map((r) => {
+    const { extra, ...common } = r.options ?? ({} as ScenarioResult['options']);
+    return new Map(Object.entries({ ...common, ...(extra ?? {}) }).map(([k, v]) => [k, v === undefined ? '—' : JSON.stringify(v).replace(/^"(.*)"$/, '$1')]));
+  });
+  const keys = [...new Set(flat.flatMap((m) => [...m.keys()]))];
+  const words: Record<string, string> = { maxChildren: 'max-children' };
+  return keys
+    .filter((k) => new Set(flat.map((m) => m.get(k) ?? '—')).size > 1)
+    .map((k) => `${words[k] ?? k}: ${flat.map((m, i) => `${letter(i)} ${m.get(k) ?? '—'}`).join(', ')}`);
+}
+
+export function compareFiles(files: readonly string[]): { kind: 'scenario' | 'bench'; title: string; cmp: Comparison; differences: string[] } {
   if (files.length < 2) throw new CompareError('give two or more result files to compare');
   const runs = files.map(load);
   const kinds = new Set(runs.map((r) => r.kind));
@@ -135,7 +152,8 @@ export function compareFiles(files: readonly string[]): { kind: 'scenario' | 'be
   }
   const cmp = compareRuns(runs.map((r) => ({ name: r.name, figures: r.kind === 'scenario' ? scenarioFigures(r.run) : benchFigures(r.run) })));
   const title = first.kind === 'scenario' ? `scenario ${first.run.scenario}` : `bench (${[...new Set(runs.map((r) => (r.kind === 'bench' ? r.run.mode : '')))].join(' / ')} runs)`;
-  return { kind: first.kind, title, cmp };
+  const differences = first.kind === 'scenario' ? optionDifferences(runs.map((r) => r.run as ScenarioResult)) : [];
+  return { kind: first.kind, title, cmp, differences };
 }
 
 const letter = (i: number) => String.fromCharCode(65 + (i % 26)) + (i >= 26 ? String(Math.floor(i / 26)) : '');
@@ -186,7 +204,7 @@ export function comparisonCharts(cmp: Comparison): ChartSpec[] {
   return charts;
 }
 
-export async function comparisonHtml(title: string, files: readonly string[], cmp: Comparison): Promise<string> {
+export async function comparisonHtml(title: string, files: readonly string[], cmp: Comparison, differences: readonly string[] = []): Promise<string> {
   const t = comparisonTable(cmp);
   const out: string[] = [];
   out.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>treeshare · compare ${esc(title)}</title><style>
@@ -194,6 +212,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#22
 table{border-collapse:collapse;font-size:.82em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f1f3f5}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figcaption{font-weight:600}.note{color:#666;font-size:.85em}svg{max-width:100%;height:auto}</style></head><body>`);
   out.push(`<h1>treeshare: compare ${esc(title)}</h1><ul>${files.map((f, i) => `<li><b>${letter(i)}</b>: ${esc(f)}</li>`).join('')}</ul>`);
+  if (differences.length) out.push(`<p style="background:#fff3cd;border:2px solid #d9480f;padding:.6em;font-weight:600">${esc(differenceWarning(differences))}</p>`);
   out.push('<h2>Charts</h2>');
   for (const c of comparisonCharts(cmp)) {
     let svg: string;
@@ -244,8 +263,9 @@ Options:
     }
     throw err;
   }
-  if (a.values.json) process.stdout.write(JSON.stringify(res.cmp, null, 2) + '\n');
-  else {
+  if (a.values.json) process.stdout.write(JSON.stringify(res.differences.length ? { ...res.cmp, differences: res.differences } : res.cmp, null, 2) + '\n');
+  if (res.differences.length) (a.values.json ? process.stderr : process.stdout).write(`${differenceWarning(res.differences)}\n`);
+  if (!a.values.json) {
     const t = comparisonTable(res.cmp);
     const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
     for (const r of t.rows) table.push(r);
@@ -256,7 +276,7 @@ Options:
     const dir = path.resolve(a.values.out ?? path.join(REPO, 'results'));
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `compare-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}.html`);
-    fs.writeFileSync(file, await comparisonHtml(res.title, a.positionals, res.cmp));
+    fs.writeFileSync(file, await comparisonHtml(res.title, a.positionals, res.cmp, res.differences));
     (a.values.json ? process.stderr : process.stdout).write(`→ ${path.relative(process.cwd(), file)}\n`);
   }
   return 0;

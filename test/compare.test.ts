@@ -121,3 +121,32 @@ test('compare.ts on two bench results, and refusals in one line', async (t) => {
   const missing = await run([a, path.join(d, 'nope.json')]);
   t.regex(missing.err, /^compare: cannot read .*nope\.json: ENOENT\n$/);
 });
+
+test('runs that differ in runner or options are called out loudly, before the table (CLI, JSON, HTML)', async (t) => {
+  const d = tmp(t);
+  const joins = Array.from({ length: 12 }, (_, i) => 10 + i);
+  const a = path.join(d, 'a.json');
+  const b = path.join(d, 'b.json');
+  const same = path.join(d, 'same.json');
+  const other = scenarioRun('latency', joins.map((x) => x * 2), [5, 6, 7]);
+  other.options = { ...other.options, runner: 'process', latency: 20, extra: { latencies: '0,20' } };
+  fs.writeFileSync(a, JSON.stringify(scenarioRun('latency', joins, [5, 6, 7])));
+  fs.writeFileSync(b, JSON.stringify(other));
+  fs.writeFileSync(same, JSON.stringify(scenarioRun('latency', joins, [5, 6, 7])));
+  const r = compareFiles([a, b]);
+  t.deepEqual(r.differences, ['runner: A memory, B process', 'latency: A 0, B 20', 'latencies: A —, B 0,20']);
+  t.deepEqual(compareFiles([a, same]).differences, []);
+  const run = (args: string[]) => new Promise<{ code: number; out: string; err: string }>((resolve) =>
+    execFile(process.execPath, ['--import', 'tsx', path.join(REPO, 'scenarios/compare.ts'), ...args], { cwd: REPO }, (e, out, err) => resolve({ code: e ? (e.code as number) : 0, out, err })));
+  const cli = await run([a, b, '--out', d]);
+  t.is(cli.code, 0, cli.err);
+  const warn = cli.out.indexOf('!! NOT LIKE FOR LIKE: these runs differ in runner: A memory, B process; latency: A 0, B 20');
+  t.true(warn >= 0, cli.out);
+  t.true(warn < cli.out.indexOf('▼ WORSE'), 'the warning comes before the table');
+  const json = await run([a, b, '--json', '--no-html']);
+  t.deepEqual(JSON.parse(json.out).differences, r.differences);
+  t.regex(json.err, /!! NOT LIKE FOR LIKE/);
+  t.regex(await comparisonHtml('latency', [a, b], r.cmp, r.differences), /NOT LIKE FOR LIKE: these runs differ in runner: A memory, B process/);
+  const alike = await run([a, same, '--no-html']);
+  t.notRegex(alike.out, /NOT LIKE FOR LIKE/);
+});

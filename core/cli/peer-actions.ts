@@ -4,7 +4,7 @@
  * definite not-found), topology, my files, search. Failures print one line
  * and return false; the menu carries on.
  */
-import { describeError, NotFoundError, type TreeshareError } from '../errors.ts';
+import { describeError, NotFoundError, notFoundLine, type TreeshareError } from '../errors.ts';
 import { joinFailure } from '../control/peer-control.ts';
 import { addrKey } from '../protocol/messages.ts';
 import { checkFileName } from '../protocol/names.ts';
@@ -93,7 +93,7 @@ export async function download(c: MenuCtx, name: string): Promise<boolean> {
   } catch (err) {
     c.bar.stop();
     if (c.leaving) return false;
-    if (err instanceof NotFoundError) term.say(s.yellow(`not found: no peer has ${name} (searched ${plural(err.searched, 'peer')})`));
+    if (err instanceof NotFoundError) term.say(s.yellow(notFoundLine(name, err.searched, err.missing)));
     else term.say(s.red(`download failed: ${describeError(err)}`));
     return false;
   } finally {
@@ -106,12 +106,12 @@ export async function search(c: MenuCtx, name: string): Promise<boolean> {
   try {
     const r = await peer.search(name);
     const searched = `searched ${plural(r.reached, 'peer')} in ${formatMs(r.completionMs)}`;
-    if (r.hits.length === 0) term.say(s.yellow(`not found: no peer has ${name} (${searched})`));
+    if (r.hits.length === 0) term.say(s.yellow(notFoundLine(name, r.reached, r.missing, { detail: ` in ${formatMs(r.completionMs)}` })));
     else {
       term.say(s.green(`${name} is at ${plural(r.hits.length, 'peer')} (${searched}):`));
       for (const h of r.hits) term.say(`  ${who(h)}  ${formatBytes(h.size)}  ${plural(h.hops, 'hop')} away${h.id === peer.id ? '  (this peer)' : ''}`);
+      if (r.missing.length) term.say(s.yellow(`no answer from ${r.missing.join(', ')}: there may be more holders`));
     }
-    if (r.missing.length) term.say(s.yellow(`no answer from ${r.missing.join(', ')}: the answer may be incomplete`));
     return true;
   } catch (err) {
     if (!c.leaving) term.say(s.red(`search failed: ${describeError(err)}`));

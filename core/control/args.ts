@@ -9,7 +9,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LocalError } from '../errors.ts';
 import { MIN_KEY_BYTES, shortKeyMessage } from '../transport/auth.ts';
 import { Host, ID_RE } from '../protocol/messages.ts';
-import type { HostPort } from '../transport/transport.ts';
+import type { HostPort, Transport } from '../transport/transport.ts';
+import { tcpTransport } from '../transport/tcp.ts';
 
 /** A mistake on the command line: printed as one line, exit status 2. */
 export class UsageError extends LocalError {
@@ -180,4 +181,25 @@ export function limitOptions(v: Record<string, string | boolean | undefined>): {
   if (v['max-connections'] !== undefined) out.maxConnections = parseIntIn('--max-connections', str(v['max-connections'])!, 1, 1_000_000);
   if (v['handshake-timeout'] !== undefined) out.connection = { handshakeTimeoutMs: parseIntIn('--handshake-timeout', str(v['handshake-timeout'])!, 0, 3_600_000) };
   return out;
+}
+
+/** Link emulation flags of both commands: the same meaning on every link, the metaserver's included. */
+export const SHAPE_FLAGS = {
+  latency: { type: 'string' },
+  bandwidth: { type: 'string' },
+} as const;
+
+export const SHAPE_HELP = `      --latency MS          add MS ms of one-way latency to every connection, each
+                            direction; a new connection first waits one round trip
+                            (2 x MS), as a TCP connect does
+      --bandwidth RATE      cap every connection at RATE bytes/s per direction
+                            (e.g. 500k, 10M = 10^7, 4MiB = 4,194,304)`;
+
+/** The shaped TCP transport asked for by --latency/--bandwidth, or undefined when neither is given. */
+export function shapeTransport(v: Record<string, string | boolean | undefined>): Transport | undefined {
+  const latencyMs = v.latency !== undefined ? parseAmount('--latency', str(v.latency)!, 60_000, 'milliseconds') : 0;
+  const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseSize('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
+  if (v.bandwidth !== undefined && bandwidthBytesPerSec <= 0) throw new UsageError('--bandwidth must be more than 0 bytes per second (leave it out for no cap)');
+  if (latencyMs <= 0 && bandwidthBytesPerSec <= 0) return undefined;
+  return tcpTransport({ shape: { ...(latencyMs > 0 ? { latencyMs } : {}), ...(bandwidthBytesPerSec > 0 ? { bandwidthBytesPerSec } : {}) } });
 }

@@ -53,7 +53,7 @@ export function parseCommand<S extends CommandSchema>(line: string, schema: S): 
 
 /** The `error` event for a failed or malformed command. */
 export function errorEvent(err: unknown, c?: { id?: CommandId; cmd?: string }): ErrorEvent {
-  const extra = err instanceof NotFoundError ? { searched: err.searched } : {};
+  const extra = err instanceof NotFoundError ? { searched: err.searched, missing: err.missing } : {};
   return { event: 'error', code: errorCode(err), message: describeError(err), ...extra, ...(c?.cmd ? { cmd: c.cmd } : {}), ...(c?.id !== undefined ? { id: c.id } : {}) };
 }
 

@@ -6,7 +6,7 @@ import { isPolicy, POLICIES } from '../protocol/referral.ts';
 import { generateKey, MIN_KEY_BYTES, shortKeyMessage } from '../transport/auth.ts';
 import { mulberry32 } from '../protocol/rng.ts';
 import { DEFAULT_MAX_CONNECTIONS } from '../transport/tcp.ts';
-import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, limitHelp, limitOptions, parseFlags, parseHost, parseIntIn, parsePort, SHAPE_FLAGS, SHAPE_HELP, shapeTransport, str, UsageError } from './args.ts';
 
 /** `--token-key-file` value that runs without a token key. */
 export const NO_TOKEN_KEY = 'none';
@@ -43,6 +43,7 @@ Options:
                         'none': no key, so after a restart anyone proving a
                         token of its own may take an id (warned at start)
 ${limitHelp(DEFAULT_MAX_CONNECTIONS)}
+${SHAPE_HELP}
       --seed N          seed for the random policy (repeatable runs; default: unseeded)
       --json            control mode: JSON-line commands on stdin, events on stdout
   -h, --help            show this help
@@ -59,6 +60,7 @@ const FLAGS = {
   seed: { type: 'string' },
   'token-key-file': { type: 'string' },
   ...LIMIT_FLAGS,
+  ...SHAPE_FLAGS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -86,6 +88,8 @@ export function parseMetaserverArgs(argv: string[], env: NodeJS.ProcessEnv = pro
     options.policy = policy;
   }
   Object.assign(options, limitOptions(v));
+  const shaped = shapeTransport(v);
+  if (shaped) options.transport = shaped;
   let tokenKeyFile: string | null = str(v['token-key-file']) ?? defaultTokenKeyFile(env) ?? null;
   if (tokenKeyFile === null) throw new UsageError(`no folder for the token key: set $XDG_STATE_HOME or $HOME, or give --token-key-file FILE (or ${NO_TOKEN_KEY})`);
   if (tokenKeyFile === NO_TOKEN_KEY) tokenKeyFile = null;

@@ -2,8 +2,7 @@
 import path from 'node:path';
 import type { PeerOptions } from '../peer/types.ts';
 import { PEER_MAX_CONNECTIONS } from '../peer/peer.ts';
-import { tcpTransport } from '../transport/tcp.ts';
-import { LIMIT_FLAGS, limitHelp, limitOptions, parseAmount, parseSize, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, str, UsageError } from './args.ts';
+import { LIMIT_FLAGS, limitHelp, limitOptions, parseSize, parseFlags, parseHost, parseHostPort, parseId, parseIntIn, parsePort, SHAPE_FLAGS, SHAPE_HELP, shapeTransport, str, UsageError } from './args.ts';
 
 export const PEER_HELP = `Usage: npm run peer -- -i ID [options]
        npx tsx core/bin/peer-main.ts -i ID [options]
@@ -42,9 +41,7 @@ ${limitHelp(PEER_MAX_CONNECTIONS)}
                             --bandwidth (default 64GiB = 68719476736)
       --query-rate N        floods accepted per second from one neighbour; over it they are
                             answered "not searched" (default 1000, burst 2x)
-      --latency MS          add MS ms of one-way latency to every connection
-      --bandwidth RATE      cap every connection at RATE bytes/s per direction
-                            (e.g. 500k, 10M = 10^7, 4MiB = 4,194,304)
+${SHAPE_HELP}
       --json                control mode: JSON-line commands on stdin, events on stdout
   -h, --help                show this help
 
@@ -63,8 +60,7 @@ const FLAGS = {
   share: { type: 'string' },
   'max-children': { type: 'string' },
   'auto-join': { type: 'boolean' },
-  latency: { type: 'string' },
-  bandwidth: { type: 'string' },
+  ...SHAPE_FLAGS,
   'min-rate': { type: 'string' },
   ...LIMIT_FLAGS,
   'max-uploads': { type: 'string' },
@@ -124,11 +120,7 @@ export function parsePeerArgs(argv: string[]): PeerConfig {
     options.queryBurst = options.queryRatePerSec * 2;
   }
   if (v['advertise-host'] !== undefined) options.advertiseHost = parseHost('--advertise-host', str(v['advertise-host'])!);
-  const latencyMs = v.latency !== undefined ? parseAmount('--latency', str(v.latency)!, 60_000, 'milliseconds') : 0;
-  const bandwidthBytesPerSec = v.bandwidth !== undefined ? parseSize('--bandwidth', str(v.bandwidth)!, 1e12, 'bytes per second') : 0;
-  if (v.bandwidth !== undefined && bandwidthBytesPerSec <= 0) throw new UsageError('--bandwidth must be more than 0 bytes per second (leave it out for no cap)');
-  if (latencyMs > 0 || bandwidthBytesPerSec > 0) {
-    options.transport = tcpTransport({ shape: { ...(latencyMs > 0 ? { latencyMs } : {}), ...(bandwidthBytesPerSec > 0 ? { bandwidthBytesPerSec } : {}) } });
-  }
+  const shaped = shapeTransport(v);
+  if (shaped) options.transport = shaped;
   return { help: false, json: !!v.json, autoJoin: !!v['auto-join'], options };
 }

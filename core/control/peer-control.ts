@@ -8,11 +8,11 @@
  * repaired, uploaded, log. `leave`, SIGINT/SIGTERM and the end of stdin all
  * leave gracefully, emit `left` and exit 0.
  */
-import { errorCode, MetaserverUnreachableError, TreeshareError, UnreachableError } from '../errors.ts';
+import { errorCode, MetaserverUnreachableError, searchAnswer, TreeshareError, UnreachableError } from '../errors.ts';
 import { addrKey } from '../protocol/messages.ts';
 import type { Peer } from '../peer/peer.ts';
 import { renderTree } from '../peer/render.ts';
-import type { JoinTimeline } from '../peer/types.ts';
+import type { JoinTimeline, SearchResult } from '../peer/types.ts';
 import { errorEvent, serveCommands } from './commands.ts';
 import type { PeerConfig } from './peer-args.ts';
 import { die, emit as emitAny, onSignals, within } from './process.ts';
@@ -46,6 +46,11 @@ export function joinedEvent(t: JoinTimeline): EventOf<PeerEvent, 'joined'> {
 }
 
 /** Runs the control mode on a started peer until it leaves. */
+/** The `searched` event: the result with `complete` (no subtree missing) and the answer in words (both added fields). */
+export function searchedEvent(r: SearchResult): EventOf<PeerEvent, 'searched'> {
+  return { event: 'searched', result: { ...r, complete: r.missing.length === 0 }, answer: searchAnswer(r) };
+}
+
 export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void> {
   const a = peer.address;
   emit({ event: 'ready', peer: peer.id, host: a.host, port: a.port, share: peer.opts.share, meta: addrKey(peer.opts.meta), pid: process.pid });
@@ -71,7 +76,7 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
       case 'join':
         return joinedEvent(await peer.join());
       case 'search':
-        return { event: 'searched', result: await peer.search(c.name) };
+        return searchedEvent(await peer.search(c.name));
       case 'download':
         return { event: 'downloaded', result: await peer.download(c.name) };
       case 'topo': {

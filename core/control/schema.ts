@@ -66,7 +66,8 @@ const FloodResult = {
   completionMs: Ms,
 };
 
-export const SearchResult = z.strictObject({ ...FloodResult, name: FileName, hits: z.array(Hit) });
+/** `complete` (added; absent from older peers): every subtree answered, so no hits is a definite not-found. */
+export const SearchResult = z.strictObject({ ...FloodResult, name: FileName, hits: z.array(Hit), complete: z.boolean().optional() });
 export const TopoResult = z.strictObject({ ...FloodResult, nodes: z.array(TopoNode), complete: z.boolean() });
 
 export const DownloadResult = z.strictObject({
@@ -151,6 +152,8 @@ export const ErrorEvent = ev('error', {
   message: z.string(),
   cmd: z.string().optional(),
   searched: Count.optional(),
+  /** With `not-found`: neighbours whose subtrees did not answer (empty: a complete not-found). */
+  missing: z.array(Id).optional(),
   fatal: z.literal(true).optional(),
 });
 export type ErrorEvent = z.infer<typeof ErrorEvent>;
@@ -160,7 +163,8 @@ export const PeerReady = ev('ready', { peer: Id, host: AnyHost, port: z.number()
 export const PeerEvent = z.discriminatedUnion('event', [
   PeerReady,
   ev('joined', { timeline: JoinTimeline, parent: PeerRef.nullable(), depth: Count }),
-  ev('searched', { result: SearchResult }),
+  // `answer` (added): the result in words, as the menu prints it (names the unreachable subtrees when there are any).
+  ev('searched', { result: SearchResult, answer: z.string().optional() }),
   ev('downloaded', { result: DownloadResult }),
   ev('topo', { result: TopoResult, text: z.string() }),
   // frames: what this peer's overlay connections wrote, by message type, counted at the transport (Peer.wireFrames).

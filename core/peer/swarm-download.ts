@@ -59,7 +59,7 @@ export async function downloadSwarm(ctx: SwarmPeerContext, name: string, o: { si
   }
   const search = await ctx.search(name, o.signal);
   const hits: Hit[] = [...search.hits].sort((a, b) => a.hops - b.hops);
-  if (hits.length === 0) throw new NotFoundError(name, search.reached);
+  if (hits.length === 0) throw new NotFoundError(name, search.reached, search.missing);
   const r = await swarmDownload({
     transport: ctx.transport,
     clock: ctx.clock,

@@ -156,7 +156,7 @@ export class Transfers {
       }
       if (!d.offered) {
         if (this.ctx.life.stopping) throw new TransferError('aborted', `peer ${this.ctx.id} stopped`);
-        if (search.hits.length === 0) throw new NotFoundError(name, search.reached);
+        if (search.hits.length === 0) throw new NotFoundError(name, search.reached, search.missing);
         const ms = this.ctx.opts.offerTimeoutMs;
         const msg = `${search.hits.length} peer(s) have ${name} but none offered it within ${ms} ms (of the search, or of a holder's last hashing progress)`;
         d.armNoOffer = () => {

@@ -42,7 +42,7 @@ export function tcpTransport(o: TcpOptions = {}): Transport {
     listen: (opts) => listen(opts, wrap, sec, (s) => (isShaped(o.shape) ? new ShapedLink(s, o.shape) : new TcpLink(s))),
     // Plain unshaped outgoing sockets are read through `onread` (TcpLink.connect): a swarm's piece
     // connections then read into a reused buffer too.
-    connect: (to, opts) => connect(to, opts, wrap, sec, !sec && !isShaped(o.shape)),
+    connect: (to, opts) => connect(to, opts, wrap, sec, !sec && !isShaped(o.shape), o.shape),
     withPsk: (psk) => tcpTransport({ ...o, psk }),
   };
 }
@@ -147,10 +147,34 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Tr
   }
 }
 
-function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined, userReads = false): Promise<Connection> {
-  const where = addrKey(to);
+/**
+ * One round trip of the emulated link (2 × latency): what a TCP connect costs before the
+ * connector's first byte, as the memory transport charges it (SYN there, SYN-ACK back).
+ * The loopback connect itself takes next to nothing, so a shaped link waits this out after
+ * it, and before saying a connect was refused (the refusal travels back too). Abortable.
+ */
+function connectRoundTrip(shape: LinkShape | undefined, signal: AbortSignal | undefined, what: string): Promise<void> {
+  const rtt = 2 * Math.max(0, shape?.latencyMs ?? 0);
+  if (rtt === 0) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    if (opts.signal?.aborted) return reject(abortError(opts.signal, `a connection to ${where}`));
+    if (signal?.aborted) return reject(abortError(signal, what));
+    const onAbort = () => {
+      clearTimeout(h);
+      reject(abortError(signal!, what));
+    };
+    const h = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, rtt);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) => ByteLink, sec: Secure | undefined, userReads = false, shape?: LinkShape): Promise<Connection> {
+  const where = addrKey(to);
+  const what = `a connection to ${where}`;
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) return reject(abortError(opts.signal, what));
     const netOpts: net.TcpNetConnectOpts = { host: to.host, port: to.port, noDelay: true, ...(opts.localHost ? { localAddress: opts.localHost } : {}) };
     let link: (() => ByteLink) | undefined;
     let sock: net.Socket;
@@ -158,21 +182,34 @@ function connect(to: HostPort, opts: ConnectOptions = {}, wrap: (s: net.Socket) 
     else sock = net.connect(netOpts);
     const onAbort = () => {
       sock.destroy();
-      reject(abortError(opts.signal!, `a connection to ${where}`));
+      reject(abortError(opts.signal!, what));
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let connected = false;
     sock.once('error', (err: NodeJS.ErrnoException) => {
       opts.signal?.removeEventListener('abort', onAbort);
-      reject(connectError(err, where));
+      if (connected) return reject(connectError(err, where));
+      connectRoundTrip(shape, opts.signal, what).then(() => reject(connectError(err, where)), reject);
     });
     sock.once('connect', () => {
+      connected = true;
       opts.signal?.removeEventListener('abort', onAbort);
-      sock.removeAllListeners('error');
-      const own = (l: ByteLink): ByteLink => (opts.wrapLink ? opts.wrapLink(l) : l);
-      if (!sec) return resolve(new Connection(own(link ? link() : wrap(sock)), where, false, opts.connection));
-      connectSecure(sock, sec.psk, sec.ctx, where, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, opts.signal).then(
-        (s) => resolve(new Connection(own(wrap(s)), where, false, opts.connection)),
-        reject,
+      connectRoundTrip(shape, opts.signal, what).then(
+        () => {
+          // The socket may have failed while the round trip was being waited out (its error rejected already).
+          if (sock.destroyed) return;
+          sock.removeAllListeners('error');
+          const own = (l: ByteLink): ByteLink => (opts.wrapLink ? opts.wrapLink(l) : l);
+          if (!sec) return resolve(new Connection(own(link ? link() : wrap(sock)), where, false, opts.connection));
+          connectSecure(sock, sec.psk, sec.ctx, where, opts.connection?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS, opts.signal).then(
+            (s) => resolve(new Connection(own(wrap(s)), where, false, opts.connection)),
+            reject,
+          );
+        },
+        (err) => {
+          sock.destroy();
+          reject(err);
+        },
       );
     });
   });

@@ -27,8 +27,30 @@ const CONFIG = {
   view: { stroke: '#ddd' },
 };
 
-/** Renders one chart to an SVG string (throws on an invalid spec). */
+/**
+ * The title of a time axis (one titled in ms) whose values are all 0 in a Vega-Lite chart, else null:
+ * a run on simulated links with no latency takes no simulated time, and such a chart would collapse
+ * onto one axis value.
+ */
+export function zeroTimeAxis(c: ChartSpec): string | null {
+  const lite = c.lite as { data?: { values?: Row[] }; encoding?: Record<string, { field?: string; title?: string; type?: string }> } | undefined;
+  const rows = lite?.data?.values;
+  if (!rows?.length || !lite?.encoding) return null;
+  for (const ch of ['x', 'y'] as const) {
+    const e = lite.encoding[ch];
+    if (!e?.field || e.type !== 'quantitative' || !/\bms\b/.test(e.title ?? '')) continue;
+    if (rows.every((r) => r[e.field!] === 0)) return e.title!;
+  }
+  return null;
+}
+
+/** Renders one chart to an SVG string (throws on an invalid spec); a chart of times that are all 0 is refused in words. */
 export async function renderChart(c: ChartSpec): Promise<string> {
+  const zero = zeroTimeAxis(c);
+  if (zero !== null) {
+    const text = `not charted: every "${zero}" value is 0 (no simulated time passed: the links had no latency; give --latency)`.replace(/[<>&]/g, '');
+    return `<svg xmlns="http://www.w3.org/2000/svg" width="560" height="30"><text x="4" y="20" font-family="${FONT}" font-size="13">${text}</text></svg>`;
+  }
   let spec: vega.Spec;
   if (c.vega) spec = c.vega as vega.Spec;
   else if (c.lite) spec = vl.compile({ config: CONFIG, ...c.lite } as vl.TopLevelSpec).spec;

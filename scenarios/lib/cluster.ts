@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { errorCode, type Policy, type SimClock, type TopoNode } from '../../core/index.ts';
-import { floodRow, groupBy, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
+import { floodNotFound, floodRow, groupBy, joinRow, repairRow, transferRow, type FloodRow, type TransferRow } from './metrics.ts';
 import { messageOf, type MemorySample, type MetaHandle, type PeerHandle, type Runner, type RunnerKind } from './runner.ts';
 import { createRunner } from './runners.ts';
 import type { CommonOptions } from './args.ts';
@@ -261,7 +261,7 @@ export class Cluster {
       const r = await this.s.step(this.tag(`${by} searches ${name}`), () => this.peer(by).search(name, { timeoutMs: 60_000 }));
       const row = floodRow(this.round, 'search', by, label, at, treeSize, r);
       this.s.records.floods.push(row);
-      if (o.expect === 'found') this.s.check(row.hits.length > 0, this.tag(`${by} finds ${name}`), row.hits.length ? undefined : `no peer has it (searched ${row.reached})`);
+      if (o.expect === 'found') this.s.check(row.hits.length > 0, this.tag(`${by} finds ${name}`), row.hits.length ? undefined : floodNotFound(row));
       if (o.expect === 'none') this.s.check(row.hits.length === 0, this.tag(`${by}: definite not-found for ${name}`), row.hits.length ? `found at ${row.hits.join(', ')}` : undefined);
       if (o.expectFrom) this.s.check(row.hits.includes(o.expectFrom), this.tag(`${name} found at ${o.expectFrom}`), `hits: ${row.hits.join(', ') || 'none'}`);
       return row;

@@ -6,7 +6,7 @@
  * the scenario started) and cross-checks it can make from outside (the
  * SHA-256 of the file on disk).
  */
-import type { DownloadResult, JoinTimeline, RepairRecord, SearchResult, TopoResult } from '../../core/index.ts';
+import { notFoundText, type DownloadResult, type JoinTimeline, type RepairRecord, type SearchResult, type TopoResult } from '../../core/index.ts';
 
 export interface JoinRow {
   round: string;
@@ -47,6 +47,14 @@ export interface FloodRow {
   /** Definite answer received (always true unless the request itself failed). */
   answered: boolean;
   error?: string;
+}
+
+/**
+ * A search row that found nothing, in words: a complete not-found, or not found among the peers reached
+ * with the unreachable subtrees named (and how many peers they held, from the tree size when known).
+ */
+export function floodNotFound(f: Pick<FloodRow, 'name' | 'reached' | 'missing' | 'treeSize'>): string {
+  return notFoundText(f.name, f.reached, f.missing, { unreachablePeers: f.treeSize === null ? null : f.treeSize - f.reached });
 }
 
 export interface TransferRow {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import { renderTree, type TopoNode } from '../../core/index.ts';
 import { transferRate } from '../../core/cli/format.ts';
-import { groupBy, summarize } from './metrics.ts';
+import { floodNotFound, groupBy, summarize } from './metrics.ts';
 import { htmlReport } from './report.ts';
 import type { Records, ScenarioResult, StandardTables, TableSpec } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
@@ -28,6 +28,14 @@ export function transferMBps(bytes: number, durationMs: number | null): number |
 /** MB/s for a table cell, as the menu shows rates (formatRate): two decimals under 10, else one; '—' when there is none. */
 export function mbpsCell(v: number | null | undefined): string {
   return v === null || v === undefined ? '—' : v.toFixed(v >= 10 ? 1 : 2);
+}
+
+/** Said instead of a rate when a transfer took no time at all (simulated links with no latency or bandwidth cap). */
+export const NO_SIMULATED_TIME = '— (no simulated time)';
+
+/** A transfer's MB/s cell: mbpsCell, or NO_SIMULATED_TIME for bytes moved in 0 ms. */
+export function transferRateCell(bytes: number, durationMs: number | null): string {
+  return durationMs === 0 && bytes > 0 ? NO_SIMULATED_TIME : mbpsCell(transferMBps(bytes, durationMs));
 }
 
 /** The MB/s of the transfers that have one (transferMBps). */
@@ -65,7 +73,7 @@ function pick(mode: Mode | undefined, n: number): 'rows' | 'summary' | 'off' {
 function floodResult(f: Records['floods'][number]): string {
   if (!f.answered) return `failed: ${f.error ?? ''}`;
   if (f.kind === 'topo') return `${f.reached} peers`;
-  return f.hits.length ? `found at ${[...new Set(f.hits)].join(', ')}` : `not found (searched ${f.reached})`;
+  return f.hits.length ? `found at ${[...new Set(f.hits)].join(', ')}` : floodNotFound(f);
 }
 
 export function standardTables(def: { standard?: StandardTables }, r: Records, tree: ScenarioResult['tree']): TableSpec[] {
@@ -112,12 +120,12 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
   } else if (fm === 'summary') {
     out.push({
       title: 'Flood fan-out (per-request rows in the JSON)',
-      head: ['round', 'kind', 'requests', 'answered', 'median reached', 'median messages', 'duplicates', 'max deepest hop', 'median completion ms', 'p95 completion ms'],
+      head: ['round', 'kind', 'requests', 'answered', 'of them incomplete', 'median reached', 'median messages', 'duplicates', 'max deepest hop', 'median completion ms', 'p95 completion ms'],
       rows: [...groupBy(r.floods, (f) => f.round)].flatMap(([round, fs]) =>
         (['search', 'download', 'topo'] as const).filter((k) => fs.some((f) => f.kind === k)).map((k) => {
           const xs = fs.filter((f) => f.kind === k);
           const c = summarize(xs.map((f) => f.completionMs))!;
-          return [round || '—', k, int(xs.length), int(xs.filter((f) => f.answered).length), int(summarize(xs.map((f) => f.reached))!.median), int(summarize(xs.map((f) => f.messages))!.median), int(xs.reduce((a, f) => a + f.duplicates, 0)), int(Math.max(...xs.map((f) => f.maxHops))), ms(c.median), ms(c.p95)];
+          return [round || '—', k, int(xs.length), int(xs.filter((f) => f.answered).length), int(xs.filter((f) => f.answered && f.missing.length > 0).length), int(summarize(xs.map((f) => f.reached))!.median), int(summarize(xs.map((f) => f.messages))!.median), int(xs.reduce((a, f) => a + f.duplicates, 0)), int(Math.max(...xs.map((f) => f.maxHops))), ms(c.median), ms(c.p95)];
         }),
       ),
     });
@@ -135,7 +143,7 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
         for (const t of ts) if (!t.ok && t.errorCode) codes.set(t.errorCode, (codes.get(t.errorCode) ?? 0) + 1);
         const mb = summarize(ratesOf(ok));
         return [ts[0]!.round || '—', ts[0]!.label, int(ts.length), int(ok.length), [...codes].map(([k, v]) => `${v} ${k}`).join(', ') || '0',
-          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), mbpsCell(mb?.median),
+          int(ok.reduce((a, t) => a + t.bytes, 0)), ms(summarize(ok.map((t) => t.ttfbMs))?.median), ok.length && ok.every((t) => t.durationMs === 0 && t.bytes > 0) ? NO_SIMULATED_TIME : mbpsCell(mb?.median),
           int(ts.filter((t) => !t.errorCode && !t.ok).length)];
       }),
     });
@@ -144,7 +152,7 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
       title: 'Transfers',
       head: [...rh, 'file', 'from', 'to', 'bytes', 'first byte ms', 'duration ms', 'MB/s', 'SHA-256 ok'],
       rows: r.transfers.map((t) => [
-        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), mbpsCell(transferMBps(t.bytes, t.durationMs)),
+        ...rc(t.round), t.file, t.from || '—', t.to, int(t.bytes), ms(t.ttfbMs), ms(t.durationMs), transferRateCell(t.bytes, t.durationMs),
         t.ok ? 'yes' : t.errorCode ? `failed: ${t.errorCode}` : 'NO',
       ]),
     });

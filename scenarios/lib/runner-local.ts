@@ -134,8 +134,6 @@ class LocalMeta implements MetaHandle {
 
 export class LocalRunner implements Runner {
   private readonly transport: Transport;
-  /** The metaserver's transport: unshaped over TCP (as under the process runner, whose metaserver takes no shaping). */
-  private readonly metaTransport: Transport;
   private readonly peers = new Set<LocalPeer>();
   private readonly metas = new Set<LocalMeta>();
   private readonly baselineHeap: number;
@@ -182,7 +180,6 @@ export class LocalRunner implements Runner {
       this.drives = false;
     }
     this.transport = kind === 'memory' ? new MemoryNetwork(o.shape ?? {}, { clock: this.clock }).transport() : tcpTransport({ shape: o.shape });
-    this.metaTransport = kind === 'memory' ? this.transport : tcpTransport();
     // Jitter draws from the run's seed: a simulated run stays a function of it.
     this.plane = o.linkFaults === false ? undefined : new FaultPlane(this.clock, mulberry32((o.simSeed ?? Math.floor(Math.random() * 2 ** 32)) ^ 0x2c1b3c6d));
     const noPlane = 'this runner was created without link faults (linkFaults: false)';
@@ -230,7 +227,8 @@ export class LocalRunner implements Runner {
       host: '127.0.0.1',
       port: 0,
       policy: o.policy,
-      transport: this.plane?.transportFor(META, this.metaTransport) ?? this.metaTransport,
+      // Shaped like every other link (one network model on every runner, docs/SCENARIOS.md).
+      transport: this.plane?.transportFor(META, this.transport) ?? this.transport,
       rng: this.o.metaSeed !== undefined ? mulberry32(this.o.metaSeed) : undefined,
       // Without periodic announces the stale-entry sweep would drop live peers.
       peerTimeoutMs: this.announceMs() === 0 ? 0 : undefined,
@@ -239,7 +237,7 @@ export class LocalRunner implements Runner {
       tokenSource: this.tokenSource(),
     });
     const address = await ms.start();
-    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.metaTransport, this.clock);
+    const h = new LocalMeta(ms, { host: '127.0.0.1', port: address.port }, o.policy, this.transport, this.clock);
     this.metas.add(h);
     return h;
   }

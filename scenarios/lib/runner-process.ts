@@ -341,9 +341,9 @@ export class ProcessRunner implements Runner {
 
   async startMetaserver(o: { policy: Policy }): Promise<MetaHandle> {
     // The `random` policy gets the same seed as under the in-process runners (RunnerOptions.metaSeed);
-    // links are shaped on the peers' side only (as the in-process runner does).
+    // its link is shaped like every peer's (--latency/--bandwidth: one network model on every runner).
     // Its token key in a temporary folder (removed at cleanup), not the user's state folder.
-    const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy, '--token-key-file', path.join(tempDir('treeshare-meta-'), 'token.key')];
+    const args = ['--json', '--host', '127.0.0.1', '--port', '0', '--policy', o.policy, '--token-key-file', path.join(tempDir('treeshare-meta-'), 'token.key'), ...shapeArgs(this.o)];
     if (this.o.metaSeed !== undefined) args.push('--seed', String(this.o.metaSeed));
     const proc = this.spawn('metaserver', args, 'metaserver');
     const ready = await this.ready(proc, () => proc.waitReady(READY_TIMEOUT_MS));

@@ -178,6 +178,11 @@ function summaryLine(cmp: StudyComparison): string {
   return `${moved.length} of ${cmp.changes.length} comparisons (${cmp.pairs.length} pairs of points) moved beyond noise (${CORRECTION_NAME[cmp.correction]}-corrected p < ${cmp.alpha}): ${worse} worse, ${moved.filter((c) => c.verdict === 'better' && !c.machine).length} better, ${moved.filter((c) => c.verdict === 'changed' && !c.machine).length} changed without a better direction${machine ? `; ${machine} figure(s) of the machine (wall or CPU time, memory) moved too, not counted: the overlay's time is simulated` : ''}.`;
 }
 
+/** The loud line printed before a comparison of runs that differ in runner or options. */
+export function differenceWarning(diffs: readonly string[]): string {
+  return `!! NOT LIKE FOR LIKE: these runs differ in ${diffs.join('; ')}. Each change below is (also) the effect of that difference, not only of the code.`;
+}
+
 const HELP = `Usage: npx tsx scenarios/compare.ts A-study.json B-study.json [options]
 
 Compares two studies of one scenario point by point: for every figure, a
@@ -238,10 +243,12 @@ export async function studyCompareCli(argv: readonly string[]): Promise<number> 
     throw err;
   }
   const out = a.values.json ? process.stderr : process.stdout;
+  if (a.values.json && bases[0] !== bases[1]) out.write(`${differenceWarning([`their options (A: ${bases[0] || 'none'}; B: ${bases[1] || 'none'})`])}\n`);
   if (a.values.json) process.stdout.write(JSON.stringify({ ...cmp, pairs: cmp.pairs.map((p) => ({ a: p.a.key, b: p.b.key, label: p.label })) }, null, 2) + '\n');
   else {
     const t = changesTable(cmp, a.values.all === true);
     process.stdout.write(`Compare ${scenario} studies\n  A: ${a.positionals[0]}${bases[0] !== bases[1] ? `  (${bases[0] || 'no options'})` : ''}\n  B: ${a.positionals[1]}${bases[0] !== bases[1] ? `  (${bases[1] || 'no options'})` : ''}\n`);
+    if (bases[0] !== bases[1]) process.stdout.write(`${differenceWarning([`their options (A: ${bases[0] || 'none'}; B: ${bases[1] || 'none'})`])}\n`);
     if (t.rows.length) {
       const table = new Table({ head: t.head, style: { head: [], border: [], compact: true } });
       for (const r of t.rows) table.push(r);
