@@ -76,11 +76,6 @@ export class MetaChannel {
     this.conn = undefined;
   }
 
-  /** Simulation (a frozen peer): the kept connection is no longer read. */
-  pause(): void {
-    this.conn?.pause();
-  }
-
   private async send<T extends MessageType>(msg: Message, expect: readonly T[], timeoutMs: number): Promise<Msg<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new TreeshareError('aborted', 'the metaserver channel is closed');

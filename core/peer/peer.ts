@@ -302,25 +302,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     await this.repairer.leave(o.signal);
   }
 
-  /**
-   * Simulation hook: behaves like a process stopped with SIGSTOP, for
-   * in-process runs (the memory runner): timers stop, nothing more is read
-   * from any connection (new ones included) and nothing is answered, but no
-   * connection closes, so neighbours notice only by silence. No thaw: stop() ends it.
-   */
-  freeze(): void {
-    if (this.frozen) return;
-    this.frozen = true;
-    for (const t of this.timers) this.clock.clearInterval(t);
-    this.timers = [];
-    if (this.announceTimer) this.clock.clearTimeout(this.announceTimer);
-    this.announceTimer = undefined;
-    for (const c of this.conns) c.pause();
-    this.metaChannel?.pause();
-  }
-
-  private frozen = false;
-
   /** Closes everything at once (no goodbyes); graceful lets queued frames flush first. */
   async stop(o: { graceful?: boolean } = {}): Promise<void> {
     this.life.to('stop');
@@ -410,7 +391,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   scheduleAnnounce(delayMs = 20): void {
-    if (this.life.stopping || this.frozen || this.announceTimer) return;
+    if (this.life.stopping || this.announceTimer) return;
     this.announceTimer = this.clock.setTimeout(() => {
       this.announceTimer = undefined;
       void this.announce();
@@ -432,7 +413,7 @@ export class Peer extends EventEmitter<PeerEvents> {
         do {
           this.announceAgain = false;
           await this.announceOnce();
-        } while (this.announceAgain && !this.life.stopping && !this.frozen);
+        } while (this.announceAgain && !this.life.stopping);
       } finally {
         // Cleared with no await after the last check: a later ask starts a new run.
         this.announcing = undefined;
@@ -521,7 +502,6 @@ export class Peer extends EventEmitter<PeerEvents> {
   serveLink(link: Link): void {
     const { conn } = link;
     conn.serve((m) => {
-      if (this.frozen) return;
       link.lastHeard = this.clock.now();
       try {
         this.onLinkMessage(link, m);
@@ -581,7 +561,6 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   private onLinkClosed(link: Link): void {
-    if (this.frozen) return; // a stopped process notices nothing
     if (this.detachParent(link)) {
       if (!this.life.stopping) this.repairer.onParentLost(link);
     } else if (this.removeChild(link) && !this.life.stopping) {
@@ -655,9 +634,7 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onInbound(conn: Connection): void {
     this.track(conn);
-    if (this.frozen) return conn.pause();
     conn.once('message', (m) => {
-      if (this.frozen) return;
       try {
         this.onOpener(conn, m);
       } catch (err) {

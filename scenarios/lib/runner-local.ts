@@ -105,10 +105,6 @@ class LocalPeer extends EventEmitter<PeerHandleEvents> implements PeerHandle {
   openTemps(): number {
     return this.mem ? this.mem.temps : 0;
   }
-  /** Stops answering without closing anything (a SIGSTOP): neighbours notice by silence only. */
-  async freeze() {
-    this.peer.freeze();
-  }
   async dispose() {
     if (!this.alive) return;
     await this.peer.stop().catch(() => undefined);

@@ -75,11 +75,6 @@ export interface PeerHandle extends EventEmitter<PeerHandleEvents> {
   storedSha256?(name: string): Promise<string | null>;
   /** Memory runner: downloads being written and not yet committed or discarded. */
   openTemps?(): number;
-  /**
-   * Freeze (SIGSTOP): the node stops reading and answering but closes
-   * nothing, so neighbours notice only by silence. In-process runners only.
-   */
-  freeze?(): Promise<void>;
 }
 
 export interface Op {

@@ -1,7 +1,7 @@
 /**
  * The memory runner on simulated time (issue 13 item 3): heartbeats,
  * announces and the metaserver's sweep run on its SimClock, so a peer that
- * freezes (stops reading and answering, closes nothing) is found by silence
+ * is paused (runner.faults.pause: its links and timers stop, nothing closes) is found by silence
  * after deadAfterMs of simulated time, and its subtree is repaired around it.
  * Every assertion on time is on simulated ms; wall time is only a safety net.
  */
@@ -73,7 +73,7 @@ test('memory runner: a frozen inner peer is declared dead after deadAfterMs simu
   const repaired = kids.map((k) => nextEvent<[RepairRecord]>(k, 'repaired', (r) => r.lost === victim.id, 60_000));
   const frozenAt = clock.now();
   const wall0 = performance.now();
-  await victim.freeze!();
+  await runner.faults.pause(victim.id);
 
   const [left] = await childLeft;
   const parentNoticed = clock.now() - frozenAt;
@@ -161,7 +161,7 @@ test('memory runner: a link that carries other frames every tick carries no ping
   const victim = (await a.status()).children.map((x) => x.id).includes('B') ? b : c;
   const t0 = clock.now();
   const lost = nextEvent<[{ id: string }]>(a, 'child-left', (e) => e.id === victim.id, 60_000);
-  await victim.freeze!();
+  await runner.faults.pause(victim.id);
   await lost;
   const noticed = clock.now() - t0;
   t.true(noticed >= DEAD_AFTER - HEARTBEAT && noticed <= DEAD_AFTER + 2 * HEARTBEAT, `the frozen child is dropped after ${noticed} simulated ms of silence`);
