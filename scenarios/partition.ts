@@ -47,7 +47,8 @@ interface Req {
 export const partition: ScenarioDef = {
   name: 'partition',
   summary: 'The overlay split in two (metaserver on one side) while searches and downloads run, then healed: every request answered, time to one tree after the heal; then a flaky link, a paused peer, a clock 30 s ahead and a full disk.',
-  defaults: { runner: 'memory', peers: 20, maxChildren: 2, policy: 'least-loaded' },
+  // 10 ms links: on the memory runner's 0 ms default every time of this scenario would be 0 (the heal would take no time).
+  defaults: { runner: 'memory', peers: 20, maxChildren: 2, policy: 'least-loaded', latency: 10 },
   options: {
     split: { type: 'string', placeholder: 'TIME', description: 'how long the overlay stays split (default 30s; simulated under the memory runner)' },
     mixed: { type: 'string', placeholder: 'TIME', description: 'length of the mixed-faults phase after the heal (default 30s); 0 skips it' },
@@ -163,6 +164,8 @@ interface Load {
 /** `workers` loops, each asking from a random live peer for a random other peer's file (one download in four), until stopped. */
 function startLoad(s: Scenario, c: Cluster, reqs: Req[], workers: number, think: number): Load {
   let stopped = false;
+  /** `by:name` of every copy a download made (a second download of it would be refused: exists). */
+  const copies = new Set<string>();
   const load: Load = { phase: 'before', side: undefined, stop: async () => {} };
   const loop = async (w: number) => {
     const r = s.rng.fork(`load:${w}`);
@@ -170,14 +173,14 @@ function startLoad(s: Scenario, c: Cluster, reqs: Req[], workers: number, think:
       const alive = c.alive();
       if (alive.length >= 2) {
         const by = r.pick(alive);
-        const owner = r.pick(c.peers.size > 1 ? [...c.peers.keys()].filter((id) => id !== by) : alive);
+        const owner = r.pick([...c.peers.keys()].filter((id) => id !== by));
         const name = fileOf(owner);
         const phase = load.phase;
         const sameSide = load.side ? load.side(by) === load.side(owner) : null;
         const at = s.now();
-        if (r.next() < 0.25) {
+        if (r.next() < 0.25 && !copies.has(`${by}:${name}`)) {
           const t: TransferRow = await c.download(by, name, { label: phase, mayFail: true, timeoutMs: 60_000 });
-          // A download replaces nothing: the requester now holds a copy; drop it from the asking pool by name only.
+          if (t.ok) copies.add(`${by}:${name}`);
           reqs.push({ phase, at, kind: 'download', by, name, sameSide, answered: true, found: t.ok, ok: t.ok, reached: 0, missing: 0, alive: alive.length, errorCode: t.ok ? null : t.errorCode ?? null });
         } else {
           const f: FloodRow = await c.search(by, name, { label: phase });
@@ -211,6 +214,18 @@ async function mixedPhase(s: Scenario, c: Cluster, reqs: Req[], length: number, 
     return [`${searches.filter((q) => q.answered).length} / ${searches.filter((q) => q.found).length} of ${searches.length}`, `${downloads.filter((q) => q.ok).length} / ${downloads.length}`, repairs] as const;
   };
   const tasks: Promise<void>[] = [];
+  // While a fault is in force: one search by its target and one download of the target's file by another peer.
+  const touch = async (id: string) => {
+    // Another peer under no fault (a second download by the full-disk peer would share its temporaries with the first).
+    const other = r.pick(c.alive().filter((x) => x !== bigHolder && ![flaky, paused, skewed, full].includes(x)));
+    const at = s.now();
+    const alive = c.alive().length;
+    const f = await c.search(id, fileOf(other), { label: 'mixed' });
+    reqs.push({ phase: 'mixed', at, kind: 'search', by: id, name: fileOf(other), sameSide: null, answered: f.answered && !f.error, found: f.hits.length > 0, ok: f.answered, reached: f.reached, missing: f.missing.length, alive, errorCode: f.error ?? null });
+    const at2 = s.now();
+    const t = await c.download(other, fileOf(id), { label: 'mixed', mayFail: true, timeoutMs: 60_000 });
+    reqs.push({ phase: 'mixed', at: at2, kind: 'download', by: other, name: fileOf(id), sameSide: null, answered: true, found: t.ok, ok: t.ok, reached: 0, missing: 0, alive, errorCode: t.ok ? null : t.errorCode ?? null });
+  };
 
   // A flaky link: the link between `flaky` and its parent is reset every 5 s.
   if (flaky) {
@@ -223,7 +238,7 @@ async function mixedPhase(s: Scenario, c: Cluster, reqs: Req[], length: number, 
         const parent = c.peers.get(flaky)?.alive ? (await c.peer(flaky).status({ timeoutMs: 10_000 }).catch(() => null))?.parent?.id : undefined;
         if (!parent) continue;
         await c.reset(flaky, parent);
-        resets++;
+        if (resets++ === 0) await touch(flaky);
       }
       rows.push(['flaky link (reset every 5 s)', `${flaky} ↔ parent`, `${ms(length)}`, ...around(flaky, t0, s.now()), `${resets} resets`]);
     })());
@@ -235,8 +250,11 @@ async function mixedPhase(s: Scenario, c: Cluster, reqs: Req[], length: number, 
     else tasks.push((async () => {
       await c.pause(paused);
       const from = s.now();
+      // Asked while paused: answered late (after the resume) or given up on by its deadline.
+      const asked = touch(paused);
       await s.sleep(length / 2);
       await c.resume(paused);
+      await asked;
       rows.push(['paused peer', paused, ms(s.now() - from), ...around(paused, from, s.now()), 'resumed']);
     })());
   }
@@ -247,7 +265,8 @@ async function mixedPhase(s: Scenario, c: Cluster, reqs: Req[], length: number, 
     else tasks.push((async () => {
       await c.skew(skewed, { offsetMs: 30_000 });
       const from = s.now();
-      await s.sleep(length);
+      await touch(skewed);
+      if (s.now() < from + length) await s.sleep(from + length - s.now());
       await c.skew(skewed, {});
       rows.push(['clock 30 s ahead', skewed, ms(s.now() - from), ...around(skewed, from, s.now()), 'clock put right']);
     })());
