@@ -40,7 +40,7 @@ const SCENARIOS: Record<string, string[]> = {
   example: ['--runner', 'memory'],
   'five-peers': ['--runner', 'memory'],
   latency: ['--runner', 'memory', '--latencies', '0,20'],
-  // The split-half schedule on top of the scenario's own split: every fault kind on the memory runner.
+  // A split, a heal and every other fault kind on the memory runner.
   partition: ['--runner', 'memory', '--peers', '200'],
   policies: ['--runner', 'memory', '--peers', '30'],
   scale: ['--runner', 'memory', '--sizes', '200', '--searches', '3'],
