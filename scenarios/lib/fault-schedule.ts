@@ -83,8 +83,11 @@ export function parseSchedule(json: unknown, what = 'fault schedule'): ScheduleE
   const r = Schedule.safeParse(json);
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
-  const where = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
-  throw new UsageError(`${what}: ${where}: ${issue.path.length === 0 && !Array.isArray(json) ? 'must be a JSON array of fault entries' : issue.message}`);
+  // An unknown field is named in the path, as a missing or bad one is.
+  const unknown = issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
+  const where = [...issue.path, ...(unknown !== undefined ? [unknown] : [])].map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)';
+  const msg = unknown !== undefined ? `unknown field (fields: ${Object.keys(Entry.shape).join(', ')})` : issue.path.length === 0 && !Array.isArray(json) ? 'must be a JSON array of fault entries' : issue.message;
+  throw new UsageError(`${what}: ${where}: ${msg}`);
 }
 
 /** Reads and validates `--faults FILE`. */
