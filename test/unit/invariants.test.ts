@@ -187,3 +187,32 @@ test('a healthy run of a real scenario (five-peers, memory runner) checks many t
   t.is(off.summary.invariants, undefined);
   t.is(off.simDigest, r.simDigest, 'the checker does not change the simulation');
 });
+
+test('a violation fails the run with its detail; --stop-on-violation ends the run at the first one', async (t) => {
+  const { parseOptions, runScenario } = await import('../../scenarios/lib/index.ts');
+  let reachedEnd = false;
+  const def = {
+    name: 'broken', summary: '', defaults: {},
+    async run(s: import('../../scenarios/lib/index.ts').Scenario) {
+      const c = await s.cluster();
+      await c.addPeers(['A', 'B']);
+      // A request that never got its answer, as a broken flood would leave it.
+      s.records.floods.push({ round: '', kind: 'search', by: 'A', name: 'lost.dat', label: 'search', at: s.now(), treeSize: 2, hits: [], hitHops: [], reached: 0, messages: 0, duplicates: 0, maxHops: 0, missing: [], firstHitMs: null, completionMs: 60_000, answered: false, error: 'timed out [timeout]' });
+      await s.sleep(30_000);
+      reachedEnd = true;
+    },
+  };
+  const opts = (extra: string[]) => parseOptions(['--runner', 'memory', '--seed', '1', '--quiet', ...extra], {});
+  const full = await runScenario(def, opts([]));
+  t.true(reachedEnd);
+  t.false(full.result.ok);
+  t.true(full.result.failures.some((f) => /invariant "requests" .*search by A for lost\.dat/.test(f)), full.result.failures.join('\n'));
+  const inv = full.result.summary.invariants as { violations: number; list: Violation[] };
+  t.is(inv.violations, 1);
+  t.true(inv.list[0]!.lastEvents.some((e) => /joined A/.test(e)), inv.list[0]!.lastEvents.join('\n'));
+  reachedEnd = false;
+  const stopped = await runScenario(def, opts(['--stop-on-violation']));
+  t.false(reachedEnd, 'stopped before the end of the script');
+  t.true(stopped.result.durationMs < 30_000, `${stopped.result.durationMs} ms`);
+  t.true(stopped.result.failures.some((f) => f.includes('stopped at the first invariant violation (--stop-on-violation): requests')), stopped.result.failures.join('\n'));
+});
