@@ -158,8 +158,11 @@ export class InvariantChecker {
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       if (this.closed) return;
-      void this.check();
       if (this.host.simClock()) this.arm(1000);
+      // Wall clock: after the tree's quiet check, once more when the registry's is due.
+      void this.check().then(() => {
+        if (!this.host.simClock() && !this.closed && this.quietDone === 1 && this.timer === undefined) this.arm(Math.max(10, REGISTRY_SETTLE_MS - (this.host.now() - this.lastChange) + 10));
+      });
     }, ms);
     (this.timer as { unref?: () => void }).unref?.();
   }
