@@ -101,12 +101,15 @@ export class InvariantChecker {
   private running: Promise<void> = Promise.resolve();
   private timer: ReturnType<Clock['setTimeout']> | undefined;
   private readonly clock: Clock;
+  /** On simulated time (asked of the host once: asking starts its clock's driver). */
+  private readonly simulated: boolean;
   private closed = false;
 
   constructor(private readonly c: CheckedCluster, private readonly host: CheckerHost, private readonly sink: InvariantSink) {
     this.lastChange = host.now();
     const sim = host.simClock();
     this.clock = sim ?? realClock;
+    this.simulated = sim !== undefined;
     if (sim) this.arm(1000);
   }
 
@@ -119,7 +122,7 @@ export class InvariantChecker {
     for (const p of peers) this.dirty.add(p);
     this.lastChange = at;
     this.quietDone = 0;
-    if (!this.host.simClock()) this.arm(SETTLE_MS + 10);
+    if (!this.simulated) this.arm(SETTLE_MS + 10);
     this.soon();
   }
 
@@ -158,10 +161,10 @@ export class InvariantChecker {
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       if (this.closed) return;
-      if (this.host.simClock()) this.arm(1000);
+      if (this.simulated) this.arm(1000);
       // Wall clock: after the tree's quiet check, once more when the registry's is due.
       void this.check().then(() => {
-        if (!this.host.simClock() && !this.closed && this.quietDone === 1 && this.timer === undefined) this.arm(Math.max(10, REGISTRY_SETTLE_MS - (this.host.now() - this.lastChange) + 10));
+        if (!this.simulated && !this.closed && this.quietDone === 1 && this.timer === undefined) this.arm(Math.max(10, REGISTRY_SETTLE_MS - (this.host.now() - this.lastChange) + 10));
       });
     }, ms);
     (this.timer as { unref?: () => void }).unref?.();

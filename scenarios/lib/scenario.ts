@@ -62,6 +62,7 @@ export class Scenario {
   /** Scheduled actions running now (awaited before the clusters close). */
   private readonly firing = new Set<Promise<void>>();
   private scheduled = 0;
+  private scheduleEnded = false;
   private schedule: readonly ScheduleEntry[] | undefined;
   /** Invariant checks and violations of every cluster (invariants.ts); undefined with --no-invariants. */
   readonly invariants: InvariantSink | undefined;
@@ -102,9 +103,15 @@ export class Scenario {
   at(t: number | string, fn: () => unknown, label = 'scheduled action'): void {
     const ms = typeof t === 'number' ? t : durationMs(t);
     if (!Number.isFinite(ms) || ms < 0) throw new Error(`s.at: ${JSON.stringify(t)} is not a time (ms, or a duration like '30s', '2m', '1500ms')`);
+    const name = `at ${fmtT(ms)}: ${label}`;
+    if (this.scheduleEnded) {
+      // Scheduled by an action that was still running when the script ended (a fault's undoing): never fires.
+      this.log(`  · cancelled (the script has ended): ${name}`);
+      ((this.summary.cancelledSchedule ??= []) as string[]).push(name);
+      return;
+    }
     const clock: Clock = this.simClock() ?? realClock;
     const id = ++this.scheduled;
-    const name = `at ${fmtT(ms)}: ${label}`;
     const h = clock.setTimeout(() => {
       this.pending.delete(id);
       const p = this.step(name, async () => void (await fn())).catch(() => undefined);
@@ -123,12 +130,13 @@ export class Scenario {
 
   /** Cancels what at()/after() scheduled and did not fire yet (saying so), and waits for what is firing. */
   private async endSchedule(): Promise<void> {
+    this.scheduleEnded = true;
     const left = [...this.pending.values()].sort((a, b) => a.at - b.at);
     for (const p of left) p.cancel();
     this.pending.clear();
     if (left.length) {
       this.log(`  · the script ended with ${left.length} scheduled action(s) still pending, cancelled: ${left.slice(0, 10).map((p) => p.label).join('; ')}${left.length > 10 ? '; …' : ''}`);
-      this.summary.cancelledSchedule = left.map((p) => p.label);
+      ((this.summary.cancelledSchedule ??= []) as string[]).push(...left.map((p) => p.label));
     }
     await Promise.all([...this.firing]);
   }
