@@ -180,3 +180,21 @@ test('--faults through the Cluster: each occurrence applied at its time with its
   t.deepEqual(result.records.faults.map((f) => [f.kind, f.at, f.until]), [['partition', 10_000, 15_000], ['pause', 12_000, 13_000], ['resume', 13_000, 13_000], ['heal', 15_000, 15_000], ['partition', 30_000, 35_000], ['heal', 35_000, 35_000]]);
   t.deepEqual((await go()).calls, calls, 'the same seed: the same faults on the same peers at the same times');
 });
+
+test('an action still running when the script ends may schedule no more: what it schedules is cancelled and said so', async (t) => {
+  let undone = false;
+  const def: ScenarioDef = {
+    name: 'sched', summary: '', defaults: {},
+    async run(s) {
+      s.at(1000, async () => {
+        await s.sleep(5000);
+        s.after(1000, () => void (undone = true), 'undo');
+      }, 'slow fault');
+      await s.sleep(2000);
+    },
+  };
+  const { result } = await runScenario(def, memoryOpts());
+  t.true(result.ok, result.failures.join('\n'));
+  t.false(undone);
+  t.deepEqual(result.summary.cancelledSchedule, ['at 7000 ms: undo']);
+});
