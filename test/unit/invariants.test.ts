@@ -24,7 +24,7 @@ interface Fake extends CheckedPeer {
   alive: boolean;
 }
 
-function world(o: { peers: Record<string, { parent: string | null; children?: string[]; hash?: string | null; temps?: number; share?: string }>; memory?: boolean; registry?: string[]; max?: number; sim?: SimClock }) {
+function world(o: { peers: Record<string, { parent: string | null; children?: string[]; hash?: string | null; temps?: number; share?: string }>; memory?: boolean; registry?: string[] | 'hangs'; max?: number; sim?: SimClock }) {
   let t = 0;
   const records = { floods: [] as FloodRow[], transfers: [] as TransferRow[], faults: [] as FaultRow[] };
   const peers = new Map<string, Fake>();
@@ -42,7 +42,7 @@ function world(o: { peers: Record<string, { parent: string | null; children?: st
     peers,
     alive: () => [...peers.values()].filter((p) => p.alive).map((p) => p.id),
     maxChildrenOf: () => o.max ?? 2,
-    registry: async () => (o.registry ?? [...peers.keys()]).map((id) => ({ id })),
+    registry: o.registry === 'hangs' ? () => new Promise(() => undefined) : async () => ((o.registry as string[] | undefined) ?? [...peers.keys()]).map((id) => ({ id })),
     memoryStores: o.memory ?? true,
   };
   const violations: Violation[] = [];
@@ -111,6 +111,16 @@ test('tree: once quiet past REGISTRY_SETTLE_MS, a registry that lists a departed
   await w.inv.check();
   t.is(w.violations.length, 1, 'reported once per quiet period');
   await w.inv.close();
+});
+
+test('the last check (close) asks nothing over the network: a registry that never answers (a stopped simulated clock) does not hang it', async (t) => {
+  t.timeout(10_000);
+  const w = world({ peers: { A: { parent: null } }, registry: 'hangs' });
+  w.inv.event('joined', ['A']);
+  w.setNow(REGISTRY_SETTLE_MS + 1);
+  await w.inv.close();
+  t.true(w.sink.checks >= 1);
+  t.is(w.violations.length, 0);
 });
 
 test('requests: a request without a definite answer is a violation; answered ones (also with missing subtrees) are not', async (t) => {
