@@ -32,7 +32,11 @@ type Loaded = { kind: 'scenario'; name: string; file: string; run: ScenarioResul
 export function load(file: string): Loaded {
   const o = readJsonFile(file, (m) => new CompareError(m)) as Record<string, unknown>;
   const name = path.basename(file, '.json');
-  if (o && typeof o.scenario === 'string' && o.records && typeof o.records === 'object') return { kind: 'scenario', name, file, run: o as unknown as ScenarioResult };
+  if (o && typeof o.scenario === 'string' && o.records && typeof o.records === 'object') {
+    const run = o as unknown as ScenarioResult;
+    run.records.faults ??= []; // written before records.faults existed
+    return { kind: 'scenario', name, file, run };
+  }
   if (o && o.version === 1 && Array.isArray(o.metrics)) return { kind: 'bench', name, file, run: o as unknown as RunFile };
   throw new CompareError(`${file} is neither a scenario result (results/*.json) nor a bench result (bench/results/*.json)`);
 }

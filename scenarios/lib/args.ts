@@ -35,6 +35,12 @@ export interface CommonOptions {
   given: ReadonlySet<string>;
   /** Scenario-specific options, as parsed. */
   extra: Record<string, string | boolean | undefined>;
+  /** --faults FILE: a fault schedule (fault-schedule.ts; read and checked before the run starts). */
+  faultsFile?: string;
+  /** False with --no-invariants: no invariant checker on the clusters (invariants.ts). */
+  invariants?: boolean;
+  /** --stop-on-violation: the run stops at the first invariant violation. */
+  stopOnViolation?: boolean;
 }
 
 export interface ExtraOption {
@@ -58,6 +64,9 @@ const COMMON: Record<string, { type: 'string' | 'boolean'; short?: string; help:
   quiet: { type: 'boolean', short: 'q', help: 'no progress, no step log, no tables: just the summary line' },
   out: { type: 'string', arg: 'DIR', help: 'where results go (default: results/)' },
   'no-html': { type: 'boolean', help: 'do not write the HTML report' },
+  faults: { type: 'string', arg: 'FILE', help: 'apply the fault schedule in FILE (JSON, docs/FAULTS.md#schedules) to the first overlay' },
+  'no-invariants': { type: 'boolean', help: 'do not check the invariants (tree, requests, data) along the run' },
+  'stop-on-violation': { type: 'boolean', help: 'stop the run at the first invariant violation' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -142,6 +151,9 @@ export function parseOptions(argv: readonly string[], defaults: Defaults, extra:
     html: values['no-html'] !== true,
     given,
     extra: extraValues,
+    ...(s('faults') !== undefined ? { faultsFile: path.resolve(s('faults')!) } : {}),
+    invariants: values['no-invariants'] !== true,
+    stopOnViolation: values['stop-on-violation'] === true,
   };
 }
 
@@ -234,11 +246,17 @@ export function sizesOption(o: Pick<CommonOptions, 'extra' | 'given' | 'peers'>,
 export function durationOption(o: Pick<CommonOptions, 'extra'>, name: string, maxMs = 7 * 24 * 3600 * 1000): number | undefined {
   const v = o.extra[name];
   if (v === undefined) return undefined;
-  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim()) : null;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-  const ms = m ? Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit] : NaN;
+  const ms = typeof v === 'string' ? durationMs(v, 's') : NaN;
   if (!Number.isFinite(ms) || ms <= 0 || ms > maxMs) throw new UsageError(`--${name} must be a positive duration like 90s, 10m or 1h (at most ${maxMs / 3_600_000} h), not ${JSON.stringify(v)}`);
   return ms;
+}
+
+/** "1500ms", "30s", "2m", "1h" (a bare number: `bare` units, or NaN when none) → ms; NaN when it is not a duration. */
+export function durationMs(v: string, bare?: 'ms' | 's'): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const u = m?.[2] ?? bare;
+  return m && u ? Number(m[1]) * unit[u as keyof typeof unit] : NaN;
 }
 
 /** A positive number option (`--rate 6`), `dflt` when not given. */

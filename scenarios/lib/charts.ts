@@ -17,6 +17,17 @@ export interface ChartSpec {
   note?: string;
   lite?: Record<string, unknown>;
   vega?: Record<string, unknown>;
+  /** The x field of this (Vega-Lite) chart is the scenario clock in ms: the report shades the faults in force (shadeFaults). */
+  timeX?: string;
+}
+
+/** A fault as the charts shade it (records.faults rows: faults.ts FaultRow). */
+export interface FaultSpan {
+  kind: string;
+  at: number;
+  until: number | null;
+  targets: readonly string[];
+  detail: string;
 }
 
 const FONT = 'system-ui, sans-serif';
@@ -195,6 +206,34 @@ export function treeChart(title: string, nodes: readonly Pick<TopoNode, 'id' | '
           : []),
       ],
     },
+  };
+}
+
+/**
+ * A time chart (its `timeX` field on the scenario clock, ms) with the faults
+ * shaded behind its marks: a band per fault over the interval it was in
+ * force (until null: to `endMs`), a dashed line for an instant one (reset,
+ * heal, a zero-length stall), coloured by kind under the legend "fault".
+ * Charts without `timeX`, or no faults: unchanged.
+ */
+export function shadeFaults(c: ChartSpec, faults: readonly FaultSpan[], endMs: number): ChartSpec {
+  if (!c.timeX || !c.lite || faults.length === 0) return c;
+  const { data, mark, encoding, width, height, ...rest } = c.lite as Record<string, unknown>;
+  const x = (encoding as { x?: { title?: string } }).x ?? {};
+  const row = (f: FaultSpan) => ({ fault: f.kind, from: f.at, to: f.until ?? endMs, targets: f.targets.join(' ').slice(0, 80), detail: f.detail });
+  const spans = faults.filter((f) => f.until === null || f.until > f.at).map(row);
+  const instants = faults.filter((f) => f.until !== null && f.until <= f.at).map(row);
+  const color = { field: 'fault', type: 'nominal', title: 'fault', scale: { domain: [...new Set(faults.map((f) => f.kind))].sort(), range: PALETTE.slice(-5).concat(PALETTE) } };
+  const tooltip = ['fault', 'from', 'to', 'targets', 'detail'].map((field) => ({ field }));
+  const fx = { field: 'from', type: 'quantitative', title: x.title };
+  const faultLayers = [
+    ...(spans.length ? [{ data: { values: spans }, mark: { type: 'rect', opacity: 0.18 }, encoding: { x: fx, x2: { field: 'to' }, color, tooltip } }] : []),
+    ...(instants.length ? [{ data: { values: instants }, mark: { type: 'rule', strokeDash: [4, 3], strokeWidth: 1.5 }, encoding: { x: fx, color, tooltip } }] : []),
+  ];
+  return {
+    ...c,
+    lite: { ...rest, width, height, layer: [{ layer: faultLayers }, { data, mark, encoding }], resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } } },
+    note: `${c.note ? `${c.note} ` : ''}Shaded: the faults in force (dashed: instant ones).`,
   };
 }
 

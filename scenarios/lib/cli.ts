@@ -13,6 +13,9 @@ import { cleanupAll, installSignalHandlers } from '../../testnet/cleanup.ts';
 import { printTables, standardTables, writeResults } from './output.ts';
 import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
 import { isStudyArgv, STUDY_HELP, studyMain } from './study.ts';
+import { loadSchedule, refusal, type ScheduleEntry } from './fault-schedule.ts';
+import { createRunner } from './runners.ts';
+import { SimClock } from '../../core/clock.ts';
 import { exitAfterOutput, guardStdout } from '../../core/stdout.ts';
 
 /** True when `importMetaUrl` is the script node was started with. */
@@ -29,11 +32,12 @@ export async function run(def: ScenarioDef, argv: readonly string[], o: { write?
 async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly string[], o: { write?: boolean; print?: boolean }): Promise<ScenarioResult> {
   const print = o.print ?? false;
   def.validate?.(opts);
+  const schedule = opts.faultsFile !== undefined ? await checkedSchedule(opts) : undefined;
   if (print && !opts.quiet && !opts.json) {
     process.stdout.write(`${def.name}: runner ${opts.runner}, ${opts.peers} peers, max-children ${opts.maxChildren}, policy ${opts.policy}` +
       `${opts.latency ? `, latency ${opts.latency} ms` : ''}${opts.bandwidth ? `, bandwidth ${opts.bandwidth.toLocaleString('en-US')} B/s` : ''}, seed ${opts.seed}\n`);
   }
-  const { s, result } = await runScenario(def, opts, argv);
+  const { s, result } = await runScenario(def, opts, argv, { schedule });
   result.tables = [...standardTables(def, result.records, result.tree), ...s.tables];
   if (o.write !== false) await writeResults(opts.out, result, opts.html);
   if (print) {
@@ -47,6 +51,20 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
     }
   }
   return result;
+}
+
+/** --faults FILE read, validated, and refused (UsageError: exit 2) when the runner cannot apply one of its kinds. */
+async function checkedSchedule(opts: CommonOptions): Promise<ScheduleEntry[]> {
+  const schedule = loadSchedule(opts.faultsFile!);
+  // A runner that starts nothing (its simulated clock not driven) says what it can do, before anything runs.
+  const probe = createRunner(opts.runner, { clock: opts.runner === 'memory' ? new SimClock() : undefined });
+  try {
+    const why = refusal(schedule, opts.runner, (k) => probe.faults.unsupported(k));
+    if (why !== null) throw new UsageError(`--faults ${opts.faultsFile}: ${why}`);
+  } finally {
+    await probe.close();
+  }
+  return schedule;
 }
 
 /** Entry point of a scenario file: `if (isMain(import.meta.url)) await main(def)`. */

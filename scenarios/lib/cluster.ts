@@ -20,6 +20,7 @@ import { pool, waitEvent } from './async.ts';
 import { leftoverParts, sha256File, Workspace } from './shares.ts';
 import { demoShare } from '../../testnet/demo-shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
+import { InvariantChecker, type InvariantSink } from './invariants.ts';
 import { FaultUnsupportedError, type DiskSpec, type FaultKind, type FaultRow, type LinkSpec, type RegionMatrix, type SkewSpec } from './faults.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface ClusterHost {
   progress(label: string, total: number): Progress;
   step<T>(name: string, fn: () => Promise<T>, o?: { soft?: boolean }): Promise<T>;
   check(ok: boolean, what: string, detail?: string): boolean;
+  /** Where the cluster's invariant checker reports (invariants.ts); absent or undefined: no checker. */
+  invariantSink?(): InvariantSink | undefined;
 }
 
 export interface ClusterOptions {
@@ -96,6 +99,10 @@ export class Cluster {
   private common: string | undefined;
   /** SHA-256 of holders' files by absolute path, valid while size and mtime are unchanged (see sourceHash). */
   private readonly sourceHashes = new Map<string, { size: number; mtimeMs: number; sha256: Promise<string> }>();
+  /** Peers started with their own maxChildren. */
+  private readonly maxOf = new Map<string, number>();
+  /** The invariant checker (invariants.ts), told of every tree event and fault; undefined with --no-invariants. */
+  readonly inv: InvariantChecker | undefined;
 
   constructor(private readonly s: ClusterHost, o: ClusterOptions = {}) {
     const so = s.opts;
@@ -118,6 +125,23 @@ export class Cluster {
       clock: (o.runner ?? so.runner) === 'memory' ? s.simClock() : undefined,
     });
     this.ws = new Workspace();
+    const sink = s.invariantSink?.();
+    this.inv = sink ? new InvariantChecker(this, s, sink) : undefined;
+  }
+
+  /** Most children `id` accepts. */
+  maxChildrenOf(id: string): number {
+    return this.maxOf.get(id) ?? this.maxChildren;
+  }
+
+  /** The metaserver's registry (the invariant checker compares it with the live peers). */
+  registry() {
+    return this.meta.status();
+  }
+
+  /** Peers keep their files in memory stores (memory runner), not folders. */
+  get memoryStores(): boolean {
+    return this.runner.kind === 'memory';
   }
 
   get kind(): RunnerKind {
@@ -186,6 +210,7 @@ export class Cluster {
       try {
         return await pool(list, o.startConcurrency ?? (this.runner.kind === 'process' ? 4 : 64), async (d) => {
           let h: PeerHandle;
+          if (d.maxChildren !== undefined) this.maxOf.set(d.id, d.maxChildren);
           if (this.runner.kind === 'memory') {
             // No folders: the peer's files live in a memory store (generated from the seed, or copies of shares/<from>).
             const memFiles = [
@@ -217,8 +242,19 @@ export class Cluster {
 
   private track(h: PeerHandle): void {
     this.peers.set(h.id, h);
-    h.on('exit', () => (this.aliveIds = undefined));
-    h.on('repaired', (r) => this.s.records.repairs.push(repairRow(this.round, h.id, this.s.now(), r)));
+    h.on('exit', () => {
+      this.aliveIds = undefined;
+      this.inv?.event('exit', [h.id]);
+    });
+    h.on('repaired', (r) => {
+      this.s.records.repairs.push(repairRow(this.round, h.id, this.s.now(), r));
+      this.inv?.event('repaired', r.newParent ? [h.id, r.newParent.id] : [h.id]);
+    });
+    if (this.inv) {
+      h.on('child-joined', (e) => this.inv!.event('child-joined', [h.id, e.id]));
+      h.on('child-left', (e) => this.inv!.event('child-left', [h.id, e.id]));
+      h.on('parent-lost', (e) => this.inv!.event('parent-lost', [h.id, e.id]));
+    }
   }
 
   private async joinAll(handles: PeerHandle[], concurrency: number, settle: boolean): Promise<void> {
@@ -233,6 +269,7 @@ export class Cluster {
           this.s.records.joins.push(joinRow(this.round, h.id, at, j.timeline));
           this.joined.add(h.id);
           this.aliveIds = undefined;
+          this.inv?.event('joined', j.timeline.parent ? [h.id, j.timeline.parent.id] : [h.id]);
           if (settle) await this.settled(h.id);
           bar.tick();
         });
@@ -294,6 +331,7 @@ export class Cluster {
       if (samples.length === 0 || p.bytes > last![1]) samples.push([t, p.bytes]);
     };
     h.on('progress', onProgress);
+    this.inv?.downloads(by, 1);
     try {
       const d = await this.s.step(what, () => h.download(name, { timeoutMs: o.timeoutMs ?? 60_000 }), { soft: o.mayFail }).finally(() => h.off('progress', onProgress));
       const doneAt = this.s.now();
@@ -325,6 +363,8 @@ export class Cluster {
       this.s.records.transfers.push(row);
       if (o.mayFail) this.s.check(parts.length === 0 || !h.alive, `${what} failed cleanly`, parts.length ? `left ${parts.join(', ')}` : undefined);
       return row;
+    } finally {
+      this.inv?.downloads(by, -1);
     }
   }
 
@@ -375,6 +415,7 @@ export class Cluster {
       const waits = orphans.map((c) => waitEvent(this.peer(c), 'repaired', (r) => r.lost === id, timeoutMs, `${c} to reattach after ${id} ${verb.replace(/s$/, '')}`));
       waits.forEach((w) => w.catch(() => undefined));
       const t0 = this.s.now();
+      this.inv?.event(verb, [id, ...orphans]);
       await go(h);
       await Promise.all(waits);
       return { orphans, ms: this.s.now() - t0 };
@@ -453,6 +494,7 @@ export class Cluster {
     const row: FaultRow = { round: this.round, at, kind, targets, until: o.forMs !== undefined ? at + o.forMs : null, detail };
     this.s.records.faults.push(row);
     if (o.key) this.openFaults.set(o.key, row);
+    this.inv?.event(`fault ${kind}${detail ? ` (${detail})` : ''}`, targets.flatMap((t) => t.split(',')).filter((t) => this.peers.has(t)));
     return row;
   }
 
@@ -515,6 +557,7 @@ export class Cluster {
   }
 
   async close(): Promise<void> {
+    await this.inv?.close();
     await this.runner.close();
     await this.ws.remove();
   }

@@ -179,6 +179,16 @@ export function standardTables(def: { standard?: StandardTables }, r: Records, t
       note: 'repair ms: from the loss being noticed to the orphan being reattached, measured by the orphan.',
     });
   }
+  const faults = r.faults ?? []; // results written before records.faults existed have none
+  if (faults.length) {
+    const fr = new Set(faults.map((f) => f.round)).size > 1;
+    out.push({
+      title: 'Faults applied',
+      head: [...(fr ? ['round'] : []), 'at ms', 'kind', 'targets', 'until ms', 'detail'],
+      rows: faults.map((f) => [...(fr ? [f.round || '—'] : []), ms(f.at), f.kind, f.targets.join(' ') || '—', f.until === null ? 'end' : ms(f.until), f.detail || '—']),
+      note: 'Scenario clock; until: when it stopped being in force (end: still in force when the run ended, or a lasting change).',
+    });
+  }
   if (tree && sd.tree !== 'off') out.push({ title: `Final tree${tree.round ? ` (${tree.round})` : ''}`, head: [], rows: tree.text.split('\n').map((l) => [l]) });
   return out;
 }

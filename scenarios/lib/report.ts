@@ -7,7 +7,7 @@
  * then every printed table. No scripts, no network.
  */
 import { groupBy } from './metrics.ts';
-import { barChart, cdfChart, harmonizeColors, lineChart, pointChart, renderChart, treeChart, type ChartSpec } from './charts.ts';
+import { barChart, cdfChart, harmonizeColors, lineChart, pointChart, renderChart, shadeFaults, treeChart, type ChartSpec } from './charts.ts';
 import type { ScenarioResult } from './records.ts';
 import { checkTree } from '../../testnet/tree.ts';
 
@@ -63,6 +63,18 @@ export function standardCharts(r: ScenarioResult): { trees: ChartSpec[]; charts:
       tooltip: ['by', 'kind', 'name', 'label', 'depth', 'ms'],
     }, 'One point per search, download search or topology request (the requester\'s clock).'));
   }
+  // Requests along the run: on the scenario clock, so the faults in force are shaded behind them (not drawn when every time is zero).
+  const timed = rec.floods.filter((f) => f.completionMs !== null);
+  if (timed.length && timed.some((f) => f.completionMs! > 0)) {
+    charts.push({
+      ...pointChart('Requests along the run', {
+        data: timed.map((f) => ({ at: f.at, ms: f.completionMs, kind: f.kind, answered: f.answered ? 'answered' : 'unanswered', by: f.by, name: f.name || '(topology)', round: f.round || '—' })),
+        x: 'at', y: 'ms', xTitle: `scenario time, ms (${r.clock === 'simulated' ? 'simulated' : 'wall clock'})`, yTitle: 'request sent → answer, ms', color: 'kind', colorTitle: 'request',
+        tooltip: ['at', 'by', 'kind', 'name', 'answered', 'ms'],
+      }, 'One point per search, download search or topology request, at the time it was sent.'),
+      timeX: 'at',
+    });
+  }
   const sampled = rec.transfers.filter((t) => t.samples && t.samples.length >= 2);
   if (sampled.length) {
     const data: Record<string, string | number>[] = [];
@@ -116,7 +128,8 @@ export async function htmlReport(r: ScenarioResult): Promise<string> {
   const own = r.charts ?? [];
   if (std.charts.length || own.length) {
     out.push('<h2>Charts</h2><div class="charts">');
-    for (const c of harmonizeColors([...own, ...std.charts])) out.push(await figure(c));
+    const faults = rec.faults ?? []; // results written before records.faults existed have none
+    for (const c of harmonizeColors([...own, ...std.charts])) out.push(await figure(shadeFaults(c, faults, r.durationMs)));
     out.push('</div>');
   }
   for (const t of r.tables) {

@@ -6,9 +6,11 @@
  * The command-line wrapper is cli.ts.
  */
 import type { TopoNode } from '../../core/index.ts';
-import { SimClock } from '../../core/clock.ts';
+import { realClock, SimClock, type Clock } from '../../core/clock.ts';
 import type { ChartSpec } from './charts.ts';
-import type { CommonOptions, Defaults, ExtraOption } from './args.ts';
+import { durationMs, type CommonOptions, type Defaults, type ExtraOption } from './args.ts';
+import { applySchedule, type ScheduleEntry } from './fault-schedule.ts';
+import type { InvariantSink, Violation } from './invariants.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
 import { progress, type Progress } from './progress.ts';
 import { createRng, type Rng } from './rng.ts';
@@ -55,11 +57,88 @@ export class Scenario {
   private readonly clusters = new Set<Cluster>();
   /** Log every successful step (false: failures only, for phases of many small requests). */
   logSteps = true;
+  /** Actions scheduled with at()/after() and not fired yet, by id. */
+  private readonly pending = new Map<number, { label: string; at: number; cancel: () => void }>();
+  /** Scheduled actions running now (awaited before the clusters close). */
+  private readonly firing = new Set<Promise<void>>();
+  private scheduled = 0;
+  private scheduleEnded = false;
+  private schedule: readonly ScheduleEntry[] | undefined;
+  /** Invariant checks and violations of every cluster (invariants.ts); undefined with --no-invariants. */
+  readonly invariants: InvariantSink | undefined;
+  /** Resolves with why the run stops early (--stop-on-violation). */
+  readonly stopped: Promise<string>;
+  private stop!: (why: string) => void;
 
-  constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = []) {
+  constructor(readonly def: ScenarioDef, readonly opts: CommonOptions, readonly argv: readonly string[] = [], o: { schedule?: readonly ScheduleEntry[] } = {}) {
     this.rng = createRng(opts.seed);
     this.sim = opts.runner === 'memory' ? new SimClock() : undefined;
     if (this.sim) this.simT0 = this.sim.now();
+    this.schedule = o.schedule?.length ? o.schedule : undefined;
+    this.stopped = new Promise((resolve) => (this.stop = resolve));
+    const violations: Violation[] = [];
+    this.invariants = opts.invariants === false ? undefined : {
+      checks: 0,
+      violations,
+      violated: (v) => {
+        violations.push(v);
+        if (violations.length <= VIOLATIONS_LOGGED) this.log(`  ✗ invariant ${v.invariant} violated at ${Math.round(v.at)} ms${v.round ? ` [${v.round}]` : ''}: ${v.detail}`);
+        if (opts.stopOnViolation) this.stop(`stopped at the first invariant violation (--stop-on-violation): ${v.invariant}: ${v.detail}`);
+      },
+    };
+  }
+
+  /** The sink every cluster's invariant checker reports to (undefined with --no-invariants). */
+  invariantSink(): InvariantSink | undefined {
+    return this.invariants;
+  }
+
+  /**
+   * Runs `fn` at `t` on the scenario clock (ms since the start, or a duration
+   * string: '2m', '30s', '1500ms'; simulated under the memory runner), as a
+   * recorded step named `label`: an error in it fails the scenario. At once
+   * when `t` has passed. Still pending when the script ends: cancelled (and
+   * said so).
+   */
+  at(t: number | string, fn: () => unknown, label = 'scheduled action'): void {
+    const ms = typeof t === 'number' ? t : durationMs(t);
+    if (!Number.isFinite(ms) || ms < 0) throw new Error(`s.at: ${JSON.stringify(t)} is not a time (ms, or a duration like '30s', '2m', '1500ms')`);
+    const name = `at ${fmtT(ms)}: ${label}`;
+    if (this.scheduleEnded) {
+      // Scheduled by an action that was still running when the script ended (a fault's undoing): never fires.
+      this.log(`  · cancelled (the script has ended): ${name}`);
+      ((this.summary.cancelledSchedule ??= []) as string[]).push(name);
+      return;
+    }
+    const clock: Clock = this.simClock() ?? realClock;
+    const id = ++this.scheduled;
+    const h = clock.setTimeout(() => {
+      this.pending.delete(id);
+      const p = this.step(name, async () => void (await fn())).catch(() => undefined);
+      this.firing.add(p);
+      void p.finally(() => this.firing.delete(p));
+    }, Math.max(0, ms - this.now()));
+    this.pending.set(id, { label: name, at: ms, cancel: () => clock.clearTimeout(h) });
+  }
+
+  /** Runs `fn` `ms` from now on the scenario clock (see at()). */
+  after(ms: number | string, fn: () => unknown, label?: string): void {
+    const d = typeof ms === 'number' ? ms : durationMs(ms);
+    if (!Number.isFinite(d) || d < 0) throw new Error(`s.after: ${JSON.stringify(ms)} is not a duration (ms, or '30s', '2m', '1500ms')`);
+    this.at(this.now() + d, fn, label);
+  }
+
+  /** Cancels what at()/after() scheduled and did not fire yet (saying so), and waits for what is firing. */
+  private async endSchedule(): Promise<void> {
+    this.scheduleEnded = true;
+    const left = [...this.pending.values()].sort((a, b) => a.at - b.at);
+    for (const p of left) p.cancel();
+    this.pending.clear();
+    if (left.length) {
+      this.log(`  · the script ended with ${left.length} scheduled action(s) still pending, cancelled: ${left.slice(0, 10).map((p) => p.label).join('; ')}${left.length > 10 ? '; …' : ''}`);
+      ((this.summary.cancelledSchedule ??= []) as string[]).push(...left.map((p) => p.label));
+    }
+    await Promise.all([...this.firing]);
   }
 
   /** The scenario's SimClock, its background driver started (memory runner only). */
@@ -136,11 +215,17 @@ export class Scenario {
     const c = new Cluster(this, o);
     this.clusters.add(c);
     try {
-      return await c.start();
+      await c.start();
     } catch (err) {
       await this.closeCluster(c);
       throw err;
     }
+    // --faults FILE: applied to the first overlay of the run.
+    if (this.schedule) {
+      applySchedule(this.schedule, c, this.rng.fork(`faults:${c.round}`), (t, fn, label) => this.at(t, fn, c.round ? `[${c.round}] ${label}` : label));
+      this.schedule = undefined;
+    }
+    return c;
   }
 
   async closeCluster(c: Cluster): Promise<void> {
@@ -190,13 +275,17 @@ export class Scenario {
   }
 
   failures(): string[] {
+    const vs = this.invariants?.violations ?? [];
     return [
       ...this.records.steps.filter((s) => !s.ok && !s.soft).map((s) => `step "${s.name}": ${s.error}`),
       ...this.records.checks.filter((c) => !c.ok).map((c) => `check "${c.what}"${c.detail ? `: ${c.detail}` : ''}`),
+      ...vs.slice(0, VIOLATIONS_LOGGED).map((v) => `invariant "${v.invariant}" at ${Math.round(v.at)} ms${v.round ? ` [${v.round}]` : ''}: ${v.detail}`),
+      ...(vs.length > VIOLATIONS_LOGGED ? [`… and ${vs.length - VIOLATIONS_LOGGED} more invariant violations (summary.invariants.list)`] : []),
     ];
   }
 
   async closeAll(): Promise<void> {
+    await this.endSchedule();
     // Simulated time stops with the scenario: closing needs no timer (peers and metaservers stop at once).
     if (this.simDriving) {
       this.simDriving = false;
@@ -207,6 +296,7 @@ export class Scenario {
 
   result(): ScenarioResult {
     const o = this.opts;
+    if (this.invariants) this.summary.invariants = { checks: this.invariants.checks, violations: this.invariants.violations.length, list: this.invariants.violations.slice(0, VIOLATIONS_KEPT) };
     const failures = this.failures();
     return {
       scenario: this.def.name,
@@ -232,11 +322,23 @@ export class Scenario {
   }
 }
 
+/** Violations named in the failures and the log (the rest are counted); kept in summary.invariants.list. */
+const VIOLATIONS_LOGGED = 20;
+const VIOLATIONS_KEPT = 200;
+
+/** A scenario time for a step name: "1500 ms", "30 s", "2 min". */
+function fmtT(ms: number): string {
+  return ms < 10_000 ? `${Math.round(ms)} ms` : ms < 120_000 ? `${+(ms / 1000).toFixed(1)} s` : `${+(ms / 60_000).toFixed(2)} min`;
+}
+
 /** Runs a scenario to the end; never throws for a failed step (it is in `failures`); always closes what it started. */
-export async function runScenario(def: ScenarioDef, opts: CommonOptions, argv: readonly string[] = []): Promise<{ s: Scenario; result: ScenarioResult }> {
-  const s = new Scenario(def, opts, argv);
+export async function runScenario(def: ScenarioDef, opts: CommonOptions, argv: readonly string[] = [], o: { schedule?: readonly ScheduleEntry[] } = {}): Promise<{ s: Scenario; result: ScenarioResult }> {
+  const s = new Scenario(def, opts, argv, o);
   try {
-    await def.run(s);
+    const script = def.run(s);
+    script.catch(() => undefined); // after a stop, its failure (the clusters closed under it) is not news
+    const stop = await Promise.race([script.then(() => null), s.stopped]);
+    if (stop !== null) s.records.steps.push({ name: 'scenario script', ok: false, at: s.now(), ms: 0, error: stop });
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     if (!s.records.steps.some((x) => !x.ok && !x.soft && x.error === msg)) s.records.steps.push({ name: 'scenario script', ok: false, at: s.now(), ms: 0, error: msg });
