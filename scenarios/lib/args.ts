@@ -37,6 +37,8 @@ export interface CommonOptions {
   extra: Record<string, string | boolean | undefined>;
   /** --faults FILE: a fault schedule (fault-schedule.ts; read and checked before the run starts). */
   faultsFile?: string;
+  /** --regions FILE: latency/bandwidth between named regions (regions.ts; read and checked before the run starts). */
+  regionsFile?: string;
   /** False with --no-invariants: no invariant checker on the clusters (invariants.ts). */
   invariants?: boolean;
   /** --stop-on-violation: the run stops at the first invariant violation. */
@@ -65,6 +67,7 @@ const COMMON: Record<string, { type: 'string' | 'boolean'; short?: string; help:
   out: { type: 'string', arg: 'DIR', help: 'where results go (default: results/)' },
   'no-html': { type: 'boolean', help: 'do not write the HTML report' },
   faults: { type: 'string', arg: 'FILE', help: 'apply the fault schedule in FILE (JSON, docs/FAULTS.md#schedules) to the first overlay' },
+  regions: { type: 'string', arg: 'FILE', help: 'link latency/bandwidth between named regions (JSON, docs/FAULTS.md#regions); each peer in a region drawn by the seed' },
   'no-invariants': { type: 'boolean', help: 'do not check the invariants (tree, requests, data) along the run' },
   'stop-on-violation': { type: 'boolean', help: 'stop the run at the first invariant violation' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
@@ -152,6 +155,7 @@ export function parseOptions(argv: readonly string[], defaults: Defaults, extra:
     given,
     extra: extraValues,
     ...(s('faults') !== undefined ? { faultsFile: path.resolve(s('faults')!) } : {}),
+    ...(s('regions') !== undefined ? { regionsFile: path.resolve(s('regions')!) } : {}),
     invariants: values['no-invariants'] !== true,
     stopOnViolation: values['stop-on-violation'] === true,
   };

@@ -14,6 +14,7 @@ import { printTables, standardTables, writeResults } from './output.ts';
 import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.ts';
 import { isStudyArgv, STUDY_HELP, studyMain } from './study.ts';
 import { loadSchedule, refusal, type ScheduleEntry } from './fault-schedule.ts';
+import { loadRegions } from './regions.ts';
 import { createRunner } from './runners.ts';
 import { SimClock } from '../../core/clock.ts';
 import { exitAfterOutput, guardStdout } from '../../core/stdout.ts';
@@ -33,6 +34,7 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
   const print = o.print ?? false;
   def.validate?.(opts);
   const schedule = opts.faultsFile !== undefined ? await checkedSchedule(opts) : undefined;
+  if (opts.regionsFile !== undefined) await checkedRegions(opts);
   if (print && !opts.quiet && !opts.json) {
     process.stdout.write(`${def.name}: runner ${opts.runner}, ${opts.peers} peers, max-children ${opts.maxChildren}, policy ${opts.policy}` +
       `${opts.latency ? `, latency ${opts.latency} ms` : ''}${opts.bandwidth ? `, bandwidth ${opts.bandwidth.toLocaleString('en-US')} B/s` : ''}, seed ${opts.seed}\n`);
@@ -51,6 +53,18 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
     }
   }
   return result;
+}
+
+/** --regions FILE read and validated, and refused (UsageError: exit 2) on a runner that cannot shape links. */
+async function checkedRegions(opts: CommonOptions): Promise<void> {
+  loadRegions(opts.regionsFile!);
+  const probe = createRunner(opts.runner, { clock: opts.runner === 'memory' ? new SimClock() : undefined });
+  try {
+    const why = probe.faults.unsupported('shape');
+    if (why !== null) throw new UsageError(`--regions ${opts.regionsFile}: the ${opts.runner} runner cannot shape links: ${why}`);
+  } finally {
+    await probe.close();
+  }
 }
 
 /** --faults FILE read, validated, and refused (UsageError: exit 2) when the runner cannot apply one of its kinds. */

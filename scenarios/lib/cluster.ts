@@ -21,7 +21,8 @@ import { leftoverParts, sha256File, Workspace } from './shares.ts';
 import { demoShare } from '../../testnet/demo-shares.ts';
 import { checkTree, type TreeCheck } from '../../testnet/tree.ts';
 import { InvariantChecker, type InvariantSink } from './invariants.ts';
-import { FaultUnsupportedError, type DiskSpec, type FaultKind, type FaultRow, type LinkSpec, type RegionMatrix, type SkewSpec } from './faults.ts';
+import { loadRegions, regionFor, type Regions } from './regions.ts';
+import { FaultUnsupportedError, META, type DiskSpec, type FaultKind, type FaultRow, type LinkSpec, type RegionMatrix, type SkewSpec } from './faults.ts';
 
 /**
  * What a Cluster needs from the scenario that owns it (a Scenario is one).
@@ -154,7 +155,22 @@ export class Cluster {
 
   async start(): Promise<this> {
     this.meta = await this.s.step(this.tag(`metaserver starts (policy ${this.policy}, ${this.runner.kind} runner)`), () => this.runner.startMetaserver({ policy: this.policy }));
+    if (this.s.opts.regionsFile !== undefined) {
+      this.regions = loadRegions(this.s.opts.regionsFile);
+      this.regionOf.set(META, this.regions.metaserver);
+    }
     return this;
+  }
+
+  /** --regions: the regions read at start, and each node's region (drawn by the seed when the peer starts). */
+  private regions: Regions | undefined;
+  readonly regionOf = new Map<string, string>();
+
+  /** Gives the started peers their regions (before they join, so their joins cross shaped links). Not a fault: the run's network. */
+  private async placeInRegions(ids: readonly string[]): Promise<void> {
+    if (!this.regions) return;
+    for (const id of ids) this.regionOf.set(id, regionFor(this.regions, this.s.rng, id));
+    await this.runner.faults.shapeRegions(this.regionOf, this.regions.matrix);
   }
 
   peer(id: string): PeerHandle {
@@ -231,6 +247,7 @@ export class Cluster {
         bar.done();
       }
     });
+    await this.placeInRegions(handles.map((h) => h.id));
     await this.joinAll(handles, o.joinConcurrency ?? 1, o.settle ?? false);
     return handles;
   }

@@ -65,3 +65,18 @@ test('regions are drawn by the seed, per peer, in proportion to the weights', (t
   t.true(Math.abs(share('us') - 0.25) < 0.04, `us ${share('us')}`);
   t.true(Math.abs(share('asia') - 0.25) < 0.04, `asia ${share('asia')}`);
 });
+
+test('--regions shapes every link of a run, the metaserver\'s too, and a bad file is refused before anything runs', async (t) => {
+  const { run } = await import('../../scenarios/lib/cli.ts');
+  const { example } = await import('../../scenarios/example.ts');
+  const f = withFile(t, { regions: { here: 1 }, links: { here: { here: { latencyMs: 50 } } } });
+  const base = ['--runner', 'memory', '--peers', '3', '--seed', '4', '--quiet'];
+  const plain = await run(example, base, { write: false });
+  const shaped = await run(example, [...base, '--regions', f], { write: false });
+  t.true(plain.ok && shaped.ok, [...plain.failures, ...shaped.failures].join('; '));
+  // A metaserver round trip: the connect's round trip (2 × 50 ms) and the request and its answer (2 × 50 ms).
+  t.is(plain.records.joins[0]!.metaRttMs, 0);
+  t.true(shaped.records.joins[0]!.metaRttMs >= 200, `${shaped.records.joins[0]!.metaRttMs} ms`);
+  t.deepEqual(shaped.records.faults, [], 'the regions are the run\'s network, not a fault');
+  await t.throwsAsync(run(example, [...base, '--regions', withFile(t, { regions: {}, links: {} })], { write: false }), { instanceOf: UsageError, message: /give 1 to 64 regions/ });
+});
