@@ -54,7 +54,7 @@ const NOT_SCENARIOS = new Set(['compare']);
 
 const { values: opt } = parseArgs({ options: { only: { type: 'string' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
 if (opt.help) {
-  process.stdout.write('usage: npm run smoke [-- --only five-peers,scenarios,compare,study,bench,commands] [--keep]\n');
+  process.stdout.write('usage: npm run smoke [-- --only five-peers,scenarios,compare,faults,study,bench,commands] [--keep]\n');
   process.exit(0);
 }
 const only = opt.only ? new Set(opt.only.split(',')) : null;
@@ -150,6 +150,20 @@ try {
       expectExit(r, 0, 'compare');
       const cmp = parseJson<unknown>(r.stdout, 'compare');
       if (typeof cmp !== 'object' || cmp === null) throw new Error('compare: the JSON is not an object');
+    });
+  }
+
+  if (want('faults')) {
+    await step('churn.ts --faults scenarios/faults/split-half.json; latency.ts --regions scenarios/regions/three-continents.json (--json | JSON.parse)', async () => {
+      const f = await run`${NPX} tsx scenarios/churn.ts --runner memory --peers 200 --duration 2m --faults scenarios/faults/split-half.json --seed 1 --json --out ${results} --no-html`;
+      expectExit(f, 0, 'churn --faults');
+      const fr = parseJson<{ ok: boolean; records?: { faults?: unknown[] }; summary?: { invariants?: { checks?: number; violations?: number } } }>(f.stdout, 'churn --faults');
+      if (!fr.records?.faults?.length) throw new Error('churn --faults: no fault recorded in records.faults');
+      if (!fr.summary?.invariants?.checks || fr.summary.invariants.violations !== 0) throw new Error(`churn --faults: invariants ${JSON.stringify(fr.summary?.invariants)}`);
+      const g = await run`${NPX} tsx scenarios/latency.ts --runner memory --peers 12 --latencies 0 --regions scenarios/regions/three-continents.json --seed 1 --json --out ${results} --no-html`;
+      expectExit(g, 0, 'latency --regions');
+      const gr = parseJson<{ ok: boolean; records?: { joins?: { metaRttMs: number }[] } }>(g.stdout, 'latency --regions');
+      if (!gr.records?.joins?.some((j) => j.metaRttMs > 0)) throw new Error('latency --regions: every metaserver round trip took 0 ms: the regions shaped nothing');
     });
   }
 
