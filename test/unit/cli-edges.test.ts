@@ -11,7 +11,7 @@ import { parseSize, sizeValue, UsageError } from '../../core/control/args.ts';
 import { METASERVER_HELP } from '../../core/control/metaserver-args.ts';
 import { parsePeerArgs, PEER_HELP } from '../../core/control/peer-args.ts';
 import { formatRate, formatTransfer, metaserverCommand, transferRate } from '../../core/cli/format.ts';
-import { mbpsCell, standardTables } from '../../scenarios/lib/output.ts';
+import { mbpsCell, NO_SIMULATED_TIME, standardTables } from '../../scenarios/lib/output.ts';
 import { Term } from '../../core/cli/term.ts';
 import { confirmLeave } from '../../core/cli/peer-menu.ts';
 import { helpText, parseOptions, parseRate } from '../../scenarios/lib/args.ts';
@@ -64,8 +64,9 @@ test('scenario tables follow the menu\'s rate rule: small or ~0 ms transfers sho
   const records = { joins: [], floods: [], repairs: [], steps: [], checks: [], memory: [], phases: [], faults: [], transfers: [row('pwd1.txt', 87, 6.5), row('zero.bin', 4_194_304, 0), row('big.bin', 12_000_000, 1200)] };
   const table = standardTables({}, records as never, undefined as never).find((x) => x.title === 'Transfers')!;
   const col = table.head.indexOf('MB/s');
-  // Before: 0.013 for 87 bytes (the menu says "87 bytes in 6.50 ms") and 4194304.0 for a 0 ms simulated transfer.
-  t.deepEqual(table.rows.map((r) => r[col]), ['—', '—', '10.0']);
+  // Before: 0.013 for 87 bytes (the menu says "87 bytes in 6.50 ms") and 4194304.0 for a 0 ms simulated transfer,
+  // which now says why it has no rate.
+  t.deepEqual(table.rows.map((r) => r[col]), ['—', NO_SIMULATED_TIME, '10.0']);
   t.is(transferRate(87, 6.5), null);
   t.is(transferRate(4_194_304, 0), null);
   t.is(mbpsCell(9.5), '9.50');
