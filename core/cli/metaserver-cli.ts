@@ -13,6 +13,13 @@ import { exitAfterOutput } from '../stdout.ts';
 /** `keyed`: the network key is on; `tokenKeyFile`: where its token key is kept (shown at start), null when it runs without one. */
 export function runMetaserverCli(meta: Metaserver, o: { keyed: boolean; tokenKeyFile: string | null }): void {
   const out = (line: string) => process.stdout.write(line + '\n');
+  // Before the banner: Ctrl-C the moment it shows stops cleanly, not by the default kill.
+  onSignals(() => {
+    void meta.stop().finally(() => {
+      out('metaserver stopped');
+      void exitAfterOutput(0);
+    });
+  });
   const a = meta.address;
   out(`treeshare metaserver listening on ${addrKey(a)} (referral policy ${meta.policy})${keyNote(o.keyed)}`);
   out(o.tokenKeyFile === null ? 'token key: none (peers\' ids are not protected across a restart)' : `token key: ${o.tokenKeyFile} (keep it: peers take their ids back after a restart)`);
@@ -22,10 +29,4 @@ export function runMetaserverCli(meta: Metaserver, o: { keyed: boolean; tokenKey
   meta.on('drop', (r) => out(`drop      ${r.id}: ${r.reason}`));
   meta.on('announce', (r) => r.isNew && out(`announce  ${r.id}  known again (parent ${r.parent ?? 'none'}, depth ${r.depth})`));
   meta.on('protocol-error', (e) => out(`refused   ${e.remote}: ${e.message} [${e.code}]`));
-  onSignals(() => {
-    void meta.stop().finally(() => {
-      out('metaserver stopped');
-      void exitAfterOutput(0);
-    });
-  });
 }

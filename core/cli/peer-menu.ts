@@ -67,11 +67,6 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
   const term = new Term();
   const s = term.style;
   const c: MenuCtx = { peer, term, s, liveHits: false, leaving: false, bar: new DownloadBar(term) };
-  const nFiles = await peer.files().then((f) => f.length, () => 0);
-  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}${keyNote(!!cfg.options.networkKey)}`));
-  term.say(MENU);
-  printEvents(c);
-
   let leaving: Promise<never> | undefined;
   const leave = (why: string): Promise<never> =>
     (leaving ??= (async () => {
@@ -90,8 +85,14 @@ export async function runPeerMenu(peer: Peer, cfg: PeerConfig): Promise<void> {
       term.close();
       return exitAfterOutput(0);
     })());
+  // Before anything is printed: a Ctrl-C the moment the menu shows (or a harness that waits for
+  // the menu and then signals) is a graceful stop, not the default kill.
   onSignals((sig) => void leave(sig));
   term.onInterrupt(() => void leave('Ctrl-C'));
+  const nFiles = await peer.files().then((f) => f.length, () => 0);
+  term.say(s.bold(`treeshare peer ${peer.id} on ${addrKey(peer.address)}, sharing ${peer.opts.share} (${plural(nFiles, 'file')}), metaserver ${addrKey(peer.opts.meta)}${keyNote(!!cfg.options.networkKey)}`));
+  term.say(MENU);
+  printEvents(c);
 
   if (cfg.autoJoin) {
     const failed = await register(c);

@@ -15,8 +15,6 @@ import { MetaserverCommand, type CommandId, type MetaserverEvent } from './schem
 const emit = (e: MetaserverEvent) => emitAny(e);
 
 export function runMetaserverControl(meta: Metaserver): void {
-  const a = meta.address;
-  emit({ event: 'ready', host: a.host, port: a.port, policy: meta.policy, pid: process.pid });
   meta.on('register', (r) => emit({ event: 'register', peer: r.id, host: r.host, port: r.port, referral: r.referral }));
   meta.on('announce', (r) => emit({ event: 'announce', peer: r.id, parent: r.parent, depth: r.depth, isNew: r.isNew }));
   meta.on('leave', (r) => emit({ event: 'leave', peer: r.id }));
@@ -30,7 +28,10 @@ export function runMetaserverControl(meta: Metaserver): void {
       emit({ event: 'stopped', ...(id !== undefined ? { id } : {}) });
       return exitAfterOutput(0);
     })());
+  // Before `ready`: a driver that signals as soon as it reads `ready` gets a clean stop, not the default kill.
   onSignals(() => void stop());
+  const a = meta.address;
+  emit({ event: 'ready', host: a.host, port: a.port, policy: meta.policy, pid: process.pid });
 
   const run = async (c: MetaserverCommand): Promise<MetaserverEvent> => {
     switch (c.cmd) {

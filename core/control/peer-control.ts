@@ -52,9 +52,6 @@ export function searchedEvent(r: SearchResult): EventOf<PeerEvent, 'searched'> {
 }
 
 export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void> {
-  const a = peer.address;
-  emit({ event: 'ready', peer: peer.id, host: a.host, port: a.port, share: peer.opts.share, meta: addrKey(peer.opts.meta), pid: process.pid });
-  forwardEvents(peer);
 
   let leaving: Promise<never> | undefined;
   const leaveAndExit = (id?: CommandId): Promise<never> =>
@@ -69,7 +66,11 @@ export async function runPeerControl(peer: Peer, cfg: PeerConfig): Promise<void>
       return exitAfterOutput(0);
     })());
 
+  // Before `ready`: a driver that signals as soon as it reads `ready` gets a graceful leave, not the default kill.
   onSignals(() => void leaveAndExit());
+  const a = peer.address;
+  emit({ event: 'ready', peer: peer.id, host: a.host, port: a.port, share: peer.opts.share, meta: addrKey(peer.opts.meta), pid: process.pid });
+  forwardEvents(peer);
 
   const run = async (c: PeerCommand): Promise<PeerEvent> => {
     switch (c.cmd) {
