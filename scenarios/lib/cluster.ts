@@ -515,6 +515,11 @@ export class Cluster {
     return row;
   }
 
+  /** True while `id` is paused (c.pause without its c.resume). */
+  isPaused(id: string): boolean {
+    return this.openFaults.has(`pause:${id}`);
+  }
+
   /** Links between groups carry nothing until heal() (see RunnerFaults.partition). */
   partition(groups: readonly (readonly string[])[], o: { oneWay?: boolean } = {}): Promise<FaultRow> {
     return this.fault('partition', groups.map((g) => g.join(',')), o.oneWay ? 'one way' : 'both ways', () => this.runner.faults.partition(groups, o), { key: 'partition', closes: 'partition' });

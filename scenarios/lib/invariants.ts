@@ -62,7 +62,7 @@ export interface CheckedPeer {
   readonly id: string;
   readonly alive: boolean;
   readonly share: string;
-  status(): Promise<Pick<PeerState, 'parent' | 'children'>>;
+  status(o?: { timeoutMs?: number }): Promise<Pick<PeerState, 'parent' | 'children'>>;
   storedSha256?(name: string): Promise<string | null>;
   openTemps?(): number;
 }
@@ -76,7 +76,12 @@ export interface CheckedCluster {
   registry(): Promise<Pick<RegistryEntry, 'id'>[]>;
   /** True when peers keep their files in memory stores (memory runner). */
   readonly memoryStores: boolean;
+  /** True while the peer is paused (a fault): it cannot answer, and its state cannot change until it resumes. */
+  isPaused?(id: string): boolean;
 }
+
+/** How long the checker waits for one peer's state (a peer stopped by a signal would otherwise hold it for the Op default). */
+const STATUS_TIMEOUT_MS = 5000;
 
 /** What the checker needs of the scenario. */
 export interface CheckerHost {
@@ -200,9 +205,13 @@ export class InvariantChecker {
         this.parentOf.delete(id);
         continue;
       }
+      if (this.c.isPaused?.(id)) {
+        this.dirty.add(id); // read once it resumes
+        continue;
+      }
       let st: Pick<PeerState, 'parent' | 'children'>;
       try {
-        st = await h.status();
+        st = await h.status({ timeoutMs: STATUS_TIMEOUT_MS });
       } catch {
         continue; // gone meanwhile: its exit is an event of its own
       }
@@ -296,7 +305,7 @@ export class InvariantChecker {
       this.quietDone = 1;
       const parent = new Map<string, string | null>();
       for (const id of alive) {
-        const st = await this.c.peers.get(id)!.status().catch(() => null);
+        const st = await this.c.peers.get(id)!.status({ timeoutMs: STATUS_TIMEOUT_MS }).catch(() => null);
         if (st) parent.set(id, st.parent?.id ?? null);
       }
       for (const [id, p] of parent) this.parentOf.set(id, p);

@@ -226,3 +226,24 @@ test('a violation fails the run with its detail; --stop-on-violation ends the ru
   t.true(stopped.result.durationMs < 30_000, `${stopped.result.durationMs} ms`);
   t.true(stopped.result.failures.some((f) => f.includes('stopped at the first invariant violation (--stop-on-violation): requests')), stopped.result.failures.join('\n'));
 });
+
+test('tree: a paused peer is not asked (a stopped process would hold the check for a whole timeout) and is read once it resumes', async (t) => {
+  const w = world({ peers: { A: { parent: null, children: ['B'] }, B: { parent: 'A', children: ['C', 'D', 'E'] } } });
+  let paused = true;
+  const cluster = (w.inv as unknown as { c: CheckedCluster }).c;
+  cluster.isPaused = (id) => paused && id === 'B';
+  const b = w.peers.get('B')!;
+  const answer = b.status;
+  let asked = 0;
+  b.status = () => (asked++, paused ? new Promise(() => undefined) : answer());
+  w.inv.event('fault pause', ['B']);
+  await w.inv.check();
+  t.is(asked, 0, 'not asked while paused');
+  t.is(w.violations.length, 0);
+  paused = false;
+  w.inv.event('fault resume', ['B']);
+  await w.inv.check();
+  t.is(asked, 1, 'read once resumed');
+  t.regex(w.violations[0]?.detail ?? '', /B has 3 children/);
+  await w.inv.close();
+});
