@@ -145,6 +145,18 @@ export const partition: ScenarioDef = {
   },
 };
 
+type ReqWhere = Pick<Req, 'phase' | 'at' | 'by' | 'name' | 'sameSide' | 'alive'>;
+
+/** A search's record: answered unless the request failed; the reached and missing counts of its flood. */
+function searchReq(w: ReqWhere, f: FloodRow): Req {
+  return { ...w, kind: 'search', answered: f.answered && !f.error, found: f.hits.length > 0, ok: f.answered, reached: f.reached, missing: f.missing.length, errorCode: f.error ?? null };
+}
+
+/** A download's record: verified or its error code. */
+function downloadReq(w: ReqWhere, t: TransferRow): Req {
+  return { ...w, kind: 'download', answered: true, found: t.ok, ok: t.ok, reached: 0, missing: 0, errorCode: t.ok ? null : t.errorCode ?? null };
+}
+
 function fileOf(id: string): string {
   return `${id.toLowerCase()}.dat`;
 }
@@ -181,10 +193,10 @@ function startLoad(s: Scenario, c: Cluster, reqs: Req[], workers: number, think:
         if (r.next() < 0.25 && !copies.has(`${by}:${name}`)) {
           const t: TransferRow = await c.download(by, name, { label: phase, mayFail: true, timeoutMs: 60_000 });
           if (t.ok) copies.add(`${by}:${name}`);
-          reqs.push({ phase, at, kind: 'download', by, name, sameSide, answered: true, found: t.ok, ok: t.ok, reached: 0, missing: 0, alive: alive.length, errorCode: t.ok ? null : t.errorCode ?? null });
+          reqs.push(downloadReq({ phase, at, by, name, sameSide, alive: alive.length }, t));
         } else {
           const f: FloodRow = await c.search(by, name, { label: phase });
-          reqs.push({ phase, at, kind: 'search', by, name, sameSide, answered: f.answered && !f.error, found: f.hits.length > 0, ok: f.answered, reached: f.reached, missing: f.missing.length, alive: alive.length, errorCode: f.error ?? null });
+          reqs.push(searchReq({ phase, at, by, name, sameSide, alive: alive.length }, f));
         }
       }
       await s.sleep(think);
@@ -221,10 +233,10 @@ async function mixedPhase(s: Scenario, c: Cluster, reqs: Req[], length: number, 
     const at = s.now();
     const alive = c.alive().length;
     const f = await c.search(id, fileOf(other), { label: 'mixed' });
-    reqs.push({ phase: 'mixed', at, kind: 'search', by: id, name: fileOf(other), sameSide: null, answered: f.answered && !f.error, found: f.hits.length > 0, ok: f.answered, reached: f.reached, missing: f.missing.length, alive, errorCode: f.error ?? null });
+    reqs.push(searchReq({ phase: 'mixed', at, by: id, name: fileOf(other), sameSide: null, alive }, f));
     const at2 = s.now();
     const t = await c.download(other, fileOf(id), { label: 'mixed', mayFail: true, timeoutMs: 60_000 });
-    reqs.push({ phase: 'mixed', at: at2, kind: 'download', by: other, name: fileOf(id), sameSide: null, answered: true, found: t.ok, ok: t.ok, reached: 0, missing: 0, alive, errorCode: t.ok ? null : t.errorCode ?? null });
+    reqs.push(downloadReq({ phase: 'mixed', at: at2, by: other, name: fileOf(id), sameSide: null, alive }, t));
   };
 
   // A flaky link: the link between `flaky` and its parent is reset every 5 s.

@@ -15,6 +15,7 @@ import { runScenario, type ScenarioDef, type ScenarioResult } from './scenario.t
 import { isStudyArgv, STUDY_HELP, studyMain } from './study.ts';
 import { loadSchedule, refusal, type ScheduleEntry } from './fault-schedule.ts';
 import { loadRegions } from './regions.ts';
+import { FAULT_KINDS, type FaultKind } from './faults.ts';
 import { createRunner } from './runners.ts';
 import { SimClock } from '../../core/clock.ts';
 import { exitAfterOutput, guardStdout } from '../../core/stdout.ts';
@@ -55,29 +56,27 @@ async function execute(def: ScenarioDef, opts: CommonOptions, argv: readonly str
   return result;
 }
 
+/** What the run's runner cannot do, asked of a runner that starts nothing (its simulated clock not driven), before anything runs. */
+async function unsupportedBy(opts: CommonOptions): Promise<{ unsupported(kind: FaultKind): string | null }> {
+  const probe = createRunner(opts.runner, { clock: opts.runner === 'memory' ? new SimClock() : undefined });
+  const why = new Map(FAULT_KINDS.map((k) => [k, probe.faults.unsupported(k)] as const));
+  await probe.close();
+  return { unsupported: (k) => why.get(k) ?? null };
+}
+
 /** --regions FILE read and validated, and refused (UsageError: exit 2) on a runner that cannot shape links. */
 async function checkedRegions(opts: CommonOptions): Promise<void> {
   loadRegions(opts.regionsFile!);
-  const probe = createRunner(opts.runner, { clock: opts.runner === 'memory' ? new SimClock() : undefined });
-  try {
-    const why = probe.faults.unsupported('shape');
-    if (why !== null) throw new UsageError(`--regions ${opts.regionsFile}: the ${opts.runner} runner cannot shape links: ${why}`);
-  } finally {
-    await probe.close();
-  }
+  const why = (await unsupportedBy(opts)).unsupported('shape');
+  if (why !== null) throw new UsageError(`--regions ${opts.regionsFile}: the ${opts.runner} runner cannot shape links: ${why}`);
 }
 
 /** --faults FILE read, validated, and refused (UsageError: exit 2) when the runner cannot apply one of its kinds. */
 async function checkedSchedule(opts: CommonOptions): Promise<ScheduleEntry[]> {
   const schedule = loadSchedule(opts.faultsFile!);
-  // A runner that starts nothing (its simulated clock not driven) says what it can do, before anything runs.
-  const probe = createRunner(opts.runner, { clock: opts.runner === 'memory' ? new SimClock() : undefined });
-  try {
-    const why = refusal(schedule, opts.runner, (k) => probe.faults.unsupported(k));
-    if (why !== null) throw new UsageError(`--faults ${opts.faultsFile}: ${why}`);
-  } finally {
-    await probe.close();
-  }
+  const can = await unsupportedBy(opts);
+  const why = refusal(schedule, opts.runner, (k) => can.unsupported(k));
+  if (why !== null) throw new UsageError(`--faults ${opts.faultsFile}: ${why}`);
   return schedule;
 }
 

@@ -41,7 +41,7 @@ import { sleepOn, type Clock, type TimerHandle } from '../../core/clock.ts';
 import { addrKey, type HostPort, type Listener, type Transport } from '../../core/index.ts';
 import { abortError, type ByteLink, type Connection } from '../../core/transport/connection.ts';
 import type { ConnectOptions, ListenOptions } from '../../core/transport/transport.ts';
-import { noFaults, type FaultKind, type LinkFaults, type LinkSpec, type RegionMatrix, type RunnerFaults } from './faults.ts';
+import { noFaults, regionLink, type FaultKind, type LinkFaults, type LinkSpec, type RegionMatrix, type RunnerFaults } from './faults.ts';
 
 /** Bytes a FaultyLink queues in one direction before write() says false (outgoing) or the inner link is paused (incoming). */
 export const HIGH_WATER = 1024 * 1024;
@@ -527,7 +527,7 @@ export class FaultPlane implements LinkFaults, LinkHost {
     const ra = r?.of.get(from);
     const rb = r?.of.get(to);
     if (ra === undefined || rb === undefined) return undefined;
-    return r!.m.links[ra]?.[rb] ?? r!.m.links[rb]?.[ra];
+    return regionLink(r!.m, ra, rb);
   }
 
   /** Latency out and back between two nodes under their shapes, ms. */

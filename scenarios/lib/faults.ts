@@ -45,6 +45,11 @@ export interface RegionMatrix {
   links: Record<string, Record<string, LinkSpec>>;
 }
 
+/** The shape from region a to region b: links[a][b], else links[b][a], else undefined. */
+export function regionLink(m: RegionMatrix, a: string, b: string): LinkSpec | undefined {
+  return m.links[a]?.[b] ?? m.links[b]?.[a];
+}
+
 /**
  * What a runner does for each fault. Every method resolves once the fault is
  * in force. A runner that cannot do a kind says why in `unsupported(kind)`,

@@ -21,6 +21,8 @@ import { z } from 'zod';
 import { sizeValue } from '../../core/control/args.ts';
 import { UsageError } from './args.ts';
 import type { LinkSpec, RegionMatrix } from './faults.ts';
+
+export { regionLink } from './faults.ts';
 import { readJsonFile } from './json-file.ts';
 import type { Rng } from './rng.ts';
 
@@ -75,11 +77,6 @@ export function loadRegions(file: string): Regions {
   const metaserver = r.data.metaserver ?? weights[0]![0];
   if (!names.has(metaserver)) throw fail(`${file}: metaserver: no region named ${JSON.stringify(metaserver)}`);
   return { matrix: { regions: weights.map(([n]) => n), links }, weights, metaserver };
-}
-
-/** The shape from region a to region b: links[a][b], else links[b][a], else undefined. */
-export function regionLink(m: RegionMatrix, a: string, b: string): LinkSpec | undefined {
-  return m.links[a]?.[b] ?? m.links[b]?.[a];
 }
 
 /** A region for a peer, drawn from the weights by the peer's own fork of the seed (the same for a peer id whatever the order peers start in). */
